@@ -1,0 +1,185 @@
+"""The matrix forms of backpropagation, as SymPy matrix expressions with concrete values.
+
+Each form is an abstract equation over MatrixSymbols (printable to LaTeX and to NumPy)
+and its concrete value, the same expression with every symbol replaced by the explicit
+matrix of the network's atoms. The proof compares these values entry by entry with
+the chain rule; code generation prints the abstract expressions.
+
+Orientation, once: in the column convention vectors are columns and a batch of B
+examples sits side by side (n_l x B); in the row convention they are rows and the
+batch is stacked (B x n_l). delta^{(l)} follows the convention, except in the
+diagonal-matrix (D) forms, which are written for one example with delta as a column,
+as in the 2-2-2 note and Nielsen's exercise. `w{l}` is always the non-bias weights
+indexed [j, k]; `W{l}` is the parameter matrix in the spec's own layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import sympy as sp
+from sympy import HadamardProduct, MatrixSymbol, OneMatrix
+
+from .network import Network
+
+
+@dataclass(frozen=True)
+class Form:
+    """One matrix equation: lhs = expr, and what its entries must equal."""
+
+    key: str  # "BP1", "BP2[1]", "dC/dW2", ...
+    label: str  # human name
+    lhs: MatrixSymbol
+    expr: sp.MatrixExpr
+    truth: str  # "delta", "delta_col", "grad", "gradT", "update"
+    layer: int
+    matrix: str | None = None  # "W2" / "b2" for grad forms
+
+
+class MatrixForms:
+    def __init__(self, net: Network):
+        self.net = net
+        self.row = net.spec.convention == "row"
+        self.gamma = sp.Symbol("gamma")
+        self.sym: dict[str, MatrixSymbol] = {}
+        self.values: dict[MatrixSymbol, sp.Matrix] = {}
+        self._base()
+        self.forms: list[Form] = []
+        self.evaluated: dict[str, sp.Matrix] = {}  # the concrete value of every form
+        self._build()
+
+    # -- helpers -----------------------------------------------------------
+    def _ms(self, name: str, rows: int, cols: int, value: sp.Matrix | None = None) -> MatrixSymbol:
+        s = MatrixSymbol(name, rows, cols)
+        self.sym[name] = s
+        if value is not None:
+            assert value.shape == (rows, cols), (name, value.shape, (rows, cols))
+            self.values[s] = value
+        return s
+
+    def _batch(self, n: int, entry) -> sp.Matrix:
+        """An n-neuron quantity over the batch, oriented by the convention."""
+        B = self.net.E
+        if self.row:
+            return sp.Matrix(B, n, lambda e, j: entry(e, j))
+        return sp.Matrix(n, B, lambda j, e: entry(e, j))
+
+    def _shape(self, n: int) -> tuple[int, int]:
+        return (self.net.E, n) if self.row else (n, self.net.E)
+
+    def _base(self) -> None:
+        net, row = self.net, self.row
+        n, L, B = net.sizes, net.L, net.E
+        aug = net.spec.bias == "augmented"
+        for l in range(L + 1):
+            self._ms(f"a{l}", *self._shape(n[l]), self._batch(n[l], lambda e, j, l=l: net.a[e][l][j]))
+            if aug:
+                A = self._batch(n[l] + 1, lambda e, j, l=l: net.a[e][l][j] if j < n[l] else sp.Integer(1))
+                self._ms(f"A{l}", *A.shape, A)
+            else:
+                self.sym[f"A{l}"] = self.sym[f"a{l}"]
+        for l in range(1, L + 1):
+            kmax = n[l - 1] + (1 if aug else 0)
+            W = sp.zeros(kmax, n[l]) if row else sp.zeros(n[l], kmax)
+            for (j, k), s in net.w[l].items():
+                W[(k, j) if row else (j, k)] = s
+            self._ms(f"W{l}", *W.shape, W)
+            w = sp.Matrix(n[l], n[l - 1], lambda j, k: net.w[l][j, k])
+            self._ms(f"w{l}", *w.shape, w)
+            if net.spec.bias == "separate":
+                bvec = sp.Matrix(1, n[l], net.b[l]) if row else sp.Matrix(n[l], 1, net.b[l])
+                self._ms(f"b{l}", *bvec.shape, bvec)
+            if net.acts[l].elementwise:
+                self._ms(f"sp{l}", *self._shape(n[l]), self._batch(n[l], lambda e, j, l=l: net.sigma_prime[e][l][j]))
+                if B == 1:
+                    self._ms(f"D{l}", n[l], n[l], sp.diag(*net.sigma_prime[0][l]))
+            elif B == 1:
+                J = sp.Matrix(n[l], n[l], lambda m, j: net.da_dz(0, l, m, j))
+                self._ms(f"J{l}", n[l], n[l], J)
+        # the gradient of one example's cost with respect to its outputs
+        grad = self._batch(n[L], lambda e, j: sp.diff(net.cost_example[e], net.a[e][L][j]))
+        self._ms("g", *grad.shape, grad)
+        if B == 1:
+            self._ms("g_col", n[L], 1, grad.T if row else grad)
+        self._ms("ones_B", B, 1, sp.ones(B, 1))
+
+    # -- the forms -----------------------------------------------------------
+    def delta(self, l: int) -> MatrixSymbol:
+        return self.sym[f"delta{l}"]
+
+    def _add(self, form: Form) -> None:
+        """Keep the form and its concrete value; the first form for a symbol defines it."""
+        self.forms.append(form)
+        value = sp.Matrix(form.expr.xreplace(self.values).doit())
+        self.evaluated[form.key] = value
+        if form.lhs not in self.values:
+            self.values[form.lhs] = value
+
+    def _build(self) -> None:
+        net, row, S = self.net, self.row, self.sym
+        n, L, B = net.sizes, net.L, net.E
+        scale = net.scale
+        for l in range(1, L + 1):
+            self._ms(f"delta{l}", *self._shape(n[l]))
+        # BP1
+        g = S["g"]
+        if net.acts[L].elementwise:
+            bp1 = HadamardProduct(g, S[f"sp{L}"])
+        else:
+            a = S[f"a{L}"]
+            ag = HadamardProduct(a, g)
+            ones = OneMatrix(n[L], n[L])
+            bp1 = ag - HadamardProduct(a, ag * ones if row else ones * ag)
+        self._add(Form("BP1", "output error", self.delta(L), bp1, "delta", L))
+        # BP2
+        for l in range(L - 1, 0, -1):
+            w = S[f"w{l + 1}"]
+            back = self.delta(l + 1) * w if row else w.T * self.delta(l + 1)
+            self._add(Form(f"BP2[{l}]", "error of a hidden layer", self.delta(l),
+                           HadamardProduct(back, S[f"sp{l}"]), "delta", l))
+        # BP3, BP4 in the spec's own layout
+        for l in range(1, L + 1):
+            d, A = self.delta(l), S[f"A{l - 1}"]
+            dW = scale * (A.T * d if row else d * A.T)
+            self._add(Form(f"dC/dW{l}", "change matrix", self._ms(f"dC_dW{l}", *S[f"W{l}"].shape), dW, "grad", l, f"W{l}"))
+            if net.spec.bias == "separate":
+                db = scale * (S["ones_B"].T * d if row else d * S["ones_B"])
+                self._add(Form(f"dC/db{l}", "bias gradient", self._ms(f"dC_db{l}", *S[f"b{l}"].shape), db, "grad", l, f"b{l}"))
+        if B == 1:
+            self._single_example_forms()
+        # the update
+        for l in range(1, L + 1):
+            for M in (f"W{l}", f"b{l}"):
+                if M in S and f"dC_d{M}" in S:
+                    upd = S[M] - self.gamma * S[f"dC_d{M}"]
+                    self._add(Form(f"update {M}", "gradient-descent step", self._ms(f"{M}_new", *S[M].shape), upd, "update", l, M))
+
+    def _single_example_forms(self) -> None:
+        """delta as a column, with D = diag(sigma'): the 2-2-2 note and Nielsen's exercise."""
+        net, row, S = self.net, self.row, self.sym
+        n, L = net.sizes, net.L
+        col = {l: self._ms(f"deltac{l}", n[l], 1) for l in range(1, L + 1)}
+        first = S[f"D{L}"] if net.acts[L].elementwise else S[f"J{L}"].T
+        self._add(Form("BP1 (D)", "output error, diagonal form" if net.acts[L].elementwise else "output error, full Jacobian",
+                       col[L], first * S["g_col"], "delta_col", L))
+        for l in range(L - 1, 0, -1):
+            self._add(Form(f"BP2[{l}] (D)", "hidden error, diagonal form", col[l],
+                           S[f"D{l}"] * S[f"w{l + 1}"].T * col[l + 1], "delta_col", l))
+            # the unrolled product D^l (w^{l+1})^T ... D^L grad C
+            prod = [S[f"D{l}"]]
+            for m in range(l + 1, L + 1):
+                prod.append(S[f"w{m}"].T)
+                prod.append(S[f"D{m}"] if net.acts[m].elementwise else S[f"J{m}"].T)
+            prod.append(S["g_col"])
+            self._add(Form(f"BP2[{l}] (unrolled)", "hidden error, unrolled product", col[l],
+                           sp.MatMul(*prod), "delta_col", l))
+        if row:
+            for l in range(1, L + 1):
+                T = self._ms(f"dC_dW{l}_T", n[l], S[f"A{l - 1}"].shape[1])
+                self._add(Form(f"dC/dW{l} (transposed)", "transposed change matrix", T,
+                               col[l] * S[f"A{l - 1}"], "gradT", l, f"W{l}"))
+
+    def form(self, key: str) -> Form:
+        for f in self.forms:
+            if f.key == key:
+                return f
+        raise KeyError(key)

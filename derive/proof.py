@@ -1,0 +1,251 @@
+"""Exact proofs: the chain rule, the sympy.diff oracle and the matrix forms meet.
+
+Both sides of every identity are polynomials (or, for logarithmic costs, rational
+functions) in the atoms: weights, biases, inputs, targets and one fresh symbol per
+activation applied to its argument. An identity is proven when the difference
+expands (after `together`, for rational ones) to 0. Random points only look for a
+counterexample when that fails; they never prove anything.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from .chain import ChainRule, Derivation
+from .matrix import Form, MatrixForms
+from .network import Network, Param
+from .spec import Spec, load_spec
+
+
+# ---------------------------------------------------------------------------
+# exact identity and counterexamples
+# ---------------------------------------------------------------------------
+
+def relations(net: Network) -> dict:
+    """Identities every value of the atoms satisfies: softmax outputs and one-hot targets sum to 1."""
+    rule = {}
+    for e in range(net.E):
+        for l in range(1, net.L + 1):
+            if not net.acts[l].elementwise:
+                a = net.a[e][l]
+                rule[a[-1]] = 1 - sp.Add(*a[:-1])
+        if net.cost.one_hot:
+            y = net.y[e]
+            rule[y[-1]] = 1 - sp.Add(*y[:-1])
+    return rule
+
+
+def is_identity(lhs: sp.Expr, rhs: sp.Expr, rule: dict | None = None) -> bool:
+    """lhs == rhs exactly, as polynomials or rational functions in the atoms."""
+    diff = lhs - rhs
+    if rule:
+        diff = diff.xreplace(rule)
+    diff = sp.expand(diff)
+    if diff == 0:
+        return True
+    if any(p.exp.is_negative for p in diff.atoms(sp.Pow)):
+        num, _ = sp.fraction(sp.together(diff))
+        return sp.expand(num) == 0
+    return False
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    values: dict[str, float]  # every free symbol (weights, biases, inputs, targets)
+    lhs: float
+    rhs: float
+
+
+def find_counterexample(net: Network, lhs: sp.Expr, rhs: sp.Expr, tries: int = 8, seed: int = 0) -> Counterexample | None:
+    """Random points of the real network (atoms computed by the forward pass) where lhs != rhs."""
+    rng = np.random.default_rng(seed)
+    for _ in range(tries):
+        free = net.free_values(rng)
+        vals = net.forward_values(free)
+        left = sp.N(lhs.xreplace(vals), 30)
+        right = sp.N(rhs.xreplace(vals), 30)
+        try:
+            lf, rf = float(left), float(right)
+        except TypeError:
+            continue
+        if abs(lf - rf) > 1e-12 * (1 + abs(lf) + abs(rf)):
+            names = {str(k): float(v) for k, v in sorted(free.items(), key=lambda kv: str(kv[0]))}
+            return Counterexample(names, lf, rf)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Check:
+    """One scalar identity and its verdict."""
+
+    name: str  # "dC/dw2[0,1]", "delta1[0]"
+    kind: str  # "weight", "bias", "delta", "form"
+    form: str  # the matrix form's key
+    entry: tuple[int, int]
+    matrix: sp.Expr
+    chain: sp.Expr
+    oracle: sp.Expr | None = None
+    derivation: Derivation | None = None
+    proven: bool = False
+    counterexample: Counterexample | None = None
+    layer: int = 0
+
+    @property
+    def verdict(self) -> str:
+        if self.proven:
+            return "PROVEN"
+        return "REFUTED" if self.counterexample else "UNPROVEN"
+
+
+@dataclass
+class Proof:
+    spec: Spec
+    net: Network
+    chain: ChainRule
+    forms: MatrixForms
+    checks: list[Check] = field(default_factory=list)
+    oracle: str = "all"  # "all", "sample", "none"
+    seconds: float = 0.0
+
+    @property
+    def partials(self) -> list[Check]:
+        return [c for c in self.checks if c.kind in ("weight", "bias")]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.proven for c in self.checks)
+
+    def summary(self) -> str:
+        parts = self.partials
+        good = sum(c.proven for c in parts)
+        with_oracle = sum(c.oracle is not None for c in parts)
+        how = "chain rule = sympy.diff = " + ("δA" if self.net.spec.convention == "row" else "δAᵀ")
+        if with_oracle < len(parts):
+            how = f"chain rule = matrix form; sympy.diff on {with_oracle} of them"
+        line = f"{good}/{len(parts)} partials of C proven equal to the matrix form ({how})"
+        others = [c for c in self.checks if c.kind not in ("weight", "bias")]
+        if others:
+            line += f"; {sum(c.proven for c in others)}/{len(others)} δ and form entries"
+        return line
+
+
+# ---------------------------------------------------------------------------
+# the proof
+# ---------------------------------------------------------------------------
+
+def oracle_partial(net: Network, p: Param) -> sp.Expr:
+    """dC/dp by sympy.diff of the fully composed cost, then written in the atoms."""
+    C, rule = net.composed
+    return sp.diff(C, p.symbol).xreplace(rule)
+
+
+def _entry_target(forms: MatrixForms, form: Form, r: int, c: int, chain: ChainRule, partial) -> tuple[str, str, sp.Expr, Param | None]:
+    """What entry (r, c) of a form must equal, by the chain rule: (name, kind, value, param)."""
+    net = forms.net
+    if form.truth == "delta":
+        e, j = (r, c) if forms.row else (c, r)
+        sfx = f", example {e}" if net.E > 1 else ""
+        return f"delta{form.layer}[{j}]{sfx}", "delta", chain.delta(e, form.layer, j), None
+    if form.truth == "delta_col":
+        return f"delta{form.layer}[{r}]", "form", chain.delta(0, form.layer, r), None
+    idx = (c, r) if form.truth == "gradT" else (r, c)
+    p = _param_at(net, form.matrix, idx)
+    if form.truth == "update":
+        return f"{p.name} updated", "form", p.symbol - forms.gamma * partial(p), p
+    if form.truth == "gradT":
+        return f"dC/d{p.name} (transposed)", "form", partial(p), p
+    return f"dC/d{p.name}", "bias" if p.is_bias else "weight", partial(p), p
+
+
+def _param_at(net: Network, matrix: str, idx: tuple[int, int]) -> Param:
+    for p in net.params:
+        if p.matrix == matrix and p.index == idx:
+            return p
+    raise KeyError((matrix, idx))
+
+
+def prove(spec: Spec | str | Network, oracle: str = "all", sample: int = 50, seed: int = 0,
+          forms: MatrixForms | None = None) -> Proof:
+    """Prove every partial, delta and matrix form of a network; return the checks."""
+    t0 = time.perf_counter()
+    net = spec if isinstance(spec, Network) else Network(load_spec(spec))
+    chain = ChainRule(net)
+    forms = forms or MatrixForms(net)
+    rule = relations(net)
+    proof = Proof(net.spec, net, chain, forms, oracle=oracle)
+
+    oracle_for = set()
+    if oracle == "all":
+        oracle_for = {p.symbol for p in net.params}
+    elif oracle == "sample":
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(net.params), size=min(sample, len(net.params)), replace=False)
+        oracle_for = {net.params[i].symbol for i in sorted(pick)}
+
+    derivations: dict = {}
+
+    def partial(p: Param) -> sp.Expr:
+        if p.symbol not in derivations:
+            derivations[p.symbol] = chain.derive(p)
+        return derivations[p.symbol].value
+
+    for form in forms.forms:
+        value = forms.evaluated[form.key]
+        for r in range(value.rows):
+            for c in range(value.cols):
+                name, kind, truth, p = _entry_target(forms, form, r, c, chain, partial)
+                check = Check(name, kind, form.key, (r, c), value[r, c], truth, layer=form.layer)
+                if kind in ("weight", "bias"):
+                    check.derivation = derivations[p.symbol]
+                    if p.symbol in oracle_for:
+                        check.oracle = oracle_partial(net, p)
+                check.proven = is_identity(check.chain, check.matrix, rule) and (
+                    check.oracle is None or is_identity(check.oracle, check.chain, rule)
+                )
+                if not check.proven:
+                    bad = check.oracle if check.oracle is not None and not is_identity(check.oracle, check.chain, rule) else check.matrix
+                    check.counterexample = find_counterexample(net, check.chain, bad)
+                proof.checks.append(check)
+    proof.seconds = time.perf_counter() - t0
+    return proof
+
+
+def check_form(net: Network, form: Form, forms: MatrixForms | None = None) -> list[Check]:
+    """Check one (possibly wrong) matrix form against the chain rule, entry by entry.
+
+    The form's expression is evaluated with the network's true matrices; for a form that
+    stands for a delta, the deltas it uses are the proven ones.
+    """
+    forms = forms or MatrixForms(net)
+    chain = ChainRule(net)
+    rule = relations(net)
+    value = form.expr.xreplace(forms.values).doit()
+    value = sp.Matrix(value)
+    if value.shape != form.lhs.shape:
+        raise ValueError(f"{form.key}: the form is {value.shape[0]}×{value.shape[1]} but "
+                         f"{form.lhs.name} is {form.lhs.shape[0]}×{form.lhs.shape[1]}")
+    derivs: dict = {}
+
+    def partial(p):
+        if p.symbol not in derivs:
+            derivs[p.symbol] = chain.derive(p, list_paths=False).value
+        return derivs[p.symbol]
+
+    out = []
+    for r in range(value.rows):
+        for c in range(value.cols):
+            name, kind, truth, _ = _entry_target(forms, form, r, c, chain, partial)
+            chk = Check(name, kind, form.key, (r, c), value[r, c], truth, layer=form.layer)
+            chk.proven = is_identity(truth, value[r, c], rule)
+            if not chk.proven:
+                chk.counterexample = find_counterexample(net, truth, value[r, c])
+            out.append(chk)
+    return out

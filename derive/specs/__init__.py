@@ -1,0 +1,1 @@
+"""Built-in specs, one TOML file each."""
