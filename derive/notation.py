@@ -42,9 +42,45 @@ def text_name(sym: sp.Symbol) -> str:
     return f"{base}{layer}[{inner}]{tail}"
 
 
+_MATRIX_TEXT = [
+    (re.compile(r"^deltac(\d+)$"), r"delta\1"),
+    (re.compile(r"^dC_dW(\d+)_T$"), r"(dC/dW\1).T"),
+    (re.compile(r"^dC_d([Wb]\d+)$"), r"dC/d\1"),
+    (re.compile(r"^([Wb]\d+)_new$"), r"\1'"),
+    (re.compile(r"^sp(\d+)$"), r"sigma_prime(z\1)"),
+    (re.compile(r"^g(_col)?$"), "grad_a(C)"),
+    (re.compile(r"^ones_B$"), "ones"),
+]
+
+
+def matrix_text_name(name: str) -> str:
+    for pattern, repl in _MATRIX_TEXT:
+        if pattern.match(name):
+            return pattern.sub(repl, name)
+    return name
+
+
 class TextPrinter(StrPrinter):
     def _print_Symbol(self, expr):
         return text_name(expr)
+
+    def _print_MatrixSymbol(self, expr):
+        return matrix_text_name(expr.name)
+
+    def _print_HadamardProduct(self, expr):
+        return " * ".join(self.parenthesize(arg, 51) for arg in expr.args)
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_mmul()
+        body = " @ ".join(self.parenthesize(arg, 51) for arg in mats.args)
+        return body if coeff == 1 else f"{self._print(coeff)}*{body}"
+
+    def _print_Transpose(self, expr):
+        inner = self._print(expr.arg)
+        return (inner if expr.arg.is_symbol else f"({inner})") + ".T"
+
+    def _print_OneMatrix(self, expr):
+        return "ones"
 
 
 def text(expr) -> str:
@@ -142,3 +178,54 @@ class Printer(LatexPrinter):
 
 def latex(expr, names: dict) -> str:
     return Printer({"symbol_names": names, "mul_symbol": None}).doprint(expr)
+
+
+_MATRIX_LATEX = re.compile(r"^(deltac|delta|dC_dW|dC_db|sp|D|J|W|w|A|a|b)(\d+)(_T|_new)?$")
+
+
+def matrix_latex_names(profile: Profile, matrix_symbols, L: int) -> dict:
+    """LaTeX for the MatrixSymbols of the matrix forms, in a profile."""
+    out = {}
+    cost = profile.cost
+    for ms in matrix_symbols:
+        name = ms.name
+        if name in ("g", "g_col"):
+            out[ms] = "c" if profile.name == "net222" else rf"\nabla_{{{profile.activation if profile.output is None else profile.output}}} {cost}"
+            continue
+        if name == "ones_B":
+            out[ms] = r"\mathbf{1}"
+            continue
+        m = _MATRIX_LATEX.match(name)
+        if not m:
+            out[ms] = name
+            continue
+        base, l, tail = m.group(1), int(m.group(2)), m.group(3)
+        if base in ("delta", "deltac"):
+            body = profile.delta if profile.delta != "dZ" else "dZ"
+            tex = layer(profile, body, l)
+        elif base in ("dC_dW", "dC_db"):
+            target = layer(profile, "W" if base == "dC_dW" else "b", l)
+            tex = rf"\frac{{\partial {cost}}}{{\partial {target}}}"
+            if tail == "_T":
+                tex = rf"\left({tex}\right)^{{T}}"
+        elif base == "sp":
+            tex = rf"{profile.sigma}'\left({layer(profile, 'z', l)}\right)"
+        elif base == "a" and l == 0 and profile.input:
+            tex = profile.input
+        elif base == "a" and l == L and profile.output:
+            tex = profile.output
+        elif base in ("a", "A"):
+            sym = profile.activation if base == "a" else profile.activation.upper()
+            if profile.name == "rowmajor" and base == "A":
+                sym = "A"
+            tex = layer(profile, sym, l)
+        elif base in ("W", "w"):
+            tex = layer(profile, base if profile.weight == "w" else "W", l)
+            if tail == "_new":
+                tex = "{" + tex + "}'"
+        else:
+            tex = layer(profile, base, l)
+            if tail == "_new":
+                tex = "{" + tex + "}'"
+        out[ms] = tex
+    return out

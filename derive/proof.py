@@ -114,6 +114,7 @@ class Proof:
     checks: list[Check] = field(default_factory=list)
     oracle: str = "all"  # "all", "sample", "none"
     seconds: float = 0.0
+    note: str = ""  # said in the report, e.g. that the widths were reduced
 
     @property
     def partials(self) -> list[Check]:

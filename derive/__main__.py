@@ -1,0 +1,5 @@
+"""python -m derive: see derive.cli."""
+
+from .cli import main
+
+raise SystemExit(main())

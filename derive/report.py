@@ -1,0 +1,105 @@
+"""The terminal report of a proof (Rich), and its JSON form."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import EXIT_OK, EXIT_REFUTED
+from .notation import text
+from .proof import Check, Proof, prove
+from .spec import load_spec, parse_sizes
+
+ORACLE_ALL_LIMIT = 600  # partials; above it sympy.diff runs on a sample
+
+
+def _matrix_entry(check: Check) -> str:
+    r, c = check.entry
+    return f"{check.form.replace('dC/d', 'dC/d')}[{r},{c}] = {text(check.matrix)}"
+
+
+def _factors(check: Check) -> str:
+    d = check.derivation
+    if d is None:
+        return ""
+    if d.paths is None:
+        return f"{d.n_paths} paths, accumulated"
+    lines = []
+    for path in d.paths:
+        lines.append(" · ".join(f"({text(f.value)})" if f.value.is_Add else text(f.value) for f in path.factors))
+    return "\n+ ".join(lines)
+
+
+def render(proof: Proof, console: Console, brief: bool = False) -> None:
+    spec = proof.spec
+    console.print(
+        f"[bold]{spec.name}[/]: sizes {'-'.join(map(str, spec.sizes))}, {', '.join(dict.fromkeys(spec.activation))}, "
+        f"{spec.cost} cost, {spec.convention} convention, bias {spec.bias}, batch {spec.batch}"
+        + (f" of {spec.examples} examples" if spec.batch != "single" else "")
+    )
+    if proof.note:
+        console.print(proof.note)
+    if not brief:
+        table = Table(show_lines=True)
+        table.add_column("partial")
+        table.add_column("chain rule: product of local factors, summed over paths")
+        table.add_column("matrix entry")
+        table.add_column("verdict")
+        for c in proof.partials:
+            style = "green" if c.proven else "red"
+            table.add_row(c.name, _factors(c), _matrix_entry(c), f"[{style}]{c.verdict}[/]")
+        console.print(table)
+        others = [c for c in proof.checks if c.kind not in ("weight", "bias")]
+        by_form: dict[str, list[Check]] = {}
+        for c in others:
+            by_form.setdefault(c.form, []).append(c)
+        for key, group in by_form.items():
+            ok = sum(c.proven for c in group)
+            form = proof.forms.form(key)
+            console.print(f"{'✓' if ok == len(group) else '✗'} {key}: {text(form.lhs)} = {text(form.expr)}  ({ok}/{len(group)} entries)")
+    for c in proof.checks:
+        if not c.proven:
+            console.print(f"[red]{c.verdict}[/] {c.name} ({c.form}[{c.entry[0]},{c.entry[1]}])")
+            if c.counterexample:
+                ce = c.counterexample
+                vals = ", ".join(f"{k}={v:.6g}" for k, v in ce.values.items())
+                console.print(f"  counterexample: chain rule {ce.lhs:.12g} ≠ {ce.rhs:.12g} at {vals}")
+            break
+    console.print(proof.summary(), highlight=False)
+
+
+def as_json(proof: Proof) -> dict:
+    def one(c: Check) -> dict:
+        out = {"name": c.name, "kind": c.kind, "form": c.form, "entry": list(c.entry), "verdict": c.verdict,
+               "matrix": text(c.matrix), "chain_rule": text(c.chain), "oracle": c.oracle is not None}
+        if c.derivation and c.derivation.paths is not None:
+            out["paths"] = [[text(f.value) for f in p.factors] for p in c.derivation.paths]
+        if c.counterexample:
+            out["counterexample"] = {"values": c.counterexample.values, "chain_rule": c.counterexample.lhs,
+                                     "other": c.counterexample.rhs}
+        return out
+
+    return {"spec": proof.spec.as_dict(), "summary": proof.summary(), "proven": proof.ok,
+            "seconds": round(proof.seconds, 3), "checks": [one(c) for c in proof.checks]}
+
+
+def run_prove(args) -> int:
+    spec = load_spec(args.spec)
+    note = ""
+    if args.sizes:
+        sizes = parse_sizes(args.sizes)
+        if sizes != spec.sizes:
+            note = f"proven at sizes {'-'.join(map(str, sizes))} (the spec's own are {'-'.join(map(str, spec.sizes))})"
+        spec = spec.with_sizes(sizes)
+    oracle = args.oracle or ("all" if spec.n_params <= ORACLE_ALL_LIMIT else "sample")
+    proof = prove(spec, oracle=oracle, sample=args.sample, seed=args.seed)
+    proof.note = note
+    if args.json:
+        json.dump(as_json(proof), sys.stdout, indent=1)
+        print()
+    else:
+        render(proof, Console(highlight=False), brief=args.brief)
+    return EXIT_OK if proof.ok else EXIT_REFUTED
