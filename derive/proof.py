@@ -131,11 +131,13 @@ class Proof:
         how = "chain rule = sympy.diff = " + ("δA" if self.net.spec.convention == "row" else "δAᵀ")
         if with_oracle < len(parts):
             how = f"chain rule = matrix form; sympy.diff on {with_oracle} of them"
-        line = f"{good}/{len(parts)} partials of C proven equal to the matrix form ({how})"
+        return f"{good}/{len(parts)} partials of C proven equal to the matrix form ({how})"
+
+    def forms_summary(self) -> str:
         others = [c for c in self.checks if c.kind not in ("weight", "bias")]
-        if others:
-            line += f"; {sum(c.proven for c in others)}/{len(others)} δ and form entries"
-        return line
+        keys = list(dict.fromkeys(c.form for c in others))
+        return (f"{sum(c.proven for c in others)}/{len(others)} entries of {len(keys)} further forms proven "
+                "(δ recursion, diagonal and unrolled forms, transposed change matrices, update)")
 
 
 # ---------------------------------------------------------------------------
@@ -219,17 +221,17 @@ def prove(spec: Spec | str | Network, oracle: str = "all", sample: int = 50, see
     return proof
 
 
-def check_form(net: Network, form: Form, forms: MatrixForms | None = None) -> list[Check]:
+def check_form(net: Network, form: Form, forms: MatrixForms | None = None, extra: dict | None = None) -> list[Check]:
     """Check one (possibly wrong) matrix form against the chain rule, entry by entry.
 
     The form's expression is evaluated with the network's true matrices; for a form that
-    stands for a delta, the deltas it uses are the proven ones.
+    stands for a delta, the deltas it uses are the proven ones. `extra` gives values
+    for MatrixSymbols the form uses that the network does not have.
     """
     forms = forms or MatrixForms(net)
     chain = ChainRule(net)
     rule = relations(net)
-    value = form.expr.xreplace(forms.values).doit()
-    value = sp.Matrix(value)
+    value = sp.Matrix(form.expr.xreplace({**forms.values, **(extra or {})}).doit())
     if value.shape != form.lhs.shape:
         raise ValueError(f"{form.key}: the form is {value.shape[0]}×{value.shape[1]} but "
                          f"{form.lhs.name} is {form.lhs.shape[0]}×{form.lhs.shape[1]}")

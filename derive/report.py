@@ -68,7 +68,8 @@ def render(proof: Proof, console: Console, brief: bool = False) -> None:
                 vals = ", ".join(f"{k}={v:.6g}" for k, v in ce.values.items())
                 console.print(f"  counterexample: chain rule {ce.lhs:.12g} ≠ {ce.rhs:.12g} at {vals}")
             break
-    console.print(proof.summary(), highlight=False)
+    console.print(proof.forms_summary(), soft_wrap=True)
+    console.print(proof.summary(), soft_wrap=True)
 
 
 def as_json(proof: Proof) -> dict:
@@ -82,7 +83,8 @@ def as_json(proof: Proof) -> dict:
                                      "other": c.counterexample.rhs}
         return out
 
-    return {"spec": proof.spec.as_dict(), "summary": proof.summary(), "proven": proof.ok,
+    return {"spec": proof.spec.as_dict(), "summary": proof.summary(), "forms_summary": proof.forms_summary(),
+            "proven": proof.ok,
             "seconds": round(proof.seconds, 3), "checks": [one(c) for c in proof.checks]}
 
 

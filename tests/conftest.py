@@ -1,0 +1,19 @@
+import shutil
+
+import pytest
+
+from derive.network import Network
+from derive.proof import prove
+
+
+@pytest.fixture(scope="session")
+def net222():
+    return Network("net222")
+
+
+@pytest.fixture(scope="session")
+def proof222():
+    return prove("net222")
+
+
+needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
