@@ -169,6 +169,44 @@ class Network:
         C = self.scale * total if self.E > 1 else total
         return C, rule
 
+    def composed_for(self, s: sp.Symbol) -> tuple[sp.Expr, dict, dict]:
+        """C composed along every neuron that depends on s; the atom rule; the held parts.
+
+        What does not depend on s is held as a symbol: a neuron that does not depend on
+        s stays an atom, and in the pre-activation of one that does, the sum of the
+        terms free of s becomes one symbol r (returned with its value). The derivative
+        with respect to s of anything free of s is 0 however it is written, so
+        sympy.diff of this expression equals sympy.diff of the fully composed C; only
+        the path from s to C is composed, which is what keeps the oracle fast.
+        """
+        rule: dict = {}
+        held: dict = {}
+        total = []
+        sfx = "" if self.E == 1 else "_e{}"
+        for e in range(self.E):
+            values: dict = {}
+            for l in range(1, self.L + 1):
+                zs = []
+                for j, z in enumerate(self.z[e][l]):
+                    z = z.xreplace(values)
+                    free = [t for t in sp.Add.make_args(z) if not t.has(s)]
+                    if free and len(free) < len(sp.Add.make_args(z)):
+                        r = sp.Dummy(f"r{l}_{j}" + sfx.format(e))
+                        held[r] = sp.Add(*free)
+                        z = sp.Add(*[t for t in sp.Add.make_args(z) if t.has(s)]) + r
+                    zs.append(z)
+                deps = [z.has(s) for z in zs]
+                if not self.acts[l].elementwise and any(deps):
+                    deps = [True] * len(zs)  # softmax couples the whole layer
+                for j in range(self.sizes[l]):
+                    if deps[j]:
+                        values[self.a[e][l][j]] = self.activation_of(e, l, j, zs)
+                if any(deps):
+                    rule.update({k: v for k, v in self.atom_rule(e, l, zs).items() if k.has(s)})
+            total.append(self.cost_example[e].xreplace(values))
+        C = sp.Add(*total)
+        return (self.scale * C if self.E > 1 else C), rule, held
+
     # -- numbers, for counterexamples -------------------------------------
     def free_values(self, rng, dps: int = 30) -> dict:
         """Random rational values for weights, biases, inputs and targets."""
