@@ -190,6 +190,8 @@ def softmax_jacobian_entry(n: int, j: int, m: int) -> sp.Expr:
     S = sp.Symbol("S", positive=True)
     d = sp.diff(_softmax_def(j, zs), zs[m]).subs({sp.exp(zs[i]): outs[i] * S for i in range(n)})
     num, den = sp.fraction(sp.cancel(d))
+    if num == 0:  # a one-way softmax is the constant 1
+        return sp.Integer(0), outs
     total = sp.Add(*outs)
     ratio = sp.cancel(den / total**2)
     if ratio.free_symbols:

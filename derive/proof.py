@@ -134,6 +134,8 @@ class Proof:
     forms: MatrixForms
     checks: list[Check] = field(default_factory=list)
     oracle: str = "all"  # "all", "sample", "none"
+    output_delta: list[sp.Expr] = field(default_factory=list)  # BP1 of example 0, simplified
+    output_delta_is_a_minus_y: bool = False
     seconds: float = 0.0
     note: str = ""  # said in the report, e.g. that the widths were reduced
 
@@ -149,7 +151,11 @@ class Proof:
         parts = self.partials
         good = sum(c.proven for c in parts)
         with_oracle = sum(c.oracle is not None for c in parts)
-        how = "chain rule = sympy.diff = " + ("δA" if self.net.spec.convention == "row" else "δAᵀ")
+        if self.net.spec.convention == "column":
+            product = "δAᵀ"
+        else:
+            product = "δA" if self.net.E == 1 else "Aᵀδ"
+        how = "chain rule = sympy.diff = " + product
         if with_oracle < len(parts):
             how = f"chain rule = matrix form; sympy.diff on {with_oracle} of them"
         return f"{good}/{len(parts)} partials of C proven equal to the matrix form ({how})"
@@ -157,8 +163,14 @@ class Proof:
     def forms_summary(self) -> str:
         others = [c for c in self.checks if c.kind not in ("weight", "bias")]
         keys = list(dict.fromkeys(c.form for c in others))
-        return (f"{sum(c.proven for c in others)}/{len(others)} entries of {len(keys)} further forms proven "
-                "(δ recursion, diagonal and unrolled forms, transposed change matrices, update)")
+        kinds = ["δ recursion"]
+        if any("(D)" in k for k in keys):
+            kinds.append("diagonal and unrolled forms")
+        if any("transposed" in k for k in keys):
+            kinds.append("transposed change matrices")
+        kinds.append("update")
+        return (f"{sum(c.proven for c in others)}/{len(others)} entries of {len(keys)} further matrix forms proven "
+                f"({', '.join(kinds)})")
 
 
 # ---------------------------------------------------------------------------
@@ -243,8 +255,24 @@ def prove(spec: Spec | str | Network, oracle: str = "all", sample: int = 50, see
                     bad = check.oracle if check.oracle is not None and not is_identity(check.oracle, check.chain, rule) else check.matrix
                     check.counterexample = find_counterexample(net, check.chain, bad)
                 proof.checks.append(check)
+    proof.output_delta, proof.output_delta_is_a_minus_y = simplify_output_delta(net, forms, rule)
     proof.seconds = time.perf_counter() - t0
     return proof
+
+
+def simplify_output_delta(net: Network, forms: MatrixForms, rule: dict) -> tuple[list[sp.Expr], bool]:
+    """BP1 of the first example, brought to lowest terms, and whether it is exactly a^L - y.
+
+    The cancellation is symbolic: sigmoid with cross-entropy and softmax with
+    log-likelihood (targets summing to 1) both reduce to a^L_j - y_j.
+    """
+    value = forms.evaluated["BP1"]
+    L, n = net.L, net.sizes[net.L]
+    entries = [value[0, j] if forms.row else value[j, 0] for j in range(n)]
+    back = {v: k for k, v in rule.items()}  # show softmax/one-hot substitutions undone where they stand alone
+    simplified = [sp.factor(sp.cancel(sp.together(e.xreplace(rule)))).xreplace(back) for e in entries]
+    plain = all(is_identity(e, net.a[0][L][j] - net.y[0][j], rule) for j, e in enumerate(entries))
+    return simplified, plain
 
 
 def check_form(net: Network, form: Form, forms: MatrixForms | None = None, extra: dict | None = None) -> list[Check]:

@@ -38,10 +38,14 @@ def render(proof: Proof, console: Console, brief: bool = False) -> None:
     console.print(
         f"[bold]{spec.name}[/]: sizes {'-'.join(map(str, spec.sizes))}, {', '.join(dict.fromkeys(spec.activation))}, "
         f"{spec.cost} cost, {spec.convention} convention, bias {spec.bias}, batch {spec.batch}"
-        + (f" of {spec.examples} examples" if spec.batch != "single" else "")
+        + (f" of {spec.examples} examples" if spec.batch != "single" else ""),
+        soft_wrap=True,
     )
     if proof.note:
-        console.print(proof.note)
+        console.print(proof.note, soft_wrap=True)
+    if proof.net.E > 1:
+        console.print(f"batch: the matrix forms over the {proof.net.E} examples are compared with the {spec.batch} of "
+                      "the per-example chain-rule gradients", soft_wrap=True)
     if not brief:
         table = Table(show_lines=True)
         table.add_column("partial")
@@ -68,6 +72,9 @@ def render(proof: Proof, console: Console, brief: bool = False) -> None:
                 vals = ", ".join(f"{k}={v:.6g}" for k, v in ce.values.items())
                 console.print(f"  counterexample: chain rule {ce.lhs:.12g} ≠ {ce.rhs:.12g} at {vals}")
             break
+    if proof.output_delta_is_a_minus_y:
+        console.print(f"BP1 simplifies exactly to δ^L = a^L − y ({proof.spec.activation[-1]} output with "
+                      f"{proof.spec.cost} cost): the activation's derivative cancels", soft_wrap=True)
     console.print(proof.forms_summary(), soft_wrap=True)
     console.print(proof.summary(), soft_wrap=True)
 
@@ -84,7 +91,8 @@ def as_json(proof: Proof) -> dict:
         return out
 
     return {"spec": proof.spec.as_dict(), "summary": proof.summary(), "forms_summary": proof.forms_summary(),
-            "proven": proof.ok,
+            "proven": proof.ok, "output_delta": [text(e) for e in proof.output_delta],
+            "output_delta_is_a_minus_y": proof.output_delta_is_a_minus_y,
             "seconds": round(proof.seconds, 3), "checks": [one(c) for c in proof.checks]}
 
 
