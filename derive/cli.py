@@ -19,6 +19,12 @@ class _Parser(argparse.ArgumentParser):
         raise DeriveError(f"{self.prog}: {message}")
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m derive", description="Prove backpropagation's matrix forms from the chain rule.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -26,10 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prove", help="prove every partial of a network (the default)")
     p.add_argument("spec", nargs="?", default=DEFAULT_SPEC, help="a built-in spec name or a spec file")
     p.add_argument("--sizes", help="replace the widths, e.g. 3-4-2")
-    p.add_argument("--oracle", choices=("all", "sample", "none"), default=None,
-                   help="run sympy.diff on every partial (default at small sizes) or on a sample")
-    p.add_argument("--sample", type=int, default=50, help="partials the sampled oracle checks")
+    p.add_argument("--mode", choices=("auto", "full", "scalable"), default="auto",
+                   help="full: every path listed and sympy.diff on every partial; scalable: reverse accumulation "
+                        "and a sampled oracle; auto picks full up to 600 parameters")
+    p.add_argument("--sample", type=_positive, default=50, help="partials the sampled sympy.diff oracle checks (scalable mode)")
     p.add_argument("--seed", type=int, default=0, help="seed of the oracle sample")
+    p.add_argument("--jobs", type=_positive, default=1, help="processes for the entry comparisons (scalable mode)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--brief", action="store_true", help="only the summary and any failures")
 

@@ -36,8 +36,10 @@ class Form:
 
 
 class MatrixForms:
-    def __init__(self, net: Network):
+    def __init__(self, net: Network, evaluate: bool = True):
+        """evaluate=False keeps only the abstract forms (derive.scale evaluates them in SymEngine)."""
         self.net = net
+        self.evaluate = evaluate
         self.row = net.spec.convention == "row"
         self.gamma = sp.Symbol("gamma")
         self.sym: dict[str, MatrixSymbol] = {}
@@ -109,6 +111,8 @@ class MatrixForms:
     def _add(self, form: Form) -> None:
         """Keep the form and its concrete value; the first form for a symbol defines it."""
         self.forms.append(form)
+        if not self.evaluate:
+            return
         value = sp.Matrix(form.expr.xreplace(self.values).doit())
         self.evaluated[form.key] = value
         if form.lhs not in self.values:

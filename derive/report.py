@@ -96,6 +96,46 @@ def as_json(proof: Proof) -> dict:
             "seconds": round(proof.seconds, 3), "checks": [one(c) for c in proof.checks]}
 
 
+def render_scale(proof, console: Console) -> None:
+    spec = proof.spec
+    console.print(
+        f"[bold]{spec.name}[/]: sizes {'-'.join(map(str, spec.sizes))}, {proof.n_params} parameters, "
+        f"{', '.join(dict.fromkeys(spec.activation))}, {spec.cost} cost, {spec.convention} convention, "
+        f"bias {spec.bias}, batch {spec.batch}" + (f" of {spec.examples} examples" if spec.batch != "single" else ""),
+        soft_wrap=True,
+    )
+    if proof.note:
+        console.print(proof.note, soft_wrap=True)
+    table = Table(title="partials by layer and kind")
+    for col in ("parameters", "proven", "total"):
+        table.add_column(col, justify="right" if col != "parameters" else "left")
+    for key, (ok, total) in proof.per_layer.items():
+        table.add_row(key, str(ok), str(total))
+    console.print(table)
+    forms = Table(title="matrix forms, entry by entry")
+    for col in ("form", "proven", "entries"):
+        forms.add_column(col, justify="right" if col != "form" else "left")
+    for key, (ok, total) in proof.per_form.items():
+        forms.add_row(key, str(ok), str(total))
+    console.print(forms)
+    console.print("methods:", soft_wrap=True)
+    for m in proof.methods():
+        console.print(f"  - {m}", soft_wrap=True)
+    secs = proof.seconds
+    console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items() if k != "total")
+                  + f"; total {secs['total']:.1f} s with {proof.jobs} process{'es' if proof.jobs > 1 else ''}",
+                  soft_wrap=True)
+    if proof.failures:
+        f = proof.failures[0]
+        console.print(f"[red]first failure[/]: {f.name} ({f.form}[{f.entry[0]},{f.entry[1]}])", soft_wrap=True)
+        if f.counterexample:
+            ce = f.counterexample
+            vals = ", ".join(f"{k}={v:.6g}" for k, v in list(ce["values"].items())[:40])
+            console.print(f"  counterexample: chain rule {ce['chain_rule']:.12g} ≠ {ce['matrix']:.12g} at {vals}"
+                          + (" …" if len(ce["values"]) > 40 else ""), soft_wrap=True)
+    console.print(proof.summary(), soft_wrap=True)
+
+
 def run_prove(args) -> int:
     spec = load_spec(args.spec)
     note = ""
@@ -104,8 +144,20 @@ def run_prove(args) -> int:
         if sizes != spec.sizes:
             note = f"proven at sizes {'-'.join(map(str, sizes))} (the spec's own are {'-'.join(map(str, spec.sizes))})"
         spec = spec.with_sizes(sizes)
-    oracle = args.oracle or ("all" if spec.n_params <= ORACLE_ALL_LIMIT else "sample")
-    proof = prove(spec, oracle=oracle, sample=args.sample, seed=args.seed)
+    mode = args.mode if args.mode != "auto" else ("full" if spec.n_params <= ORACLE_ALL_LIMIT else "scalable")
+    if mode == "scalable":
+        from .scale import prove_scalable
+
+        proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs,
+                               progress=not args.json and sys.stderr.isatty())
+        proof.note = note
+        if args.json:
+            json.dump(proof.as_json(), sys.stdout, indent=1)
+            print()
+        else:
+            render_scale(proof, Console(highlight=False))
+        return EXIT_OK if proof.ok else EXIT_REFUTED
+    proof = prove(spec, oracle="all")
     proof.note = note
     if args.json:
         json.dump(as_json(proof), sys.stdout, indent=1)
