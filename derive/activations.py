@@ -164,7 +164,7 @@ def _function(name: str) -> type[sp.Function]:
 
     def fdiff(self, argindex=1):
         if form is not None:
-            return form.subs(a, self)  # sigma'(u) written through sigma(u)
+            return form.xreplace({a: self})  # sigma'(u) written through sigma(u)
         return _prime_function(name)(self.args[0])
 
     return type(

@@ -190,8 +190,8 @@ class Network:
                 for j, z in enumerate(self.z[e][l]):
                     z = z.xreplace(values)
                     free = [t for t in sp.Add.make_args(z) if not t.has(s)]
-                    if free and len(free) < len(sp.Add.make_args(z)):
-                        r = sp.Dummy(f"r{l}_{j}" + sfx.format(e))
+                    if free:
+                        r = sp.Symbol(f"_held{l}_{j}" + sfx.format(e))
                         held[r] = sp.Add(*free)
                         z = sp.Add(*[t for t in sp.Add.make_args(z) if t.has(s)]) + r
                     zs.append(z)

@@ -177,15 +177,43 @@ class Proof:
 # the proof
 # ---------------------------------------------------------------------------
 
+_W = sp.Symbol("_W")  # stands for the parameter in an oracle pattern
+_X = [sp.Symbol(f"_X{e}") for e in range(64)]  # and for the input it multiplies, per example
+
+
 def oracle_partial(net: Network, p: Param) -> sp.Expr:
     """dC/dp by sympy.diff of the composed cost, then written in the atoms.
 
     What does not depend on p is held as a symbol (Network.composed_for): its
     derivative is 0 either way, and the expression sympy.diff walks stays small.
-    Held symbols left outside an activation get their values back.
+    Every weight into the same neuron gives the same composed expression up to the
+    names of the weight and of the input it multiplies, so sympy.diff runs once per
+    neuron on that pattern (parameter and input as the symbols _W, _X) and each
+    partial is the pattern's derivative with the names put back: renaming symbols
+    commutes with differentiation.
     """
-    C, rule, held = net.composed_for(p.symbol)
-    return sp.diff(C, p.symbol).xreplace(rule).xreplace(held)
+    cache = net.__dict__.setdefault("_oracle_patterns", {})
+    key = (p.layer, p.j, p.kind, p.is_bias)
+    inputs = [_input_of(net, e, p) for e in range(net.E)]
+    if key not in cache:
+        C, rule, held = net.composed_for(p.symbol)
+        rename = {p.symbol: _W, **{x: _X[e] for e, x in enumerate(inputs) if x.is_Symbol}}
+        pattern = C.xreplace(rename)
+        if any(pattern.has(x) for x in rename):  # the names must occur only where p's term is
+            cache[key] = None
+        else:
+            d = sp.diff(pattern, _W).xreplace({k.xreplace(rename): v for k, v in rule.items()})
+            cache[key] = None if d.free_symbols & set(held) else d
+    pattern = cache[key]
+    if pattern is None:  # a held part survived outside an activation: no pattern, do it directly
+        C, rule, held = net.composed_for(p.symbol)
+        return sp.diff(C, p.symbol).xreplace(rule).xreplace(held)
+    return pattern.xreplace({_W: p.symbol, **{_X[e]: x for e, x in enumerate(inputs) if x.is_Symbol}})
+
+
+def _input_of(net: Network, e: int, p: Param) -> sp.Expr:
+    """What p multiplies in its pre-activation: a^{(l-1)}_k, or 1 for a bias."""
+    return sp.Integer(1) if p.is_bias else net.a[e][p.layer - 1][p.k]
 
 
 def _entry_target(forms: MatrixForms, form: Form, r: int, c: int, chain: ChainRule, partial) -> tuple[str, str, sp.Expr, Param | None]:

@@ -123,3 +123,18 @@ def test_each_profile_compiles(tmp_path, name, sizes):
     r = subprocess.run([sys.executable, "-m", "derive", *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / f"{name}.pdf").exists()
+
+
+@pytest.mark.parametrize("settings", [
+    dict(activation=["tanh", "softmax"], cost="log_likelihood", convention="row", bias="augmented", batch="sum", examples=2),
+    dict(activation=["relu", "sigmoid"], cost="cross_entropy", convention="column", bias="separate", batch="mean", examples=2),
+    dict(activation=["softplus", "identity"], cost="quadratic", convention="column", bias="none", batch="single"),
+])
+def test_oracle_patterns_equal_the_fully_composed_diff(settings):
+    """The fast oracle (path-only composition, one diff per neuron) = sympy.diff of the whole composed C."""
+    from derive.proof import oracle_partial, relations
+    net = Network(validate(dict(name="t", sizes=[2, 2, 3], notation="nielsen", **settings)))
+    C, rule = net.composed
+    for p in net.params:
+        direct = sp.diff(C, p.symbol).xreplace(rule)
+        assert is_identity(oracle_partial(net, p), direct, relations(net)), p.name
