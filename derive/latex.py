@@ -89,8 +89,11 @@ def _partials(proof: Proof, names: Names, profile: Profile) -> list[dict]:
     for check in proof.partials[:MAX_LISTED]:
         d = check.derivation
         p = d.param
+        form = proof.forms.form(check.form)
+        r, c = check.entry
         item = {"lhs": rf"\frac{{\partial {cost}}}{{\partial {names.sym(p.symbol)}}}", "paths": [], "value": names(d.value),
-                "matrix": names(check.matrix), "verdict": check.verdict}
+                "matrix": names(check.matrix), "verdict": check.verdict.lower(), "param": names.sym(p.symbol),
+                "entry": rf"\left[{names(form.expr)}\right]_{{{r}{c}}}"}
         if d.paths is not None:
             for path in d.paths:
                 factors = []
