@@ -18,6 +18,7 @@ from .spec import Spec, load_spec, parse_sizes
 
 MAX_LISTED = 24  # partials whose chain-rule derivation is written out in full
 MAX_EXPLICIT = 40  # entries of a matrix written out explicitly
+MAX_DOCUMENT_PARAMS = 600  # the document derives every partial in full
 
 
 def environment() -> jinja2.Environment:
@@ -207,7 +208,12 @@ def run_latex(args) -> int:
         spec = spec.with_sizes(sizes)
     if not args.output.endswith(".tex"):
         raise DeriveError(f"-o {args.output}: the output must be a .tex file")
-    proof = prove(spec, oracle="all" if spec.n_params <= 600 else "sample")
+    if spec.n_params > MAX_DOCUMENT_PARAMS:
+        raise DeriveError(
+            f"latex: {spec.name} has {spec.n_params} parameters, too many to write out (at most "
+            f"{MAX_DOCUMENT_PARAMS}); write it at reduced widths with --sizes, and prove the full network "
+            f"with: python -m derive prove {args.spec}")
+    proof = prove(spec, oracle="all")
     proof.note = note
     write_atomically(Path(args.output), render(proof))
     print(f"wrote {args.output}: {proof.summary()}")

@@ -43,6 +43,8 @@ def test_reduced_sizes_are_said():
     (("prove", "--bogus"), "unrecognized arguments"),
     (("latex", "net222", "-o", "out.pdf"), "must be a .tex file"),
     (("latex", "net222", "-o", "no/such/dir/out.tex"), "does not exist"),
+    (("latex", "nielsen", "-o", "n.tex"), "too many to write out"),
+    (("prove", "net222", "--jobs", "0"), "not a positive integer"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
     r = run(*args, cwd=tmp_path)
