@@ -183,11 +183,18 @@ class Network:
         held: dict = {}
         total = []
         sfx = "" if self.E == 1 else "_e{}"
+        param = self.param_by_symbol.get(s)
         for e in range(self.E):
             values: dict = {}
             for l in range(1, self.L + 1):
+                if param is not None and l < param.layer:
+                    continue  # nothing before the parameter's layer depends on it
+                own = param is not None and l == param.layer and self.acts[l].elementwise
                 zs = []
                 for j, z in enumerate(self.z[e][l]):
+                    if own and j != param.j:
+                        zs.append(self.zsym[e][l][j])  # another neuron of the parameter's layer: free of it
+                        continue
                     z = z.xreplace(values)
                     free = [t for t in sp.Add.make_args(z) if not t.has(s)]
                     if free:

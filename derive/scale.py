@@ -150,6 +150,11 @@ class Graph:
     def partial(self, p: Param):
         return se.Add(*[self.adjoint[e][p.layer][p.j] * self.dz_dp[e][p.symbol] for e in range(self.net.E)])
 
+    def partial_through(self, p: Param, lemma: dict):
+        """dC/dp with each example's delta^{(l)}_j written as its proven symbol."""
+        scale = self.conv(self.net.scale)
+        return se.Add(*[scale * lemma[e, p.layer, p.j] * self.dz_dp[e][p.symbol] for e in range(self.net.E)])
+
     def delta(self, e: int, l: int, j: int):
         return self.adjoint[e][l][j] / self.conv(self.net.scale)
 
@@ -192,7 +197,9 @@ class ScaleProof:
         return [
             f"chain rule accumulated in reverse over the scalar graph for all {self.n_params} partials "
             "(local derivatives of each node's own expression, SymEngine)",
-            f"every entry of {len(self.per_form)} matrix forms compared exactly with it (difference expanded to 0)",
+            f"every entry of {len(self.per_form)} matrix forms compared exactly with it (difference expanded to 0): "
+            "each delta entry in full, then each gradient and update entry with the deltas held as the symbols "
+            "just proven equal to them (an entry this cannot close is expanded in full)",
             f"sympy.diff of the composed cost on a random sample of {len(self.oracle_sample)} partials "
             f"(seed {self.oracle_seed}) spread over every weight matrix"
             + (" and bias" if self.spec.bias != "none" else "") + f": {self.oracle_proven} agree",
@@ -223,8 +230,12 @@ class ScaleProof:
 _STATE: dict = {}  # what forked workers read: the graph, the evaluated forms, the targets
 
 
-def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value) -> list:
-    """For each entry of a form (row-major): (name, the parameter of a gradient entry or None, truth)."""
+def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value, lemma: dict | None = None) -> list:
+    """For each entry of a form (row-major): (name, the parameter of a gradient entry or None, truth).
+
+    With `lemma` (symbols standing for the proven deltas), gradient and update truths
+    are written through those symbols: dC/dp = scale * sum_e Delta_e * dz/dp.
+    """
     where = {(p.matrix, p.index): p for p in net.params}
     gamma = graph.conv(forms.gamma)
     out = []
@@ -237,7 +248,7 @@ def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value) 
                 out.append((f"delta{form.layer}[{r}]", None, graph.delta(0, form.layer, r)))
             else:
                 p = where[form.matrix, (c, r) if form.truth == "gradT" else (r, c)]
-                truth = graph.partial(p)
+                truth = graph.partial(p) if lemma is None else graph.partial_through(p, lemma)
                 if form.truth == "update":
                     truth = graph.conv(p.symbol) - gamma * truth
                 out.append((f"dC/d{p.name}", p if form.truth == "grad" else None, truth))
@@ -245,19 +256,30 @@ def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value) 
 
 
 def _compare(task: tuple[int, int, int]) -> list[int]:
-    """Indices of the entries in [start, stop) of form i that are not identically equal."""
+    """Indices of the entries in [start, stop) of form i that are not identically equal.
+
+    Where a form has a lemma version (deltas held as proven symbols), that is tried
+    first; only an entry it cannot close is expanded in full.
+    """
     i, start, stop = task
     value, targets = _STATE["values"][i], _STATE["targets"][i]
+    lemma_value, lemma_targets = _STATE["lemma_values"][i], _STATE["lemma_targets"][i]
     rule = _STATE["rule"]
     bad = []
     cols = value.cols
     for idx in range(start, stop):
-        d = targets[idx][2] - value[idx // cols, idx % cols]
-        if rule:
-            d = d.subs(rule)
-        if se.expand(d) != 0 and not _rational_zero(d):
+        r, c = idx // cols, idx % cols
+        if lemma_value is not None and _zero(lemma_targets[idx][2] - lemma_value[r, c], rule):
+            continue
+        if not _zero(targets[idx][2] - value[r, c], rule):
             bad.append(idx)
     return bad
+
+
+def _zero(d, rule) -> bool:
+    if rule:
+        d = d.subs(rule)
+    return se.expand(d) == 0 or _rational_zero(d)
 
 
 def _rational_zero(d) -> bool:
@@ -306,38 +328,58 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     t = time.perf_counter()
     values = {ms: to_se_matrix(v, graph.conv) for ms, v in {**mf.values, **(extra or {})}.items()}
     chosen = forms if forms is not None else mf.forms
+    defining = [f for f in mf.forms if f.truth in ("delta", "delta_col")]
     evaluated = []
     for form in mf.forms if forms is None else _with_true_deltas(mf, forms):
         v = evaluate_form(form.expr, values)
         if form.lhs not in values:
             values[form.lhs] = v
         evaluated.append((form, v))
-    evaluated = [(f, v) for f, v in evaluated if f in chosen]
+    # the deltas' defining forms are always compared: the lemma below rests on them
+    evaluated = [(f, v) for f, v in evaluated if f in chosen or f in defining]
     for form, v in evaluated:
         if v.shape != form.lhs.shape:
             raise ValueError(f"{form.key}: the form is {v.shape[0]}×{v.shape[1]} but {form.lhs.name} "
                              f"is {form.lhs.shape[0]}×{form.lhs.shape[1]}")
     targets = [_targets(net, mf, graph, f, v) for f, v in evaluated]
+    # the lemma: one symbol per proven delta entry, shared by delta{l} and its column form
+    lemma = {(e, l, j): se.Symbol(f"_delta{l}_{j}_e{e}") for e in range(net.E) for l in range(1, net.L + 1)
+             for j in range(net.sizes[l])}
+    lemma_values = dict(values)
+    for l in range(1, net.L + 1):
+        lemma_values[mf.sym[f"delta{l}"]] = se.DenseMatrix(
+            *mf.sym[f"delta{l}"].shape,
+            [lemma[(e, l, j)] for e, j in _entries(mf, l)])
+        if f"deltac{l}" in mf.sym:
+            lemma_values[mf.sym[f"deltac{l}"]] = se.DenseMatrix(net.sizes[l], 1, [lemma[0, l, j] for j in range(net.sizes[l])])
     times["matrix forms"] = time.perf_counter() - t
 
     t = time.perf_counter()
     rule = {graph.conv(k): graph.conv(v) for k, v in relations(net).items()}
-    _STATE.update(values=[v for _, v in evaluated], targets=targets, rule=rule)
-    tasks = [(i, s, min(s + CHUNK, len(tg))) for i, tg in enumerate(targets) for s in range(0, len(tg), CHUNK)]
+    is_delta = [f.truth in ("delta", "delta_col") for f, _ in evaluated]
+    _STATE.update(values=[v for _, v in evaluated], targets=targets, rule=rule,
+                  lemma_values=[None] * len(evaluated), lemma_targets=[None] * len(evaluated))
     total = sum(len(tg) for tg in targets)
     bad: dict[int, list[int]] = {}
     with _Progress(total, "comparing entries", progress) as bar:
-        if jobs > 1 and len(tasks) > 1:
-            with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
-                for task, result in zip(tasks, pool.map(_compare, tasks)):
-                    bad.setdefault(task[0], []).extend(result)
-                    bar.advance(task[2] - task[1])
-        else:
-            for task in tasks:
-                bad.setdefault(task[0], []).extend(_compare(task))
-                bar.advance(task[2] - task[1])
+        # first every delta in full, then the rest through the proven deltas
+        _run([i for i in range(len(evaluated)) if is_delta[i]], targets, bad, jobs, bar)
+        if not any(bad.get(i) for i in range(len(evaluated)) if is_delta[i]):
+            for i, (form, _) in enumerate(evaluated):
+                if not is_delta[i]:
+                    lv = evaluate_form(form.expr, lemma_values)
+                    if lemma_values.get(form.lhs) is values.get(form.lhs):  # the gradient an update uses
+                        lemma_values[form.lhs] = lv
+                    _STATE["lemma_values"][i] = lv
+                    _STATE["lemma_targets"][i] = _targets(net, mf, graph, form, lv, lemma)
+        _run([i for i in range(len(evaluated)) if not is_delta[i]], targets, bad, jobs, bar)
     _STATE.clear()
     times["comparison"] = time.perf_counter() - t
+    evaluated_all = evaluated
+    evaluated = [(f, v) for f, v in evaluated_all if f in chosen]
+    keep = [i for i, (f, _) in enumerate(evaluated_all) if f in chosen]
+    targets = [targets[i] for i in keep]
+    bad = {new: bad.get(old, []) for new, old in enumerate(keep)}
 
     result = ScaleProof(net.spec, len(net.params), jobs=jobs, oracle_seed=seed)
     for i, (form, v) in enumerate(evaluated):
@@ -375,6 +417,26 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     times["total"] = time.perf_counter() - t0
     result.seconds = times
     return result
+
+
+def _run(forms_idx: list[int], targets: list, bad: dict, jobs: int, bar) -> None:
+    """Compare the entries of the given forms, in chunks, over `jobs` processes."""
+    tasks = [(i, s, min(s + CHUNK, len(targets[i]))) for i in forms_idx for s in range(0, len(targets[i]), CHUNK)]
+    if jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
+            for task, result in zip(tasks, pool.map(_compare, tasks)):
+                bad.setdefault(task[0], []).extend(result)
+                bar.advance(task[2] - task[1])
+    else:
+        for task in tasks:
+            bad.setdefault(task[0], []).extend(_compare(task))
+            bar.advance(task[2] - task[1])
+
+
+def _entries(mf: MatrixForms, l: int) -> list[tuple[int, int]]:
+    """(example, neuron) of each entry of delta{l}, row-major, in the convention's orientation."""
+    rows, cols = mf.sym[f"delta{l}"].shape
+    return [((r, c) if mf.row else (c, r)) for r in range(rows) for c in range(cols)]
 
 
 def _with_true_deltas(mf: MatrixForms, forms: list[Form]) -> list[Form]:
