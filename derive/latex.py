@@ -14,7 +14,7 @@ import sympy as sp
 from .errors import EXIT_OK, EXIT_REFUTED, DeriveError
 from .notation import PROFILES, Profile, latex, latex_names, layer, matrix_latex_names
 from .proof import Proof, prove
-from .spec import Spec, load_spec, parse_sizes
+from .spec import Spec, load_spec, load_with_sizes
 
 MAX_LISTED = 24  # partials whose chain-rule derivation is written out in full
 MAX_EXPLICIT = 40  # entries of a matrix written out explicitly
@@ -199,13 +199,7 @@ def to_latex(spec: Spec | str, **prove_args) -> str:
 
 
 def run_latex(args) -> int:
-    spec = load_spec(args.spec)
-    note = ""
-    if args.sizes:
-        sizes = parse_sizes(args.sizes)
-        if sizes != spec.sizes:
-            note = f"Proven at sizes {'-'.join(map(str, sizes))}; the spec's own are {'-'.join(map(str, spec.sizes))}."
-        spec = spec.with_sizes(sizes)
+    spec, note = load_with_sizes(args.spec, args.sizes)
     if not args.output.endswith(".tex"):
         raise DeriveError(f"-o {args.output}: the output must be a .tex file")
     if spec.n_params > MAX_DOCUMENT_PARAMS:
@@ -214,7 +208,7 @@ def run_latex(args) -> int:
             f"{MAX_DOCUMENT_PARAMS}); write it at reduced widths with --sizes, and prove the full network "
             f"with: python -m derive prove {args.spec}")
     proof = prove(spec, oracle="all")
-    proof.note = note
+    proof.note = note[:1].upper() + note[1:] + "." if note else ""
     write_atomically(Path(args.output), render(proof))
     print(f"wrote {args.output}: {proof.summary()}")
     if args.pdf:

@@ -11,7 +11,7 @@ from rich.table import Table
 from .errors import EXIT_OK, EXIT_REFUTED
 from .notation import text
 from .proof import Check, Proof, prove
-from .spec import load_spec, parse_sizes
+from .spec import load_with_sizes
 
 ORACLE_ALL_LIMIT = 600  # partials; above it sympy.diff runs on a sample
 
@@ -96,6 +96,16 @@ def as_json(proof: Proof) -> dict:
             "seconds": round(proof.seconds, 3), "checks": [one(c) for c in proof.checks]}
 
 
+def _tally(title: str, columns: tuple[str, str, str], counts: dict) -> Table:
+    table = Table(title=title)
+    table.add_column(columns[0])
+    table.add_column(columns[1], justify="right")
+    table.add_column(columns[2], justify="right")
+    for key, (ok, total) in counts.items():
+        table.add_row(key, str(ok), str(total))
+    return table
+
+
 def render_scale(proof, console: Console) -> None:
     spec = proof.spec
     console.print(
@@ -106,18 +116,8 @@ def render_scale(proof, console: Console) -> None:
     )
     if proof.note:
         console.print(proof.note, soft_wrap=True)
-    table = Table(title="partials by layer and kind")
-    for col in ("parameters", "proven", "total"):
-        table.add_column(col, justify="right" if col != "parameters" else "left")
-    for key, (ok, total) in proof.per_layer.items():
-        table.add_row(key, str(ok), str(total))
-    console.print(table)
-    forms = Table(title="matrix forms, entry by entry")
-    for col in ("form", "proven", "entries"):
-        forms.add_column(col, justify="right" if col != "form" else "left")
-    for key, (ok, total) in proof.per_form.items():
-        forms.add_row(key, str(ok), str(total))
-    console.print(forms)
+    console.print(_tally("partials by layer and kind", ("parameters", "proven", "total"), proof.per_layer))
+    console.print(_tally("matrix forms, entry by entry", ("form", "proven", "entries"), proof.per_form))
     console.print("methods:", soft_wrap=True)
     for m in proof.methods():
         console.print(f"  - {m}", soft_wrap=True)
@@ -137,13 +137,7 @@ def render_scale(proof, console: Console) -> None:
 
 
 def run_prove(args) -> int:
-    spec = load_spec(args.spec)
-    note = ""
-    if args.sizes:
-        sizes = parse_sizes(args.sizes)
-        if sizes != spec.sizes:
-            note = f"proven at sizes {'-'.join(map(str, sizes))} (the spec's own are {'-'.join(map(str, spec.sizes))})"
-        spec = spec.with_sizes(sizes)
+    spec, note = load_with_sizes(args.spec, args.sizes)
     mode = args.mode if args.mode != "auto" else ("full" if spec.n_params <= ORACLE_ALL_LIMIT else "scalable")
     if mode == "scalable":
         from .scale import prove_scalable

@@ -209,3 +209,15 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     if len(parts) < 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise SpecError(f"--sizes: {text!r} is not widths joined by '-', such as 3-4-2")
     return tuple(int(p) for p in parts)
+
+
+def load_with_sizes(name_or_path: str, sizes_text: str | None) -> tuple[Spec, str]:
+    """A spec, with --sizes applied, and the note a report makes of reduced widths ("" if none)."""
+    spec = load_spec(name_or_path)
+    if not sizes_text:
+        return spec, ""
+    sizes = parse_sizes(sizes_text)
+    if sizes == spec.sizes:
+        return spec, ""
+    note = f"proven at sizes {'-'.join(map(str, sizes))} (the spec's own are {'-'.join(map(str, spec.sizes))})"
+    return spec.with_sizes(sizes), note
