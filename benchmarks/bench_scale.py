@@ -8,7 +8,9 @@
 2. Proof time and peak memory for widths 2..128 at depth 2 and 3, and depth 2..6 at
    width 8, in each mode: "full" (every path listed and sympy.diff on every partial)
    and "scalable" (reverse accumulation, sampled oracle). Each run is a fresh
-   process; "full" is skipped above FULL_LIMIT parameters. The growth exponent k in
+   process; "full" is skipped above FULL_LIMIT parameters, and a series stops once a
+   size takes longer than BUDGET seconds (the sampled oracle's composed expression
+   grows with the product of the widths it crosses). The growth exponent k in
    time ~ params^k is fitted by least squares on log-log. Writes
    benchmarks/scaling.md and benchmarks/scaling.png.
 """
@@ -23,6 +25,7 @@ import tempfile
 from _measure import ROOT, run_module
 
 FULL_LIMIT = 600  # parameters; the full mode's oracle on every partial grows too fast beyond
+BUDGET = 120.0  # seconds: once a size takes longer, the larger ones of that series and mode are skipped
 WIDTHS = [2, 4, 8, 16, 32, 64, 128]
 DEPTHS = [2, 3, 4, 5, 6]
 
@@ -39,8 +42,8 @@ def spec_file(folder: str, sizes) -> str:
     return path
 
 
-def measure(sizes, mode: str, folder: str) -> dict | None:
-    if mode == "full" and n_params(sizes) > FULL_LIMIT:
+def measure(sizes, mode: str, folder: str, over_budget: bool) -> dict | None:
+    if (mode == "full" and n_params(sizes) > FULL_LIMIT) or over_budget:
         return None
     stats = run_module("derive", ["prove", spec_file(folder, sizes), "--mode", mode, "--brief" if mode == "full" else "--json"])
     assert stats["rc"] == 0, stats
@@ -71,9 +74,11 @@ def scaling() -> None:
              ("width 8", [(8,) * (d + 1) for d in DEPTHS])]
     with tempfile.TemporaryDirectory() as folder:
         for label, grid in grids:
+            slow = {"full": False, "scalable": False}
             for sizes in grid:
                 for mode in ("full", "scalable"):
-                    st = measure(sizes, mode, folder)
+                    st = measure(sizes, mode, folder, slow[mode])
+                    slow[mode] = slow[mode] or (st is not None and st["wall"] > BUDGET)
                     rows.append((label, sizes, mode, st))
                     shown = "skipped" if st is None else f"{st['wall']:.2f} s, {st['peak_mb']:.0f} MB"
                     print(f"{label:8} {'-'.join(map(str, sizes)):>20} {n_params(sizes):>7} {mode:9} {shown}", flush=True)
