@@ -33,6 +33,7 @@ class Form:
     truth: str  # "delta", "delta_col", "grad", "gradT", "update"
     layer: int
     matrix: str | None = None  # "W2" / "b2" for grad forms
+    example: int = 0  # the example a single-example (D) form is about
 
 
 class MatrixForms:
@@ -92,17 +93,22 @@ class MatrixForms:
                 self._ms(f"b{l}", *bvec.shape, bvec)
             if net.acts[l].elementwise:
                 self._ms(f"sp{l}", *self._shape(n[l]), self._batch(n[l], lambda e, j, l=l: net.sigma_prime[e][l][j]))
-                if B == 1:
-                    self._ms(f"D{l}", n[l], n[l], sp.diag(*net.sigma_prime[0][l]))
-            elif B == 1:
-                J = sp.Matrix(n[l], n[l], lambda m, j: net.da_dz(0, l, m, j))
-                self._ms(f"J{l}", n[l], n[l], J)
+            for e in range(B):
+                if net.acts[l].elementwise:
+                    self._ms(f"D{l}{self._ex(e)}", n[l], n[l], sp.diag(*net.sigma_prime[e][l]))
+                else:
+                    J = sp.Matrix(n[l], n[l], lambda m, j, e=e: net.da_dz(e, l, m, j))
+                    self._ms(f"J{l}{self._ex(e)}", n[l], n[l], J)
         # the gradient of one example's cost with respect to its outputs
         grad = self._batch(n[L], lambda e, j: sp.diff(net.cost_example[e], net.a[e][L][j]))
         self._ms("g", *grad.shape, grad)
-        if B == 1:
-            self._ms("g_col", n[L], 1, grad.T if row else grad)
+        for e in range(B):
+            self._ms(f"g_col{self._ex(e)}", n[L], 1, (grad.T if row else grad)[:, e])
         self._ms("ones_B", B, 1, sp.ones(B, 1))
+
+    def _ex(self, e: int) -> str:
+        """The suffix of a one-example symbol: none for a single example."""
+        return "" if self.net.E == 1 else f"_e{e}"
 
     # -- the forms -----------------------------------------------------------
     def delta(self, l: int) -> MatrixSymbol:
@@ -148,8 +154,8 @@ class MatrixForms:
             if net.spec.bias == "separate":
                 db = scale * (S["ones_B"].T * d if row else d * S["ones_B"])
                 self._add(Form(f"dC/db{l}", "bias gradient", self._ms(f"dC_db{l}", *S[f"b{l}"].shape), db, "grad", l, f"b{l}"))
-        if B == 1:
-            self._single_example_forms()
+        for e in range(B):
+            self._single_example_forms(e)
         # the update
         for l in range(1, L + 1):
             for M in (f"W{l}", f"b{l}"):
@@ -157,26 +163,29 @@ class MatrixForms:
                     upd = S[M] - self.gamma * S[f"dC_d{M}"]
                     self._add(Form(f"update {M}", "gradient-descent step", self._ms(f"{M}_new", *S[M].shape), upd, "update", l, M))
 
-    def _single_example_forms(self) -> None:
-        """delta as a column, with D = diag(sigma'): the 2-2-2 note and Nielsen's exercise."""
+    def _single_example_forms(self, e: int) -> None:
+        """delta of example e as a column, with D = diag(sigma'): the 2-2-2 note and Nielsen's exercise."""
         net, row, S = self.net, self.row, self.sym
-        n, L = net.sizes, net.L
-        col = {l: self._ms(f"deltac{l}", n[l], 1) for l in range(1, L + 1)}
-        first = S[f"D{L}"] if net.acts[L].elementwise else S[f"J{L}"].T
-        self._add(Form("BP1 (D)", "output error, diagonal form" if net.acts[L].elementwise else "output error, full Jacobian",
-                       col[L], first * S["g_col"], "delta_col", L))
+        n, L, x = net.sizes, net.L, self._ex(e)
+        tag = "" if net.E == 1 else f", example {e}"
+        col = {l: self._ms(f"deltac{l}{x}", n[l], 1) for l in range(1, L + 1)}
+
+        def D(m):
+            return S[f"D{m}{x}"] if net.acts[m].elementwise else S[f"J{m}{x}"].T
+
+        self._add(Form(f"BP1 (D){tag}", "output error, diagonal form" if net.acts[L].elementwise
+                       else "output error, full Jacobian", col[L], D(L) * S[f"g_col{x}"], "delta_col", L, example=e))
         for l in range(L - 1, 0, -1):
-            self._add(Form(f"BP2[{l}] (D)", "hidden error, diagonal form", col[l],
-                           S[f"D{l}"] * S[f"w{l + 1}"].T * col[l + 1], "delta_col", l))
+            self._add(Form(f"BP2[{l}] (D){tag}", "hidden error, diagonal form", col[l],
+                           D(l) * S[f"w{l + 1}"].T * col[l + 1], "delta_col", l, example=e))
             # the unrolled product D^l (w^{l+1})^T ... D^L grad C
-            prod = [S[f"D{l}"]]
+            prod = [D(l)]
             for m in range(l + 1, L + 1):
-                prod.append(S[f"w{m}"].T)
-                prod.append(S[f"D{m}"] if net.acts[m].elementwise else S[f"J{m}"].T)
-            prod.append(S["g_col"])
-            self._add(Form(f"BP2[{l}] (unrolled)", "hidden error, unrolled product", col[l],
-                           sp.MatMul(*prod), "delta_col", l))
-        if row:
+                prod += [S[f"w{m}"].T, D(m)]
+            prod.append(S[f"g_col{x}"])
+            self._add(Form(f"BP2[{l}] (unrolled){tag}", "hidden error, unrolled product", col[l],
+                           sp.MatMul(*prod), "delta_col", l, example=e))
+        if row and net.E == 1:
             for l in range(1, L + 1):
                 T = self._ms(f"dC_dW{l}_T", n[l], S[f"A{l - 1}"].shape[1])
                 self._add(Form(f"dC/dW{l} (transposed)", "transposed change matrix", T,

@@ -43,7 +43,9 @@ def text_name(sym: sp.Symbol) -> str:
 
 
 _MATRIX_TEXT = [
-    (re.compile(r"^deltac(\d+)$"), r"delta\1"),
+    (re.compile(r"^deltac(\d+)(_e\d+)?$"), r"delta\1"),
+    (re.compile(r"^g_col(_e\d+)?$"), "grad_a(C)"),
+    (re.compile(r"^([DJ]\d+)_e\d+$"), r"\1"),
     (re.compile(r"^dC_dW(\d+)_T$"), r"(dC/dW\1).T"),
     (re.compile(r"^dC_d([Wb]\d+)$"), r"dC/d\1"),
     (re.compile(r"^([Wb]\d+)_new$"), r"\1'"),
@@ -180,7 +182,7 @@ def latex(expr, names: dict) -> str:
     return Printer({"symbol_names": names, "mul_symbol": None}).doprint(expr)
 
 
-_MATRIX_LATEX = re.compile(r"^(deltac|delta|dC_dW|dC_db|sp|D|J|W|w|A|a|b)(\d+)(_T|_new)?$")
+_MATRIX_LATEX = re.compile(r"^(deltac|delta|dC_dW|dC_db|sp|D|J|W|w|A|a|b)(\d+)(_T|_new)?(?:_e\d+)?$")
 
 
 def matrix_latex_names(profile: Profile, matrix_symbols, L: int) -> dict:
@@ -189,7 +191,7 @@ def matrix_latex_names(profile: Profile, matrix_symbols, L: int) -> dict:
     cost = profile.cost
     for ms in matrix_symbols:
         name = ms.name
-        if name in ("g", "g_col"):
+        if name == "g" or name.startswith("g_col"):
             out[ms] = "c" if profile.name == "net222" else rf"\nabla_{{{profile.activation if profile.output is None else profile.output}}} {cost}"
             continue
         if name == "ones_B":

@@ -224,7 +224,8 @@ def _entry_target(forms: MatrixForms, form: Form, r: int, c: int, chain: ChainRu
         sfx = f", example {e}" if net.E > 1 else ""
         return f"delta{form.layer}[{j}]{sfx}", "delta", chain.delta(e, form.layer, j), None
     if form.truth == "delta_col":
-        return f"delta{form.layer}[{r}]", "form", chain.delta(0, form.layer, r), None
+        sfx = f", example {form.example}" if net.E > 1 else ""
+        return f"delta{form.layer}[{r}]{sfx}", "form", chain.delta(form.example, form.layer, r), None
     idx = (c, r) if form.truth == "gradT" else (r, c)
     p = _param_at(net, form.matrix, idx)
     if form.truth == "update":

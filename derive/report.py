@@ -63,7 +63,7 @@ def render(proof: Proof, console: Console, brief: bool = False) -> None:
         for key, group in by_form.items():
             ok = sum(c.proven for c in group)
             form = proof.forms.form(key)
-            console.print(f"{'✓' if ok == len(group) else '✗'} {key}: {text(form.lhs)} = {text(form.expr)}  ({ok}/{len(group)} entries)")
+            console.print(f"{'✓' if ok == len(group) else '✗'} {key}: {text(form.lhs)} = {text(form.expr)}  ({ok}/{len(group)} entries)", soft_wrap=True)
     for c in proof.checks:
         if not c.proven:
             console.print(f"[red]{c.verdict}[/] {c.name} ({c.form}[{c.entry[0]},{c.entry[1]}])")

@@ -245,7 +245,7 @@ def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value, 
                 e, j = (r, c) if forms.row else (c, r)
                 out.append((f"delta{form.layer}[{j}]", None, graph.delta(e, form.layer, j)))
             elif form.truth == "delta_col":
-                out.append((f"delta{form.layer}[{r}]", None, graph.delta(0, form.layer, r)))
+                out.append((f"delta{form.layer}[{r}]", None, graph.delta(form.example, form.layer, r)))
             else:
                 p = where[form.matrix, (c, r) if form.truth == "gradT" else (r, c)]
                 truth = graph.partial(p) if lemma is None else graph.partial_through(p, lemma)
@@ -350,8 +350,9 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
         lemma_values[mf.sym[f"delta{l}"]] = se.DenseMatrix(
             *mf.sym[f"delta{l}"].shape,
             [lemma[(e, l, j)] for e, j in _entries(mf, l)])
-        if f"deltac{l}" in mf.sym:
-            lemma_values[mf.sym[f"deltac{l}"]] = se.DenseMatrix(net.sizes[l], 1, [lemma[0, l, j] for j in range(net.sizes[l])])
+        for e in range(net.E):
+            name = f"deltac{l}" + ("" if net.E == 1 else f"_e{e}")
+            lemma_values[mf.sym[name]] = se.DenseMatrix(net.sizes[l], 1, [lemma[e, l, j] for j in range(net.sizes[l])])
     times["matrix forms"] = time.perf_counter() - t
 
     t = time.perf_counter()
