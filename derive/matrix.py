@@ -49,6 +49,8 @@ class MatrixForms:
         self.forms: list[Form] = []
         self.evaluated: dict[str, sp.Matrix] = {}  # the concrete value of every form
         self._build()
+        self.forward: list[Form] = []  # z{l}: the forward pass, which code generation prints
+        self._forward()
 
     # -- helpers -----------------------------------------------------------
     def _ms(self, name: str, rows: int, cols: int, value: sp.Matrix | None = None) -> MatrixSymbol:
@@ -190,6 +192,19 @@ class MatrixForms:
                 T = self._ms(f"dC_dW{l}_T", n[l], S[f"A{l - 1}"].shape[1])
                 self._add(Form(f"dC/dW{l} (transposed)", "transposed change matrix", T,
                                col[l] * S[f"A{l - 1}"], "gradT", l, f"W{l}"))
+
+    def _forward(self) -> None:
+        """z{l} = W{l} A{l-1} (+ b{l} 1ᵀ), or A{l-1} W{l} (+ 1 b{l}) in the row convention."""
+        S, row, n = self.sym, self.row, self.net.sizes
+        for l in range(1, self.net.L + 1):
+            W, A = S[f"W{l}"], S[f"A{l - 1}"]
+            z = A * W if row else W * A
+            if self.net.spec.bias == "separate":
+                z = z + (S["ones_B"] * S[f"b{l}"] if row else S[f"b{l}"] * S["ones_B"].T)
+            form = Form(f"z{l}", "pre-activation", self._ms(f"z{l}", *self._shape(n[l])), z, "z", l)
+            self.forward.append(form)
+            if self.evaluate:
+                self.evaluated[form.key] = sp.Matrix(z.xreplace(self.values).doit())
 
     def form(self, key: str) -> Form:
         for f in self.forms:
