@@ -207,7 +207,7 @@ class MatrixForms:
                 self.evaluated[form.key] = sp.Matrix(z.xreplace(self.values).doit())
 
     def form(self, key: str) -> Form:
-        for f in self.forms:
+        for f in self.forward + self.forms:
             if f.key == key:
                 return f
         raise KeyError(key)

@@ -163,7 +163,8 @@ class Proof:
     def forms_summary(self) -> str:
         others = [c for c in self.checks if c.kind not in ("weight", "bias")]
         keys = list(dict.fromkeys(c.form for c in others))
-        kinds = ["δ recursion"]
+        kinds = ["forward pass"] if any(k.startswith("z") for k in keys) else []
+        kinds.append("δ recursion")
         if any("(D)" in k for k in keys):
             kinds.append("diagonal and unrolled forms")
         if any("transposed" in k for k in keys):
@@ -223,6 +224,10 @@ def _entry_target(forms: MatrixForms, form: Form, r: int, c: int, chain: ChainRu
         e, j = (r, c) if forms.row else (c, r)
         sfx = f", example {e}" if net.E > 1 else ""
         return f"delta{form.layer}[{j}]{sfx}", "delta", chain.delta(e, form.layer, j), None
+    if form.truth == "z":
+        e, j = (r, c) if forms.row else (c, r)
+        sfx = f", example {e}" if net.E > 1 else ""
+        return f"z{form.layer}[{j}]{sfx}", "form", net.z[e][form.layer][j], None
     if form.truth == "delta_col":
         sfx = f", example {form.example}" if net.E > 1 else ""
         return f"delta{form.layer}[{r}]{sfx}", "form", chain.delta(form.example, form.layer, r), None
@@ -267,7 +272,7 @@ def prove(spec: Spec | str | Network, oracle: str = "all", sample: int = 50, see
             derivations[p.symbol] = chain.derive(p)
         return derivations[p.symbol].value
 
-    for form in forms.forms:
+    for form in forms.forward + forms.forms:
         value = forms.evaluated[form.key]
         for r in range(value.rows):
             for c in range(value.cols):

@@ -244,6 +244,9 @@ def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value, 
             if form.truth == "delta":
                 e, j = (r, c) if forms.row else (c, r)
                 out.append((f"delta{form.layer}[{j}]", None, graph.delta(e, form.layer, j)))
+            elif form.truth == "z":
+                e, j = (r, c) if forms.row else (c, r)
+                out.append((f"z{form.layer}[{j}]", None, graph.conv(net.z[e][form.layer][j])))
             elif form.truth == "delta_col":
                 out.append((f"delta{form.layer}[{r}]", None, graph.delta(form.example, form.layer, r)))
             else:
@@ -327,10 +330,10 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
 
     t = time.perf_counter()
     values = {ms: to_se_matrix(v, graph.conv) for ms, v in {**mf.values, **(extra or {})}.items()}
-    chosen = forms if forms is not None else mf.forms
+    chosen = forms if forms is not None else mf.forward + mf.forms
     defining = [f for f in mf.forms if f.truth in ("delta", "delta_col")]
     evaluated = []
-    for form in mf.forms if forms is None else _with_true_deltas(mf, forms):
+    for form in mf.forward + mf.forms if forms is None else _with_true_deltas(mf, forms):
         v = evaluate_form(form.expr, values)
         if form.lhs not in values:
             values[form.lhs] = v
