@@ -243,8 +243,13 @@ class Network:
                     zs = [sp.Float(z.xreplace(vals), dps) for z in self.z[e][l]]
                     for j in range(self.sizes[l]):
                         vals[self.zsym[e][l][j]] = zs[j]
-                    for fn_app, atom in self.atom_rule(e, l, zs).items():
-                        vals[atom] = fn_app.evalf(dps)
+                    # neuron by neuron, not through atom_rule: on numbers sigma(z) may evaluate at once
+                    # (ReLU of a negative z is 0), and two neurons would then share one key
+                    act = self.acts[l]
+                    for j in range(self.sizes[l]):
+                        vals[self.a[e][l][j]] = sp.Float(self.activation_of(e, l, j, zs).evalf(dps), dps)
+                        if act.elementwise and act.output_form is None:
+                            vals[self.ap[e][l][j]] = sp.Float(act.prime_function(zs[j]).evalf(dps), dps)
         return vals
 
 
