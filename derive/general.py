@@ -1,13 +1,1465 @@
-"""The general proof: BP1-BP4 for symbolic widths and any depth (issue 5, in progress)."""
+"""The general proof: BP1-BP4 for every width and every depth (issue 5).
+
+The concrete proofs check one network at a time. Here the widths are positive
+integer symbols (n_{l-1}, n_l, n_{l+1}, n_L, and B examples in a batch), the
+weights, activations and pre-activations are SymPy `Indexed` entries whose first
+index is the layer, sigma is an undefined function whose derivative is sigma', and
+the cost C is an undefined function of the output activations a^L only.
+
+Each theorem is a list of chains of equalities. Every step names its rule and is
+checked on its own statement, after it was built:
+
+- sympy.diff and the Kronecker sum (SymPy's delta summation) are recomputed by SymPy;
+- a Piecewise range guard is dropped only when SymPy decides the guard is True
+  with the index ranges as assumptions (0 <= j <= n-1 is written n = j + 1 + r, r >= 0);
+- the chain rule, the induction hypothesis, substitutions and the linearity of a
+  sum are rules SymPy cannot apply to a symbolic number of terms: the step is
+  rebuilt from the rule's bindings and must be identical, and the chain rule's
+  premise (C depends on x only through u) is read off the model's definitions;
+- the last step compares the derived expression with the formula (the textbook one,
+  or a candidate a caller passes in); one that is not equal is refuted by a
+  counterexample at widths 2, in exact rationals.
+
+BP1 is the base case and BP2 the inductive step: together they give delta^l for
+every layer of a network of any depth; BP3 and BP4 then give every gradient.
+"""
 
 from __future__ import annotations
 
-from .errors import DeriveError
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
+import sympy as sp
+from sympy import Function, IndexedBase, KroneckerDelta, Piecewise, Sum
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+from sympy.simplify.simplify import factor_sum
+
+from .errors import EXIT_OK, EXIT_REFUTED, DeriveError
+
+INDEX = {"integer": True, "nonnegative": True}
+WIDTH = {"integer": True, "positive": True}
+SETTINGS = ("column", "row", "column-batch", "row-batch")
+THEOREMS = ("BP1", "BP2", "BP3", "BP4")
+COUNTER_WIDTH = 2  # every width (and B) in a counterexample
+
+
+# ---------------------------------------------------------------------------
+# the undefined functions: sigma, sigma', dC/dx and the chain rule's local factor
+# ---------------------------------------------------------------------------
+
+class sigma_prime(Function):
+    """sigma'(x): the derivative of the activation, left undefined."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"\sigma'\left({printer._print(self.args[0])}\right)"
+
+    def _sympystr(self, printer):
+        return f"σ'({printer._print(self.args[0])})"
+
+    _general_latex, _general_text = _latex, _sympystr
+
+
+class sigma(Function):
+    """The activation, left undefined; its derivative is sigma'."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sigma_prime(self.args[0])
+
+    def _latex(self, printer):
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+
+    def _sympystr(self, printer):
+        return f"σ({printer._print(self.args[0])})"
+
+    _general_latex, _general_text = _latex, _sympystr
+
+
+class CostPartial(Function):
+    """dC/dx for one entry x: it exists because C is differentiable; it is never expanded."""
+
+    nargs = 1
+
+    def _latex(self, printer):
+        return rf"\frac{{\partial C}}{{\partial {printer._print(self.args[0])}}}"
+
+    def _sympystr(self, printer):
+        return f"∂C/∂{printer._print(self.args[0])}"
+
+    _general_latex, _general_text = _latex, _sympystr
+
+
+class LocalPartial(Function):
+    """dy/dx, the chain rule's local factor, until a step differentiates y's definition."""
+
+    nargs = 2
+
+    def _latex(self, printer):
+        y, x = (printer._print(a) for a in self.args)
+        return rf"\frac{{\partial {y}}}{{\partial {x}}}"
+
+    def _sympystr(self, printer):
+        y, x = (printer._print(a) for a in self.args)
+        return f"∂{y}/∂{x}"
+
+    _general_latex, _general_text = _latex, _sympystr
+
+
+# ---------------------------------------------------------------------------
+# printing: w^{l+1}_{k,j} in LaTeX, w^(l+1)[k,j] in text
+# ---------------------------------------------------------------------------
+
+_TEX_BASE = {"delta": r"\delta"}
+_TEXT_BASE = {"delta": "δ"}
+
+
+def _compact(s: str) -> str:
+    return s.replace(" ", "")
+
+
+class _Latex(LatexPrinter):
+    printmethod = "_general_latex"  # Indexed has its own _latex, which would win over _print_Indexed
+
+    def _print_Indexed(self, expr):
+        layer, *idx = expr.indices
+        base = _TEX_BASE.get(expr.base.name, expr.base.name)
+        return f"{base}^{{{_compact(self._print(layer))}}}_{{{','.join(self._print(i) for i in idx)}}}"
+
+    def _print_KroneckerDelta(self, expr, exp=None):
+        i, j = (self._print(a) for a in expr.args)
+        return rf"\delta_{{{i},{j}}}"
+
+
+class _Text(StrPrinter):
+    printmethod = "_general_text"  # likewise Indexed's _sympystr
+
+    def _print_Indexed(self, expr):
+        layer, *idx = expr.indices
+        base = _TEXT_BASE.get(expr.base.name, expr.base.name)
+        return f"{base}^({_compact(self._print(layer))})[{','.join(self._print(i) for i in idx)}]"
+
+    def _print_Sum(self, expr):
+        out = self._print(expr.function)
+        for var, lo, hi in expr.limits:  # innermost first
+            out = f"Σ_{{{self._print(var)}={self._print(lo)}..{_compact(self._print(hi))}}}({out})"
+        return out
+
+    def _print_KroneckerDelta(self, expr):
+        i, j = (self._print(a) for a in expr.args)
+        return f"δ_({i},{j})"
+
+    def _print_Equality(self, expr):
+        return f"{self._print(expr.lhs)} = {self._print(expr.rhs)}"
+
+    def _print_Unequality(self, expr):
+        return f"{self._print(expr.lhs)} ≠ {self._print(expr.rhs)}"
+
+    def _print_Piecewise(self, expr):
+        parts = [f"{self._print(e)} if {self._print(c)}" if c is not sp.true else f"{self._print(e)} otherwise"
+                 for e, c in expr.args]
+        return "{" + "; ".join(parts) + "}"
+
+
+_LATEX = _Latex()
+_TEXTP = _Text()
+
+
+def latex(expr) -> str:
+    """An expression of the general proof in LaTeX."""
+    return _LATEX.doprint(expr)
+
+
+def text(expr) -> str:
+    """An expression of the general proof as terminal text."""
+    return _TEXTP.doprint(expr)
+
+
+_TEX_ESCAPE = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+                             "^": r"\^{}", "≤": r"$\le$", "≥": r"$\ge$", "→": r"$\to$", "≠": r"$\neq$",
+                             "·": r"$\cdot$", "Σ": r"$\Sigma$", "σ": r"$\sigma$", "δ": r"$\delta$",
+                             "∂": r"$\partial$", "≡": r"$\equiv$"})
+
+
+def tex_words(s: str) -> str:
+    """Plain words (rule names, messages) for a LaTeX text paragraph."""
+    return s.translate(_TEX_ESCAPE)
+
+
+def _render(parts, fmt: str) -> str:
+    """Evidence and assumptions are lists of words and SymPy objects, printed per format."""
+    out = []
+    for p in parts:
+        if isinstance(p, sp.Basic):
+            out.append(text(p) if fmt == "text" else f"${latex(p)}$")
+        elif isinstance(p, _Range):
+            out.append(p.text() if fmt == "text" else f"${p.latex()}$")
+        else:
+            out.append(p if fmt == "text" else tex_words(p))
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """lo <= var <= hi, for display."""
+
+    var: sp.Symbol
+    lo: sp.Expr
+    hi: sp.Expr
+
+    def text(self) -> str:
+        return f"{text(self.lo)} ≤ {text(self.var)} ≤ {_compact(text(self.hi))}"
+
+    def latex(self) -> str:
+        return rf"{latex(self.lo)} \le {latex(self.var)} \le {latex(self.hi)}"
+
+
+# ---------------------------------------------------------------------------
+# the model: the symbols of one setting and its definitions
+# ---------------------------------------------------------------------------
+
+class Model:
+    """The symbols and definitions of one setting: convention column|row, one example or a batch.
+
+    Entries are Indexed with the layer first: w[l, j, k] (column: from neuron k of
+    layer l-1 to neuron j of layer l), W[l, k, j] (row: the same weight, stored at
+    [k, j]), b[l, j], a[l, j], z[l, j], delta[l, j]; in a batch the example comes
+    second: a[l, e, j], z[l, e, j], delta[l, e, j] (weights and biases are shared).
+    """
+
+    def __init__(self, setting: str = "column"):
+        if setting not in SETTINGS:
+            raise DeriveError(f"unknown setting {setting!r}; the settings are {', '.join(SETTINGS)}")
+        self.setting = setting
+        self.convention = setting.split("-")[0]
+        self.batch = setting.endswith("-batch")
+        self.l = sp.Symbol("l", integer=True, positive=True)
+        self.L = sp.Symbol("L", integer=True, positive=True)
+        self.j, self.k, self.m, self.q, self.e = sp.symbols("j k m q e", **INDEX)
+        self.e2 = sp.Symbol("e'", **INDEX)
+        self.B = sp.Symbol("B", **WIDTH)
+        self.w = IndexedBase("W" if self.convention == "row" else "w")
+        self.b, self.a, self.z, self.delta = (IndexedBase(n) for n in ("b", "a", "z", "delta"))
+
+    # -- symbols -----------------------------------------------------------
+    def width(self, layer) -> sp.Symbol:
+        """n_{layer}: the number of neurons of a layer, a positive integer symbol."""
+        return sp.Symbol(f"n_{{{_compact(str(layer))}}}", **WIDTH)
+
+    def last(self, layer) -> sp.Expr:
+        return self.width(layer) - 1
+
+    def _entry(self, base, layer, i, e=None):
+        return base[layer, e, i] if self.batch else base[layer, i]
+
+    def A(self, layer, i, e=None):
+        return self._entry(self.a, layer, i, e)
+
+    def Z(self, layer, i, e=None):
+        return self._entry(self.z, layer, i, e)
+
+    def D(self, layer, i, e=None):
+        return self._entry(self.delta, layer, i, e)
+
+    def weight(self, layer, out, inp):
+        """The weight from neuron inp of layer-1 to neuron out of layer, in the convention's layout."""
+        return self.w[layer, inp, out] if self.convention == "row" else self.w[layer, out, inp]
+
+    def bias(self, layer, j):
+        return self.b[layer, j]
+
+    def over_examples(self, expr, e):
+        return Sum(expr, (e, 0, self.B - 1)) if self.batch else expr
+
+    # -- definitions ---------------------------------------------------------
+    def z_definition(self, layer, j, e, dummy) -> sp.Expr:
+        """z^layer_j = sum_k w^layer_{jk} a^{layer-1}_k + b^layer_j (row: sum_k a_k W_{kj} + b_j)."""
+        term = self.weight(layer, j, dummy) * self.A(layer - 1, dummy, e)
+        return Sum(term, (dummy, 0, self.last(layer - 1))) + self.bias(layer, j)
+
+    def definition(self, head, dummy=None) -> sp.Expr:
+        """The defining expression of an entry: z (with dummy as the summation index), a, or delta."""
+        if isinstance(head, sp.Indexed):
+            layer, *idx = head.indices
+            e, i = (idx if self.batch else (None, idx[0]))
+            if head.base == self.z:
+                return self.z_definition(layer, i, e, dummy)
+            if head.base == self.a:
+                return sigma(self.Z(layer, i, e))
+            if head.base == self.delta:
+                return CostPartial(self.Z(layer, i, e))
+        raise DeriveError(f"{text(head)} has no definition in the model")
+
+    def reads(self) -> list[tuple[str, sp.Expr, list[tuple[str, sp.Expr]]]]:
+        """The schematic definitions as (what, at layer lam, what it reads): the dependency graph.
+
+        Read off the definitions themselves, so the chain rule's premise is checked
+        against the same expressions the proof differentiates.
+        """
+        lam = sp.Symbol("lambda", integer=True, positive=True)
+        out = []
+        for name, rhs in (("a", self.definition(self.A(lam, self.j, self.e))),
+                          ("z", self.z_definition(lam, self.j, self.e, self.q))):
+            used = sorted({(x.base.name, x.indices[0]) for x in rhs.atoms(sp.Indexed)}, key=str)
+            out.append((name, lam, used))
+        out.append(("C", None, [("a", self.L)]))  # the cost reads the output activations only
+        return out
+
+    # -- the textbook formulas ---------------------------------------------
+    def formula(self, key: str) -> sp.Expr:
+        """The right-hand side of BP1..BP4 as the textbooks write it, in this setting."""
+        l, L, j, k, e = self.l, self.L, self.j, self.k, self.e
+        if key == "BP1":
+            return CostPartial(self.A(L, j, e)) * sigma_prime(self.Z(L, j, e))
+        if key == "BP2":
+            inner = Sum(self.weight(l + 1, k, j) * self.D(l + 1, k, e), (k, 0, self.last(l + 1)))
+            return inner * sigma_prime(self.Z(l, j, e))
+        if key == "BP3":
+            return self.over_examples(self.D(l, j, e), e)
+        if key == "BP4":
+            return self.over_examples(self.A(l - 1, k, e) * self.D(l, j, e), e)
+        raise DeriveError(f"unknown theorem {key!r}; the theorems are {', '.join(THEOREMS)}")
+
+    def title(self) -> str:
+        conv = {"column": "column convention, z = W a + b", "row": "row convention, z = a W + b"}[self.convention]
+        return conv + (", a batch of B examples (C summed over the batch)" if self.batch else ", one example")
+
+    def title_tex(self) -> str:
+        conv = {"column": "column convention, $z = W a + b$", "row": "row convention, $z = a W + b$"}[self.convention]
+        return conv + (", a batch of $B$ examples ($C$ summed over the batch)" if self.batch else ", one example")
+
+
+# ---------------------------------------------------------------------------
+# the proof as data
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule a step may use, and why it holds."""
+
+    key: str
+    name: str
+    justification: str
+    tex: str  # the justification in LaTeX
+    closed_by: str  # "given", "sympy" (SymPy computes the step) or "rule" (an explicit rule, instance checked)
+
+
+RULES = {r.key: r for r in (
+    Rule("definition", "definition", "the model's definitions: z^l_j = Σ_k w^l_{jk} a^{l-1}_k + b^l_j "
+         "(row: Σ_k a^{l-1}_k W^l_{kj} + b^l_j), a^l_j = σ(z^l_j), δ^l_j ≡ ∂C/∂z^l_j",
+         r"the model's definitions: $z^{l}_{j} = \sum_k w^{l}_{j,k} a^{l-1}_{k} + b^{l}_{j}$ (row: "
+         r"$\sum_k a^{l-1}_{k} W^{l}_{k,j} + b^{l}_{j}$), $a^{l}_{j} = \sigma(z^{l}_{j})$, "
+         r"$\delta^{l}_{j} \equiv \partial C / \partial z^{l}_{j}$", "given"),
+    Rule("def-a", "a = σ(z)", "every a^l_m replaced by its definition σ(z^l_m)",
+         r"every $a^{l}_{m}$ replaced by its definition $\sigma(z^{l}_{m})$", "rule"),
+    Rule("def-delta", "δ ≡ ∂C/∂z", "every ∂C/∂z^l_m replaced by δ^l_m, its name by definition",
+         r"every $\partial C/\partial z^{l}_{m}$ replaced by $\delta^{l}_{m}$, its name by definition", "rule"),
+    Rule("hypothesis", "induction hypothesis", "δ^{l+1}_k = ∂C/∂z^{l+1}_k for every k: BP1 when l+1 = L, "
+         "this same theorem one layer up otherwise",
+         r"$\delta^{l+1}_{k} = \partial C/\partial z^{l+1}_{k}$ for every $k$: BP1 when $l+1 = L$, this same "
+         r"theorem one layer up otherwise", "rule"),
+    Rule("chain", "chain rule", "∂C/∂x = Σ_u ∂C/∂u · ∂u/∂x when C depends on x only through the entries u "
+         "(multivariable chain rule); the premise is read off the definitions",
+         r"$\partial C/\partial x = \sum_u \partial C/\partial u \cdot \partial u/\partial x$ when $C$ depends on "
+         r"$x$ only through the entries $u$ (multivariable chain rule); the premise is read off the definitions",
+         "rule"),
+    Rule("diff", "sympy.diff", "SymPy differentiates the definition: ∂x[i]/∂x[j] = δ_(i,j) for entries of one "
+         "IndexedBase, σ' is the derivative of σ, a sum of zeros is zero",
+         r"SymPy differentiates the definition: $\partial x_i/\partial x_j = \delta_{i,j}$ for entries of one "
+         r"IndexedBase, $\sigma'$ is the derivative of $\sigma$, a sum of zeros is zero", "sympy"),
+    Rule("kronecker", "Kronecker sum", "Σ_{m=0..n-1} f(m) δ_(j,m) = f(j) if 0 ≤ j ≤ n-1, else 0 "
+         "(SymPy's delta summation)",
+         r"$\sum_{m=0}^{n-1} f(m)\,\delta_{j,m} = f(j)$ if $0 \le j \le n-1$, else $0$ (SymPy's delta summation)",
+         "sympy"),
+    Rule("range", "index range", "a guard that holds for every index in its range is dropped: 0 ≤ j ≤ n-1 is "
+         "written n = j + 1 + r with an integer r ≥ 0, and SymPy decides the guard",
+         r"a guard that holds for every index in its range is dropped: $0 \le j \le n-1$ is written "
+         r"$n = j + 1 + r$ with an integer $r \ge 0$, and SymPy decides the guard", "rule"),
+    Rule("lemma", "substitution", "a term replaced by the value proven for it above, for every index in the "
+         "range it runs over here",
+         r"a term replaced by the value proven for it above, for every index in the range it runs over here",
+         "rule"),
+    Rule("linear", "linearity of Σ", "Σ_k c·f(k) = c·Σ_k f(k) for c free of k; sums over one range add "
+         "termwise; a summation index may be renamed",
+         r"$\sum_k c\,f(k) = c \sum_k f(k)$ for $c$ free of $k$; sums over one range add termwise; a "
+         r"summation index may be renamed", "rule"),
+    Rule("formula", "the formula", "the derived expression equals the formula (linearity of Σ and polynomial "
+         "identity); when it does not, a counterexample at widths 2",
+         r"the derived expression equals the formula (linearity of $\Sigma$ and polynomial identity); when it "
+         r"does not, a counterexample at widths 2", "rule"),
+)}
+
+GIVEN, PROVEN, REFUTED, UNPROVEN = "GIVEN", "PROVEN", "REFUTED", "UNPROVEN"
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """Exact values at which the two sides differ: layer, widths, indices and every entry (σ, C arbitrary)."""
+
+    sizes: tuple  # (symbol, int): l, L, the widths, B
+    indices: tuple  # (symbol, int): the free indices
+    values: tuple  # (entry, Rational): sigma'(z), dC/da, delta, w, a ... as SymPy objects
+    lhs: sp.Rational
+    rhs: sp.Rational
+
+    def parts(self) -> list:
+        out: list = ["counterexample at "]
+        for sym, v in (*self.sizes, *self.indices):
+            out += [sp.Eq(sym, v, evaluate=False), ", "]
+        out[-1] = ": the sides are "
+        out += [sp.Ne(self.lhs, self.rhs, evaluate=False), " with "]
+        for x, v in self.values:
+            out += [sp.Eq(x, v, evaluate=False), ", "]
+        return out[:-1]
+
+    def text(self) -> str:
+        return _render(self.parts(), "text")
+
+
+@dataclass
+class Step:
+    """One equality lhs = rhs, the rule that licenses it, and the verdict of its check."""
+
+    lhs: sp.Expr
+    rhs: sp.Expr
+    rule: str  # a key of RULES
+    data: dict = field(default_factory=dict)  # the rule's bindings, what the check needs
+    verdict: str = UNPROVEN
+    evidence: list = field(default_factory=list)  # words and SymPy objects: what the check found
+    counterexample: Counterexample | None = None
+
+    @property
+    def statement(self) -> sp.Eq:
+        return sp.Eq(self.lhs, self.rhs, evaluate=False)
+
+    @property
+    def latex(self) -> str:
+        return f"{latex(self.lhs)} = {latex(self.rhs)}"
+
+    @property
+    def text(self) -> str:
+        return f"{text(self.lhs)} = {text(self.rhs)}"
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in (GIVEN, PROVEN)
+
+    def evidence_text(self) -> str:
+        return _render(self.evidence, "text")
+
+    def evidence_latex(self) -> str:
+        return _render(self.evidence, "latex")
+
+
+@dataclass
+class Chain:
+    """head = e1 = e2 = ...: each step's lhs is the previous right-hand side."""
+
+    name: str  # "lemma" or "main"
+    head: sp.Expr
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def final(self) -> sp.Expr:
+        return self.steps[-1].rhs if self.steps else self.head
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps)
+
+
+@dataclass
+class Context:
+    """What a theorem assumes: index ranges (free indices, and those a lemma holds for) and layers."""
+
+    ranges: dict  # index symbol -> (lo, hi)
+    layers: dict  # L -> its value in terms of l and a fresh integer s >= 0
+    layer_range: _Range | None  # 1 <= l <= L - 1, or None: the output layer L
+    hypothesis_layer: sp.Expr | None = None  # BP2: delta^{l+1} = dC/dz^{l+1} is assumed
+
+
+@dataclass
+class Theorem:
+    key: str  # "BP1"
+    setting: str
+    title: str
+    lhs: sp.Expr
+    formula: sp.Expr
+    context: Context
+    assumptions: list = field(default_factory=list)  # lists of words and SymPy objects
+    chains: list[Chain] = field(default_factory=list)
+    stuck: str = ""  # why the derivation could not go on, if it could not
+
+    @property
+    def statement(self) -> sp.Eq:
+        return sp.Eq(self.lhs, self.formula, evaluate=False)
+
+    @property
+    def steps(self) -> list[Step]:
+        return [s for c in self.chains for s in c.steps]
+
+    @property
+    def main(self) -> Chain:
+        return self.chains[-1]
+
+    @property
+    def verdict(self) -> str:
+        if any(s.verdict == REFUTED for s in self.steps):
+            return REFUTED
+        done = not self.stuck and self.main.final == self.formula and self.main.head == self.lhs
+        return PROVEN if done and all(s.ok for s in self.steps) else UNPROVEN
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == PROVEN
+
+
+@dataclass
+class Setting:
+    key: str
+    title: str
+    model: Model
+    theorems: list[Theorem]
+
+    def theorem(self, key: str) -> Theorem:
+        return next(t for t in self.theorems if t.key == key)
+
+
+@dataclass
+class RuleCheck:
+    """A rule checked on small instances by SymPy (a filter on the rule, not the proof of a step)."""
+
+    rule: str
+    what: str
+    tex: str
+    verdict: str
+
+
+@dataclass
+class GeneralProof:
+    settings: list[Setting]
+    rule_checks: list[RuleCheck]
+    seconds: float = 0.0
+
+    @property
+    def theorems(self) -> list[Theorem]:
+        return [t for s in self.settings for t in s.theorems]
+
+    @property
+    def steps(self) -> list[Step]:
+        return [st for t in self.theorems for st in t.steps]
+
+    def setting(self, key: str) -> Setting:
+        return next(s for s in self.settings if s.key == key)
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.theorems) and all(r.verdict == PROVEN for r in self.rule_checks)
+
+    @property
+    def verdict(self) -> str:
+        if self.ok:
+            return PROVEN
+        return REFUTED if any(t.verdict == REFUTED for t in self.theorems) else UNPROVEN
+
+    def summary(self) -> str:
+        thms, steps = self.theorems, self.steps
+        good = sum(t.ok for t in thms)
+        given = sum(s.verdict == GIVEN for s in steps)
+        proven = sum(s.verdict == PROVEN for s in steps)
+        head = (f"general proof: {good}/{len(thms)} theorems proven (BP1-BP4; {', '.join(s.key for s in self.settings)})"
+                f" with symbolic widths, {proven} steps proven from {given} definitions")
+        if self.ok:
+            return head + "; BP1 and BP2 together cover every depth by induction"
+        bad = [f"{t.setting} {t.key} ({t.verdict.lower()})" for t in thms if not t.ok]
+        bad += [f"rule {r.rule} ({r.verdict.lower()})" for r in self.rule_checks if r.verdict != PROVEN]
+        return head + "; NOT proven: " + ", ".join(bad)
+
+
+# ---------------------------------------------------------------------------
+# the rules' operations (shared by the builder and the checks)
+# ---------------------------------------------------------------------------
+
+class _Stuck(Exception):
+    """A derivation cannot go on (a guard SymPy cannot decide, a sum with nothing to sift)."""
+
+
+def _replace_fact(model: Model, expr: sp.Expr, fact: str, layer) -> sp.Expr:
+    """Apply a definition or the induction hypothesis at one layer, everywhere in expr."""
+    if fact == "def-a":
+        return expr.replace(
+            lambda x: isinstance(x, sp.Indexed) and x.base == model.a and x.indices[0] == layer,
+            lambda x: sigma(model.z[x.indices]))
+    if fact in ("def-delta", "hypothesis"):
+        return expr.replace(
+            lambda x: isinstance(x, CostPartial) and isinstance(x.args[0], sp.Indexed)
+            and x.args[0].base == model.z and x.args[0].indices[0] == layer,
+            lambda x: model.delta[x.args[0].indices])
+    raise ValueError(fact)
+
+
+def _chain_sum(model: Model, x, base: str, layer, i, e, examples_inside: bool = False) -> sp.Expr:
+    """sum over every entry u of `base` at `layer` (every example in a batch) of dC/du du/dx.
+
+    The order of the two finite sums is free; the example sum goes inside when x
+    belongs to one example (its Kronecker delta is sifted first).
+    """
+    u = model._entry(getattr(model, base), layer, i, e)
+    body = CostPartial(u) * LocalPartial(u, x)
+    if model.batch and examples_inside:
+        return Sum(body, (e, 0, model.B - 1), (i, 0, model.last(layer)))
+    return model.over_examples(Sum(body, (i, 0, model.last(layer))), e)
+
+
+def _clean(expr: sp.Expr) -> sp.Expr:
+    """A sum of zeros is zero (what sympy.diff leaves of the other terms of a definition)."""
+    return expr.replace(lambda s: isinstance(s, Sum) and s.function == 0, lambda s: sp.S.Zero)
+
+
+def _siftable(s) -> bool:
+    """A sum whose innermost index occurs in a Kronecker delta factor of the summand."""
+    if not isinstance(s, Sum):
+        return False
+    var = s.limits[0][0]
+    return any(isinstance(f, KroneckerDelta) and var in f.free_symbols for f in sp.Mul.make_args(s.function))
+
+
+def _sift(s: Sum) -> sp.Expr:
+    """SymPy's delta summation over the innermost index of s (the outer ones are kept)."""
+    inner = Sum(s.function, s.limits[0]).doit(deep=False)
+    return Sum(inner, *s.limits[1:]) if len(s.limits) > 1 else inner
+
+
+def _innermost_siftable(expr):
+    for node in sp.postorder_traversal(expr):  # children first: the first one found is innermost
+        if _siftable(node):
+            return node
+    return None
+
+
+def _sites(expr, ranges: dict, want):
+    """(node, ranges in force there) for each node want() accepts: free ranges plus enclosing sums' limits."""
+    if isinstance(expr, Sum):
+        inner = dict(ranges)
+        for var, lo, hi in expr.limits:
+            inner[var] = (lo, hi)
+        yield from _sites(expr.function, inner, want)
+        return
+    for arg in expr.args:
+        yield from _sites(arg, ranges, want)
+    if want(expr):
+        yield expr, ranges
+
+
+def _decide(cond, ranges: dict):
+    """Whether cond holds for every index in its range: True, False or None (SymPy cannot tell).
+
+    Each index 0 <= i <= n - 1 of the condition is written n = i + 1 + r_i with a fresh
+    integer r_i >= 0 (i >= 0 is the index symbol's own assumption); SymPy then
+    evaluates the condition. Sound: every admissible (i, n) is such a substitution.
+    """
+    if cond in (sp.true, sp.false):
+        return bool(cond), {}
+    subs = {}
+    for s in sorted(cond.free_symbols & set(ranges), key=str):
+        lo, hi = ranges[s]
+        widths = hi.free_symbols - {s}
+        if lo != 0 or len(widths) != 1:
+            return None, {}
+        (n,) = widths
+        if n in subs:
+            return None, {}
+        r = sp.Symbol(f"r_{s}", **INDEX)
+        sol = sp.solve(sp.Eq(hi, s + r), n)
+        if len(sol) != 1:
+            return None, {}
+        subs[n] = sol[0]
+    value = cond.subs(subs)
+    if value is sp.true:
+        return True, subs
+    if value is sp.false:
+        return False, subs
+    return None, subs
+
+
+def _discharge(pw: Piecewise, ranges: dict):
+    """The branch of pw that applies for every index in range, with the witness; None if undecided."""
+    for expr, cond in pw.args:
+        holds, subs = _decide(cond, ranges)
+        if holds is None:
+            return None
+        if holds:
+            return expr, cond, subs
+    return None
+
+
+def _layer_decide(rel, context: Context):
+    value = rel.subs(context.layers) if not isinstance(rel, bool) else sp.sympify(rel)
+    if value is sp.true:
+        return True
+    if value is sp.false:
+        return False
+    return None
+
+
+def _readers(model: Model, node: tuple, context: Context):
+    """What reads (base, layer) in the definitions, at which layer; None if a layer bound is undecided."""
+    base, layer = node
+    out = []
+    for what, lam, used in model.reads():
+        for rb, rl in used:
+            if rb != base:
+                continue
+            if lam is None:  # the cost reads a^L
+                same = _layer_decide(sp.Eq(rl, layer), context)
+                if same is None:
+                    return None
+                if same:
+                    out.append(("C", model.L))
+                continue
+            (at,) = sp.solve(sp.Eq(rl, layer), lam)
+            inside = [_layer_decide(sp.Le(1, at), context), _layer_decide(sp.Le(at, model.L), context)]
+            if None in inside:
+                return None
+            if all(inside):
+                out.append((what, at))
+    return out
+
+
+def _only_through(model: Model, x, through: tuple, context: Context):
+    """Every path of the definitions from x to C passes through `through`: the paths, or None."""
+    start = (x.base.name, x.indices[0])
+    paths, frontier = [], [[start]]
+    while frontier:
+        path = frontier.pop(0)
+        readers = _readers(model, path[-1], context)
+        if readers is None or not readers:
+            return None  # undecided, or a dead end that is not C: the premise is not shown
+        for node in readers:
+            if node[0] == through[0] and sp.expand(node[1] - through[1]) == 0:
+                paths.append(path + [node])
+            elif node[0] == "C" or len(path) > 4:
+                return None
+            else:
+                frontier.append(path + [node])
+    return paths
+
+
+def _node(base: str, layer) -> sp.Symbol:
+    """A layer of the dependency graph, for display: z^{l+1}."""
+    return sp.Symbol(f"{base}^{{{_compact(str(layer))}}}")
+
+
+def _path_parts(path) -> list:
+    out: list = []
+    for b, lay in path:
+        out += [_node(b, lay), " → "]
+    return out[:-1]
+
+
+def _factor_sums(expr: sp.Expr) -> sp.Expr:
+    """Pull every factor free of a summation index out of its sum (SymPy's factor_sum)."""
+    return expr.replace(lambda s: isinstance(s, Sum), lambda s: factor_sum(s))
+
+
+def _flatten(expr: sp.Expr, names: list, depth: int = 0) -> list:
+    """expr as a list of (ranges from outer to inner, summand): factors moved into sums, indices renamed."""
+    out = []
+    for term in sp.Add.make_args(sp.expand(expr)):
+        factors = sp.Mul.make_args(term)
+        first = next((f for f in factors if isinstance(f, Sum)), None)
+        if first is None:
+            out.append(((), term))
+            continue
+        rest = sp.Mul(*[f for f in factors if f is not first])
+        fn, limits, keys, d = first.function, list(first.limits), [], depth
+        for pos in range(len(limits) - 1, -1, -1):  # the outermost limit is the last
+            var, lo, hi = limits[pos]
+            new = names[d]
+            d += 1
+            fn = fn.xreplace({var: new})
+            limits = [(v, a.xreplace({var: new}), b.xreplace({var: new})) for v, a, b in limits]
+            keys.append((lo, hi))
+        for sub, body in _flatten(rest * fn, names, d):  # rest is free of the fresh names
+            out.append((tuple(keys) + sub, body))
+    return out
+
+
+def equal_by_linearity(lhs: sp.Expr, rhs: sp.Expr) -> bool:
+    """lhs == rhs exactly: polynomial identity, with sums over the same ranges compared termwise."""
+    if sp.expand(lhs - rhs) == 0:
+        return True
+    names = [sp.Dummy(f"i{n}", **INDEX) for n in range(16)]
+    groups: dict = {}
+    try:
+        for sign, side in ((1, lhs), (-1, rhs)):
+            for keys, body in _flatten(side, names):
+                groups[keys] = groups.get(keys, 0) + sign * body
+    except IndexError:  # deeper than 16 nested sums: not shown
+        return False
+    return all(sp.expand(v) == 0 for v in groups.values())
+
+
+# ---------------------------------------------------------------------------
+# counterexamples: widths 2, exact rational values of every entry
+# ---------------------------------------------------------------------------
+
+_APPLIED = (sigma, sigma_prime, CostPartial, LocalPartial)
+
+
+def _widths_in(exprs) -> list[sp.Symbol]:
+    syms = set().union(*(e.free_symbols for e in exprs))
+    return sorted((s for s in syms if s.name.startswith("n_{") or s.name == "B"), key=str)
+
+
+def find_counterexample(model: Model, context: Context, lhs: sp.Expr, rhs: sp.Expr, tries: int = 4,
+                        seed: int = 0) -> Counterexample | None:
+    """Concrete widths, layer and indices and random exact values where lhs != rhs.
+
+    σ, σ' and C are arbitrary, so every entry (σ'(z), dC/da, and delta^{l+1} by the
+    induction hypothesis) can take any value: the values are free rationals.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = {model.l: 1, model.L: 2}
+    for n in _widths_in([lhs, rhs]):
+        sizes[n] = COUNTER_WIDTH
+    free = sorted((lhs.free_symbols | rhs.free_symbols) & set(context.ranges), key=str)
+    spans = []
+    for s in free:
+        lo, hi = context.ranges[s]
+        hi_value = hi.xreplace({n: COUNTER_WIDTH for n in _widths_in([hi])})
+        spans.append(range(int(lo), int(hi_value) + 1))
+    for _ in range(tries):
+        for combo in itertools.product(*spans):
+            at = dict(zip(free, combo))  # subs, not xreplace: a summation index of the same name stays bound
+            left, right = (sp.sympify(x).xreplace(sizes).subs(at).doit() for x in (lhs, rhs))
+            values = {}
+            for app in sorted(left.atoms(*_APPLIED) | right.atoms(*_APPLIED), key=str):
+                values[app] = sp.Rational(int(rng.integers(-16, 17)), 8)
+            left, right = left.xreplace(values), right.xreplace(values)
+            for x in sorted(left.atoms(sp.Indexed) | right.atoms(sp.Indexed), key=str):
+                values[x] = sp.Rational(int(rng.integers(-16, 17)), 8)
+            lv, rv = left.xreplace(values), right.xreplace(values)
+            if lv.is_Rational and rv.is_Rational and lv != rv:
+                return Counterexample(tuple(sizes.items()), tuple(zip(free, combo)),
+                                      tuple(values.items()), lv, rv)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# checks: each rule checks a step on its own statement
+# ---------------------------------------------------------------------------
+
+def _check(step: Step, thm: Theorem, model: Model) -> None:
+    step.verdict, step.evidence = _CHECKS[step.rule](step, thm, model)
+
+
+def _check_definition(step, thm, model):
+    head = step.lhs
+    if step.rhs == model.definition(head, step.data.get("dummy")):
+        return GIVEN, ["the model's definition of ", head]
+    return UNPROVEN, ["not the model's definition of ", head]
+
+
+def _check_fact(step, thm, model):
+    fact, layer = step.rule, step.data["layer"]
+    assumed = thm.context.hypothesis_layer
+    if fact == "hypothesis" and (assumed is None or sp.expand(layer - assumed) != 0):
+        return UNPROVEN, ["no induction hypothesis at layer ", layer]
+    if step.rhs == _replace_fact(model, step.lhs, fact, layer) and step.rhs != step.lhs:
+        what = {"def-a": "a", "def-delta": "∂C/∂z", "hypothesis": "∂C/∂z"}[fact]
+        return PROVEN, [f"every {what} of layer ", layer, " replaced"]
+    return UNPROVEN, ["the step is not that replacement"]
+
+
+def _check_chain(step, thm, model):
+    d = step.data
+    x = d["x"]
+    if step.lhs != CostPartial(x) or step.rhs != _chain_sum(model, x, d["base"], d["layer"], d["i"], d["e"],
+                                                           d["inside"]):
+        return UNPROVEN, ["the step is not the chain rule through ", d["base"], " at layer ", d["layer"]]
+    paths = _only_through(model, x, (d["base"], d["layer"]), thm.context)
+    if paths is None:
+        return UNPROVEN, ["premise not shown: C may depend on ", x, " other than through layer ", d["layer"]]
+    parts: list = ["C depends on ", x, " only through ", _node(d["base"], d["layer"]), ": "]
+    for p in paths:
+        parts += _path_parts(p) + ["; "]
+    where = ["the output layer ", model.L] if thm.context.layer_range is None else [thm.context.layer_range]
+    return PROVEN, parts[:-1] + [" (", *where, ")"]
+
+
+def _check_diff(step, thm, model):
+    src, x = step.data["source"], step.data["x"]
+    if not src.ok:
+        return UNPROVEN, ["the expression differentiated is not established"]
+    if step.lhs != LocalPartial(src.head, x):
+        return UNPROVEN, ["the step does not differentiate ", src.head]
+    if step.rhs == _clean(sp.diff(src.final, x)):
+        return PROVEN, ["sympy.diff of ", src.final, " with respect to ", x]
+    return UNPROVEN, ["sympy.diff gives something else"]
+
+
+def _check_kronecker(step, thm, model):
+    s = step.data["sum"]
+    if not (_siftable(s) and step.lhs.has(s)):
+        return UNPROVEN, ["no such sum in the expression"]
+    value = _sift(s)
+    if value != s and step.rhs == step.lhs.xreplace({s: value}):
+        return PROVEN, ["SymPy: ", sp.Eq(Sum(s.function, s.limits[0]), _sift(Sum(s.function, s.limits[0])),
+                                         evaluate=False)]
+    return UNPROVEN, ["SymPy's delta summation gives something else"]
+
+
+def _check_range(step, thm, model):
+    pw = step.data["piecewise"]
+    sites = list(_sites(step.lhs, thm.context.ranges, lambda n: n == pw))
+    if not sites:
+        return UNPROVEN, ["no such guard in the expression"]
+    found = [_discharge(pw, ranges) for _, ranges in sites]
+    if any(f is None for f in found) or len({f[0] for f in found}) != 1:
+        return UNPROVEN, ["SymPy cannot decide the guard of ", pw]
+    branch, cond, subs = found[0]
+    if step.rhs != step.lhs.xreplace({pw: branch}):
+        return UNPROVEN, ["the step is not that branch"]
+    ranges = sites[0][1]
+    if cond is sp.true:
+        return PROVEN, ["the guard is always true"]
+    parts: list = ["guard ", cond, " holds for "]
+    for s in sorted(cond.free_symbols & set(ranges), key=str):
+        parts += [_Range(s, *ranges[s]), " "]
+    parts += ["(index ranges): with "]
+    for n, v in subs.items():
+        (r,) = v.free_symbols - cond.free_symbols
+        parts += [sp.Eq(n, v, evaluate=False), " and integer ", sp.Ge(r, 0, evaluate=False), ", "]
+    parts += ["SymPy reduces it to True"]
+    return PROVEN, parts
+
+
+def _check_lemma(step, thm, model):
+    lemma = step.data["lemma"]
+    if not lemma.ok or lemma.head == lemma.final:
+        return UNPROVEN, ["the substituted value is not established"]
+    if step.rhs != step.lhs.xreplace({lemma.head: lemma.final}) or not step.lhs.has(lemma.head):
+        return UNPROVEN, ["the step is not that substitution"]
+    for _, ranges in _sites(step.lhs, thm.context.ranges, lambda n: n == lemma.head):
+        for s in sorted(lemma.head.free_symbols & set(thm.context.ranges), key=str):
+            if ranges.get(s) != thm.context.ranges[s]:
+                return UNPROVEN, ["the value holds for ", _Range(s, *thm.context.ranges[s]),
+                                  " but is used over another range"]
+    return PROVEN, [lemma.head, " = ", lemma.final, " (proven above)"]
+
+
+def _check_linear(step, thm, model):
+    if equal_by_linearity(step.lhs, step.rhs):
+        return PROVEN, ["sums over the same ranges agree termwise"]
+    return UNPROVEN, ["not shown equal by linearity"]
+
+
+def _check_formula(step, thm, model):
+    if equal_by_linearity(step.lhs, step.rhs):
+        return PROVEN, ["the derived expression equals the formula"]
+    ce = find_counterexample(model, thm.context, step.lhs, step.rhs)
+    step.counterexample = ce
+    if ce is not None:
+        return REFUTED, ce.parts()
+    return UNPROVEN, ["not shown equal, and no counterexample found"]
+
+
+_CHECKS = {
+    "definition": _check_definition,
+    "def-a": _check_fact,
+    "def-delta": _check_fact,
+    "hypothesis": _check_fact,
+    "chain": _check_chain,
+    "diff": _check_diff,
+    "kronecker": _check_kronecker,
+    "range": _check_range,
+    "lemma": _check_lemma,
+    "linear": _check_linear,
+    "formula": _check_formula,
+}
+
+
+# ---------------------------------------------------------------------------
+# building the derivations (each step computed, then checked by the rule above)
+# ---------------------------------------------------------------------------
+
+class _Builder:
+    def __init__(self, model: Model, thm: Theorem):
+        self.M, self.thm = model, thm
+
+    def chain(self, name: str, head) -> Chain:
+        c = Chain(name, head)
+        self.thm.chains.append(c)
+        return c
+
+    def _add(self, c: Chain, rhs, rule: str, **data) -> None:
+        c.steps.append(Step(c.final, rhs, rule, data))
+
+    def define(self, c: Chain, dummy=None) -> None:
+        self._add(c, self.M.definition(c.head, dummy), "definition", dummy=dummy)
+
+    def fact(self, c: Chain, fact: str, layer) -> None:
+        self._add(c, _replace_fact(self.M, c.final, fact, layer), fact, layer=layer)
+
+    def chain_rule(self, c: Chain, x, base: str, layer, i, e=None, inside=False) -> None:
+        self._add(c, _chain_sum(self.M, x, base, layer, i, e, inside), "chain", x=x, base=base, layer=layer, i=i,
+                  e=e, inside=inside)
+
+    def diff(self, c: Chain, source: Chain, x) -> None:
+        self._add(c, _clean(sp.diff(source.final, x)), "diff", source=source, x=x)
+
+    def sift(self, c: Chain) -> None:
+        s = _innermost_siftable(c.final)
+        if s is None:
+            raise _Stuck("no sum with a Kronecker delta in its index")
+        self._add(c, c.final.xreplace({s: _sift(s)}), "kronecker", sum=s)
+
+    def guard(self, c: Chain) -> None:
+        site = next(_sites(c.final, self.thm.context.ranges, lambda n: isinstance(n, Piecewise)), None)
+        if site is None:
+            raise _Stuck("no guard to discharge")
+        pw, ranges = site
+        found = _discharge(pw, ranges)
+        if found is None:
+            raise _Stuck(f"SymPy cannot decide the guard of {text(pw)}")
+        self._add(c, c.final.xreplace({pw: found[0]}), "range", piecewise=pw)
+
+    def substitute(self, c: Chain, lemma: Chain) -> None:
+        self._add(c, c.final.xreplace({lemma.head: lemma.final}), "lemma", lemma=lemma)
+
+    def linear(self, c: Chain) -> None:
+        new = _factor_sums(c.final)
+        if new != c.final:
+            self._add(c, new, "linear")
+
+    def formula(self, c: Chain) -> None:
+        if c.final != self.thm.formula:
+            self._add(c, self.thm.formula, "formula")
+
+
+def _context(model: Model, ranges: dict, layers: str) -> Context:
+    l, L = model.l, model.L
+    s = sp.Symbol("s", **INDEX)
+    if layers == "L":
+        return Context(ranges, {}, None)
+    if layers == "l<L":
+        return Context(ranges, {L: l + 1 + s}, _Range(l, sp.S.One, L - 1), hypothesis_layer=l + 1)
+    return Context(ranges, {L: l + s}, _Range(l, sp.S.One, L))
+
+
+_TITLES = {
+    "BP1": "BP1 (base case): the output error",
+    "BP2": "BP2 (inductive step): the error one layer down",
+    "BP3": "BP3: the gradient of a bias",
+    "BP4": "BP4: the gradient of a weight",
+}
+
+
+def prove_theorem(model: Model, key: str, candidate: sp.Expr | None = None) -> Theorem:
+    """Derive and check one of BP1..BP4 in the model's setting; candidate replaces the textbook formula."""
+    M = model
+    formula = M.formula(key) if candidate is None else sp.sympify(candidate)
+    l, L, j, k, m, q, e, e2 = M.l, M.L, M.j, M.k, M.m, M.q, M.e, M.e2
+    ex = {e: (0, M.B - 1), e2: (0, M.B - 1)} if M.batch else {}
+    if key == "BP1":
+        lhs, x = M.D(L, j, e), M.Z(L, j, e)
+        ctx = _context(M, {j: (0, M.last(L)), m: (0, M.last(L)), **ex}, "L")
+    elif key == "BP2":
+        lhs, x = M.D(l, j, e), M.Z(l, j, e)
+        ctx = _context(M, {j: (0, M.last(l)), k: (0, M.last(l + 1)), **ex}, "l<L")
+    elif key == "BP3":
+        x = M.bias(l, j)
+        lhs = CostPartial(x)
+        ctx = _context(M, {j: (0, M.last(l)), m: (0, M.last(l)), q: (0, M.last(l - 1)), **ex}, "l<=L")
+    elif key == "BP4":
+        x = M.weight(l, j, k)
+        lhs = CostPartial(x)
+        ctx = _context(M, {j: (0, M.last(l)), k: (0, M.last(l - 1)), m: (0, M.last(l)), q: (0, M.last(l - 1)),
+                           **ex}, "l<=L")
+    else:
+        M.formula(key)  # raises the one-line error
+    thm = Theorem(key, M.setting, _TITLES[key], lhs, formula, ctx)
+    free = [s for s in (j, k, e) if s in lhs.free_symbols or s in x.free_symbols]
+    thm.assumptions.append(["the output layer ", L] if ctx.layer_range is None else [ctx.layer_range])
+    for s in free:
+        thm.assumptions.append([_Range(s, *ctx.ranges[s])])
+    if key == "BP2":
+        thm.assumptions.append(["induction hypothesis: ", sp.Eq(M.D(l + 1, k, e2 if M.batch else None),
+                                                                 CostPartial(M.Z(l + 1, k, e2 if M.batch else None)),
+                                                                 evaluate=False),
+                                " for every ", _Range(k, *ctx.ranges[k])]
+                               + ([" and every ", _Range(e2, *ctx.ranges[e2])] if M.batch else []))
+    b = _Builder(M, thm)
+    try:
+        _DERIVATIONS[key](b, M, x)
+        b.formula(thm.main)
+    except _Stuck as exc:
+        thm.stuck = str(exc)
+    return check_theorem(thm, M)
+
+
+def check_theorem(thm: Theorem, model: Model) -> Theorem:
+    """Check every step of a theorem on its own statement (again), in order; returns the theorem."""
+    for c in thm.chains:
+        for st in c.steps:
+            st.counterexample = None
+            _check(st, thm, model)
+    return thm
+
+
+def _bp1(b: _Builder, M: Model, x) -> None:
+    L, m, e2 = M.L, M.m, (M.e2 if M.batch else None)
+    u = M.A(L, m, e2)
+    lem = b.chain("lemma", u)
+    b.define(lem)
+    dlem = b.chain("lemma", LocalPartial(u, x))
+    b.diff(dlem, lem, x)
+    main = b.chain("main", b.thm.lhs)
+    b.define(main)
+    b.chain_rule(main, x, "a", L, m, e2, inside=True)
+    b.substitute(main, dlem)
+    for _ in range(2 if M.batch else 1):  # the neuron sum, then the example sum
+        b.sift(main)
+        b.guard(main)
+
+
+def _bp2(b: _Builder, M: Model, x) -> None:
+    l, k, m, e2 = M.l, M.k, M.m, (M.e2 if M.batch else None)
+    u = M.Z(l + 1, k, e2)
+    lem = b.chain("lemma", u)
+    b.define(lem, m)
+    b.fact(lem, "def-a", l)
+    dlem = b.chain("lemma", LocalPartial(u, x))
+    b.diff(dlem, lem, x)
+    b.sift(dlem)
+    b.guard(dlem)
+    main = b.chain("main", b.thm.lhs)
+    b.define(main)
+    b.chain_rule(main, x, "z", l + 1, k, e2, inside=True)
+    b.fact(main, "hypothesis", l + 1)
+    b.substitute(main, dlem)
+    if M.batch:  # the example sum: only e' = e is left
+        b.sift(main)
+        b.guard(main)
+    b.linear(main)
+
+
+def _bp34(b: _Builder, M: Model, x) -> None:
+    l, m, q, e = M.l, M.m, M.q, (M.e if M.batch else None)
+    u = M.Z(l, m, e)
+    lem = b.chain("lemma", u)
+    b.define(lem, q)
+    dlem = b.chain("lemma", LocalPartial(u, x))
+    b.diff(dlem, lem, x)
+    if _innermost_siftable(dlem.final) is not None:  # a weight: the input's sum
+        b.sift(dlem)
+        b.guard(dlem)
+    main = b.chain("main", b.thm.lhs)
+    b.chain_rule(main, x, "z", l, m, e)
+    b.fact(main, "def-delta", l)
+    b.substitute(main, dlem)
+    b.sift(main)
+    b.guard(main)
+
+
+_DERIVATIONS = {"BP1": _bp1, "BP2": _bp2, "BP3": _bp34, "BP4": _bp34}
+
+
+# ---------------------------------------------------------------------------
+# the rules themselves, checked on small instances
+# ---------------------------------------------------------------------------
+
+def _rule_checks() -> list[RuleCheck]:
+    """The explicit rules SymPy can check at fixed sizes, written out at those sizes."""
+    t, F = sp.Symbol("t"), sp.Function("F")
+    good = True
+    for n in (1, 2, 3):
+        us = [sp.Function(f"u{i}")(t) for i in range(n)]
+        xs = sp.symbols(f"x0:{n}")
+        lhs = sp.diff(F(*us), t)
+        rhs = sp.Add(*[sp.Subs(sp.Derivative(F(*xs), xs[i]), xs, us) * sp.diff(us[i], t) for i in range(n)])
+        good &= (lhs - rhs).doit() == 0
+    chain = RuleCheck("chain rule", "d/dt F(u_0(t), ..., u_(n-1)(t)) = Σ_i ∂F/∂u_i · u_i'(t) by sympy.diff, "
+                      "for n = 1, 2, 3",
+                      r"$\frac{d}{dt} F(u_0(t), \dots, u_{n-1}(t)) = \sum_i \frac{\partial F}{\partial u_i}\, "
+                      r"u_i'(t)$ by sympy.diff, for $n = 1, 2, 3$", PROVEN if good else REFUTED)
+    f, j, m = sp.Function("f"), sp.Symbol("j", **INDEX), sp.Symbol("m", **INDEX)
+    n = sp.Symbol("n", **WIDTH)
+    symbolic = _sift(Sum(f(m) * KroneckerDelta(j, m), (m, 0, n - 1)))
+    good = True
+    for nc in range(1, 5):
+        for jc in range(0, nc + 1):
+            written = sp.Add(*[f(i) * KroneckerDelta(jc, i) for i in range(nc)])
+            good &= symbolic.subs({n: nc, j: jc}) == written == (f(jc) if jc < nc else 0)
+    kron = RuleCheck("Kronecker sum", "SymPy's Σ_(m=0..n-1) f(m) δ_(j,m) for symbolic n against the written-out "
+                     "sum, n = 1..4, j = 0..n",
+                     r"SymPy's $\sum_{m=0}^{n-1} f(m)\,\delta_{j,m}$ for symbolic $n$ against the written-out sum, "
+                     r"$n = 1, \dots, 4$, $j = 0, \dots, n$", PROVEN if good else REFUTED)
+    return [chain, kron]
+
+
+# ---------------------------------------------------------------------------
+# the API
+# ---------------------------------------------------------------------------
+
+def prove_setting(setting: str, candidates: dict | None = None) -> Setting:
+    """BP1..BP4 in one setting; candidates maps "BP2" (etc.) to a formula to prove instead of the textbook one."""
+    model = Model(setting)
+    candidates = dict(candidates or {})
+    unknown = sorted(set(candidates) - set(THEOREMS))
+    if unknown:
+        raise DeriveError(f"unknown theorem {unknown[0]!r}; the theorems are {', '.join(THEOREMS)}")
+    for key, value in candidates.items():
+        if not isinstance(value, sp.Expr):
+            raise DeriveError(f"the candidate for {key} must be a SymPy expression, not {type(value).__name__}")
+    return Setting(setting, model.title(), model, [prove_theorem(model, key, candidates.get(key)) for key in THEOREMS])
+
+
+def prove_general(settings=SETTINGS, candidates: dict | None = None) -> GeneralProof:
+    """The whole general proof: BP1-BP4 in every setting; candidates maps a setting to {theorem: formula}."""
+    t0 = time.perf_counter()
+    settings = tuple(settings)
+    for s in settings:
+        Model(s)  # an unknown setting is a one-line error
+    candidates = candidates or {}
+    for s in candidates:
+        if s not in settings:
+            raise DeriveError(f"candidates for {s!r}, which is not among the settings proven ({', '.join(settings)})")
+    proof = GeneralProof([prove_setting(s, candidates.get(s)) for s in settings], _rule_checks())
+    proof.seconds = time.perf_counter() - t0
+    return proof
+
+
+# ---------------------------------------------------------------------------
+# a concrete instance: the general formulas at fixed widths against derive.chain and derive.proof
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Agreement:
+    name: str  # "delta1[0]", "dC/dw2[0,1]"
+    general: sp.Expr  # the general formula, widths substituted, sums written out, entries mapped (nan: an
+    # entry the network does not have)
+    concrete: sp.Expr  # the concrete proof's chain-rule value
+    matrix: sp.Expr | None  # the concrete proof's matrix-form entry (gradients)
+    agrees: bool
+
+
+def concrete_agreement(spec, proof: GeneralProof | None = None) -> list[Agreement]:
+    """Substitute a concrete network's widths into the general formulas and compare exactly.
+
+    The spec must have separate biases, elementwise activations and batch "single" or
+    "sum". delta^L comes from BP1 and every lower delta from BP2 applied layer by layer
+    (the induction, written out); BP3 and BP4 then give each gradient. Each is compared
+    with the concrete chain rule (derive.chain) and the matrix-form entry of derive.proof.prove.
+    """
+    from .chain import ChainRule
+    from .network import Network
+    from .proof import is_identity, prove, relations
+    from .spec import load_spec
+
+    spec = load_spec(spec)
+    if spec.bias != "separate" or spec.batch == "mean":
+        raise DeriveError(f"{spec.name}: the general proof has separate biases and sums over the batch; "
+                          f"this spec has bias {spec.bias!r}, batch {spec.batch!r}")
+    setting = spec.convention + ("-batch" if spec.batch == "sum" else "")
+    if proof is None or setting not in [s.key for s in proof.settings]:
+        proof = prove_general([setting])
+    st = proof.setting(setting)
+    M = st.model
+    net = Network(spec)
+    if not all(act.elementwise for act in net.acts[1:]):
+        raise DeriveError(f"{spec.name}: the general proof covers elementwise activations, not softmax")
+    chain = ChainRule(net)
+    concrete = prove(spec)
+    rule = relations(net)
+    L, n, E = net.L, net.sizes, net.E
+    examples = range(E) if M.batch else [None]
+
+    def entry(x):  # one Indexed entry or applied function of the general proof -> the network's symbol
+        inner = x.args[0] if isinstance(x, (sigma_prime, CostPartial)) else x
+        if not isinstance(inner, sp.Indexed) or any(not i.is_Integer or i < 0 for i in inner.indices):
+            raise KeyError(text(x))
+        if isinstance(x, sigma_prime):
+            lay, *idx = x.args[0].indices
+            ex, i = idx if M.batch else (0, idx[0])
+            return net.sigma_prime[int(ex)][int(lay)][int(i)]
+        if isinstance(x, CostPartial):
+            lay, *idx = x.args[0].indices
+            ex, i = idx if M.batch else (0, idx[0])
+            return chain.dC_da[int(ex)][int(i)] / net.scale
+        base, (lay, *idx) = x.base.name, x.indices
+        if base in ("w", "W"):
+            jj, kk = (idx[1], idx[0]) if base == "W" else idx
+            return net.w[int(lay)][int(jj), int(kk)]
+        if base == "b":
+            return net.b[int(lay)][int(idx[0])]
+        ex, i = idx if M.batch else (0, idx[0])
+        if base == "a":
+            return net.a[int(ex)][int(lay)][int(i)]
+        if base == "delta":
+            return deltas[int(lay)][int(ex)][int(i)]
+        raise KeyError(base)
+
+    def instance(expr, layer, **index):
+        subs = {M.l: layer, M.L: L, M.B: E, M.width(M.L): n[L]}
+        for lay, sym in ((layer - 1, M.l - 1), (layer, M.l), (layer + 1, M.l + 1)):
+            if 0 <= lay <= L:
+                subs[M.width(sym)] = n[lay]
+        at = {getattr(M, k): v for k, v in index.items()}
+        value = expr.xreplace(subs).subs(at).doit()  # subs keeps summation indices bound
+        apps = sorted(value.atoms(sigma_prime, CostPartial), key=str)
+        try:
+            value = value.xreplace({x: entry(x) for x in apps})
+            return value.xreplace({x: entry(x) for x in sorted(value.atoms(sp.Indexed), key=str)})
+        except (KeyError, IndexError):  # an entry the network does not have (a wrong formula's index)
+            return sp.nan
+
+    formulas = {t.key: t.formula for t in st.theorems}
+    deltas: dict = {}
+    out = []
+    for layer in range(L, 0, -1):
+        key = "BP1" if layer == L else "BP2"
+        deltas[layer] = [[None] * n[layer] for _ in range(E)]
+        for ex in examples:
+            for jj in range(n[layer]):
+                idx = {"j": jj, **({"e": ex} if ex is not None else {})}
+                value = instance(formulas[key], layer, **idx)
+                deltas[layer][ex or 0][jj] = value
+                truth = chain.delta(ex or 0, layer, jj)
+                out.append(Agreement(f"delta{layer}[{jj}]" + (f", example {ex}" if ex is not None else ""),
+                                     value, truth, None, value is not sp.nan and is_identity(value, truth, rule)))
+    for check in concrete.partials:
+        p = check.derivation.param
+        if p.kind == "b":
+            value = instance(formulas["BP3"], p.layer, j=p.j)
+        else:
+            value = instance(formulas["BP4"], p.layer, j=p.j, k=p.k)
+        same = value is not sp.nan and is_identity(value, check.chain, rule) and is_identity(value, check.matrix, rule)
+        out.append(Agreement(check.name, value, check.chain, check.matrix, same))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# output: the terminal and LaTeX
+# ---------------------------------------------------------------------------
+
+_SHOWN = ("chain", "range")  # rules whose evidence (premise, witness) the terminal shows under the step
+
+
+def render(proof: GeneralProof, console, brief: bool = False) -> None:
+    """The proof step by step: each line the equation and the rule used (Rich Text: no markup in the math)."""
+    from rich.text import Text
+
+    mark = {GIVEN: ("·", "dim"), PROVEN: ("✓", "green"), REFUTED: ("✗", "bold red"), UNPROVEN: ("?", "yellow")}
+    console.print(Text("Rules SymPy cannot apply to a symbolic number of terms, checked at small sizes:", style="bold"))
+    for r in proof.rule_checks:
+        sym, style = mark[r.verdict]
+        console.print(Text.assemble((f"  {sym} ", style), f"{r.rule}: {r.what}"))
+    for st in proof.settings:
+        console.print()
+        console.print(Text(st.title, style="bold"))
+        for thm in st.theorems:
+            sym, style = mark[thm.verdict]
+            console.print(Text.assemble((f"{sym} {thm.key} ", style), f"{text(thm.lhs)} = {text(thm.formula)}   ",
+                                        (thm.verdict, style)))
+            if brief and thm.ok:
+                continue
+            for a in thm.assumptions:
+                console.print(Text("      assuming " + _render(a, "text"), style="dim"))
+            for c in thm.chains:
+                for i, s in enumerate(c.steps):
+                    sym, style = mark[s.verdict]
+                    tag = "lemma " if c.name == "lemma" else ""
+                    left = f"{tag}{text(s.lhs)} = " if i == 0 else " " * len(tag) + "  = "
+                    console.print(Text.assemble((f"  {sym}   ", style), left + text(s.rhs),
+                                                (f"   [{RULES[s.rule].name}]", "cyan")))
+                    if not s.ok:
+                        console.print(Text(f"          {s.verdict}: {s.evidence_text()}", style=style))
+                    elif s.rule in _SHOWN and not brief:
+                        console.print(Text(f"          {s.evidence_text()}", style="dim"))
+            if thm.stuck:
+                console.print(Text(f"      stuck: {thm.stuck}", style="yellow"))
+
+
+def _latex_context(proof: GeneralProof) -> dict:
+    """Everything the template lays out, already printed: the template holds no logic."""
+    settings = []
+    for st in proof.settings:
+        theorems = []
+        for thm in st.theorems:
+            chains = []
+            for c in thm.chains:
+                lines = [{"lhs": latex(s.lhs) if i == 0 else "", "rhs": latex(s.rhs),
+                          "rule": tex_words(RULES[s.rule].name), "verdict": s.verdict.lower(), "ok": s.ok,
+                          "evidence": s.evidence_latex()}
+                         for i, s in enumerate(c.steps)]
+                chains.append({"lemma": c.name == "lemma", "lines": lines})
+            theorems.append({
+                "key": thm.key, "title": thm.title, "statement": f"{latex(thm.lhs)} = {latex(thm.formula)}",
+                "verdict": thm.verdict.lower(), "ok": thm.ok, "stuck": tex_words(thm.stuck),
+                "assumptions": [_render(a, "latex") for a in thm.assumptions],
+                "chains": chains,
+            })
+        settings.append({"title": st.model.title_tex(), "theorems": theorems})
+    return {
+        "settings": settings,
+        "rules": [{"name": tex_words(r.name), "tex": r.tex, "closed_by": r.closed_by} for r in RULES.values()],
+        "rule_checks": [{"rule": tex_words(r.rule), "what": r.tex, "verdict": r.verdict.lower()}
+                        for r in proof.rule_checks],
+        "summary": tex_words(proof.summary()),
+    }
+
+
+def to_latex(proof: GeneralProof) -> str:
+    """The proof as a standalone LaTeX document (Jinja2 template general.tex.j2)."""
+    from .latex import environment
+
+    return environment().get_template("general.tex.j2").render(**_latex_context(proof))
+
+
+# ---------------------------------------------------------------------------
+# the command line: python -m derive general [--latex FILE.tex] [--setting S] [--brief]
+# ---------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--latex", help="write the proof as a LaTeX document")
+    parser.add_argument("--latex", metavar="FILE.tex", help="also write the proof as a standalone LaTeX document")
+    parser.add_argument("--setting", action="append", choices=SETTINGS,
+                        help="prove only this setting (repeatable; default: all four)")
+    parser.add_argument("--brief", action="store_true", help="only each theorem's verdict and the summary")
 
 
 def run(args) -> int:
-    raise DeriveError("general: the general proof is not implemented yet")
+    from rich.console import Console
+
+    from .latex import write_atomically
+
+    target = None
+    if args.latex is not None:
+        target = Path(args.latex)
+        if target.suffix != ".tex":
+            raise DeriveError(f"--latex {args.latex}: the output must be a .tex file")
+        folder = target.parent if str(target.parent) else Path(".")
+        if not folder.is_dir():
+            raise DeriveError(f"--latex {args.latex}: folder {folder} does not exist")
+        if target.is_dir():
+            raise DeriveError(f"--latex {args.latex}: that is a folder; name a .tex file")
+        if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise DeriveError(f"--latex {args.latex}: cannot write there (permission denied)")
+    settings = tuple(dict.fromkeys(args.setting)) if args.setting else SETTINGS
+    proof = prove_general(settings)
+    console = Console(highlight=False, soft_wrap=True)
+    render(proof, console, brief=args.brief)
+    console.print()
+    if target is not None:
+        write_atomically(target, to_latex(proof))
+        console.print(f"wrote {target}")
+    console.print(proof.summary())
+    return EXIT_OK if proof.ok else EXIT_REFUTED
