@@ -1,0 +1,52 @@
+"""The general proof (BP1-BP4, symbolic widths): the whole of it, both conventions and the batch form.
+
+Target: `python -m derive general` (16 theorems: column and row convention, one
+example and a batch of B, every step checked, the rule spot checks included) in at
+most 10 s on a 2-core machine, interpreter start and imports included. The
+reference in the same run is the bare `python -c "import sympy"`; the in-process
+time of `prove_general()` alone (imports done) is reported beside it.
+
+    python benchmarks/bench_general.py
+"""
+
+import statistics
+import sys
+import time
+
+from _measure import ROOT, run_module, wall
+
+sys.path.insert(0, ROOT)
+
+TARGET = 10.0
+
+
+def main() -> None:
+    cli = [run_module("derive", ["general"]) for _ in range(5)]
+    assert all(r["rc"] == 0 for r in cli), "the general proof did not pass"
+    cli_wall = statistics.median(r["wall"] for r in cli)
+    peak = max(r["peak_mb"] for r in cli)
+    sympy_only = wall([sys.executable, "-c", "import sympy"], repeat=5)
+
+    from derive.general import prove_general
+
+    prove_general()  # warm the caches SymPy builds on first use
+    inside = []
+    for _ in range(5):
+        t = time.perf_counter()
+        proof = prove_general()
+        inside.append(time.perf_counter() - t)
+    assert proof.ok
+    steps = len(proof.steps)
+
+    print("| what | median wall time | ratio to `import sympy` |")
+    print("|---|---|---|")
+    print(f"| `python -m derive general` (16 theorems, {steps} steps; peak {peak:.0f} MB) | {cli_wall:.2f} s | "
+          f"{cli_wall / sympy_only:.2f}× |")
+    print(f"| `prove_general()` in process (imports done) | {statistics.median(inside):.2f} s | "
+          f"{statistics.median(inside) / sympy_only:.2f}× |")
+    print(f"| `python -c 'import sympy'` | {sympy_only:.2f} s | 1.00× |")
+    print(f"\ntarget ≤ {TARGET:.0f} s: {'met' if cli_wall <= TARGET else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
