@@ -1,14 +1,887 @@
-"""Claims: a person's own formulas, checked against the proven derivation (issue 6, in progress)."""
+"""Claims: a person's own formulas, checked against the chain rule, with the mistake pointed out.
+
+`python -m derive check CLAIMS.toml` reads a TOML file naming a spec and a list of
+claims, each a left-hand side (dC/dw2[0,1], dC/dW2, delta1, ...) and a right-hand
+side in text (`rhs`, read by derive.claim_text) or LaTeX (`latex`, read by
+derive.claim_latex). The truth comes from the core: partials from
+ChainRule(net).derive(param).value, deltas from ChainRule.delta, matrices from
+MatrixForms(net).values. A claim is PROVEN when every entry is an exact identity
+(derive.proof.is_identity with derive.proof.relations); REFUTED with a numeric
+witness, the wrong and the holding entries, a plain shape error, and the nearest
+repair that is itself proven; UNPROVEN when it is not an identity in the atoms
+and no sample point tells the sides apart; ERROR when it cannot be read.
+
+Activations: sigma(z1[0]) is the atom a1[0], sigma_prime(z1[0]) the network's
+sigma'(z^{(1)}_0). The argument may be written any way that expands to a neuron's
+pre-activation; sigma of anything else is an ERROR, because the proof knows the
+activation only as a neuron's output (an atom), and a sigma of some other quantity
+has no atom that would keep the proof exact.
+
+Vectors (a1, z1, delta1, T or y, x, grad_a(C), sigma_prime(z1)) are columns, one
+per example of a batch, and `ones` is a column of ones, one per example; A1 is the row (a1, 1) with an augmented bias, else a1 as a
+row, one row per example; w2 is [j, k]; W2, b2, dC/dW2 and dC/db2 are in the spec's
+own layout. Scalars of one example (a1[0], delta2[0], ...) name the claim's
+`example` (0 unless it says), while dC/dw2[j,k] is the derivative of the whole C.
+
+Exit codes: 0 every claim PROVEN, 1 any REFUTED or UNPROVEN, 2 the file or a claim
+cannot be read (one line on stderr naming the claim and the position).
+"""
 
 from __future__ import annotations
 
-from .errors import DeriveError
+import json
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 
+import numpy as np
+import sympy as sp
+
+from .chain import ChainRule
+from .claim_ir import (MAX_TERMS, ClaimError, Evaluator, Invalid, Leaves, Node, ShapeError, expanded_terms,
+                       is_matrix, latex_of, position, shape_of, size_text, text_of)
+from .claim_latex import read_latex
+from .claim_repair import Repair, find, ratio
+from .claim_text import Lhs, Shape, lhs_from_tree, read_lhs, read_text
+from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUTED, DeriveError
+from .matrix import MatrixForms
+from .network import Network
+from .notation import PROFILES, text_name
+from .proof import is_identity, relations
+from .spec import Spec, builtin_names, load_spec, parse_sizes, validate
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_CLAIMS = 500
+MAX_PARAMS = 2_000  # claims build every matrix explicitly; larger specs are checked at reduced sizes
+TOP_KEYS = ("spec", "sizes", "examples", "layers", "description", "claim")
+CLAIM_KEYS = ("name", "lhs", "rhs", "latex", "example", "note")
+WITNESS_TRIES = 8
+REL_TOL = 1e-9
+
+
+# ---------------------------------------------------------------------------
+# the network a file's claims are about
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Point:
+    """One random point of the network: the free values and every atom's value (forward pass)."""
+
+    free: dict
+    vals: dict
+    cache: dict = field(default_factory=dict)
+    z: list = field(default_factory=list)  # (value, example, layer, neuron) of every pre-activation
+
+
+class Context:
+    """One network and everything a claim about it is checked against."""
+
+    def __init__(self, spec: Spec | str, layers: str | None = None):
+        spec = load_spec(spec)
+        self.spec = spec
+        self.net = net = Network(spec)
+        self.chain = ChainRule(net)
+        self.forms = MatrixForms(net, evaluate=False)
+        self.rule = relations(net)
+        self.row = spec.convention == "row"
+        self.sizes, self.L, self.E = net.sizes, net.L, net.E
+        if layers is None:
+            layers = "bare" if PROFILES[spec.notation].layer_style == "bare" else "paren"
+        self.shape = Shape(net.L, spec.activation, layers)
+        self._params = {(p.layer, p.kind, p.j, p.k): p for p in net.params}
+        self._partials: dict = {}
+        self._matrices: dict = {}
+        self._points: list[Point] = []
+        self._seed = -1
+        self._atoms = [s for e in range(net.E) for l in range(1, net.L + 1) for s in net.a[e][l]]
+        self._atoms += [net.ap[e][l][j] for e in range(net.E) for l in range(1, net.L + 1) for j in range(net.sizes[l])
+                        if net.acts[l].elementwise and net.acts[l].output_form is None]
+
+    # -- symbols -------------------------------------------------------------------------
+    def _check(self, value: int, n: int, what: str, span, extra: str = "") -> int:
+        if not 0 <= value < n:
+            raise ClaimError(f"index {value} is out of range: {what} runs from 0 to {n - 1}{extra}", span)
+        return value
+
+    def scalar(self, kind: str, l, idx: tuple[int, ...], e: int, span=None):
+        """The SymPy value of one named scalar of example e."""
+        net, n = self.net, self.sizes
+        if kind == "C":
+            return net.C
+        if kind == "w":
+            aug = self.spec.bias == "augmented"
+            self._check(idx[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})")
+            self._check(idx[1], n[l - 1] + aug, "k", span,
+                        f" ({n[l - 1]} neurons in layer {l - 1}" + (", then the bias weight)" if aug else ")"))
+            return net.w[l][idx[0], idx[1]]
+        if kind == "y":
+            return net.y[e][self._check(idx[0], n[self.L], "j", span, f" ({n[self.L]} outputs)")]
+        j = self._check(idx[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})")
+        if kind == "b":
+            if self.spec.bias == "none":
+                raise ClaimError(f"the spec {self.spec.name} has no biases", span)
+            return net.w[l][j, n[l - 1]] if self.spec.bias == "augmented" else net.b[l][j]
+        if kind == "a":
+            return net.a[e][l][j]
+        if kind == "z":
+            return net.z[e][l][j]
+        if kind == "delta":
+            return self.chain.delta(e, l, j)
+        raise ClaimError(f"{kind} takes no index", span)  # pragma: no cover - the readers allow no other
+
+    def matrix(self, kind: str, l, span=None):
+        """The SymPy value of a named vector or matrix (vectors as columns, one per example)."""
+        key = (kind, l)
+        if key in self._matrices:
+            return self._matrices[key]
+        net, n, E, V, S = self.net, self.sizes, self.E, self.forms.values, self.forms.sym
+
+        def cols(rows: int, f) -> sp.Matrix:
+            return sp.Matrix(rows, E, lambda j, e: f(e, j))
+
+        def oriented(name: str) -> sp.Matrix:
+            m = V[S[name]]
+            return m.T if self.row else m
+
+        if kind == "C":
+            value = net.C
+        elif kind in ("w", "W"):
+            value = V[S[f"{kind}{l}"]]
+        elif kind == "b":
+            if self.spec.bias == "none":
+                raise ClaimError(f"the spec {self.spec.name} has no biases", span)
+            if self.spec.bias == "separate":
+                value = V[S[f"b{l}"]]
+            else:
+                entries = [net.w[l][j, n[l - 1]] for j in range(n[l])]
+                value = sp.Matrix(1, n[l], entries) if self.row else sp.Matrix(n[l], 1, entries)
+        elif kind == "a":
+            value = oriented(f"a{l}")
+        elif kind == "A":
+            aug = self.spec.bias == "augmented"
+            value = sp.Matrix(E, n[l] + aug, lambda e, j: net.a[e][l][j] if j < n[l] else sp.Integer(1))
+        elif kind == "z":
+            value = cols(n[l], lambda e, j: net.z[e][l][j])
+        elif kind == "y":
+            value = cols(n[self.L], lambda e, j: net.y[e][j])
+        elif kind == "delta":
+            value = cols(n[l], lambda e, j: self.chain.delta(e, l, j))
+        elif kind == "g":
+            value = oriented("g")
+        elif kind == "ones":
+            value = sp.ones(E, 1)
+        elif kind == "D":
+            if E > 1:
+                raise ClaimError(f"D{l} = diag(sigma'(z{l})) is defined for one example; this batch has {E}", span)
+            if not net.acts[l].elementwise:
+                raise ClaimError(f"layer {l} is {self.spec.activation[l - 1]}: its derivative is a full Jacobian, "
+                                 "not a diagonal D", span)
+            value = V[S[f"D{l}"]]
+        else:  # pragma: no cover - the readers make no other kind
+            raise ClaimError(f"unknown quantity {kind}", span)
+        self._matrices[key] = value
+        return value
+
+    @cached_property
+    def z_index(self) -> dict:
+        """Each pre-activation, expanded, to (example, layer, neuron): sigma(arg) finds its neuron here."""
+        out = {}
+        for e in range(self.E):
+            for l in range(1, self.L + 1):
+                for j in range(self.sizes[l]):
+                    out[sp.expand(self.net.z[e][l][j])] = (e, l, j)
+        return out
+
+    def activation(self, e: int, l: int, j: int, name, prime: bool, span):
+        act = self.spec.activation[l - 1]
+        if name is not None and name != act:
+            raise ClaimError(f"layer {l}'s activation is {act}, not {name}", span)
+        if prime:
+            if not self.net.acts[l].elementwise:
+                raise ClaimError(f"layer {l} is {act}: its derivative is a Jacobian, not an elementwise sigma_prime", span)
+            return self.net.sigma_prime[e][l][j]
+        return self.net.a[e][l][j]
+
+    # -- the truth -----------------------------------------------------------------------
+    def partial(self, p) -> sp.Expr:
+        if p.symbol not in self._partials:
+            self._partials[p.symbol] = self.chain.derive(p).value
+        return self._partials[p.symbol]
+
+    def _param(self, l: int, j: int, k, bias: bool, span):
+        n = self.sizes
+        if bias:
+            if self.spec.bias == "none":
+                raise ClaimError(f"the spec {self.spec.name} has no biases", span)
+            self._check(j, n[l], "j", span, f" ({n[l]} neurons in layer {l})")
+            if self.spec.bias == "augmented":
+                return self._params[(l, "w", j, n[l - 1])]
+            return self._params[(l, "b", j, None)]
+        aug = self.spec.bias == "augmented"
+        self._check(j, n[l], "j", span, f" ({n[l]} neurons in layer {l})")
+        self._check(k, n[l - 1] + aug, "k", span, f" ({n[l - 1]} neurons in layer {l - 1}"
+                    + (", then the bias weight)" if aug else ")"))
+        return self._params[(l, "w", j, k)]
+
+    def truth(self, lhs: Lhs, e: int, span=None):
+        """The value of a left-hand side by the chain rule: a SymPy scalar or Matrix."""
+        l, n, E = lhs.layer, self.sizes, self.E
+        if lhs.kind == "delta":
+            if lhs.index is not None:
+                return self.chain.delta(e, l, self._check(lhs.index[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})"))
+            value = sp.Matrix(n[l], E, lambda j, ex: self.chain.delta(ex, l, j))
+        elif lhs.index is not None:
+            p = self._param(l, lhs.index[0], lhs.index[1] if lhs.kind == "w" else None, lhs.kind == "b", span)
+            return self.partial(p)
+        elif lhs.kind == "w":
+            value = sp.Matrix(n[l], n[l - 1], lambda j, k: self.partial(self._params[(l, "w", j, k)]))
+        elif lhs.kind == "W":
+            W = self.forms.values[self.forms.sym[f"W{l}"]]
+            value = sp.zeros(*W.shape)
+            for p in self.net.layer_params(l):
+                if p.matrix == f"W{l}":
+                    value[p.index] = self.partial(p)
+        else:
+            entries = [self.partial(self._param(l, j, None, True, span)) for j in range(n[l])]
+            value = sp.Matrix(1, n[l], entries) if self.row else sp.Matrix(n[l], 1, entries)
+        return value.T if lhs.transposed else value
+
+    def entry_name(self, lhs: Lhs, r: int, c: int) -> str:
+        """What entry (r, c) of a matrix left-hand side is, in the text vocabulary."""
+        if lhs.transposed:
+            r, c = c, r
+        l = lhs.layer
+        if lhs.kind == "delta":
+            return f"delta{l}[{r}]" + (f" of example {c}" if self.E > 1 else "")
+        if lhs.kind == "w":
+            return f"dC/dw{l}[{r},{c}]"
+        if lhs.kind == "W":
+            for p in self.net.layer_params(l):
+                if p.matrix == f"W{l}" and p.index == (r, c):
+                    return f"dC/d{p.name}"
+        j = c if self.row else r
+        return f"dC/db{l}[{j}]"
+
+    # -- numbers -------------------------------------------------------------------------
+    def point(self, i: int) -> Point:
+        while len(self._points) <= i:
+            self._seed += 1
+            if self._seed > 64 * (i + 1):  # pragma: no cover - the forward pass failed at every point tried
+                raise DeriveError(f"{self.spec.name}: no point found where the forward pass can be evaluated")
+            rng = np.random.default_rng(1000 + self._seed)
+            free = self.net.free_values(rng)
+            try:
+                vals = self.net.forward_values(free)
+            except (TypeError, ValueError, ArithmeticError):
+                continue
+            if any(atom not in vals for atom in self._atoms):
+                # Network.forward_values keys the atoms by sigma(z): two neurons of a layer with the
+                # same z at this point share a key and one atom is left out; take another point
+                continue
+            pt = Point(free, vals)
+            for e in range(self.E):
+                for l in range(1, self.L + 1):
+                    for j in range(self.sizes[l]):
+                        pt.z.append((float(vals[self.net.zsym[e][l][j]]), e, l, j))
+            self._points.append(pt)
+        return self._points[i]
+
+    def number(self, value, pt: Point):
+        """A SymPy value (scalar or Matrix) at a point, as a float or a float array."""
+        if is_matrix(value):
+            return np.array([[self.number(value[r, c], pt) for c in range(value.cols)] for r in range(value.rows)],
+                            dtype=float)
+        return float(sp.sympify(value).xreplace(pt.vals))
+
+
+class SymLeaves(Leaves):
+    numeric = False
+
+    def __init__(self, ctx: Context, example: int):
+        self.ctx, self.e = ctx, example
+
+    def scalar(self, kind, layer, index, node):
+        return self.ctx.scalar(kind, layer, index, self.e, node.span)
+
+    def matrix(self, kind, layer, node):
+        return self.ctx.matrix(kind, layer, node.span)
+
+    def activate(self, value, name, prime, node):
+        def one(x):
+            if expanded_terms(x, 10_000) > 10_000:
+                raise ClaimError("the argument of the activation is too large", node.span)
+            hit = self.ctx.z_index.get(sp.expand(x))
+            if hit is None:
+                fn = (name or "sigma") + ("_prime" if prime else "")
+                raise ClaimError(f"{fn} is applied to something that is not a neuron's pre-activation z{{l}}[j]: the "
+                                 "checker knows the activation only as a neuron's output (sigma(z1[0]) is a1[0])",
+                                 node.span)
+            return self.ctx.activation(*hit, name, prime, node.span)
+
+        return value.applyfunc(one) if is_matrix(value) else one(value)
+
+
+class NumLeaves(Leaves):
+    numeric = True
+
+    def __init__(self, ctx: Context, pt: Point, example: int):
+        self.ctx, self.pt, self.e = ctx, pt, example
+
+    def scalar(self, kind, layer, index, node):
+        key = ("s", kind, layer, index, self.e)
+        if key not in self.pt.cache:
+            try:
+                self.pt.cache[key] = self.ctx.number(self.ctx.scalar(kind, layer, index, self.e), self.pt)
+            except ClaimError as exc:
+                raise Invalid(exc.message) from None
+        return self.pt.cache[key]
+
+    def matrix(self, kind, layer, node):
+        key = ("m", kind, layer)
+        if key not in self.pt.cache:
+            try:
+                self.pt.cache[key] = self.ctx.number(self.ctx.matrix(kind, layer), self.pt)
+            except ClaimError as exc:
+                raise Invalid(exc.message) from None
+        return self.pt.cache[key]
+
+    def activate(self, value, name, prime, node):
+        def one(x):
+            for zv, e, l, j in self.pt.z:
+                if abs(zv - x) <= 1e-12 * (1 + abs(zv)):
+                    try:
+                        atom = self.ctx.activation(e, l, j, name, prime, None)
+                    except ClaimError as exc:
+                        raise Invalid(exc.message) from None
+                    return self.ctx.number(atom, self.pt)
+            raise Invalid("not a pre-activation")
+
+        if isinstance(value, np.ndarray):
+            return np.vectorize(one, otypes=[float])(value)
+        return one(float(value))
+
+
+# ---------------------------------------------------------------------------
+# one claim
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Claim:
+    """One [[claim]] table of a claims file."""
+
+    name: str
+    lhs: str | None = None
+    rhs: str | None = None
+    latex: str | None = None
+    example: int = 0
+    number: int = 1  # its place in the file, from 1
+
+    @property
+    def form(self) -> str:
+        return "latex" if self.latex is not None else "text"
+
+    @property
+    def source(self) -> str:
+        return self.latex if self.latex is not None else (self.rhs or "")
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    verdict: str  # PROVEN, REFUTED, UNPROVEN, ERROR
+    lhs: str = ""  # the left-hand side, in the text vocabulary
+    message: str = ""  # for ERROR: what cannot be read; for UNPROVEN: why no verdict
+    error_field: str | None = None
+    error_position: str | None = None
+    witness: dict | None = None
+    wrong_entries: list[dict] = field(default_factory=list)
+    holding_entries: list[dict] = field(default_factory=list)
+    shape_error: str | None = None
+    repair: Repair | None = None
+    other_repairs: list[Repair] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        c = self.claim
+        out = {"name": c.name, "verdict": self.verdict, "lhs": self.lhs, "claim": c.source, "form": c.form,
+               "witness": self.witness, "wrong_entries": self.wrong_entries, "holding_entries": self.holding_entries,
+               "shape_error": self.shape_error, "repair": self.repair.as_json() if self.repair else None,
+               "other_repairs": [r.as_json() for r in self.other_repairs]}
+        if c.example:
+            out["example"] = c.example
+        if self.verdict in ("ERROR", "UNPROVEN"):
+            out["error" if self.verdict == "ERROR" else "note"] = self.message
+        if self.verdict == "ERROR":
+            out["error_field"] = self.error_field
+            out["error_position"] = self.error_position
+        return out
+
+    def error_line(self) -> str:
+        where = ", ".join(x for x in (self.error_field, self.error_position) if x)
+        return f"claim {self.claim.number} '{self.claim.name}': {where}: {self.message}"
+
+
+class ClaimCheck:
+    """A claim being checked: its parsed sides, the truth, and the hooks the repair search uses."""
+
+    def __init__(self, ctx: Context, claim: Claim, lhs: Lhs, tree: Node, lhs_shown: str):
+        self.ctx, self.claim, self.lhs, self.tree = ctx, claim, lhs, tree
+        self.lhs_shown = lhs_shown
+        self.source = claim.source
+        self.latex = claim.latex is not None
+        style = ctx.shape.style
+        self.printer = (lambda node: latex_of(node, style)) if self.latex else text_of
+        self.product = "dot" if self.latex else "mul"
+        self.sizes, self.bias, self.row = ctx.sizes, ctx.spec.bias, ctx.row
+        self.e = claim.example
+        self.truth = ctx.truth(lhs, self.e)
+        self._truth_num: dict[int, object] = {}
+
+    def describe(self, node: Node) -> str:
+        if node.span is not None:
+            return self.source[node.span[0]:node.span[1]].strip()
+        return self.printer(node)
+
+    def symbolic(self, tree: Node):
+        value = Evaluator(SymLeaves(self.ctx, self.e), self.describe)(tree)
+        return _as_lhs_shape(value, self.truth)
+
+    def numeric(self, tree: Node, i: int):
+        pt = self.ctx.point(i)
+        value = Evaluator(NumLeaves(self.ctx, pt, self.e), self.describe)(tree)
+        return _as_lhs_shape(value, self.truth)
+
+    def truth_at(self, i: int):
+        if i not in self._truth_num:
+            self._truth_num[i] = self.ctx.number(self.truth, self.ctx.point(i))
+        return self._truth_num[i]
+
+    # -- the repair search's hooks -------------------------------------------------------
+    def numeric_close(self, tree: Node) -> bool:
+        try:
+            with np.errstate(all="raise"):
+                for i in (0, 1):
+                    v, t = self.numeric(tree, i), self.truth_at(i)
+                    if shape_of(v) != shape_of(t) or not _close(t, v):
+                        return False
+        except (ShapeError, Invalid, ClaimError, ArithmeticError, FloatingPointError, ValueError, TypeError):
+            return False
+        return True
+
+    def exact_holds(self, tree: Node) -> bool:
+        try:
+            value = self.symbolic(tree)
+        except (ShapeError, ClaimError, Invalid, ArithmeticError):
+            return False
+        if shape_of(value) != shape_of(self.truth):
+            return False
+        pairs = _entries(self.truth, value)
+        if any(expanded_terms(v) > MAX_TERMS for _, _, v in pairs):
+            return False
+        return all(is_identity(t, v, self.ctx.rule) for t, _, v in pairs)
+
+    def factor(self, tree: Node):
+        try:
+            with np.errstate(all="raise"):
+                c0 = ratio(self.truth_at(0), self.numeric(tree, 0))
+                c1 = ratio(self.truth_at(1), self.numeric(tree, 1))
+        except (ShapeError, Invalid, ClaimError, ArithmeticError, FloatingPointError, ValueError, TypeError):
+            return None
+        return c0 if c0 is not None and c0 == c1 else None
+
+
+def _as_lhs_shape(value, truth):
+    """A 1×1 matrix stands for a scalar when the left-hand side is one (a1.T @ a1)."""
+    if is_matrix(value) and not is_matrix(truth) and tuple(value.shape) == (1, 1):
+        return value[0, 0]
+    return value
+
+
+def _entries(truth, value) -> list[tuple]:
+    if not is_matrix(truth):
+        return [(truth, None, value)]
+    return [(truth[r, c], (r, c), value[r, c]) for r in range(truth.rows) for c in range(truth.cols)]
+
+
+def _close(t, v) -> bool:
+    t, v = np.asarray(t, dtype=float), np.asarray(v, dtype=float)
+    return bool(np.all(np.isfinite(v)) and np.allclose(v, t, rtol=REL_TOL, atol=1e-12))
+
+
+def _fail(claim: Claim, field_name: str, source: str, exc: ClaimError, lhs_text: str = "") -> Verdict:
+    where = position(source, exc.span[0]) if exc.span is not None else None
+    return Verdict(claim, "ERROR", lhs_text, exc.message, field_name, where)
+
+
+def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | Verdict:
+    """The claim's left-hand side, its right-hand side's tree and how the left side was written; or an ERROR."""
+    lhs = None
+    shown = ""
+    if claim.latex is not None:
+        try:
+            left, tree = read_latex(claim.latex, ctx.shape)
+            if left is not None:
+                lhs = lhs_from_tree(left, ctx.shape)
+                shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else lhs.text()
+        except ClaimError as exc:
+            return _fail(claim, "latex", claim.latex, exc)
+    else:
+        try:
+            tree = read_text(claim.rhs, ctx.shape)
+        except ClaimError as exc:
+            return _fail(claim, "rhs", claim.rhs, exc)
+    if claim.lhs is not None:
+        try:
+            from_key = read_lhs(claim.lhs, ctx.shape)
+        except ClaimError as exc:
+            return _fail(claim, "lhs", claim.lhs, exc)
+        if lhs is not None and from_key != lhs:
+            return _fail(claim, "lhs", claim.lhs, ClaimError(
+                f"lhs names {from_key.text()} but the LaTeX's left-hand side is {lhs.text()}", (0, len(claim.lhs))))
+        lhs, shown = from_key, claim.lhs.strip()
+    if lhs is None:
+        field_name = "latex" if claim.latex is not None else "rhs"
+        return _fail(claim, field_name, claim.source, ClaimError(
+            "no left-hand side: give lhs = \"dC/dw2[0,1]\" (or write the LaTeX as an equation, \\delta^{(2)} = ...)",
+            (0, 0)))
+    return lhs, tree, shown
+
+
+def check_claim(ctx: Context, claim: Claim) -> Verdict:
+    """The verdict on one claim."""
+    if not 0 <= claim.example < ctx.E:
+        return Verdict(claim, "ERROR", "", f"example {claim.example} does not exist; this network has "
+                       f"{ctx.E} example{'s' if ctx.E > 1 else ''} (0 to {ctx.E - 1})", "example")
+    read = read_claim(ctx, claim)
+    if isinstance(read, Verdict):
+        return read
+    lhs, tree, shown = read
+    field_name = "latex" if claim.latex is not None else "rhs"
+    try:
+        check = ClaimCheck(ctx, claim, lhs, tree, shown)
+    except ClaimError as exc:  # the left-hand side names no quantity of this network
+        exc.span = exc.span or (0, 0)
+        return _fail(claim, "lhs" if claim.lhs is not None else field_name, claim.lhs or claim.source, exc, lhs.text())
+    verdict = Verdict(claim, "PROVEN", lhs.text())
+    try:
+        value = check.symbolic(tree)
+    except ClaimError as exc:
+        return _fail(claim, field_name, claim.source, exc, lhs.text())
+    except ShapeError as exc:
+        verdict.verdict = "REFUTED"
+        verdict.shape_error = str(exc)
+        _repair(check, verdict)
+        return verdict
+    truth = check.truth
+    if shape_of(value) != shape_of(truth):
+        verdict.verdict = "REFUTED"
+        verdict.shape_error = (f"{check.describe(tree) if tree.span else check.printer(tree)} is "
+                               f"{size_text(shape_of(value))} but {shown} is {size_text(shape_of(truth))}")
+        _repair(check, verdict)
+        return verdict
+    pairs = _entries(truth, value)
+    for _, rc, v in pairs:
+        terms = expanded_terms(v)
+        if terms > MAX_TERMS:
+            where = f" (entry {list(rc)})" if rc else ""
+            return _fail(claim, field_name, claim.source, ClaimError(
+                f"too large to prove exactly: its expansion{where} may have more than {MAX_TERMS} terms", (0, 0)),
+                lhs.text())
+    holds = [is_identity(t, v, ctx.rule) for t, _, v in pairs]
+    if all(holds):
+        return verdict
+    if is_matrix(truth):
+        for (t, rc, v), ok in zip(pairs, holds):
+            item = {"entry": list(rc), "name": ctx.entry_name(lhs, *rc)}
+            (verdict.holding_entries if ok else verdict.wrong_entries).append(item)
+    verdict.witness = _witness(check, value, [rc for (_, rc, _), ok in zip(pairs, holds) if not ok])
+    if verdict.witness is None:
+        verdict.verdict = "UNPROVEN"
+        verdict.message = (f"not an identity in the network's atoms, yet equal at {WITNESS_TRIES} random points; "
+                           "it may hold through a relation the proof does not use")
+        return verdict
+    verdict.verdict = "REFUTED"
+    _repair(check, verdict)
+    return verdict
+
+
+def _repair(check: ClaimCheck, verdict: Verdict) -> None:
+    repairs = find(check, check.tree)
+    if repairs:
+        verdict.repair, verdict.other_repairs = repairs[0], repairs[1:]
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.12g}")
+
+
+def _witness(check: ClaimCheck, value, wrong: list) -> dict | None:
+    """A point where the two sides differ: every free value, the neurons' values, the two sides."""
+    ctx = check.ctx
+    for i in range(WITNESS_TRIES):
+        pt = ctx.point(i)
+        t = ctx.number(check.truth, pt)
+        v = ctx.number(value, pt)
+        if is_matrix(check.truth):
+            bad = [rc for rc in wrong if not _close(t[rc], v[rc])]
+            if not bad:
+                continue
+            where = {"entry": list(bad[0]), "entry_name": ctx.entry_name(check.lhs, *bad[0]),
+                     "lhs": [[_round(x) for x in row] for row in t], "rhs": [[_round(x) for x in row] for row in v]}
+        else:
+            if _close(t, v):
+                continue
+            where = {"lhs": _round(t), "rhs": _round(v)}
+        return {"values": _free_values(ctx, pt), "neurons": _neuron_values(ctx, pt), **where}
+    return None
+
+
+def _free_values(ctx: Context, pt: Point) -> dict:
+    net = ctx.net
+    order = [p.symbol for p in net.params]
+    for e in range(net.E):
+        order += list(net.a[e][0]) + list(net.y[e])
+    return {text_name(s): _round(float(pt.free[s])) for s in order}
+
+
+def _neuron_values(ctx: Context, pt: Point) -> dict:
+    net = ctx.net
+    out = {}
+    for e in range(net.E):
+        for l in range(1, net.L + 1):
+            for j in range(net.sizes[l]):
+                out[text_name(net.a[e][l][j])] = _round(float(pt.vals[net.a[e][l][j]]))
+                ap = net.ap[e][l][j]
+                if ap in pt.vals:
+                    out[text_name(ap)] = _round(float(pt.vals[ap]))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# a claims file
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    path: str
+    spec: Spec
+    note: str
+    verdicts: list[Verdict]
+
+    @property
+    def exit_code(self) -> int:
+        if any(v.verdict == "ERROR" for v in self.verdicts):
+            return EXIT_BAD_INPUT
+        if any(v.verdict != "PROVEN" for v in self.verdicts):
+            return EXIT_REFUTED
+        return EXIT_OK
+
+
+def _bad(path, message: str):
+    raise DeriveError(f"{path}: {message}")
+
+
+def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
+    """(spec, layer style or '', claims, a note on reduced sizes) from a claims file; DeriveError naming what is wrong."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            _bad(path, f"{path.stat().st_size} bytes; a claims file has at most {MAX_FILE_BYTES}")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        _bad(path, "no such claims file")
+    except IsADirectoryError:
+        _bad(path, "is a folder, not a claims file")
+    except OSError as exc:
+        _bad(path, f"cannot read: {exc.strerror}")
+    try:
+        table = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        _bad(path, "not UTF-8 text; a claims file is TOML")
+    except tomllib.TOMLDecodeError as exc:
+        _bad(path, f"malformed TOML: {exc}")
+    for key in table:
+        if key not in TOP_KEYS:
+            _bad(path, f"unknown key '{key}'; a claims file has {', '.join(TOP_KEYS)}")
+    spec, note = _spec_of(path, table)
+    layers = table.get("layers", "")
+    if layers not in ("", "paren", "bare"):
+        _bad(path, f"layers = {layers!r}: 'paren' (a^{{(l)}}_j) or 'bare' (Nielsen's a^l_j)")
+    raw = table.get("claim")
+    if raw is None:
+        _bad(path, "no claims: add [[claim]] tables with name, lhs and rhs (or latex)")
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        _bad(path, "'claim' must be an array of tables: [[claim]]")
+    if not raw:
+        _bad(path, "no claims")
+    if len(raw) > MAX_CLAIMS:
+        _bad(path, f"{len(raw)} claims; at most {MAX_CLAIMS} in one file")
+    claims, names = [], set()
+    for i, c in enumerate(raw, 1):
+        claims.append(_claim_of(path, i, c, names))
+    return spec, layers, claims, note
+
+
+def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:
+    name = table.get("spec")
+    if not isinstance(name, str) or not name:
+        _bad(path, "spec: give a built-in name (" + ", ".join(builtin_names()) + ") or a spec file, relative to this file")
+    try:
+        spec = load_spec(name) if name in builtin_names() else load_spec(path.parent / name)
+        own = spec.sizes
+        if "sizes" in table:
+            sizes = table["sizes"]
+            if isinstance(sizes, str):
+                sizes = parse_sizes(sizes)
+            elif not (isinstance(sizes, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in sizes)):
+                _bad(path, f"sizes = {sizes!r}: a list of widths, inputs first, such as [3, 4, 2]")
+            spec = spec.with_sizes(tuple(sizes))
+        if "examples" in table:
+            data = spec.as_dict()
+            data["examples"] = table["examples"]
+            spec = validate(data, spec.source)
+    except DeriveError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        _bad(path, f"spec: {exc}")
+    if spec.n_params > MAX_PARAMS:
+        _bad(path, f"spec {spec.name} has {spec.n_params} parameters; claims are checked on networks of at most "
+                   f"{MAX_PARAMS}: add sizes = [3, 4, 2] (any small widths) to check it at reduced widths")
+    note = ""
+    if spec.sizes != own:
+        note = f"at sizes {'-'.join(map(str, spec.sizes))} (the spec's own are {'-'.join(map(str, own))})"
+    return spec, note
+
+
+def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
+    name = c.get("name")
+    label = f"claim {i}" + (f" '{name}'" if isinstance(name, str) else "")
+    for key in c:
+        if key not in CLAIM_KEYS:
+            _bad(path, f"{label}: unknown key '{key}'; a claim has {', '.join(CLAIM_KEYS)}")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        _bad(path, f"{label}: name must be a short string")
+    if name in names:
+        _bad(path, f"{label}: another claim has the same name")
+    names.add(name)
+    for key in ("lhs", "rhs", "latex", "note"):
+        if key in c and not isinstance(c[key], str):
+            _bad(path, f"{label}: {key} must be a string")
+    if ("rhs" in c) == ("latex" in c):
+        _bad(path, f"{label}: give the right-hand side as rhs (text) or as latex, one of the two")
+    if "lhs" not in c and "rhs" in c:
+        _bad(path, f"{label}: lhs is missing (dC/dw2[0,1], dC/db2[0], dC/dW2, delta2, delta2[0], ...)")
+    example = c.get("example", 0)
+    if not isinstance(example, int) or isinstance(example, bool) or example < 0:
+        _bad(path, f"{label}: example must be a whole number from 0")
+    return Claim(name, c.get("lhs"), c.get("rhs"), c.get("latex"), example, i)
+
+
+def check_file(path: str | Path) -> Report:
+    """Read a claims file and check every claim in it."""
+    spec, layers, claims, note = load_claims(path)
+    ctx = Context(spec, layers or None)
+    return Report(str(path), spec, note, [check_claim(ctx, c) for c in claims])
+
+
+# ---------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------
+
+def _spec_line(report: Report) -> str:
+    s = report.spec
+    parts = [f"{s.name}", "-".join(map(str, s.sizes)), ", ".join(dict.fromkeys(s.activation)), f"{s.cost} cost",
+             f"{s.convention} convention", f"bias {s.bias}",
+             f"batch {s.batch}" + (f" of {s.examples} example{'s' if s.examples > 1 else ''}" if s.batch != "single" else "")]
+    line = f"{report.path}: " + ", ".join(parts)
+    return line + (f"; {report.note}" if report.note else "")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def render(report: Report, console) -> None:
+    from rich.text import Text
+
+    styles = {"PROVEN": "green", "REFUTED": "red", "UNPROVEN": "yellow", "ERROR": "magenta"}
+    console.print(Text(_spec_line(report)), soft_wrap=True)
+    pad = " " * 10
+    for v in report.verdicts:
+        c = v.claim
+        head = Text.assemble((f"{v.verdict:<10}", styles[v.verdict]), c.name)
+        console.print(head, soft_wrap=True)
+        lhs = v.lhs or (c.lhs or "")
+        stated = c.source.strip()
+        if c.latex is not None and "=" in stated:
+            console.print(Text(f"{pad}{stated}"), soft_wrap=True)
+        else:
+            console.print(Text(f"{pad}{lhs} = {stated}"), soft_wrap=True)
+        if c.example:
+            console.print(Text(f"{pad}(example {c.example})"))
+        if v.verdict == "ERROR":
+            where = ", ".join(x for x in (v.error_field, v.error_position) if x)
+            console.print(Text(f"{pad}{where}: {v.message}"), soft_wrap=True)
+            continue
+        if v.verdict == "UNPROVEN":
+            console.print(Text(f"{pad}{v.message}"), soft_wrap=True)
+        if v.shape_error:
+            console.print(Text(f"{pad}shape: {v.shape_error}"), soft_wrap=True)
+        if v.wrong_entries:
+            wrong = ", ".join(f"[{e['entry'][0]},{e['entry'][1]}] {e['name']}" for e in v.wrong_entries)
+            console.print(Text(f"{pad}wrong entries: {wrong}"), soft_wrap=True)
+            if v.holding_entries:
+                hold = ", ".join(f"[{e['entry'][0]},{e['entry'][1]}] {e['name']}" for e in v.holding_entries)
+                console.print(Text(f"{pad}these hold: {hold}"), soft_wrap=True)
+        w = v.witness
+        if w:
+            values = ", ".join(f"{k}={_fmt(x)}" for k, x in w["values"].items())
+            neurons = ", ".join(f"{k}={_fmt(x)}" for k, x in w["neurons"].items())
+            if "entry" in w:
+                r, cc = w["entry"]
+                sides = f"entry [{r},{cc}] ({w['entry_name']}) is {_fmt(w['lhs'][r][cc])}, the claim gives {_fmt(w['rhs'][r][cc])}"
+            else:
+                sides = f"{lhs} is {_fmt(w['lhs'])}, the claim gives {_fmt(w['rhs'])}"
+            console.print(Text(f"{pad}witness: {sides}"), soft_wrap=True)
+            console.print(Text(f"{pad}  at {values}"), soft_wrap=True)
+            console.print(Text(f"{pad}  where {neurons}"), soft_wrap=True)
+        if v.repair:
+            console.print(Text(f"{pad}repair: {v.repair.text}"), soft_wrap=True)
+            for r in v.other_repairs:
+                console.print(Text(f"{pad}    or: {r.text}"), soft_wrap=True)
+        elif v.verdict == "REFUTED":
+            console.print(Text(f"{pad}no single change (a transpose, an index, a neuron, a layer, the bias's 1, "
+                               "a sign, a constant factor) makes it hold"), soft_wrap=True)
+    counts = {k: sum(v.verdict == k for v in report.verdicts) for k in ("PROVEN", "REFUTED", "UNPROVEN", "ERROR")}
+    n = len(report.verdicts)
+    summary = ", ".join(f"{counts[k]} {k.lower()}" for k in counts if counts[k] or k in ("PROVEN", "REFUTED"))
+    console.print(Text(f"{n} claim{'s' if n != 1 else ''}: {summary}"))
+
+
+# ---------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    parser.add_argument("claims", help="a claims TOML file")
-    parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    parser.add_argument("claims", help="a claims TOML file: spec = ..., then [[claim]] tables with name, lhs, rhs or latex")
+    parser.add_argument("--json", action="store_true", help="print the verdicts as a JSON list")
 
 
 def run(args) -> int:
-    raise DeriveError("check: claims are not implemented yet")
+    report = check_file(args.claims)
+    if args.json:
+        print(json.dumps([v.as_json() for v in report.verdicts], indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        render(report, Console(highlight=False, soft_wrap=True))
+    errors = [v for v in report.verdicts if v.verdict == "ERROR"]
+    if errors:
+        more = f" (and {len(errors) - 1} more claim{'s' if len(errors) > 2 else ''} that cannot be read)" if len(errors) > 1 else ""
+        print(f"error: {report.path}: {errors[0].error_line()}{more}", file=sys.stderr)
+    return report.exit_code

@@ -1,0 +1,346 @@
+"""Claims written as text: Python's expression syntax, read by a whitelisted walk of its ast.
+
+`ast.parse` only parses; the walk below turns the handful of node types a claim may
+use into the claim tree and refuses every other one with its column. Nothing is
+evaluated as Python: no eval, exec or parse_expr.
+
+Vocabulary (layer numbers are part of names, j indexes layer l, k the layer before):
+w2[j,k] b2[j] a1[j] a0[k] x[k] z1[j] T[j] y[j] delta2[j] C; w2 W2 b2 a1 A1 z1 delta1 D1
+T y x; sigma(), sigma_prime(), the spec's activation names (tanh(), tanh_prime()),
+diag(), grad_a(C), ones (a column of ones, one per example); + - * / (elementwise, as in NumPy) @ .T ** and parentheses.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .activations import ACTIVATIONS
+from .claim_ir import (TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, check_exponent, check_size,
+                       fold_power, number, precheck)
+
+_LAYERED_NAME = re.compile(r"^(w|W|b|a|A|z|delta|D)(\d+)$")
+_SCALAR_NAMES = ("w", "b", "a", "z", "delta")  # a name of one of these kinds followed by [...] is one scalar
+FUNCTIONS = ("sigma", "sigma_prime", "diag", "grad_a") + tuple(ACTIVATIONS) + tuple(f"{a}_prime" for a in ACTIVATIONS)
+VOCABULARY = ("w2[j,k] b2[j] a1[j] x[k] z1[j] T[j] y[j] delta2[j] C w2 W2 b2 a1 A1 z1 delta1 D1 T x ones "
+              "sigma() sigma_prime() diag() grad_a(C)")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a reader needs to know of the network: its depth and the activations by layer."""
+
+    L: int
+    activations: tuple[str, ...]  # layer 1..L
+    style: str = "paren"  # how LaTeX writes a layer: "paren" a^{(l)}_j, "bare" a^l_j
+
+
+def check_layer(kind: str, layer: int, shape: Shape, span) -> int:
+    low = 0 if kind in ("a", "A") else 1
+    if not low <= layer <= shape.L:
+        what = "0 (the inputs)" if low == 0 else "1"
+        raise ClaimError(f"{kind}{layer}: there is no layer {layer}; {kind} runs over layers {what} to {shape.L}", span)
+    return layer
+
+
+class TextReader:
+    def __init__(self, source: str, shape: Shape):
+        self.source = source
+        self.shape = shape
+        self.lead = len(source) - len(source.lstrip())
+        # parsed as "(" + text + "\n)", so that a claim may run over several lines
+        self.wrapped = "(" + source.strip() + "\n)"
+        starts = [0]
+        for i, ch in enumerate(self.wrapped):
+            if ch == "\n":
+                starts.append(i + 1)
+        self._starts = starts
+
+    # -- positions -----------------------------------------------------------------
+    def _offset(self, lineno: int, col: int) -> int:
+        lineno = min(max(lineno, 1), len(self._starts))
+        at = self._starts[lineno - 1] + col - 1  # -1 for the "(" in front
+        return min(max(at, 0), len(self.source.strip())) + self.lead
+
+    def span(self, n: ast.AST) -> tuple[int, int]:
+        return (self._offset(n.lineno, n.col_offset),
+                self._offset(n.end_lineno or n.lineno, n.end_col_offset or n.col_offset))
+
+    def snippet(self, n: ast.AST) -> str:
+        s, e = self.span(n)
+        return self.source[s:e]
+
+    def fail(self, n: ast.AST, message: str):
+        raise ClaimError(message, self.span(n))
+
+    # -- the walk --------------------------------------------------------------------
+    def read(self) -> Node:
+        precheck(self.source, TEXT_HINTS)
+        try:
+            tree = ast.parse(self.wrapped, mode="eval")
+        except SyntaxError as exc:
+            at = self._offset(exc.lineno or 1, max((exc.offset or 1) - 1, 0))
+            raise ClaimError(f"not a formula: {exc.msg}", (at, at + 1)) from None
+        except (RecursionError, MemoryError, ValueError) as exc:
+            raise ClaimError("cannot be read: nested too deeply or too large", (0, 0)) from None
+        self._check_tree(tree)
+        return check_size(self.walk(tree.body))
+
+    def _check_tree(self, tree: ast.AST) -> None:
+        """Depth and size of Python's tree, iteratively, before the recursive walk."""
+        from .claim_ir import MAX_DEPTH, MAX_NODES
+
+        stack, count = [(tree, 0)], 0
+        while stack:
+            n, d = stack.pop()
+            count += 1
+            if d > MAX_DEPTH + 2:
+                raise ClaimError(f"the claim is nested more than {MAX_DEPTH} deep", self.span(n) if hasattr(n, "lineno") else (0, 0))
+            if count > 4 * MAX_NODES:
+                raise ClaimError(f"the claim has more than {MAX_NODES} parts", (0, 0))
+            stack.extend((c, d + 1) for c in ast.iter_child_nodes(n))
+
+    def walk(self, n: ast.AST) -> Node:
+        span = self.span(n)
+        if isinstance(n, ast.BinOp):
+            if isinstance(n.op, ast.Pow):
+                base = self.walk(n.left)
+                exp = self.const_int(n.right)
+                if isinstance(base, Num):
+                    return Num(fold_power(base.value, exp, span), span=span)
+                return Op("epow", (base,), exp, span=span)
+            ops = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.MatMult: "matmul"}
+            op = ops.get(type(n.op))
+            if op is None:
+                self.fail(n, f"'{self._op_text(n)}' is not a claims operator (use + - * / @ ** and .T)")
+            return Op(op, (self.walk(n.left), self.walk(n.right)), span=span)
+        if isinstance(n, ast.UnaryOp):
+            if isinstance(n.op, ast.UAdd):
+                return self.walk(n.operand)
+            if isinstance(n.op, ast.USub):
+                inner = self.walk(n.operand)
+                if isinstance(inner, Num):
+                    return Num(-inner.value, span=span)
+                return Op("neg", (inner,), span=span)
+            self.fail(n, "only - and + may stand before a term")
+        if isinstance(n, ast.Constant):
+            return Num(self._number(n), span=span)
+        if isinstance(n, ast.Name):
+            return self.name(n)
+        if isinstance(n, ast.Subscript):
+            return self.subscript(n)
+        if isinstance(n, ast.Attribute):
+            if n.attr != "T":
+                self.fail(n, f"'.{n.attr}' is not in the vocabulary; '.T' transposes")
+            return Op("T", (self.walk(n.value),), span=span)
+        if isinstance(n, ast.Call):
+            return self.call(n)
+        what = type(n).__name__
+        self.fail(n, f"'{self.snippet(n)}' ({what}) is not part of a claim; the vocabulary is {VOCABULARY}")
+
+    def _op_text(self, n: ast.BinOp) -> str:
+        between = self.source[self.span(n.left)[1]:self.span(n.right)[0]]
+        return between.strip().strip("()") or type(n.op).__name__
+
+    def _number(self, n: ast.Constant) -> sp.Rational:
+        v = n.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.fail(n, f"{self.snippet(n)} is not a number")
+        return number(self.snippet(n).replace("_", ""), self.span(n)) if isinstance(v, int) else self._float(n)
+
+    def _float(self, n: ast.Constant) -> sp.Rational:
+        text = self.snippet(n).replace("_", "")
+        if not re.fullmatch(r"\d*\.?\d*", text):
+            self.fail(n, f"{text}: write numbers as digits with an optional decimal point, such as 0.5")
+        return number(text, self.span(n))
+
+    def const_int(self, n: ast.AST) -> int:
+        """An exponent: an integer built from literals by + - * and **, each step bounded."""
+        span = self.span(n)
+        if isinstance(n, ast.Constant) and isinstance(n.value, int) and not isinstance(n.value, bool):
+            return int(number(self.snippet(n).replace("_", ""), span))
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
+            v = self.const_int(n.operand)
+            return -v if isinstance(n.op, ast.USub) else v
+        if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub, ast.Mult, ast.Pow)):
+            a, b = self.const_int(n.left), self.const_int(n.right)
+            if isinstance(n.op, ast.Pow):
+                if b < 0:
+                    self.fail(n, "an exponent must be an integer")
+                v = fold_power(sp.Integer(a), b, span)
+                return check_exponent(int(v), span)
+            v = {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(n.op)]
+            return check_exponent(v, span)
+        if isinstance(n, ast.Constant):
+            self.fail(n, "an exponent must be an integer")
+        self.fail(n, "an exponent must be a whole number such as 2")
+
+    # -- names ---------------------------------------------------------------------
+    def name(self, n: ast.Name) -> Node:
+        span = self.span(n)
+        ident = n.id
+        if ident in ("C", "ones"):
+            return Leaf(ident, None, span=span)
+        if ident in ("T", "y"):
+            return Leaf("y", None, alias=ident, span=span)
+        if ident == "x":
+            return Leaf("a", 0, alias="x", span=span)
+        m = _LAYERED_NAME.match(ident)
+        if m:
+            kind, layer = m.group(1), int(m.group(2))
+            return Leaf(kind, check_layer(kind, layer, self.shape, span), span=span)
+        if ident in FUNCTIONS:
+            self.fail(n, f"{ident} is a function: write {ident}(...)")
+        self.fail(n, f"unknown name '{ident}'; the vocabulary is {VOCABULARY}")
+
+    def subscript(self, n: ast.Subscript) -> Node:
+        span = self.span(n)
+        index = self.index(n.slice)
+        if isinstance(n.value, ast.Name):
+            ident = n.value.id
+            if ident in ("T", "y", "x") or (_LAYERED_NAME.match(ident) and _LAYERED_NAME.match(ident).group(1) in _SCALAR_NAMES):
+                leaf = self.name(n.value)
+                want = 2 if leaf.kind == "w" else 1
+                if len(index) != want:
+                    self.fail(n, f"{ident} takes {want} ind{'ices' if want == 2 else 'ex'}: "
+                                 + (f"{ident}[j,k]" if want == 2 else f"{ident}[j]"))
+                return Leaf(leaf.kind, leaf.layer, index, alias=leaf.alias, span=span)
+        return Op("entry", (self.walk(n.value),), index, span=span)
+
+    def index(self, s: ast.AST) -> tuple[int, ...]:
+        items = s.elts if isinstance(s, ast.Tuple) else [s]
+        out = []
+        for item in items:
+            if isinstance(item, ast.Constant) and isinstance(item.value, int) and not isinstance(item.value, bool):
+                out.append(int(number(str(item.value), self.span(item))))
+            elif isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub):
+                self.fail(item, "indices count from 0; negative ones are not allowed")
+            else:
+                self.fail(item, f"an index is a whole number, not '{self.snippet(item)}'")
+        if not out or len(out) > 2:
+            self.fail(s, "one or two indices, such as [0] or [0,1]")
+        return tuple(out)
+
+    def call(self, n: ast.Call) -> Node:
+        span = self.span(n)
+        if not isinstance(n.func, ast.Name) or n.func.id not in FUNCTIONS:
+            what = self.snippet(n.func)
+            self.fail(n.func, f"'{what}' is not a function of the vocabulary (sigma, sigma_prime, "
+                              f"{', '.join(ACTIVATIONS)}, their _prime, diag, grad_a)")
+        if n.keywords or len(n.args) != 1 or isinstance(n.args[0], ast.Starred):
+            self.fail(n, f"{n.func.id}() takes exactly one argument")
+        fn, arg = n.func.id, n.args[0]
+        if fn == "grad_a":
+            if not (isinstance(arg, ast.Name) and arg.id == "C"):
+                self.fail(arg, "grad_a takes C: grad_a(C) is the gradient of the cost with respect to the outputs")
+            return Leaf("g", None, span=span)
+        inner = self.walk(arg)
+        if fn == "diag":
+            return Op("diag", (inner,), span=span)
+        prime = fn.endswith("_prime")
+        name = fn[:-6] if prime else fn
+        return Op("sigma_prime" if prime else "sigma", (inner,), None if name == "sigma" else name, span=span)
+
+
+def read_text(source: str, shape: Shape) -> Node:
+    """A right-hand side in text: the claim tree, or ClaimError with the span at fault."""
+    return TextReader(source, shape).read()
+
+
+# ---------------------------------------------------------------------------
+# left-hand sides
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Lhs:
+    """The derived quantity a claim is about.
+
+    kind "w": dC/dw{l}[j,k] (index) or the n_l x n_{l-1} matrix dC/dw{l}; "W": dC/dW{l} in
+    W's own layout; "b": dC/db{l}[j] or the vector in b's layout; "delta": delta{l}[j] or
+    the vector (one column per example).
+    """
+
+    kind: str
+    layer: int
+    index: tuple[int, ...] | None = None
+    transposed: bool = False
+
+    def text(self) -> str:
+        if self.kind == "delta":
+            body = f"delta{self.layer}"
+        else:
+            body = f"dC/d{self.kind}{self.layer}"
+        if self.index is not None:
+            body += f"[{','.join(map(str, self.index))}]"
+        return f"({body}).T" if self.transposed else body
+
+
+_LHS = re.compile(r"^\s*(?:dC\s*/\s*d(?P<p>[wWb])(?P<pl>\d+)|(?P<d>delta)(?P<dl>\d+))\s*"
+                  r"(?:\[\s*(?P<i>\d+)\s*(?:,\s*(?P<k>\d+)\s*)?\])?\s*$")
+_LHS_T = re.compile(r"^\s*\(\s*(?P<inner>[^()]*)\)\s*\.T\s*$")
+
+
+def read_lhs(source: str, shape: Shape) -> Lhs:
+    """dC/dw2[j,k], dC/db2[j], dC/dW2, dC/dw2, dC/db2, delta2, delta2[j], or (dC/dW2).T."""
+    transposed = False
+    m_t = _LHS_T.match(source)
+    if m_t:
+        transposed, source_inner = True, m_t.group("inner")
+    else:
+        source_inner = source
+    if len(source) > 200:
+        raise ClaimError("a left-hand side is a name such as dC/dw2[0,1] or delta1", (0, 0))
+    m = _LHS.match(source_inner)
+    if not m:
+        raise ClaimError(f"'{source.strip()}' is not a left-hand side; use dC/dw2[j,k], dC/db2[j], dC/dW2, dC/dw2, "
+                         "dC/db2, delta2, delta2[j] or (dC/dW2).T", (0, len(source)))
+    kind = m.group("p") or "delta"
+    layer = int(m.group("pl") or m.group("dl"))
+    check_layer("w" if kind != "delta" else "delta", layer, shape, (0, len(source)))
+    index = None
+    if m.group("i") is not None:
+        index = (int(m.group("i")),) + ((int(m.group("k")),) if m.group("k") is not None else ())
+        want = 2 if kind == "w" else 1
+        if kind == "W":
+            raise ClaimError("dC/dW2 is the whole matrix; one partial is dC/dw2[j,k]", (0, len(source)))
+        if len(index) != want:
+            raise ClaimError(f"dC/d{kind}{layer} takes {want} ind{'ices' if want == 2 else 'ex'}"
+                             if kind != "delta" else f"delta{layer} takes one index", (0, len(source)))
+    if transposed and index is not None:
+        raise ClaimError("a single partial has no transpose", (0, len(source)))
+    return Lhs(kind, layer, index, transposed)
+
+
+def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
+    """A left-hand side read from LaTeX: \\frac{\\partial C}{\\partial w^{(2)}_{01}}, \\delta^{(2)}, ..."""
+    transposed = False
+    if isinstance(node, Op) and node.op == "T":
+        transposed, node = True, node.args[0]
+    if isinstance(node, Leaf) and node.kind == "delta":
+        return Lhs("delta", node.layer, _plain(node), transposed)
+    if (isinstance(node, Op) and node.op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args)
+            and isinstance(node.args[0].args[0], Leaf) and node.args[0].args[0].kind == "C"):
+        x = node.args[1].args[0]
+        if isinstance(x, Leaf) and x.kind in ("w", "W", "b"):
+            if x.kind == "W" and x.index is not None:
+                raise ClaimError("one partial is \\partial w^{(l)}_{jk}", x.span)
+            lhs = Lhs(x.kind, x.layer, _plain(x), transposed)
+            if lhs.index is not None and transposed:
+                raise ClaimError("a single partial has no transpose", node.span)
+            return lhs
+    raise ClaimError("the left-hand side must be \\frac{\\partial C}{\\partial w^{(l)}_{jk}} (or b, or a whole w or W) "
+                     "or \\delta^{(l)}, \\delta^{(l)}_j", node.span)
+
+
+def _plain(leaf: Leaf):
+    if leaf.index is None:
+        return None
+    if any(isinstance(i, tuple) for i in leaf.index):
+        raise ClaimError("the left-hand side names one quantity: its indices are numbers", leaf.span)
+    return tuple(leaf.index)
+
+
+__all__ = ["Lhs", "Shape", "TextReader", "lhs_from_tree", "read_lhs", "read_text"]
