@@ -25,7 +25,11 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("prove", "latex", "check", "general")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; the check and general modules are imported only when their command runs (or for --help)."""
     parser = _Parser(prog="python -m derive", description="Prove backpropagation's matrix forms from the chain rule.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -47,20 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="derivation.tex", help="the .tex file to write")
     p.add_argument("--pdf", action="store_true", help="also compile it with pdflatex")
 
-    from . import claims, general  # each owns its subcommand's arguments
+    check = sub.add_parser("check", help="check your own formulas (a claims TOML file)")
+    every = sub.add_parser("general", help="prove BP1-BP4 for every width and depth")
+    if command in ("check", None):
+        from . import claims  # it owns its subcommand's arguments
 
-    claims.add_arguments(sub.add_parser("check", help="check your own formulas (a claims TOML file)"))
-    general.add_arguments(sub.add_parser("general", help="prove BP1-BP4 for every width and depth"))
+        claims.add_arguments(check)
+    if command in ("general", None):
+        from . import general
+
+        general.add_arguments(every)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv or ["prove"])
-        if args.command is None:
-            args = parser.parse_args(["prove", *argv])
+        if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+            argv = ["prove", *argv]  # the default command
+        args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
         if args.command == "prove":
             from .report import run_prove
 
