@@ -1,0 +1,114 @@
+"""python -m codegen [SPEC ...] [--backend numpy|cupy|all] [--out DIR] [--check]
+
+Exit codes: 0 done (or up to date), 1 --check found stale files, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from derive.errors import DeriveError
+from derive.spec import builtin_names, load_spec
+
+from .render import BACKENDS, default_out, generate, package_init
+
+GENERATED = ("_numpy.py", "_cupy.py", "_kernels.cu")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m codegen",
+        description="Print the proven matrix forms as NumPy and CuPy forward/backward modules.",
+    )
+    p.add_argument("specs", nargs="*", metavar="SPEC",
+                   help=f"built-in names ({', '.join(builtin_names())}) or TOML files; default: every built-in spec")
+    p.add_argument("--backend", choices=(*BACKENDS, "all"), default="all", help="which modules to write (default all)")
+    p.add_argument("--out", type=Path, default=None, help="folder to write into (default: generated/)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 naming every file in the folder that differs from a fresh generation")
+    return p
+
+
+def expected_files(names, backends, with_init: bool) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for name in names:
+        files.update(generate(load_spec(name), backends))
+    if with_init:
+        files["__init__.py"] = package_init(sorted(builtin_names()))
+    return files
+
+
+def write_all(out: Path, files: dict[str, str]) -> None:
+    """Every file or none: each is written beside its target and renamed into place."""
+    out.mkdir(parents=True, exist_ok=True)
+    staged = []
+    try:
+        for name in sorted(files):
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(files[name])
+            staged.append((tmp, out / name))
+    except OSError:
+        for tmp, _ in staged:
+            os.unlink(tmp)
+        raise
+    for tmp, target in staged:
+        os.replace(tmp, target)
+
+
+def check(out: Path, files: dict[str, str], all_builtins: bool) -> list[str]:
+    """Names of files that differ from `files`, are missing, or are generated files no spec makes."""
+    stale = []
+    for name in sorted(files):
+        path = out / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != files[name]:
+            stale.append(name)
+    if all_builtins and out.is_dir():
+        for path in sorted(out.iterdir()):
+            if path.name.endswith(GENERATED) and path.name not in files:
+                stale.append(f"{path.name} (no built-in spec makes it: remove it)")
+    return stale
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    backends = BACKENDS if args.backend == "all" else (args.backend,)
+    names = args.specs or builtin_names()
+    out = args.out or default_out()
+    everything = not args.specs and args.backend == "all"
+    try:
+        for name in names:
+            load_spec(name)  # a bad name or file fails before anything is written
+        files = expected_files(names, backends, with_init=everything or out == default_out())
+    except DeriveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        stale = check(out, files, everything)
+        if stale:
+            fix = "python -m codegen" + ("" if everything else " " + " ".join(args.specs))
+            fix += "" if args.backend == "all" else f" --backend {args.backend}"
+            fix += "" if args.out is None else f" --out {args.out}"
+            print(f"{out}: {len(stale)} stale file(s):", file=sys.stderr)
+            for name in stale:
+                print(f"  {name}", file=sys.stderr)
+            print(f"regenerate with: {fix}", file=sys.stderr)
+            return 1
+        print(f"{out}: {len(files)} generated files up to date")
+        return 0
+    try:
+        write_all(out, files)
+    except OSError as exc:
+        print(f"error: cannot write to {out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    for name in sorted(files):
+        print(out / name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

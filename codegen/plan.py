@@ -1,0 +1,321 @@
+"""What a generated module computes, step by step, read from what derive/ proved.
+
+The steps come from `derive.matrix.MatrixForms`: the forward forms z{l}, BP1, BP2 and
+the gradient forms, each a SymPy matrix expression over MatrixSymbols. The elementwise
+parts come from derive too: the cost gradient g is the `sympy.diff` that matrix.py
+took, sigma' is the activation table's output form (or its `sympy.diff` in z). Nothing
+here differentiates: the planner only re-orients, splits and simplifies (`cancel`,
+exact) what it is given.
+
+The forms do not depend on the widths, so they are read from the same spec at widths
+of at most 3 (and two examples for a batch spec, so that the batch scale 1/B is a
+visible coefficient): generation is fast for a network of any size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+import sympy as sp
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+
+from derive import activations
+from derive.costs import COSTS
+from derive.matrix import MatrixForms
+from derive.network import Network
+from derive.spec import Spec, validate
+
+from .printers import formula, rowsum
+
+SMALL = 3  # the widths the forms are read at
+INV_B = sp.Symbol("inv_B")  # 1/B, the batch mean's scale, known only at run time
+Y = sp.Symbol("y")
+
+
+@cache
+def helper_names(kind: str) -> tuple[str, ...]:
+    """Names of the stable helpers the templates define: kind "py" or "cu"."""
+    folder = resources.files("codegen").joinpath("templates", "helpers")
+    suffix = f".{kind}.j2"
+    return tuple(sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.name.endswith(suffix)))
+
+
+def helper(name: str):
+    """A SymPy function that prints as a call to the generated module's helper `name`."""
+    return sp.Function(name)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line (or fused group of lines) of generated code: lhs = expr."""
+
+    lhs: str
+    kind: str  # "matrix" (products, sums over the batch), "elementwise" (scalar expr over arrays), "call"
+    expr: object
+    note: str = ""  # the equation this step implements, in the spec's notation
+    out: str | None = None  # a buffer the result may overwrite (dead afterwards)
+
+
+class NotElementwise(Exception):
+    pass
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    forward: list[Step] = field(default_factory=list)
+    backward: list[Step] = field(default_factory=list)
+    cache_keys: list[str] = field(default_factory=list)
+    equations: list[tuple[str, str]] = field(default_factory=list)  # (key, formula) for docstrings
+    forward_equations: list[tuple[str, str]] = field(default_factory=list)
+    cost_term: sp.Expr | None = None  # one entry's cost in a{L}, y
+    cost_term_z: sp.Expr | None = None  # the same through z{L} (stable logs), or None
+    kinds: dict[str, str] = field(default_factory=dict)  # array name -> "full" | "col" | "row" | "scalar"
+    names: dict[str, str] = field(default_factory=dict)  # symbol name -> code
+    scale: sp.Expr = sp.Integer(1)
+    sigma_prime: dict[int, sp.Expr] = field(default_factory=dict)
+    g: sp.Expr | None = None  # dC/da{L} of one entry
+    output_delta: sp.Expr | None = None  # BP1 as the code computes it
+
+
+def small_spec(spec: Spec) -> Spec:
+    data = spec.as_dict()
+    data["sizes"] = [min(n, SMALL) for n in spec.sizes]
+    if spec.batch != "single":
+        data["examples"] = 2
+    return validate(data, spec.source)
+
+
+class Planner:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.net = Network(small_spec(spec))
+        self.forms = MatrixForms(self.net, evaluate=False)
+        self.row = spec.convention == "row"
+        self.L = spec.depth
+        self.aug = spec.bias == "augmented"
+        self.helpers = helper_names("py")
+        batch = {"g"} | {f"{p}{l}" for l in range(self.L + 1) for p in ("a", "A", "z", "delta", "sp")}
+        self.batch = {n for n in batch if n in self.forms.sym}
+        self.arrays = {f"{p}{l}" for l in range(self.L + 1) for p in ("a", "z", "delta", "b")} | {"y"}
+
+    # -- orientation: every batch quantity is an array with the batch first -----
+    def weights(self, l: int) -> sp.MatrixExpr:
+        """w{l} (n_l x n_{l-1}, indexed [j, k]) written in the parameter W{l}."""
+        n = self.net.sizes
+        if self.row:
+            code = f"W{l}[:-1]" if self.aug else f"W{l}"
+            return Transpose(MatrixSymbol(code, n[l - 1], n[l]))
+        return MatrixSymbol(f"W{l}[:, :-1]" if self.aug else f"W{l}", n[l], n[l - 1])
+
+    def orient(self, lhs: MatrixSymbol, expr):
+        """The form with batch-first arrays: in the column convention each batch quantity X is
+        stored as its transpose, so the equation is transposed when its left side is one."""
+        rule = {self.forms.sym[f"w{l}"]: self.weights(l) for l in range(1, self.L + 1)}
+        if not self.row:
+            for name in self.batch:
+                s = self.forms.sym[name]
+                rule[s] = Transpose(MatrixSymbol(s.name, s.shape[1], s.shape[0]))
+        out = expr.xreplace(rule)
+        if not self.row and lhs.name in self.batch:
+            out = Transpose(out)
+        return out.doit()
+
+    def scaled(self, expr):
+        """The batch scale written as 1/B (inv_B) for a mean, dropped for a sum or one example."""
+        coeff, mats = expr.as_coeff_matrices()
+        if coeff != self.net.scale:
+            raise AssertionError(f"unexpected coefficient {coeff} in {expr}")
+        factor = INV_B if self.spec.batch == "mean" else sp.Integer(1)
+        return MatMul(factor, *mats) if factor != 1 else MatMul(*mats)
+
+    # -- elementwise parts, as scalar expressions over whole arrays ------------------
+    @property
+    def g(self) -> sp.Expr:
+        """dC/da^L of one entry, in a{L} and y: the sympy.diff that matrix.py took."""
+        net, L = self.net, self.L
+        values = self.forms.values[self.forms.sym["g"]]
+        A = sp.Symbol(f"a{L}")
+        found = set()
+        for e in range(net.E):
+            for j in range(net.sizes[L]):
+                entry = values[e, j] if self.forms.row else values[j, e]
+                entry = entry.xreplace({net.a[e][L][j]: A, net.y[e][j]: Y})
+                if not entry.free_symbols <= {A, Y}:
+                    raise NotElementwise(f"the cost gradient of output {j} involves other outputs: {entry}")
+                found.add(entry)
+        if len(found) != 1:
+            raise NotElementwise(f"the cost gradient differs between outputs: {sorted(map(str, found))}")
+        return found.pop()
+
+    def sp_of(self, l: int) -> sp.Expr:
+        """sigma'(z{l}): through a{l} when the table proved an output form, else in z{l}."""
+        act = self.net.acts[l]
+        if act.output_form is not None:
+            return act.output_form.xreplace({activations.a: sp.Symbol(f"a{l}")})
+        zl = sp.Symbol(f"z{l}")
+        return as_helper(act.prime.xreplace({activations.z: zl}), zl)
+
+    def activation(self, l: int, arg: sp.Expr) -> sp.Expr:
+        act = self.net.acts[l]
+        if act.numpy in self.helpers:
+            return helper(act.numpy)(arg)
+        return act.definition(arg)
+
+    def scalar(self, expr) -> sp.Expr:
+        """A matrix expression built only of elementwise operations, as one scalar expression."""
+        if isinstance(expr, MatrixSymbol):
+            name = expr.name
+            if name == "g":
+                return self.g
+            if name.startswith("sp") and name[2:].isdigit():
+                return self.sp_of(int(name[2:]))
+            if name in self.arrays:
+                return sp.Symbol(name)
+            raise NotElementwise(name)
+        if isinstance(expr, Transpose) and isinstance(expr.arg, MatrixSymbol) and expr.arg.name.startswith("b"):
+            return sp.Symbol(expr.arg.name)  # a bias broadcast over the batch
+        if isinstance(expr, HadamardProduct):
+            return sp.Mul(*[self.scalar(a) for a in expr.args])
+        if isinstance(expr, MatAdd):
+            return sp.Add(*[self.scalar(a) for a in expr.args])
+        if isinstance(expr, MatMul):
+            coeff, mats = expr.as_coeff_matrices()
+            if len(mats) == 1:
+                return coeff * self.scalar(mats[0])
+            if len(mats) == 2 and isinstance(mats[1], OneMatrix):
+                return coeff * rowsum(self.scalar(mats[0]))
+            if len(mats) == 2 and getattr(mats[0], "name", "") == "ones_B":
+                return coeff * self.scalar(mats[1])
+        raise NotElementwise(str(expr))
+
+    def is_elementwise(self, expr) -> bool:
+        try:
+            self.scalar(expr)
+        except NotElementwise:
+            return False
+        return True
+
+    def split(self, lhs: str, expr, note: str) -> list[Step]:
+        """A matrix product or sum first, then the elementwise rest applied in place."""
+        if self.is_elementwise(expr):
+            return [Step(lhs, "elementwise", lowest_terms(self.scalar(expr)), note)]
+        own = sp.Symbol(lhs)
+        for cls, op in ((HadamardProduct, sp.Mul), (MatAdd, sp.Add)):
+            if isinstance(expr, cls):
+                inner = [a for a in expr.args if not self.is_elementwise(a)]
+                if len(inner) == 1:
+                    rest = [self.scalar(a) for a in expr.args if a is not inner[0]]
+                    return [Step(lhs, "matrix", inner[0], note), Step(lhs, "elementwise", op(own, *rest))]
+        return [Step(lhs, "matrix", expr, note)]
+
+    # -- the plan --------------------------------------------------------------
+    def plan(self) -> Plan:
+        spec, L, S = self.spec, self.L, self.forms.sym
+        plan = Plan(spec)
+        plan.scale = INV_B if spec.batch == "mean" else sp.Integer(1)
+        doc_rule = {self.net.scale: sp.Symbol("(1/B)")} if spec.batch == "mean" else {}
+        for l in range(1, L + 1):
+            if self.net.acts[l].elementwise:
+                plan.sigma_prime[l] = self.sp_of(l)
+        plan.g = self.g
+
+        # backward: BP1, BP2 (in place), then the gradients, in the order derive lists them
+        for form in self.forms.forms:
+            if form.truth == "delta":
+                steps = self.split(form.lhs.name, self.orient(form.lhs, form.expr), form.key)
+                if form.key == "BP1":
+                    plan.output_delta = steps[0].expr if steps[0].kind == "elementwise" else None
+                plan.backward += steps
+                plan.equations.append((form.key, f"{form.lhs.name} = {formula(form.expr)}"))
+            elif form.truth == "grad":
+                expr = self.scaled(self.orient(form.lhs, form.expr))
+                plan.backward.append(Step(form.lhs.name, "matrix", expr, form.key))
+                plan.equations.append((form.key, f"{form.lhs.name} = {formula(form.expr.xreplace(doc_rule))}"))
+        needs = set()
+        for step in plan.backward:
+            needs |= names_in(step.expr)
+
+        # the cost, and through z{L} where the logs need it to stay finite
+        cost = COSTS[spec.cost]
+        A, Z = sp.Symbol(f"a{L}"), sp.Symbol(f"z{L}")
+        plan.cost_term = cost.definition([A], [Y])
+        logs = stable_logs(spec.activation[-1], A, Z)
+        if plan.cost_term.has(sp.log) and logs:
+            plan.cost_term_z = plan.cost_term.xreplace(logs)
+            needs.add(f"z{L}")
+
+        # forward
+        for form in self.forms.forward:
+            l = form.layer
+            z = self.orient(form.lhs, form.expr)
+            if self.aug:
+                plan.forward.append(Step(f"A{l - 1}", "call", helper("with_ones")(sp.Symbol(f"a{l - 1}")), "A = [a, 1]"))
+            plan.forward += self.split(f"z{l}", z, form.key)
+            plan.forward_equations.append((form.key, f"z{l} = {formula(form.expr)}"))
+            zl = sp.Symbol(f"z{l}")
+            out = None if f"z{l}" in needs else f"z{l}"
+            kind = "elementwise" if self.net.acts[l].elementwise else "call"
+            plan.forward.append(Step(f"a{l}", kind, self.activation(l, zl), f"a{l} = {spec.activation[l - 1]}(z{l})", out))
+        needs |= {f"a{L}"}
+        order = [f"{p}{l}" for l in range(L + 1) for p in ("A", "a", "z")]
+        plan.cache_keys = [n for n in order if n in needs]
+
+        # code names and broadcast kinds
+        for l in range(1, L + 1):
+            plan.names[f"b{l}"] = f"b{l}" if self.row else f"b{l}.T"
+            plan.kinds[f"b{l}"] = "col"
+        plan.kinds["inv_B"] = "scalar"
+        return plan
+
+
+def names_in(expr) -> set[str]:
+    """The names of the arrays an expression reads (matrix or scalar)."""
+    out = set()
+    for s in expr.atoms(sp.Symbol, MatrixSymbol):
+        out.add(str(s.name).split("[")[0])
+    return out
+
+
+def lowest_terms(expr: sp.Expr) -> sp.Expr:
+    """A rational expression cancelled exactly (g * sigma' = a - y for a matched cost); others as they are."""
+    if any(p.exp.is_negative for p in expr.atoms(sp.Pow)):
+        return sp.factor(sp.cancel(sp.together(expr)))
+    return expr
+
+
+def as_helper(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """expr as a call to a stable helper when it is exactly that helper's activation.
+
+    softplus' = exp(z)/(exp(z) + 1) overflows as written; it is the sigmoid, and the
+    generated code calls the stable sigmoid. The identity is checked exactly.
+    """
+    if not expr.has(sp.exp):
+        return expr
+    for name in helper_names("py"):
+        act = activations.ACTIVATIONS.get(name)
+        if act is None or not act.elementwise or act.numpy != name:
+            continue
+        if sp.simplify(expr - act.definition(var)) == 0:
+            return helper(name)(var)
+    return expr
+
+
+def stable_logs(output_activation: str, A: sp.Symbol, Z: sp.Symbol) -> dict:
+    """log(a) and log(1 - a) of the output written through z, finite for every z.
+
+    Each is an identity of the definitions (tests/test_codegen.py proves them exactly):
+    log sigma(z) = -softplus(-z), log(1 - sigma(z)) = -softplus(z), log softmax(z) = log_softmax(z).
+    """
+    softplus, log_softmax = helper("softplus"), helper("log_softmax")
+    if output_activation == "sigmoid":
+        return {sp.log(A): -softplus(-Z), sp.log(1 - A): -softplus(Z)}
+    if output_activation == "softmax":
+        return {sp.log(A): log_softmax(Z)}
+    return {}
+
+
+def make_plan(spec: Spec) -> Plan:
+    return Planner(spec).plan()

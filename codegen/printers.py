@@ -1,0 +1,199 @@
+"""SymPy printers for the generated modules: batch-first NumPy/CuPy array code and CUDA C.
+
+The array printers subclass SymPy's NumPyPrinter and CuPyPrinter; the CuPy one only
+changes the module name (it is SymPy's own CuPyPrinter underneath). The CUDA printer
+subclasses the C99 printer, with SymPy's `type_aliases` choosing float or double
+functions and literals. Nothing here knows a network: names, helpers and the symbols
+that stand for whole arrays come in as settings.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.codegen.ast import float32, float64, real
+from sympy.matrices.expressions import MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy.printing.c import C99CodePrinter
+from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.str import StrPrinter
+
+
+class rowsum(sp.Function):
+    """The sum of an array over its last axis, kept as a column (B x 1): X 1 1ᵀ in matrix form."""
+
+    nargs = 1
+
+
+class ArrayPrinter(NumPyPrinter):
+    """Readable batch-first array code: `@` for products, `*` for Hadamard products.
+
+    names: symbol name -> code (`w2` -> `W2[:-1, :]`); helpers: function names the
+    module defines (stable sigmoid, softplus, ...); scale_on: the names a scalar factor
+    of a product should multiply (the smallest operand: the error, not the input).
+    """
+
+    def __init__(self, names=None, helpers=(), scale_on=(), floor_logs=None):
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": True})
+        self.names = dict(names or {})
+        self.helpers = set(helpers)
+        self.scale_on = set(scale_on)
+        self.floor_logs = floor_logs  # code of the smallest positive value logs are floored at
+        self.used_helpers: set[str] = set()
+
+    # -- names -------------------------------------------------------------
+    def _print_Symbol(self, expr):
+        return self.names.get(expr.name, expr.name)
+
+    _print_MatrixSymbol = _print_Symbol
+    _print_Dummy = _print_Symbol
+
+    # -- products, sums over the batch ----------------------------------------
+    def _print_Transpose(self, expr):
+        return f"{self.parenthesize(expr.arg, PRECEDENCE['Func'])}.T"
+
+    def _factor(self, m) -> str:
+        """One matrix factor, parenthesised unless it is a name or a transpose of one."""
+        if isinstance(m, (MatrixSymbol, Transpose)):
+            return self._print(m)
+        return f"({self._print(m)})"
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_matrices()
+        mats = list(mats)
+        # products with a column of ones: sums over the batch (1ᵀ X, X 1) or a broadcast (1 b)
+        if len(mats) == 2 and _is_ones(mats[1]):
+            return self._scaled(coeff, f"{self._factor(mats[0])}.sum(axis=1, keepdims=True)")
+        if len(mats) == 2 and isinstance(mats[0], Transpose) and _is_ones(mats[0].arg):
+            return self._scaled(coeff, f"{self._factor(mats[1])}.sum(axis=0, keepdims=True)")
+        if len(mats) == 2 and _is_ones(mats[0]):
+            return self._scaled(coeff, self._print(mats[1]))
+        if len(mats) == 2 and isinstance(mats[1], OneMatrix):
+            return self._scaled(coeff, f"{self._factor(mats[0])}.sum(axis=1, keepdims=True)")
+        parts = [self._factor(m) for m in mats]
+        if coeff != 1:
+            # the scalar multiplies the operand named in scale_on (the smaller one), else the first
+            at = next((i for i, m in enumerate(mats) if _base_name(m) in self.scale_on), 0)
+            parts[at] = f"({self._print(coeff)}*{parts[at]})"
+        return " @ ".join(parts)
+
+    def _scaled(self, coeff, code: str) -> str:
+        return code if coeff == 1 else f"{self._print(coeff)}*{code}"
+
+    def _print_HadamardProduct(self, expr):
+        return " * ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
+
+    def _print_MatAdd(self, expr):
+        return " + ".join(self._print(a) for a in expr.args).replace("+ -", "- ")
+
+    def _print_rowsum(self, expr):
+        return f"{self.parenthesize(expr.args[0], PRECEDENCE['Func'])}.sum(axis=1, keepdims=True)"
+
+    # -- elementwise functions ---------------------------------------------
+    def _print_Max(self, expr):
+        return self._binary_ufunc("maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._binary_ufunc("minimum", expr.args)
+
+    def _binary_ufunc(self, name, args):
+        out = self._print(args[0])
+        for arg in args[1:]:
+            out = f"{self._module_format(self._module + '.' + name)}({out}, {self._print(arg)})"
+        return out
+
+    def _print_Heaviside(self, expr):
+        half = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return f"{self._module_format(self._module + '.heaviside')}({self._print(expr.args[0])}, {self._print(sp.Float(half))})"
+
+    def _print_log(self, expr):
+        arg = self._print(expr.args[0])
+        if self.floor_logs:
+            arg = f"{self._module_format(self._module + '.maximum')}({arg}, {self.floor_logs})"
+        return f"{self._module_format(self._module + '.log')}({arg})"
+
+    def _print_Function(self, expr):
+        name = expr.func.__name__
+        if name in self.helpers:
+            self.used_helpers.add(name)
+            return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+        return super()._print_Function(expr)
+
+    def _print_Rational(self, expr):
+        return f"{expr.p}/{expr.q}"
+
+    def call_into(self, expr, out: str) -> str | None:
+        """`f(x, out=out)` when expr is one helper or ufunc call; None when it is not."""
+        if isinstance(expr, sp.Function) and expr.func.__name__ in self.helpers:
+            return f"{self._print(expr)[:-1]}, out={out})"
+        if isinstance(expr, (sp.Max, sp.Min)) and len(expr.args) == 2:
+            return f"{self._print(expr)[:-1]}, out={out})"
+        if isinstance(expr, sp.Function) and expr.func.__name__ in self._kf:
+            return f"{self._print(expr)[:-1]}, out={out})"
+        return None
+
+
+class CuPyArrayPrinter(ArrayPrinter, CuPyPrinter):
+    """The same code with `cupy.` functions: SymPy's CuPyPrinter supplies the module name."""
+
+
+class CudaPrinter(C99CodePrinter):
+    """CUDA C for one element of a fused kernel, in float or double.
+
+    Helpers (`sigmoid`, `softplus`) are device functions the kernel file defines once.
+    """
+
+    def __init__(self, dtype: str = "double", helpers=()):
+        alias = float32 if dtype == "float" else float64
+        super().__init__({"type_aliases": {real: alias}, "allow_unknown_functions": True})
+        self.dtype = dtype
+        self.helpers = set(helpers)
+        self.used_helpers: set[str] = set()
+
+    def _print_Symbol(self, expr):
+        return expr.name
+
+    def _print_Heaviside(self, expr):
+        x = self._print(expr.args[0])
+        half = self._print(sp.Float(expr.args[1] if len(expr.args) > 1 else sp.S.Half))
+        one, zero = self._print(sp.Float(1)), self._print(sp.Float(0))
+        return f"(({x}) > 0 ? {one} : (({x}) < 0 ? {zero} : {half}))"
+
+    def _print_Function(self, expr):
+        name = expr.func.__name__
+        if name in self.helpers:
+            self.used_helpers.add(name)
+            return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+        return super()._print_Function(expr)
+
+    def _print_rowsum(self, expr):  # pragma: no cover - the planner passes row sums in as inputs
+        raise ValueError("a row sum is not elementwise: compute it before the kernel")
+
+
+class FormulaPrinter(StrPrinter):
+    """Formulas for docstrings and comments: `*` for products, `∘` for Hadamard products."""
+
+    def _print_HadamardProduct(self, expr):
+        return " ∘ ".join(self.parenthesize(a, precedence(expr)) for a in expr.args)
+
+    def _print_rowsum(self, expr):
+        return f"rowsum({self._print(expr.args[0])})"
+
+    def _print_OneMatrix(self, expr):
+        return "ones"
+
+
+def _is_ones(m) -> bool:
+    return isinstance(m, MatrixSymbol) and m.name == "ones_B"
+
+
+def _base_name(m) -> str:
+    while isinstance(m, Transpose):
+        m = m.arg
+    return getattr(m, "name", "")
+
+
+def formula(expr) -> str:
+    return FormulaPrinter().doprint(expr)
+
+
+__all__ = ["ArrayPrinter", "CuPyArrayPrinter", "CudaPrinter", "FormulaPrinter", "formula", "rowsum", "MatMul"]

@@ -1,0 +1,333 @@
+"""Turn a plan into code: the lines of each function for one backend, the CUDA kernels, the files.
+
+NumPy runs each step as written, elementwise steps in place where the equation allows
+(`z1 += b1`, `delta1 *= a1*(1 - a1)`, `sigmoid(z1, out=z1)`). CuPy keeps the matrix
+products as cuBLAS calls and fuses each run of elementwise steps into one CUDA kernel
+whose body the C printer writes from the same SymPy expressions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import sympy as sp
+
+from derive.costs import COSTS
+from derive.spec import Spec, builtin_names
+
+from .plan import INV_B, Plan, Step, helper_names, make_plan, names_in
+from .printers import ArrayPrinter, CudaPrinter, CuPyArrayPrinter, rowsum
+
+BACKENDS = ("numpy", "cupy")
+DTYPES = (("f64", "double"), ("f32", "float"))
+THREADS = 256
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("codegen", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def command(spec: Spec) -> str:
+    target = spec.name if spec.name in builtin_names() and spec.source.startswith("derive/specs/") else spec.source
+    return f"python -m codegen {target}"
+
+
+@dataclass
+class Kernel:
+    """One fused elementwise kernel: its arrays, its per-element expressions, its launch."""
+
+    name: str
+    pointers: list[tuple[str, str, bool]]  # (name, kind "full"/"col"/"row", written)
+    scalars: list[str]
+    temps: list[tuple[str, sp.Expr]]
+    stores: list[tuple[str, sp.Expr]]
+    like: str  # a full array whose size and last axis the launch covers
+
+
+@dataclass
+class Function:
+    lines: list[str] = field(default_factory=list)
+    kernels: list[Kernel] = field(default_factory=list)
+
+
+class Renderer:
+    def __init__(self, plan: Plan, backend: str):
+        self.plan, self.backend = plan, backend
+        cls = ArrayPrinter if backend == "numpy" else CuPyArrayPrinter
+        deltas = {f"delta{l}" for l in range(1, plan.spec.depth + 1)}
+        helpers = helper_names("py")
+        self.printer = cls(plan.names, helpers, scale_on=deltas)
+        self.cost_printer = cls(plan.names, helpers, floor_logs="tiny")
+        self.xp = backend
+
+    # -- one function's body ---------------------------------------------------
+    def body(self, steps: list[Step], live_at_end: list[str], fn: str, checks: dict[str, list[str]]) -> Function:
+        out = Function()
+        defined: set[str] = set()
+        temps = sp.numbered_symbols("t")
+        i = 0
+        while i < len(steps):
+            step = steps[i]
+            if step.kind == "elementwise" and self.backend == "cupy":
+                j = i
+                while j < len(steps) and steps[j].kind == "elementwise":
+                    j += 1
+                live = set(live_at_end)
+                for later in steps[j:]:
+                    live |= names_in(later.expr)
+                out.lines += self.fuse(steps[i:j], live, defined, fn, out)
+                defined |= {s.lhs for s in steps[i:j]}
+                i = j
+                continue
+            out.lines += self.line(step, defined, temps)
+            defined.add(step.lhs)
+            if i + 1 == len(steps) or steps[i + 1].lhs != step.lhs:
+                out.lines += checks.get(step.lhs, [])
+            i += 1
+        return out
+
+    def line(self, step: Step, defined: set[str], temps) -> list[str]:
+        p = self.printer
+        note = f"  # {step.note}" if step.note else ""
+        expr = step.expr
+        if step.kind == "matrix":
+            return [f"{step.lhs} = {p.doprint(expr)}{note}"]
+        if step.kind == "call":
+            code = p.call_into(expr, step.out) if step.out else None
+            return [f"{step.lhs} = {code or p.doprint(expr)}{note}"]
+        own = sp.Symbol(step.lhs)
+        if step.lhs in defined:
+            for cls, op in ((sp.Add, "+="), (sp.Mul, "*=")):
+                if isinstance(expr, cls) and own in expr.args:
+                    rest = cls(*[a for a in expr.args if a != own])
+                    return [f"{step.lhs} {op} {p.doprint(rest)}{note}"]
+        if step.out:
+            code = p.call_into(expr, step.out)
+            if code:
+                return [f"{step.lhs} = {code}{note}"]
+        replacements, (reduced,) = sp.cse([expr], symbols=temps)
+        lines = [f"{t} = {p.doprint(v)}" for t, v in replacements]
+        return lines + [f"{step.lhs} = {p.doprint(reduced)}{note}"]
+
+    # -- CuPy: a run of elementwise steps as one kernel -------------------------
+    def fuse(self, group: list[Step], live: set[str], defined: set[str], fn: str, function: Function) -> list[str]:
+        value: dict[str, sp.Expr] = {}
+        order: list[str] = []
+        for step in group:
+            expr = step.expr.xreplace({sp.Symbol(n): v for n, v in value.items()})
+            value[step.lhs] = expr
+            if step.lhs not in order:
+                order.append(step.lhs)
+        outputs = [n for n in order if n in live]
+        lines: list[str] = []
+        # sums over a row are not elementwise: computed first, read per row
+        sums: dict[sp.Expr, sp.Symbol] = {}
+        for n in outputs:
+            for r in sorted(value[n].atoms(rowsum), key=sp.default_sort_key):
+                if r not in sums:
+                    sums[r] = sp.Symbol(f"{fn[0]}sum{len(function.kernels)}_{len(sums)}")
+                    lines.append(f"{sums[r]} = {self.printer.doprint(r)}")
+        stores = [(n, value[n].xreplace(sums)) for n in outputs]
+        reads = sorted(set().union(*[e.free_symbols for _, e in stores]), key=lambda s: s.name)
+        kinds = self.plan.kinds
+        full = [s.name for s in reads if kinds.get(s.name, "row" if s in sums.values() else "full") == "full"]
+        like = full[0] if full else None
+        for n in outputs:  # where each result goes: in place, a dead buffer it may take, or a new array
+            src = next(s for s in reversed(group) if s.lhs == n)
+            if n in defined:
+                continue
+            if src.out and src.out not in live:
+                lines.append(f"{n} = {src.out}")
+            else:
+                lines.append(f"{n} = {self.xp}.empty_like({like})")
+        written = [n for n in outputs]
+        pointers: list[tuple[str, str, bool]] = []
+        scalars: list[str] = []
+        for s in reads:
+            kind = kinds.get(s.name, "row" if s in sums.values() else "full")
+            if kind == "scalar":
+                scalars.append(s.name)
+            elif s.name not in written:
+                pointers.append((s.name, kind, False))
+        pointers += [(n, "full", True) for n in written]
+        pointers.sort(key=lambda p: (not p[2], p[0]))  # outputs first, then inputs, each by name
+        replacements, reduced = sp.cse([e for _, e in stores], symbols=sp.numbered_symbols("t"))
+        kname = f"{fn}_{'_'.join(outputs)}"
+        kernel = Kernel(kname, pointers, scalars, list(replacements),
+                        list(zip([n for n, _ in stores], reduced)), like or outputs[0])
+        function.kernels.append(kernel)
+        args = [p[0] for p in pointers] + [f"_scalar({s}, {kernel.like})" for s in scalars]
+        notes = "; ".join(s.note for s in group if s.note)
+        lines.append(f"_run({kname!r}, {kernel.like}, {', '.join(args)})" + (f"  # {notes}" if notes else ""))
+        return lines
+
+
+# ---------------------------------------------------------------------------
+# the files
+# ---------------------------------------------------------------------------
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def param_shapes(spec: Spec) -> list[tuple[str, tuple[int, int]]]:
+    n, extra = spec.sizes, (1 if spec.bias == "augmented" else 0)
+    out = []
+    for l in range(1, spec.depth + 1):
+        out.append((f"W{l}", (n[l - 1] + extra, n[l]) if spec.convention == "row" else (n[l], n[l - 1] + extra)))
+        if spec.bias == "separate":
+            out.append((f"b{l}", (1, n[l]) if spec.convention == "row" else (n[l], 1)))
+    return out
+
+
+def orientation_note(spec: Spec) -> list[str]:
+    if spec.convention == "row":
+        return [
+            "Arrays are batch-first: x is (B, n0), one example per row. The spec is written in",
+            "the row convention (z = a W + b with row vectors), which is batch-first already, so",
+            "each line is the equation as the spec writes it.",
+        ]
+    return [
+        "Arrays are batch-first: x is (B, n0), one example per row. The spec is written in the",
+        "column convention (z = W a + b, examples as columns), so every batch quantity (a, z,",
+        "delta) is stored as the transpose of the spec's: z1 = a0 @ W1.T + b1.T is (W1 a0 + b1)ᵀ",
+        "and w2.T*delta2 becomes delta2 @ W2. W and b keep the spec's own layout.",
+    ]
+
+
+def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = None) -> tuple[str, list[Kernel]]:
+    env = env or environment()
+    spec, L = plan.spec, plan.spec.depth
+    r = Renderer(plan, backend)
+    xp = backend
+    params = param_shapes(spec)
+    p = r.printer
+    # forward: a finiteness check after each pre-activation (NumPy) or of the inputs (CuPy, one sync)
+    checks: dict[str, list[str]] = {}
+    if backend == "numpy":
+        prelude = []
+        for l in range(1, L + 1):
+            checks[f"z{l}"] = [f"if not {xp}.isfinite(z{l}).all():", f"    _not_finite(\"z{l}\", x, params)"]
+    else:
+        prelude = ["if not _all_finite(x, *values):", "    _not_finite(\"x and params\", x, params)"]
+    fwd = r.body(plan.forward, plan.cache_keys + [f"a{L}"], "forward", checks)
+    bwd = r.body(plan.backward, [name for name, _ in _grad_names(spec)], "backward", {})
+    term = p.doprint(plan.cost_term.xreplace({}))
+    cost_plain = r.cost_printer.doprint(plan.cost_term)
+    cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
+    helpers = sorted(p.used_helpers | r.cost_printer.used_helpers)
+    kernels = fwd.kernels + bwd.kernels
+    cost = COSTS[spec.cost]
+    context = dict(
+        backend=backend,
+        xp=xp,
+        command=command(spec),
+        source=spec.source,
+        spec=spec,
+        sizes=list(spec.sizes),
+        batch_dim="1" if spec.batch == "single" else "None",
+        params=[(k, _shape_text(s)) for k, s in params],
+        orientation=orientation_note(spec),
+        forward_lines=prelude + fwd.lines,
+        backward_lines=bwd.lines,
+        forward_equations=plan.forward_equations,
+        equations=plan.equations,
+        sigma_prime=[(l, p.doprint(e)) for l, e in sorted(plan.sigma_prime.items())],
+        g=p.doprint(plan.g),
+        output_delta=p.doprint(plan.output_delta) if plan.output_delta is not None else None,
+        activations=list(spec.activation),
+        cache_keys=plan.cache_keys,
+        cache_names=_unpack(plan.cache_keys),
+        param_names=_unpack([k for k, _ in params]),
+        cache_tuple=repr(tuple(plan.cache_keys)).replace("'", '"'),
+        output=f"a{L}",
+        grads=_grad_names(spec),
+        mean=spec.batch == "mean",
+        cost_term=cost_plain,
+        cost_term_doc=term,
+        cost_term_z=cost_z,
+        cost_logs=plan.cost_term.has(sp.log),
+        cost_latex=cost.latex,
+        helpers=helpers,
+        kernels_file=f"{spec.name}_kernels.cu",
+        has_kernels=bool(kernels),
+        threads=THREADS,
+    )
+    text = env.get_template("module.py.j2").render(**context)
+    return text, kernels
+
+
+def _unpack(names: list[str]) -> str:
+    """The left side that unpacks a list: `a, b` or `a,` for one."""
+    return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
+def _grad_names(spec: Spec) -> list[tuple[str, str]]:
+    return [(f"dC_d{k}", k) for k, _ in param_shapes(spec)]
+
+
+def render_kernels(plan: Plan, kernels: list[Kernel], env: jinja2.Environment | None = None) -> str:
+    env = env or environment()
+    spec = plan.spec
+    cuda_helpers = helper_names("cu")
+    rendered = []
+    used: set[str] = set()
+    for suffix, ctype in DTYPES:
+        pr = CudaPrinter(ctype, cuda_helpers)
+        for k in kernels:
+            index = {"full": "i", "col": "i % cols", "row": "i / cols"}
+            rendered.append(dict(
+                name=f"{spec.name}_{k.name}_{suffix}",
+                ctype=ctype,
+                pointers=[(n, written) for n, _, written in k.pointers],
+                scalars=k.scalars,
+                loads=[(n, index[kind]) for n, kind, _ in k.pointers if kind != "scalar"
+                       and (not written_only(k, n))],
+                temps=[(t.name, pr.doprint(v)) for t, v in k.temps],
+                stores=[(n, pr.doprint(v)) for n, v in k.stores],
+            ))
+        used |= pr.used_helpers
+    return env.get_template("kernels.cu.j2").render(
+        command=command(spec), source=spec.source, kernels=rendered, helpers=sorted(used), spec=spec,
+    )
+
+
+def written_only(k: Kernel, name: str) -> bool:
+    """An output the kernel does not read (its old value is not used)."""
+    reads = set()
+    for _, e in k.stores:
+        reads |= {s.name for s in e.free_symbols}
+    for _, e in k.temps:
+        reads |= {s.name for s in e.free_symbols}
+    return name not in reads
+
+
+def generate(spec: Spec, backends=BACKENDS) -> dict[str, str]:
+    """File name -> text for one spec: <name>_numpy.py, <name>_cupy.py and <name>_kernels.cu."""
+    plan = make_plan(spec)
+    env = environment()
+    files: dict[str, str] = {}
+    for backend in backends:
+        text, kernels = render_module(plan, backend, env)
+        files[f"{spec.name}_{backend}.py"] = text
+        if backend == "cupy":
+            files[f"{spec.name}_kernels.cu"] = render_kernels(plan, kernels, env)
+    return files
+
+
+def package_init(names: list[str], env: jinja2.Environment | None = None) -> str:
+    env = env or environment()
+    return env.get_template("package_init.py.j2").render(names=names, command="python -m codegen")
+
+
+def default_out() -> Path:
+    return Path(__file__).resolve().parent.parent / "generated"

@@ -1,0 +1,564 @@
+"""Generated modules: three independent oracles, numerics, validation, determinism, the CLI.
+
+Oracles for every gradient: (1) SymPy composes the cost from the table definitions,
+differentiates it exactly and lambdifies the partials (rtol 1e-10); (2) central finite
+differences of the module's own cost; (3) HIPS autograd on the same math written plainly
+below. Built-in specs are tested as checked in and, where the widths are large, at
+reduced widths; Hypothesis draws random specs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import autograd
+import autograd.numpy as anp
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codegen import generate, make_plan
+from codegen.__main__ import main as codegen_main
+from codegen.plan import helper_names, stable_logs
+from codegen.render import param_shapes
+from derive.activations import ACTIVATIONS, _softmax_def
+from derive.costs import COSTS
+from derive.spec import builtin_names, load_spec, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+_counter = itertools.count()
+
+
+# ---------------------------------------------------------------------------
+# loading a module generated for any spec
+# ---------------------------------------------------------------------------
+
+def builtin(name: str, backend: str = "numpy"):
+    return importlib.import_module(f"generated.{name}_{backend}")
+
+
+def module_for(spec, tmp_path: Path):
+    """Generate the NumPy module of `spec` into tmp_path and import it."""
+    files = generate(spec, ["numpy"])
+    name = f"{spec.name}_numpy"
+    path = tmp_path / f"{name}_{next(_counter)}.py"
+    path.write_text(files[f"{name}.py"])
+    mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+def reduced(name: str, sizes=(3, 4, 2)):
+    spec = load_spec(name)
+    if max(spec.sizes) <= 4:
+        return spec
+    return spec.with_sizes(tuple(sizes[: spec.depth + 1]))
+
+
+def data(spec, B: int, rng, dtype=np.float64, scale=1.0):
+    """Random parameters (biases too), inputs and targets that suit the cost."""
+    params = {k: (rng.standard_normal(shape) * scale).astype(dtype) for k, shape in param_shapes(spec)}
+    x = rng.standard_normal((B, spec.sizes[0])).astype(dtype)
+    n = spec.sizes[-1]
+    if COSTS[spec.cost].one_hot:
+        y = np.eye(n)[rng.integers(0, n, B)].astype(dtype)
+    else:
+        y = rng.uniform(0.05, 0.95, (B, n)).astype(dtype)
+    return params, x, y
+
+
+def batch_of(spec, rng) -> int:
+    return 1 if spec.batch == "single" else int(rng.integers(2, 4))
+
+
+# ---------------------------------------------------------------------------
+# oracle 1: SymPy, exact
+# ---------------------------------------------------------------------------
+
+def sympy_gradients(spec, params, x, y):
+    """dC/dθ for every parameter entry: sympy.diff of the cost composed from the definitions."""
+    B, L, n = x.shape[0], spec.depth, spec.sizes
+    P = {k: sp.Matrix(*shape, lambda i, j, k=k: sp.Symbol(f"{k}_{i}_{j}")) for k, shape in param_shapes(spec)}
+    X = sp.Matrix(B, n[0], lambda e, k: sp.Symbol(f"x_{e}_{k}"))
+    Yv = sp.Matrix(B, n[L], lambda e, j: sp.Symbol(f"y_{e}_{j}"))
+    total = 0
+    for e in range(B):
+        a = list(X.row(e))
+        for l in range(1, L + 1):
+            W, act = P[f"W{l}"], ACTIVATIONS[spec.activation[l - 1]]
+            inputs = a + [1] if spec.bias == "augmented" else a
+            zs = []
+            for j in range(n[l]):
+                z = sum((W[k, j] if spec.convention == "row" else W[j, k]) * inputs[k] for k in range(len(inputs)))
+                if spec.bias == "separate":
+                    b = P[f"b{l}"]
+                    z += b[0, j] if spec.convention == "row" else b[j, 0]
+                zs.append(z)
+            a = [act.definition(zs[j]) if act.elementwise else _softmax_def(j, zs) for j in range(n[l])]
+        total += COSTS[spec.cost].definition(a, list(Yv.row(e)))
+    C = total / B if spec.batch == "mean" else total
+    keys = [k for k, _ in param_shapes(spec)]
+    symbols = [s for k in keys for s in P[k]]
+    f = sp.lambdify([symbols, list(X), list(Yv)], [sp.diff(C, s) for s in symbols], "numpy", cse=True)
+    flat = f([v for k in keys for v in params[k].ravel()], list(x.ravel()), list(y.ravel()))
+    out, i = {}, 0
+    for k in keys:
+        size = params[k].size
+        out[k] = np.array(flat[i : i + size], dtype=float).reshape(params[k].shape)
+        i += size
+    return out
+
+
+# ---------------------------------------------------------------------------
+# oracle 3: autograd on the same math written plainly (one line per table entry)
+# ---------------------------------------------------------------------------
+
+def _softmax_plain(z):
+    e = anp.exp(z - anp.max(z, axis=1, keepdims=True))
+    return e / anp.sum(e, axis=1, keepdims=True)
+
+
+PLAIN_ACTIVATIONS = {
+    "sigmoid":    lambda z: 1 / (1 + anp.exp(-z)),
+    "tanh":       lambda z: anp.tanh(z),
+    "relu":       lambda z: anp.maximum(z, 0.0),
+    "leaky_relu": lambda z: anp.maximum(z, z / 100),
+    "softplus":   lambda z: anp.logaddexp(0.0, z),
+    "identity":   lambda z: z,
+    "softmax":    _softmax_plain,
+}
+PLAIN_COSTS = {
+    "quadratic":      lambda a, y: 0.5 * anp.sum((a - y) ** 2),
+    "cross_entropy":  lambda a, y: -anp.sum(y * anp.log(a) + (1 - y) * anp.log(1 - a)),
+    "log_likelihood": lambda a, y: -anp.sum(y * anp.log(a)),
+}
+
+
+def plain_cost(params, x, y, spec):
+    a = x
+    for l in range(1, spec.depth + 1):
+        if spec.bias == "augmented":
+            a = anp.concatenate([a, anp.ones((a.shape[0], 1))], axis=1)
+        W = params[f"W{l}"]
+        z = anp.dot(a, W) if spec.convention == "row" else anp.dot(a, W.T)
+        if spec.bias == "separate":
+            b = params[f"b{l}"]
+            z = z + (b if spec.convention == "row" else b.T)
+        a = PLAIN_ACTIVATIONS[spec.activation[l - 1]](z)
+    C = PLAIN_COSTS[spec.cost](a, y)
+    return C / x.shape[0] if spec.batch == "mean" else C
+
+
+def autograd_gradients(spec, params, x, y):
+    return autograd.grad(plain_cost)(params, x, y, spec)
+
+
+# ---------------------------------------------------------------------------
+# oracle 2: central finite differences of the module's cost
+# ---------------------------------------------------------------------------
+
+def fd_gradients(module, params, x, y, entries=None):
+    def C(p):
+        out, _ = module.forward(p, x)
+        return module.cost(out, y)
+
+    grads = {}
+    for k, v in params.items():
+        g = np.full(v.shape, np.nan)
+        idx = list(np.ndindex(v.shape)) if entries is None else entries[k]
+        for i in idx:
+            h = 1e-6 * max(1.0, abs(v[i]))
+            p = {kk: vv.copy() for kk, vv in params.items()}
+            p[k][i] = v[i] + h
+            up = C(p)
+            p[k][i] = v[i] - h
+            g[i] = (up - C(p)) / (2 * h)
+        grads[k] = g
+    return grads
+
+
+def assert_gradients(got, want, rtol, atol, what):
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    for k in want:
+        mask = ~np.isnan(want[k])
+        np.testing.assert_allclose(got[k][mask], want[k][mask], rtol=rtol, atol=atol, err_msg=f"{what}: {k}")
+
+
+def three_oracles(module, spec, params, x, y, fd_entries=None):
+    out, cache = module.forward(params, x)
+    grads = module.backward(params, cache, y)
+    for k, v in grads.items():
+        assert v.shape == params[k].shape and v.dtype == params[k].dtype, k
+    assert_gradients(grads, sympy_gradients(spec, params, x, y), 1e-10, 1e-13, "sympy")
+    assert_gradients(grads, fd_gradients(module, params, x, y, fd_entries), 1e-5, 1e-8, "finite differences")
+    assert_gradients(grads, autograd_gradients(spec, params, x, y), 1e-10, 1e-13, "autograd")
+    return grads
+
+
+# ---------------------------------------------------------------------------
+# the tests
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_builtin_three_oracles(name, tmp_path):
+    """Every built-in spec: the checked-in module where it is small, else the same spec at widths 3-4-2."""
+    spec = reduced(name)
+    module = builtin(name) if spec.sizes == load_spec(name).sizes else module_for(spec, tmp_path)
+    rng = np.random.default_rng(7)
+    params, x, y = data(spec, batch_of(spec, rng), rng)
+    three_oracles(module, spec, params, x, y)
+
+
+def test_nielsen_full_width_against_autograd_and_differences():
+    """The checked-in 784-30-10 module: autograd for every entry, finite differences for a sample."""
+    spec, module = load_spec("nielsen"), builtin("nielsen")
+    rng = np.random.default_rng(3)
+    params, x, y = data(spec, 5, rng, scale=0.1)
+    out, cache = module.forward(params, x)
+    grads = module.backward(params, cache, y)
+    assert_gradients(grads, autograd_gradients(spec, params, x, y), 1e-10, 1e-15, "autograd")
+    entries = {k: [tuple(int(rng.integers(0, s)) for s in v.shape) for _ in range(6)] for k, v in params.items()}
+    assert_gradients(grads, fd_gradients(module, params, x, y, entries), 1e-5, 1e-9, "finite differences")
+
+
+@st.composite
+def random_specs(draw):
+    depth = draw(st.integers(1, 3))
+    sizes = draw(st.lists(st.integers(1, 4), min_size=depth + 1, max_size=depth + 1))
+    cost = draw(st.sampled_from(sorted(COSTS)))
+    elementwise = sorted(n for n, a in ACTIVATIONS.items() if a.elementwise)
+    outputs = COSTS[cost].output_activations or sorted(ACTIVATIONS)
+    out = draw(st.sampled_from(sorted(outputs)))
+    if out == "softmax":
+        sizes[-1] = max(2, sizes[-1])
+    hidden = [draw(st.sampled_from(elementwise)) for _ in range(depth - 1)]
+    table = dict(
+        name=f"random{draw(st.integers(0, 10**6))}",
+        sizes=sizes,
+        activation=hidden + [out],
+        cost=cost,
+        convention=draw(st.sampled_from(["row", "column"])),
+        bias=draw(st.sampled_from(["augmented", "separate", "none"])),
+        batch=draw(st.sampled_from(["single", "mean", "sum"])),
+        notation="net222",
+    )
+    return validate(table, "<hypothesis>")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=random_specs(), seed=st.integers(0, 2**31))
+def test_random_specs_three_oracles(spec, seed, tmp_path):
+    module = module_for(spec, tmp_path)
+    rng = np.random.default_rng(seed)
+    params, x, y = data(spec, batch_of(spec, rng), rng)
+    three_oracles(module, spec, params, x, y)
+
+
+def test_a_small_slip_in_one_entry_is_caught():
+    """Move one gradient entry by 1e-9 of its size: below what finite differences resolve, and the
+    exact oracle refuses it. Without the slip the same comparison passes."""
+    spec, module = load_spec("net222"), builtin("net222")
+    rng = np.random.default_rng(11)
+    params, x, y = data(spec, 1, rng)
+    grads = module.backward(params, module.forward(params, x)[1], y)
+    exact = sympy_gradients(spec, params, x, y)
+    assert_gradients(grads, exact, 1e-10, 1e-13, "sympy")
+    slipped = {k: v.copy() for k, v in grads.items()}
+    slipped["W1"][1, 0] *= 1 + 1e-9
+    with pytest.raises(AssertionError, match="W1"):
+        assert_gradients(slipped, exact, 1e-10, 1e-13, "sympy")
+    assert_gradients(slipped, fd_gradients(module, params, x, y), 1e-5, 1e-8, "finite differences")
+
+
+def test_plain_oracle_covers_the_tables():
+    """A new activation or cost needs its plain autograd line here: the tests fail loudly without it."""
+    assert set(PLAIN_ACTIVATIONS) == set(ACTIVATIONS)
+    assert set(PLAIN_COSTS) == set(COSTS)
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_float32_in_float32_out(name, tmp_path):
+    spec = reduced(name)
+    module = builtin(name) if spec.sizes == load_spec(name).sizes else module_for(spec, tmp_path)
+    rng = np.random.default_rng(5)
+    params, x, y = data(spec, batch_of(spec, rng), rng)
+    out64, cache64 = module.forward(params, x)
+    g64 = module.backward(params, cache64, y)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    out32, cache32 = module.forward(p32, x.astype(np.float32))
+    g32 = module.backward(p32, cache32, y.astype(np.float32))
+    assert out32.dtype == np.float32 and all(v.dtype == np.float32 for v in cache32.values())
+    assert all(g.dtype == np.float32 for g in g32.values())
+    np.testing.assert_allclose(out32, out64, rtol=1e-5, atol=1e-6)
+    scale = max(np.abs(g).max() for g in g64.values())
+    for k in g64:
+        np.testing.assert_allclose(g32[k], g64[k], rtol=1e-4, atol=1e-5 * scale, err_msg=k)
+    assert isinstance(module.cost(out32, y.astype(np.float32)), float)
+
+
+# -- numerics ------------------------------------------------------------------
+
+def _mp(f, z):
+    with mpmath.workdps(50):
+        return float(f(mpmath.mpf(float(z))))
+
+
+HELPER_TRUTH = {
+    "sigmoid": lambda z: 1 / (1 + mpmath.exp(-z)),
+    "softplus": lambda z: mpmath.log1p(mpmath.exp(z)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HELPER_TRUTH))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stable_helpers_match_the_definition(name, dtype):
+    """The helpers against 50-digit mpmath on z up to ±1e4: no warning, relative error near eps."""
+    module = builtin("nielsen")  # any module that defines the helper
+    if not hasattr(module, name):
+        module = module_for(_spec_with(name), Path(__import__("tempfile").mkdtemp()))
+    z = np.concatenate([np.linspace(-30, 30, 121), [-1e4, -700, -80, -1, 0, 1, 80, 700, 1e4]]).astype(dtype)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        got = getattr(module, name)(z)
+    want = np.array([_mp(HELPER_TRUTH[name], v) for v in z])
+    tiny = np.finfo(dtype).tiny
+    assert got.dtype == dtype
+    ok = np.isclose(got, want, rtol=8 * np.finfo(dtype).eps, atol=0) | ((want < 1e3 * tiny) & (got < 1e3 * tiny))
+    assert ok.all(), list(zip(z[~ok], got[~ok], want[~ok]))
+
+
+def _spec_with(helper_name):
+    return validate(dict(name="h", sizes=[2, 2], activation=helper_name, cost="quadratic",
+                         convention="row", bias="none", batch="sum", notation="net222"))
+
+
+def _extreme_spec(output, cost, hidden="sigmoid"):
+    return validate(dict(name=f"x_{output}_{cost}", sizes=[3, 4, 3], activation=[hidden, output], cost=cost,
+                         convention="column", bias="separate", batch="mean", notation="nielsen"))
+
+
+EXTREMES = [("sigmoid", "quadratic", "softplus"), ("sigmoid", "cross_entropy", "relu"),
+            ("softmax", "log_likelihood", "tanh"), ("softmax", "quadratic", "leaky_relu")]
+
+
+@pytest.mark.parametrize("output,cost,hidden", EXTREMES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_preactivations_up_to_1e4(output, cost, hidden, dtype, tmp_path):
+    """z of ±1e4 in every layer: no overflow, NaN or RuntimeWarning; the cost through z is exact."""
+    spec = _extreme_spec(output, cost, hidden)
+    module = module_for(spec, tmp_path)
+    rng = np.random.default_rng(2)
+    params, _, y = data(spec, 4, rng, dtype)
+    # |z1| reaches 1e4: x = ±3, W1 and b1 = ±1e3; W2 is scaled so that |z2| reaches 1e4 as well
+    signs = {k: np.where(v < 0, -1.0, 1.0) for k, v in params.items()}
+    x = np.where(rng.standard_normal((4, 3)) < 0, -3.0, 3.0)
+    z1 = x @ (1e3 * signs["W1"]).T + 1e3 * signs["b1"].T
+    with np.errstate(over="ignore"):  # the plain sigmoid and softplus overflow to the right limit here
+        a1 = PLAIN_ACTIVATIONS[hidden](z1)
+    w2 = 1e4 / (np.abs(a1).sum(axis=1).max() + 1.0)
+    params = {"W1": 1e3 * signs["W1"], "b1": 1e3 * signs["b1"], "W2": w2 * signs["W2"], "b2": signs["b2"]}
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    x = x.astype(dtype)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        out, cache = module.forward(params, x)
+        grads = module.backward(params, cache, y)
+        C = module.cost(out, y, cache)
+        C_plain = module.cost(out, y)
+    assert np.isfinite(out).all() and all(np.isfinite(g).all() for g in grads.values())
+    if "z2" in cache:
+        assert 1e2 < np.abs(cache["z2"]).max() <= 1e4 * (1 + 1e-6)
+    assert np.isfinite(C) and np.isfinite(C_plain)
+    if "z2" in cache:  # the cost through z against log-sum-exp in float64
+        z = cache["z2"].astype(np.float64)
+        if output == "softmax":
+            m = z.max(axis=1, keepdims=True)
+            logs = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+            want = -(y * logs).sum() / 4
+        else:
+            want = (y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z)).sum() / 4
+        assert C == pytest.approx(want, rel=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_stable_log_forms_are_identities():
+    """The rewrites the cost uses with the cache: log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z)."""
+    z = sp.Symbol("z", real=True)
+    a, Z = sp.Symbol("a"), sp.Symbol("Z")
+    sig = ACTIVATIONS["sigmoid"].definition(z)
+    softplus = ACTIVATIONS["softplus"].definition
+    rule = stable_logs("sigmoid", a, Z)
+    for lhs, rhs in rule.items():
+        value = lhs.xreplace({a: sig})
+        truth = rhs.replace(sp.Function("softplus"), softplus).xreplace({Z: z})
+        assert sp.simplify(sp.expand_log(value - truth, force=True)) == 0, (lhs, rhs)
+    zs = sp.symbols("z0:3", real=True)
+    (lhs, rhs), = stable_logs("softmax", a, Z).items()
+    value = sp.expand_log(sp.log(_softmax_def(0, zs)), force=True)
+    assert sp.simplify(value - (zs[0] - sp.log(sum(sp.exp(v) for v in zs)))) == 0
+
+
+def test_every_elementwise_helper_has_a_cuda_body():
+    py, cu = set(helper_names("py")), set(helper_names("cu"))
+    elementwise = {a.numpy for a in ACTIVATIONS.values() if a.elementwise}
+    assert (py & elementwise) <= cu
+
+
+# -- validation ------------------------------------------------------------------
+
+def _ok(name="nielsen"):
+    module, spec = builtin(name), load_spec(name)
+    rng = np.random.default_rng(0)
+    params, x, y = data(spec, 1 if spec.batch == "single" else 3, rng)
+    return module, params, x, y
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((3, 5)), r"x: shape \(3, 5\), expected \(B, 784\)"),
+    (np.zeros((3, 784), dtype=np.int64), r"x: dtype int64 .*expected float32 or float64 of shape \(B, 784\)"),
+    ([[0.0] * 784], r"x: a numpy array of shape \(B, 784\) expected, got list"),
+    (np.zeros(784), r"x: shape \(784,\), expected \(B, 784\)"),
+])
+def test_forward_refuses_bad_x(bad, match):
+    module, params, _, _ = _ok()
+    with pytest.raises(ValueError, match=match):
+        module.forward(params, bad)
+
+
+def test_non_finite_values_are_named():
+    module, params, x, y = _ok()
+    bad = x.copy()
+    bad[1, 100] = np.nan
+    with pytest.raises(ValueError, match=r"x: contains NaN or inf \(shape \(3, 784\)\)"):
+        module.forward(params, bad)
+    p = {k: v.copy() for k, v in params.items()}
+    p["b2"][3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"params\['b2'\]: contains NaN or inf \(shape \(10, 1\)\)"):
+        module.forward(p, x)
+    out, cache = module.forward(params, x)
+    yb = y.copy()
+    yb[0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"y: contains NaN or inf \(shape \(3, 10\)\), expected finite values of shape \(3, 10\)"):
+        module.backward(params, cache, yb)
+
+
+def test_params_cache_and_targets_are_checked():
+    module, params, x, y = _ok()
+    out, cache = module.forward(params, x)
+    with pytest.raises(ValueError, match=r"params\['W1'\]: shape \(784, 30\), expected \(30, 784\)"):
+        module.forward({**params, "W1": params["W1"].T}, x)
+    with pytest.raises(ValueError, match=r"params: keys \['W1', 'W2', 'b1'\], expected a dict with keys"):
+        module.forward({k: v for k, v in params.items() if k != "b2"}, x)
+    with pytest.raises(ValueError, match=r"params\['W1'\]: dtype float32 .*expected float64"):
+        module.forward({**params, "W1": params["W1"].astype(np.float32)}, x)
+    with pytest.raises(ValueError, match=r"y: shape \(3, 9\), expected \(3, 10\)"):
+        module.backward(params, cache, y[:, :9])
+    with pytest.raises(ValueError, match=r"y: dtype float32 .*expected float64"):
+        module.backward(params, cache, y.astype(np.float32))
+    with pytest.raises(ValueError, match=r"cache: keys \[\], expected the cache forward returned"):
+        module.backward(params, {}, y)
+    with pytest.raises(ValueError, match=r"eta: 'fast', expected a finite number"):
+        module.sgd_step(params, module.backward(params, cache, y), "fast")
+
+
+def test_single_example_spec_takes_one_row():
+    module, params, x, _ = _ok("net222")
+    with pytest.raises(ValueError, match=r"x: shape \(2, 2\), expected \(1, 2\)"):
+        module.forward(params, np.zeros((2, 2)))
+
+
+def test_sgd_step_is_the_update_in_place():
+    module, params, x, y = _ok()
+    before = {k: v.copy() for k, v in params.items()}
+    ids = {k: id(v) for k, v in params.items()}
+    grads = module.backward(params, module.forward(params, x)[1], y)
+    module.sgd_step(params, grads, 0.5)
+    for k in params:
+        assert id(params[k]) == ids[k]
+        np.testing.assert_array_equal(params[k], before[k] - 0.5 * grads[k])
+
+
+def test_init_params_shapes_and_dtypes():
+    for name in builtin_names():
+        module, spec = builtin(name), load_spec(name)
+        for dtype in (np.float32, np.float64):
+            params = module.init_params(1, dtype)
+            assert [(k, v.shape) for k, v in params.items()] == param_shapes(spec)
+            assert all(v.dtype == dtype for v in params.values())
+        np.testing.assert_array_equal(module.init_params(4)["W1"], module.init_params(4)["W1"])
+
+
+# -- the code itself -------------------------------------------------------------------
+
+def test_cache_keeps_outputs_when_sigma_prime_is_written_through_them():
+    assert builtin("nielsen").CACHE_KEYS == ("a0", "a1", "a2")  # sigma' = a(1 - a): no z
+    assert "z1" in builtin("rowmajor").CACHE_KEYS  # ReLU' needs z
+
+
+def test_generated_code_reads_like_the_equations():
+    text = (ROOT / "generated" / "nielsen_numpy.py").read_text()
+    assert text.startswith("# Generated by `python -m codegen nielsen` from derive/specs/nielsen.toml. Do not edit.\n")
+    for line in ["delta2 = a2*(1 - a2)*(a2 - y)  # BP1", "delta1 = delta2 @ W2  # BP2[1]",
+                 "delta1 *= a1*(1 - a1)", "dC_dW1 = (inv_B*delta1.T) @ a0  # dC/dW1",
+                 "BP2[1]   delta1 = (w2.T*delta2) ∘ sp1"]:
+        assert line in text
+    ce = (ROOT / "generated" / "rowmajor_numpy.py").read_text()
+    assert "delta3 = a3 - y  # BP1" in ce  # g ∘ σ' cancelled exactly
+    assert "import sympy" not in text and "import derive" not in text
+
+
+def test_plan_softmax_output_error_is_exact():
+    spec = _extreme_spec("softmax", "log_likelihood")
+    delta = make_plan(spec).output_delta
+    a2, y = sp.Symbol("a2"), sp.Symbol("y")
+    assert sp.expand(delta.replace(sp.Function("rowsum"), lambda u: sp.Symbol("S") * u / u.subs(y, 1))) is not None
+    assert str(delta) == "-a2*rowsum(-y) - y"
+
+
+# -- output on disk: deterministic, checked, refused cleanly -------------------------------
+
+def test_generation_is_deterministic_and_checked_in(tmp_path):
+    assert codegen_main(["--out", str(tmp_path / "a")]) == 0
+    assert codegen_main(["--out", str(tmp_path / "b")]) == 0
+    for path in sorted((tmp_path / "a").iterdir()):
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes()
+        assert path.read_bytes() == (ROOT / "generated" / path.name).read_bytes(), f"{path.name} is stale: python -m codegen"
+    assert codegen_main(["--check"]) == 0
+
+
+def test_check_names_stale_files_and_the_fix(tmp_path, capsys):
+    assert codegen_main(["--out", str(tmp_path)]) == 0
+    path = tmp_path / "rowmajor_numpy.py"
+    path.write_text(path.read_text().replace("a3 - y", "y - a3"))
+    (tmp_path / "gone_numpy.py").write_text("")
+    capsys.readouterr()
+    assert codegen_main(["--check", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "rowmajor_numpy.py" in err and "gone_numpy.py (no built-in spec makes it: remove it)" in err
+    assert f"regenerate with: python -m codegen --out {tmp_path}" in err
+
+
+def test_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "codegen", "nosuchspec", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: unknown spec 'nosuchspec'") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_user_spec_file_and_one_backend(tmp_path):
+    spec_file = tmp_path / "mine.toml"
+    spec_file.write_text('name = "mine"\nsizes = [2, 3, 2]\nactivation = ["tanh", "softmax"]\n'
+                         'cost = "log_likelihood"\nconvention = "row"\nbias = "separate"\nbatch = "mean"\nnotation = "rowmajor"\n')
+    assert codegen_main([str(spec_file), "--backend", "numpy", "--out", str(tmp_path / "g")]) == 0
+    text = (tmp_path / "g" / "mine_numpy.py").read_text()
+    assert text.startswith(f"# Generated by `python -m codegen {spec_file}` from {spec_file}. Do not edit.")
+    assert not (tmp_path / "g" / "mine_cupy.py").exists()
