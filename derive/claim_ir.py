@@ -10,6 +10,7 @@ the source it came from, so errors point at a column and repairs quote the claim
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -68,6 +69,9 @@ def precheck(source: str, hints: dict[str, str]) -> None:
         if ord(ch) > 127 or (ord(ch) < 32 and ch not in "\t\n\r"):
             hint = f"; write {hints[ch]!r}" if ch in hints else ""
             raise ClaimError(f"character {ch!r} is not allowed{hint}", (i, i + 1))
+    for m in re.finditer(r"\d+", source):
+        if len(m.group()) > MAX_NUMBER_DIGITS:
+            raise ClaimError(f"a number of {len(m.group())} digits; at most {MAX_NUMBER_DIGITS}", m.span())
     opened: list[int] = []
     for i, ch in enumerate(source):
         if ch in "([{":
@@ -479,7 +483,8 @@ def latex_of(node: Node, style: str) -> str:
     def p(child, level, right=False):
         s = latex_of(child, style)
         cp = _prec(child)
-        return f"({s})" if cp < level or (right and cp == level and level < 40) else s
+        mixed = cp == level == 30 and isinstance(child, Op) and child.op != op and {child.op, op} != {"mul", "had"}
+        return f"({s})" if cp < level or mixed or (right and cp == level and level < 40) else s
 
     if op in ("add", "sub"):
         return f"{p(args[0], 10)} {'+' if op == 'add' else '-'} {p(args[1], 10, right=True)}"

@@ -108,7 +108,7 @@ class TextReader:
         if isinstance(n, ast.BinOp):
             if isinstance(n.op, ast.Pow):
                 base = self.walk(n.left)
-                exp = self.const_int(n.right)
+                exp = check_exponent(self.const_int(n.right), self.span(n.right))
                 if isinstance(base, Num):
                     return Num(fold_power(base.value, exp, span), span=span)
                 return Op("epow", (base,), exp, span=span)

@@ -496,9 +496,11 @@ class ClaimCheck:
 
 
 def _as_lhs_shape(value, truth):
-    """A 1×1 matrix stands for a scalar when the left-hand side is one (a1.T @ a1)."""
+    """A 1×1 matrix and a scalar stand for each other (a1.T @ a1 is a number; delta2 may be 1×1)."""
     if is_matrix(value) and not is_matrix(truth) and tuple(value.shape) == (1, 1):
         return value[0, 0]
+    if not is_matrix(value) and is_matrix(truth) and tuple(truth.shape) == (1, 1):
+        return np.array([[value]], dtype=float) if isinstance(value, float) else sp.Matrix([[value]])
     return value
 
 
@@ -705,6 +707,8 @@ def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
         _bad(path, "not UTF-8 text; a claims file is TOML")
     except tomllib.TOMLDecodeError as exc:
         _bad(path, f"malformed TOML: {exc}")
+    except (RecursionError, MemoryError):
+        _bad(path, "malformed TOML: nested too deeply")
     for key in table:
         if key not in TOP_KEYS:
             _bad(path, f"unknown key '{key}'; a claims file has {', '.join(TOP_KEYS)}")
@@ -731,6 +735,9 @@ def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:
     name = table.get("spec")
     if not isinstance(name, str) or not name:
         _bad(path, "spec: give a built-in name (" + ", ".join(builtin_names()) + ") or a spec file, relative to this file")
+    if name not in builtin_names() and not Path(name).suffix and not (path.parent / name).exists():
+        _bad(path, f"spec: unknown spec '{name}': not a built-in name ({', '.join(builtin_names())}) "
+                   "and no such file next to the claims file")
     try:
         spec = load_spec(name) if name in builtin_names() else load_spec(path.parent / name)
         own = spec.sizes
