@@ -208,7 +208,10 @@ class Planner:
                 inner = [a for a in expr.args if not self.is_elementwise(a)]
                 if len(inner) == 1:
                     rest = [self.scalar(a) for a in expr.args if a is not inner[0]]
-                    return [Step(lhs, "matrix", inner[0], note), Step(lhs, "elementwise", op(own, *rest))]
+                    steps = [Step(lhs, "matrix", inner[0], note)]
+                    if op(own, *rest) != own:  # sigma' = 1 (identity) leaves nothing to do
+                        steps.append(Step(lhs, "elementwise", op(own, *rest)))
+                    return steps
         return [Step(lhs, "matrix", expr, note)]
 
     # -- the plan --------------------------------------------------------------

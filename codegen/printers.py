@@ -152,6 +152,12 @@ class CudaPrinter(C99CodePrinter):
     def _print_Symbol(self, expr):
         return expr.name
 
+    def _print_Max(self, expr):
+        return super()._print_Max(expr.func(*[_floats(a) for a in expr.args], evaluate=False))
+
+    def _print_Min(self, expr):
+        return super()._print_Min(expr.func(*[_floats(a) for a in expr.args], evaluate=False))
+
     def _print_Heaviside(self, expr):
         x = self._print(expr.args[0])
         half = self._print(sp.Float(expr.args[1] if len(expr.args) > 1 else sp.S.Half))
@@ -180,6 +186,11 @@ class FormulaPrinter(StrPrinter):
 
     def _print_OneMatrix(self, expr):
         return "ones"
+
+
+def _floats(arg):
+    """A number as a floating literal: fmax(0, x) would pick a host integer overload in CUDA."""
+    return sp.Float(arg) if arg.is_Number else arg
 
 
 def _is_ones(m) -> bool:

@@ -25,7 +25,7 @@ extern "C" __global__ void rowmajor_forward_z1_a1_f64(
     const double b1 = p_b1[i % cols];
     const double t0 = b1 + z1;
     p_z1[i] = t0;
-    p_a1[i] = fmax(0, t0);
+    p_a1[i] = fmax(0.0, t0);
 }
 
 extern "C" __global__ void rowmajor_forward_z2_a2_f64(
@@ -43,7 +43,7 @@ extern "C" __global__ void rowmajor_forward_z2_a2_f64(
     const double b2 = p_b2[i % cols];
     const double t0 = b2 + z2;
     p_z2[i] = t0;
-    p_a2[i] = fmax(0, t0);
+    p_a2[i] = fmax(0.0, t0);
 }
 
 extern "C" __global__ void rowmajor_forward_z3_a3_f64(
@@ -125,7 +125,7 @@ extern "C" __global__ void rowmajor_forward_z1_a1_f32(
     const float b1 = p_b1[i % cols];
     const float t0 = b1 + z1;
     p_z1[i] = t0;
-    p_a1[i] = fmaxf(0, t0);
+    p_a1[i] = fmaxf(0.0F, t0);
 }
 
 extern "C" __global__ void rowmajor_forward_z2_a2_f32(
@@ -143,7 +143,7 @@ extern "C" __global__ void rowmajor_forward_z2_a2_f32(
     const float b2 = p_b2[i % cols];
     const float t0 = b2 + z2;
     p_z2[i] = t0;
-    p_a2[i] = fmaxf(0, t0);
+    p_a2[i] = fmaxf(0.0F, t0);
 }
 
 extern "C" __global__ void rowmajor_forward_z3_a3_f32(

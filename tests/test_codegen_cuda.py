@@ -1,0 +1,237 @@
+"""The CuPy modules: the CUDA kernels compile (nvcc -ptx, sm_90), the Python side launches them
+with the right arguments, and on a GPU the results equal the NumPy module's.
+
+Without a GPU the launches are checked on the CPU: a stand-in `cupy` (NumPy underneath) runs
+each kernel by evaluating the very SymPy expressions the kernel body was printed from, with the
+kernel's own argument order, broadcast rules (i % cols, i / cols) and in-place buffers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from codegen.plan import make_plan
+from codegen.render import DTYPES, generate, render_module
+from derive.spec import builtin_names, load_spec, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = builtin_names()
+
+
+def _nvcc():
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    path = "/usr/local/cuda/bin/nvcc"
+    return path if os.path.exists(path) else None
+
+
+def _mixed_spec():
+    """Every elementwise kind the printer knows: softplus, leaky ReLU, identity, tanh, and a softmax row sum."""
+    return validate(dict(name="mixed", sizes=[3, 4, 4, 4, 3], activation=["softplus", "leaky_relu", "identity", "softmax"],
+                         cost="quadratic", convention="column", bias="separate", batch="mean", notation="nielsen"))
+
+
+def _relu_tanh_spec():
+    return validate(dict(name="reluce", sizes=[3, 4, 4, 2], activation=["relu", "tanh", "sigmoid"],
+                         cost="cross_entropy", convention="row", bias="augmented", batch="sum", notation="rowmajor"))
+
+
+# ---------------------------------------------------------------------------
+# nvcc
+# ---------------------------------------------------------------------------
+
+@pytest.mark.skipif(_nvcc() is None, reason="nvcc is not installed (CUDA toolkit); the kernel sources are not compiled")
+def test_kernel_sources_compile_with_nvcc(tmp_path):
+    sources = sorted((ROOT / "generated").glob("*_kernels.cu"))
+    assert len(sources) == len(SPECS)
+    for spec in (_mixed_spec(), _relu_tanh_spec()):
+        path = tmp_path / f"{spec.name}_kernels.cu"
+        path.write_text(generate(spec, ["cupy"])[f"{spec.name}_kernels.cu"])
+        sources.append(path)
+    out = tmp_path / "ptx"
+    out.mkdir()
+    r = subprocess.run([_nvcc(), "-ptx", "-arch=sm_90", "--output-directory", str(out), *map(str, sources)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for src in sources:
+        ptx = (out / (src.stem + ".ptx")).read_text()
+        text = src.read_text()
+        kernels = [line.split("void ")[1].split("(")[0] for line in text.splitlines() if line.startswith('extern "C"')]
+        assert kernels, src.name
+        for name in kernels:
+            assert f".entry {name}(" in ptx, (src.name, name)
+
+
+# ---------------------------------------------------------------------------
+# the launches, on the CPU
+# ---------------------------------------------------------------------------
+
+class _FakeKernel:
+    def __init__(self, kernel, dtype, helpers):
+        self.kernel, self.dtype = kernel, dtype
+        names = [sp.Symbol(p[0]) for p in kernel.pointers] + [sp.Symbol(s) for s in kernel.scalars]
+        temps = [t for t, _ in kernel.temps]
+        self.fn = sp.lambdify(names + temps, [e for _, e in kernel.stores], [helpers, "numpy"])
+        self.temp_fns = [sp.lambdify(names + temps[:i], e, [helpers, "numpy"]) for i, (_, e) in enumerate(kernel.temps)]
+
+    def __call__(self, grid, block, args):
+        k = self.kernel
+        *arrays, size, cols = args
+        pointers, scalars = arrays[: len(k.pointers)], arrays[len(k.pointers):]
+        assert grid[0] * block[0] >= size and isinstance(size, np.int64) and isinstance(cols, np.int64)
+        i = np.arange(int(size))
+        values = []
+        for (name, kind, _), arr in zip(k.pointers, pointers):
+            assert arr.dtype == self.dtype and arr.flags.c_contiguous, name
+            flat = arr.reshape(-1)
+            values.append(flat[{"full": i, "col": i % cols, "row": i // cols}[kind]])
+        for s in scalars:
+            assert s.dtype == self.dtype
+            values.append(s)
+        for f in self.temp_fns:  # loads and temporaries first, as the kernel does, then the stores
+            values.append(f(*values))
+        stores = self.fn(*values)
+        for (name, _), value in zip(k.stores, stores):
+            j = [p[0] for p in k.pointers].index(name)
+            pointers[j].reshape(-1)[:] = value
+
+
+class _FakeRawModule:
+    registry: dict = {}
+
+    def __init__(self, code):
+        self.code = code
+
+    def get_function(self, name):
+        assert f" {name}(" in self.code, f"{name} is not in the kernel source"
+        base, suffix = name.rsplit("_", 1)
+        kernel, helpers = self.registry[base]
+        return _FakeKernel(kernel, {"f32": np.float32, "f64": np.float64}[suffix], helpers)
+
+
+@pytest.fixture
+def cpu_cupy(monkeypatch):
+    fake = types.ModuleType("cupy")
+    for key in dir(np):
+        if not key.startswith("_"):
+            setattr(fake, key, getattr(np, key))
+    fake.RawModule = _FakeRawModule
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    return fake
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pair(spec, tmp_path):
+    """The NumPy module and the CuPy module (on the stand-in) of one spec, and the kernels."""
+    files = generate(spec)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    numpy_module = _load(tmp_path / f"{spec.name}_numpy.py", f"{spec.name}_numpy_ref")
+    cupy_module = _load(tmp_path / f"{spec.name}_cupy.py", f"{spec.name}_cupy_cpu")
+    _, kernels = render_module(make_plan(spec), "cupy")
+    helpers = {n: getattr(numpy_module, n) for n in ("sigmoid", "softplus") if hasattr(numpy_module, n)}
+    for k in kernels:
+        _FakeRawModule.registry[f"{spec.name}_{k.name}"] = (k, helpers)
+    return numpy_module, cupy_module
+
+
+@pytest.mark.parametrize("which", SPECS + ["mixed", "reluce"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cupy_launches_match_numpy_on_the_cpu(which, dtype, cpu_cupy, tmp_path):
+    spec = {"mixed": _mixed_spec(), "reluce": _relu_tanh_spec()}.get(which) or load_spec(which)
+    ref, mod = _pair(spec, tmp_path)
+    rng = np.random.default_rng(1)
+    B = 1 if spec.batch == "single" else 5
+    params = {k: v + 0.1 * rng.standard_normal(v.shape).astype(dtype) for k, v in ref.init_params(3, dtype).items()}
+    x = rng.standard_normal((B, spec.sizes[0])).astype(dtype)
+    y = rng.uniform(0.1, 0.9, (B, spec.sizes[-1])).astype(dtype)
+    out, cache = ref.forward({k: v.copy() for k, v in params.items()}, x)
+    grads = ref.backward(params, cache, y)
+    out2, cache2 = mod.forward({k: v.copy() for k, v in params.items()}, x)
+    grads2 = mod.backward(params, cache2, y)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(out2, out, rtol=rtol, atol=rtol)
+    assert list(cache2) == list(cache)
+    for k in cache:
+        np.testing.assert_allclose(cache2[k], cache[k], rtol=rtol, atol=rtol, err_msg=k)
+    for k in grads:
+        assert grads2[k].dtype == dtype
+        np.testing.assert_allclose(grads2[k], grads[k], rtol=rtol, atol=rtol, err_msg=k)
+    assert mod.cost(out2, y, cache2) == pytest.approx(ref.cost(out, y, cache), rel=rtol)
+
+
+def test_every_kernel_has_both_precisions():
+    for name in SPECS:
+        text = (ROOT / "generated" / f"{name}_kernels.cu").read_text()
+        f64 = {l.split("void ")[1].split("(")[0][:-4] for l in text.splitlines() if "_f64(" in l}
+        f32 = {l.split("void ")[1].split("(")[0][:-4] for l in text.splitlines() if "_f32(" in l}
+        assert f64 == f32 and f64, name
+        assert [s for s, _ in DTYPES] == ["f64", "f32"]
+
+
+# ---------------------------------------------------------------------------
+# on a GPU
+# ---------------------------------------------------------------------------
+
+def _gpu_reason():
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install '.[cupy]')"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no CUDA device"
+    except Exception as exc:  # noqa: BLE001 - any driver error means no usable device
+        return f"no usable CUDA device ({type(exc).__name__})"
+    return None
+
+
+gpu = pytest.mark.skipif(_gpu_reason() is not None, reason=_gpu_reason() or "")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("name", SPECS)
+def test_cupy_equals_numpy_on_the_gpu(name):
+    import cupy
+
+    ref = importlib.import_module(f"generated.{name}_numpy")
+    mod = importlib.import_module(f"generated.{name}_cupy")
+    spec = load_spec(name)
+    rng = np.random.default_rng(2)
+    B = 1 if spec.batch == "single" else 64
+    params = ref.init_params(5)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}
+    x = rng.standard_normal((B, spec.sizes[0]))
+    y = rng.uniform(0.1, 0.9, (B, spec.sizes[-1]))
+    out, cache = ref.forward(params, x)
+    grads = ref.backward(params, cache, y)
+    gparams = {k: cupy.asarray(v) for k, v in params.items()}
+    gout, gcache = mod.forward(gparams, cupy.asarray(x))
+    ggrads = mod.backward(gparams, gcache, cupy.asarray(y))
+    np.testing.assert_allclose(cupy.asnumpy(gout), out, rtol=1e-12, atol=1e-14)
+    for k in grads:
+        np.testing.assert_allclose(cupy.asnumpy(ggrads[k]), grads[k], rtol=1e-12, atol=1e-14, err_msg=k)
+    for dtype in (np.float32,):
+        p32 = {k: v.astype(dtype) for k, v in gparams.items()}
+        o32, c32 = mod.forward(p32, cupy.asarray(x, dtype=dtype))
+        g32 = mod.backward(p32, c32, cupy.asarray(y, dtype=dtype))
+        assert o32.dtype == dtype and all(g.dtype == dtype for g in g32.values())
