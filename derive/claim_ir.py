@@ -10,6 +10,7 @@ the source it came from, so errors point at a column and repairs quote the claim
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -554,26 +555,58 @@ def _latex_leaf(leaf: Leaf, style: str) -> str:
 # ---------------------------------------------------------------------------
 
 def expanded_terms(expr, cap: int = MAX_TERMS) -> int:
-    """An upper bound on the terms of expand(expr), saturating just above cap."""
+    """An upper bound on the terms of expr brought over one denominator and expanded, saturating above cap.
+
+    Each subexpression is estimated as (numerator terms, denominator terms): a sum of
+    fractions multiplies out every other denominator, as `together` does, so a deep
+    continued fraction is seen to explode before anything is expanded.
+    """
+    top = cap + 1
     memo: dict = {}
 
-    def est(e) -> int:
+    def mul(a: int, b: int) -> int:
+        return min(top, a * b)
+
+    def power(b: int, n: int) -> int:
+        """Terms of (t_1 + ... + t_b)**n: at most the monomials of degree n in b terms."""
+        if b <= 1:
+            return b
+        if n * (b - 1).bit_length() <= 64 and b**n <= top:
+            return b**n
+        return min(top, math.comb(n + b - 1, b - 1)) if b < 4096 else top
+
+    def est(e) -> tuple[int, int]:
         if e in memo:
             return memo[e]
         if e.is_Atom:
-            r = 1
+            r = (1, 1)
         elif e.is_Add:
-            r = min(cap + 1, sum(est(a) for a in e.args))
+            parts = [est(a) for a in e.args]
+            den = 1
+            for _, d in parts:
+                den = mul(den, d)
+            num = 0
+            for i, (n, _) in enumerate(parts):
+                others = 1
+                for j, (_, d) in enumerate(parts):
+                    if j != i:
+                        others = mul(others, d)
+                num = min(top, num + mul(n, others))
+            r = (num, den)
         elif e.is_Mul:
-            r = 1
+            num = den = 1
             for a in e.args:
-                r = min(cap + 1, r * est(a))
+                n, d = est(a)
+                num, den = mul(num, n), mul(den, d)
+            r = (num, den)
         elif e.is_Pow and e.exp.is_Integer:
-            b, n = est(e.base), abs(int(e.exp))
-            r = cap + 1 if b > 1 and n * (b - 1).bit_length() > 64 else min(cap + 1, b**n)
+            n, d = est(e.base)
+            k = int(e.exp)
+            r = (power(n, k), power(d, k)) if k >= 0 else (power(d, -k), power(n, -k))
         else:
-            r = min(cap + 1, sum(est(a) for a in e.args) or 1)
+            r = (min(top, sum(est(a)[0] for a in e.args) or 1), 1)
         memo[e] = r
         return r
 
-    return est(sp.sympify(expr))
+    n, d = est(sp.sympify(expr))
+    return min(top, n + (d if d > 1 else 0))

@@ -211,7 +211,8 @@ class Context:
     # -- the truth -----------------------------------------------------------------------
     def partial(self, p) -> sp.Expr:
         if p.symbol not in self._partials:
-            self._partials[p.symbol] = self.chain.derive(p).value
+            # reverse accumulation: the same value as the sum over listed paths, without listing them
+            self._partials[p.symbol] = self.chain.derive(p, list_paths=False).value
         return self._partials[p.symbol]
 
     def _param(self, l: int, j: int, k, bias: bool, span):
@@ -381,6 +382,7 @@ class Claim:
     latex: str | None = None
     example: int = 0
     number: int = 1  # its place in the file, from 1
+    note: str = ""  # the file's own words about the claim, shown with it
 
     @property
     def form(self) -> str:
@@ -414,8 +416,10 @@ class Verdict:
                "other_repairs": [r.as_json() for r in self.other_repairs]}
         if c.example:
             out["example"] = c.example
+        if c.note:
+            out["note"] = c.note
         if self.verdict in ("ERROR", "UNPROVEN"):
-            out["error" if self.verdict == "ERROR" else "note"] = self.message
+            out["error" if self.verdict == "ERROR" else "reason"] = self.message
         if self.verdict == "ERROR":
             out["error_field"] = self.error_field
             out["error_position"] = self.error_position
@@ -767,12 +771,12 @@ def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:
 
 def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
     name = c.get("name")
-    label = f"claim {i}" + (f" '{name}'" if isinstance(name, str) else "")
+    label = f"claim {i}" + (f" '{name}'" if isinstance(name, str) and name.isprintable() and len(name) <= 200 else "")
     for key in c:
         if key not in CLAIM_KEYS:
             _bad(path, f"{label}: unknown key '{key}'; a claim has {', '.join(CLAIM_KEYS)}")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        _bad(path, f"{label}: name must be a short string")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        _bad(path, f"{label}: name must be a short string on one line")
     if name in names:
         _bad(path, f"{label}: another claim has the same name")
     names.add(name)
@@ -786,7 +790,7 @@ def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
     example = c.get("example", 0)
     if not isinstance(example, int) or isinstance(example, bool) or example < 0:
         _bad(path, f"{label}: example must be a whole number from 0")
-    return Claim(name, c.get("lhs"), c.get("rhs"), c.get("latex"), example, i)
+    return Claim(name, c.get("lhs"), c.get("rhs"), c.get("latex"), example, i, c.get("note", ""))
 
 
 def check_file(path: str | Path) -> Report:
@@ -813,6 +817,11 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+def _entries_text(entries: list[dict], shown: int = 8) -> str:
+    text = ", ".join(f"[{e['entry'][0]},{e['entry'][1]}] {e['name']}" for e in entries[:shown])
+    return text + (f", ... ({len(entries) - shown} more in --json)" if len(entries) > shown else "")
+
+
 def render(report: Report, console) -> None:
     from rich.text import Text
 
@@ -831,6 +840,8 @@ def render(report: Report, console) -> None:
             console.print(Text(f"{pad}{lhs} = {stated}"), soft_wrap=True)
         if c.example:
             console.print(Text(f"{pad}(example {c.example})"))
+        if c.note:
+            console.print(Text(f"{pad}{c.note}", style="dim"), soft_wrap=True)
         if v.verdict == "ERROR":
             where = ", ".join(x for x in (v.error_field, v.error_position) if x)
             console.print(Text(f"{pad}{where}: {v.message}"), soft_wrap=True)
@@ -840,11 +851,12 @@ def render(report: Report, console) -> None:
         if v.shape_error:
             console.print(Text(f"{pad}shape: {v.shape_error}"), soft_wrap=True)
         if v.wrong_entries:
-            wrong = ", ".join(f"[{e['entry'][0]},{e['entry'][1]}] {e['name']}" for e in v.wrong_entries)
-            console.print(Text(f"{pad}wrong entries: {wrong}"), soft_wrap=True)
+            total = len(v.wrong_entries) + len(v.holding_entries)
+            console.print(Text(f"{pad}wrong entries ({len(v.wrong_entries)} of {total}): {_entries_text(v.wrong_entries)}"),
+                          soft_wrap=True)
             if v.holding_entries:
-                hold = ", ".join(f"[{e['entry'][0]},{e['entry'][1]}] {e['name']}" for e in v.holding_entries)
-                console.print(Text(f"{pad}these hold: {hold}"), soft_wrap=True)
+                console.print(Text(f"{pad}these hold ({len(v.holding_entries)} of {total}): "
+                                   f"{_entries_text(v.holding_entries)}"), soft_wrap=True)
         w = v.witness
         if w:
             values = ", ".join(f"{k}={_fmt(x)}" for k, x in w["values"].items())

@@ -344,6 +344,31 @@ def test_no_repair_when_no_single_change_helps():
     assert v.verdict == "REFUTED" and v.repair is None and v.witness is not None
 
 
+def test_a_claim_whose_exact_check_would_explode_is_refused(net222):
+    fraction = "a1[0]"
+    for i in range(40):  # a continued fraction: over one denominator it has Fibonacci-many terms
+        fraction = f"(a1[{i % 2}] + T[{i % 2}]/{fraction})" if i % 3 else f"(a1[{i % 2}] + T[{i % 2}]/({fraction}))"
+    v = check(net222, "dC/dw2[0,0]", fraction)
+    assert v.verdict == "ERROR" and "too large to prove exactly" in v.message
+
+
+def test_long_lists_of_entries_are_shortened_in_the_terminal(tmp_path):
+    from rich.console import Console
+
+    from derive.claims import render
+
+    f = _write(tmp_path, 'spec = "nielsen"\nsizes = [6, 5, 2]\nexamples = 1\n[[claim]]\nname = "t"\nlatex = '
+                         "'\\frac{\\partial C}{\\partial w^1} = (\\delta^1 (x)^T) \\odot 2'\n"
+                         'note = "every entry twice too large"\n')
+    report = check_file(f)
+    console = Console(record=True, width=200)
+    render(report, console)
+    out = console.export_text()
+    assert "wrong entries (30 of 30): [0,0] dC/dw1[0,0]," in out and "... (22 more in --json)" in out
+    assert "every entry twice too large" in out and "repair: holds multiplied by 1/2" in out
+    assert report.verdicts[0].as_json()["note"] == "every entry twice too large"
+
+
 def test_other_repairs_are_listed(net222):
     v = check(net222, "delta2", "(T - a2) * sigma_prime(z2)")
     texts = [r.text for r in [v.repair, *v.other_repairs]]
@@ -419,6 +444,8 @@ GOOD = 'spec = "net222"\n[[claim]]\nname = "ok"\nlhs = "delta2"\nrhs = "(a2 - T)
     ('spec = "nielsen"\n' + GOOD[16:], "has 23860 parameters; claims are checked on networks of at most 2000"),
     (GOOD + '[[claim]]\nname = "ok"\nlhs = "delta2"\nrhs = "a2"\n', "claim 2 'ok': another claim has the same name"),
     ('spec = "net222"\n[[claim]]\nlhs = "delta2"\nrhs = "a2"\n', "claim 1: name must be a short string"),
+    ('spec = "net222"\n[[claim]]\nname = "two\\nlines"\nlhs = "delta2"\nrhs = "a2"\n', "claim 1: name must be a short "
+     "string on one line"),
     ('spec = "net222"\n[[claim]]\nname = "a"\nlhs = "delta2"\n', "claim 1 'a': give the right-hand side as rhs"),
     ('spec = "net222"\n[[claim]]\nname = "a"\nlhs = "delta2"\nrhs = "a2"\nlatex = "a"\n', "one of the two"),
     ('spec = "net222"\n[[claim]]\nname = "a"\nrhs = "a2"\n', "claim 1 'a': lhs is missing"),
