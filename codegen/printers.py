@@ -32,8 +32,10 @@ class ArrayPrinter(NumPyPrinter):
     of a product should multiply (the smallest operand: the error, not the input).
     """
 
-    def __init__(self, names=None, helpers=(), scale_on=(), floor_logs=None):
+    def __init__(self, names=None, helpers=(), scale_on=(), floor_logs=None, batch_dot=None, batch=()):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": True})
+        self.batch_dot = batch_dot  # helper for Xᵀ Y over the batch axis (None: print X.T @ Y)
+        self.batch = set(batch)  # names of batch-first arrays
         self.names = dict(names or {})
         self.helpers = set(helpers)
         self.scale_on = set(scale_on)
@@ -69,12 +71,19 @@ class ArrayPrinter(NumPyPrinter):
             return self._scaled(coeff, self._print(mats[1]))
         if len(mats) == 2 and isinstance(mats[1], OneMatrix):
             return self._scaled(coeff, f"{self._factor(mats[0])}.sum(axis=1, keepdims=True)")
+        if (self.batch_dot and len(mats) == 2 and isinstance(mats[0], Transpose)
+                and _base_name(mats[0]) in self.batch and _base_name(mats[1]) in self.batch):
+            mats = [mats[0].arg, mats[1]]  # Xᵀ Y summed over the batch: batch_dot(X, Y)
+            call = self.batch_dot
+            self.used_helpers.add(call)
+        else:
+            call = None
         parts = [self._factor(m) for m in mats]
         if coeff != 1:
             # the scalar multiplies the operand named in scale_on (the smaller one), else the first
             at = next((i for i, m in enumerate(mats) if _base_name(m) in self.scale_on), 0)
-            parts[at] = f"({self._print(coeff)}*{parts[at]})"
-        return " @ ".join(parts)
+            parts[at] = f"{self._print(coeff)}*{parts[at]}" if call else f"({self._print(coeff)}*{parts[at]})"
+        return f"{call}({', '.join(parts)})" if call else " @ ".join(parts)
 
     def _scaled(self, coeff, code: str) -> str:
         return code if coeff == 1 else f"{self._print(coeff)}*{code}"

@@ -65,7 +65,9 @@ class Renderer:
         cls = ArrayPrinter if backend == "numpy" else CuPyArrayPrinter
         deltas = {f"delta{l}" for l in range(1, plan.spec.depth + 1)}
         helpers = helper_names("py")
-        self.printer = cls(plan.names, helpers, scale_on=deltas)
+        batch = {f"{p}{l}" for l in range(plan.spec.depth + 1) for p in ("a", "A", "delta")}
+        dot = "tdot" if backend == "numpy" else None  # cuBLAS has no slow K = 1 case to avoid
+        self.printer = cls(plan.names, helpers, scale_on=deltas, batch_dot=dot, batch=batch)
         self.cost_printer = cls(plan.names, helpers, floor_logs="tiny")
         self.xp = backend
 

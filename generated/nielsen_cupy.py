@@ -65,6 +65,9 @@ def _expected(shape):
 
 def _check_array(name, value, shape):
     """value itself when it is a float array of `shape` (None: any positive size)."""
+    if type(value) is cupy.ndarray and value.ndim == len(shape) and value.dtype in _FLOATS and value.size:
+        if all(n is None or n == m for n, m in zip(shape, value.shape)):
+            return value  # the common case
     if not isinstance(value, cupy.ndarray):
         raise ValueError(f"{name}: a cupy array of shape {_expected(shape)} expected, got {type(value).__name__}")
     if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)) or value.size == 0:
@@ -76,6 +79,11 @@ def _check_array(name, value, shape):
 
 def _params(params, dtype, what="params"):
     """The parameter arrays in PARAM_SHAPES order, each checked against its shape and dtype."""
+    if type(params) is dict and len(params) == len(PARAM_SHAPES):
+        values = [params.get(key) for key in PARAM_SHAPES]
+        if all(type(v) is cupy.ndarray and v.shape == shape and v.dtype == dtype
+               for v, shape in zip(values, PARAM_SHAPES.values())):
+            return values  # the common case, checked in one pass
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
         keys = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f"{what}: keys {keys}, expected a dict with keys {list(PARAM_SHAPES)}")
