@@ -155,6 +155,14 @@ class Graph:
         scale = self.conv(self.net.scale)
         return se.Add(*[scale * lemma[e, p.layer, p.j] * self.dz_dp[e][p.symbol] for e in range(self.net.E)])
 
+    def delta_through(self, e: int, l: int, j: int, lemma: dict):
+        """delta^{(l)}_j of example e from the proven deltas of layer l+1, held as symbols (l < L)."""
+        scale = self.conv(self.net.scale)
+        da = [se.Add(*[scale * lemma[e, l + 1, q] * d for (q, m), d in self.dz_da[e][l + 1].items() if m == k])
+              for k in range(self.net.sizes[l])]
+        dz = se.Add(*[da[m] * d for (m, jj), d in self.da_dz[e][l].items() if jj == j])
+        return dz / scale
+
     def delta(self, e: int, l: int, j: int):
         return self.adjoint[e][l][j] / self.conv(self.net.scale)
 
@@ -198,8 +206,9 @@ class ScaleProof:
             f"chain rule accumulated in reverse over the scalar graph for all {self.n_params} partials "
             "(local derivatives of each node's own expression, SymEngine)",
             f"every entry of {len(self.per_form)} matrix forms compared exactly with it (difference expanded to 0): "
-            "each delta entry in full, then each gradient and update entry with the deltas held as the symbols "
-            "just proven equal to them (an entry this cannot close is expanded in full)",
+            "delta^L in full, each lower delta with the deltas of the layer above held as the symbols just "
+            "proven equal to them (induction down the layers), then each gradient and update entry through "
+            "the proven deltas (an entry this cannot close is expanded in full)",
             f"sympy.diff of the composed cost on a random sample of {len(self.oracle_sample)} partials "
             f"(seed {self.oracle_seed}) spread over every weight matrix"
             + (" and bias" if self.spec.bias != "none" else "") + f": {self.oracle_proven} agree",
@@ -243,12 +252,15 @@ def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value, 
         for c in range(value.cols):
             if form.truth == "delta":
                 e, j = (r, c) if forms.row else (c, r)
-                out.append((f"delta{form.layer}[{j}]", None, graph.delta(e, form.layer, j)))
+                truth = graph.delta(e, form.layer, j) if lemma is None else graph.delta_through(e, form.layer, j, lemma)
+                out.append((f"delta{form.layer}[{j}]", None, truth))
             elif form.truth == "z":
                 e, j = (r, c) if forms.row else (c, r)
                 out.append((f"z{form.layer}[{j}]", None, graph.conv(net.z[e][form.layer][j])))
             elif form.truth == "delta_col":
-                out.append((f"delta{form.layer}[{r}]", None, graph.delta(form.example, form.layer, r)))
+                e = form.example
+                truth = graph.delta(e, form.layer, r) if lemma is None else graph.delta_through(e, form.layer, r, lemma)
+                out.append((f"delta{form.layer}[{r}]", None, truth))
             else:
                 p = where[form.matrix, (c, r) if form.truth == "gradT" else (r, c)]
                 truth = graph.partial(p) if lemma is None else graph.partial_through(p, lemma)
@@ -366,8 +378,19 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     total = sum(len(tg) for tg in targets)
     bad: dict[int, list[int]] = {}
     with _Progress(total, "comparing entries", progress) as bar:
-        # first every delta in full, then the rest through the proven deltas
-        _run([i for i in range(len(evaluated)) if is_delta[i]], targets, bad, jobs, bar)
+        # the deltas layer by layer from the output: delta^L in full, each lower one with the
+        # deltas of the layer above held as the symbols just proven equal to them
+        proven_above = False
+        for l in range(net.L, 0, -1):
+            at = [i for i in range(len(evaluated)) if is_delta[i] and evaluated[i][0].layer == l]
+            if proven_above:
+                for i in at:
+                    lv = evaluate_form(_through_layer_above(mf, evaluated[i][0]), lemma_values)
+                    _STATE["lemma_values"][i] = lv
+                    _STATE["lemma_targets"][i] = _targets(net, mf, graph, evaluated[i][0], lv, lemma)
+            _run(at, targets, bad, jobs, bar)
+            proven_above = not any(bad.get(i) for i in at)
+        # then the gradients and updates through the proven deltas
         if not any(bad.get(i) for i in range(len(evaluated)) if is_delta[i]):
             for i, (form, _) in enumerate(evaluated):
                 if not is_delta[i]:
@@ -421,6 +444,20 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     times["total"] = time.perf_counter() - t0
     result.seconds = times
     return result
+
+
+def _through_layer_above(mf: MatrixForms, form: Form):
+    """The form with what stands for delta^{(l+1)} written as that delta.
+
+    An unrolled product D^l w^T D^{l+1} ... grad C is D^l w^T times the unrolled product
+    of layer l+1 (matrix products associate exactly), and that one is proven equal to
+    delta^{(l+1)}: so it becomes D^l w^T delta^{(l+1)}, whose symbol the lemma holds.
+    """
+    if "(unrolled)" not in form.key:
+        return form.expr
+    suffix = "" if mf.net.E == 1 else f"_e{form.example}"
+    head = form.expr.args[:2]
+    return sp.MatMul(*head, mf.sym[f"deltac{form.layer + 1}{suffix}"])
 
 
 def _run(forms_idx: list[int], targets: list, bad: dict, jobs: int, bar) -> None:
