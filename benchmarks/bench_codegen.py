@@ -64,13 +64,11 @@ def gemm_bound(params, x, y, L, tdot):
     The weight gradients go through the module's tdot, which is u.T @ v except for one row,
     where einsum beats OpenBLAS's K = 1 product several times over.
     """
-    import numpy as np
-
-    rng = np.random.default_rng(0)
+    xp = sys.modules[type(x).__module__.split(".")[0]]  # numpy, or cupy on a GPU
     B, dt = x.shape[0], x.dtype
     Ws = [params[f"W{l}"] for l in range(1, L + 1)]
-    acts = [x] + [rng.random((B, W.shape[0])).astype(dt) for W in Ws]
-    deltas = [None] + [rng.random((B, W.shape[0])).astype(dt) for W in Ws]
+    acts = [x] + [xp.random.random((B, W.shape[0])).astype(dt) for W in Ws]
+    deltas = [None] + [xp.random.random((B, W.shape[0])).astype(dt) for W in Ws]
 
     def run():
         for l in range(1, L + 1):
@@ -152,6 +150,65 @@ def jax_jit(params, x, y, L):
         return jax.block_until_ready(grad(P, X, Y))
 
     return run
+
+
+def bench_cupy(console, nets, batches, rounds) -> list[dict]:
+    """The CuPy modules against a cuBLAS GEMM bound, on a GPU; skipped with the reason elsewhere."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device")
+    except Exception as exc:  # noqa: BLE001 - ImportError, or any driver error
+        console.print(f"CuPy: skipped ({type(exc).__name__}: {exc})")
+        return []
+    import numpy as np
+    from rich.table import Table
+
+    from derive.spec import load_spec
+
+    table = Table(title="CuPy: forward + backward on the GPU, time / cuBLAS GEMM bound")
+    for col in ("network", "dtype", "B", "GEMM bound", "generated (CuPy)"):
+        table.add_column(col, justify="right")
+    rows = []
+    for label, module in nets:
+        name = module.NAME
+        cupy_module = (importlib.import_module(f"generated.{name}_cupy") if name == "nielsen"
+                       else load_cupy(load_spec("nielsen").with_sizes(tuple(module.SIZES))))
+        L = len(module.SIZES) - 1
+        for dtype in (np.float64, np.float32):
+            for B in batches:
+                params = {k: cupy.asarray(v) for k, v in module.init_params(0, dtype).items()}
+                x = cupy.random.random((B, module.SIZES[0])).astype(dtype)
+                y = cupy.random.random((B, module.SIZES[-1])).astype(dtype)
+                bound = gemm_bound(params, x, y, L, lambda u, v: u.T @ v)
+                gen = generated(cupy_module, params, x, y)
+
+                def synced(f):
+                    def run():
+                        f()
+                        cupy.cuda.Device().synchronize()
+                    return run
+
+                t = best_times({"gemm": synced(bound), "generated": synced(gen)}, rounds, 0.02)
+                rows.append(dict(network=label, dtype=np.dtype(dtype).name, batch=B, backend="cupy",
+                                 gemm_us=t["gemm"] * 1e6, generated_ratio=t["generated"] / t["gemm"]))
+                table.add_row(label, np.dtype(dtype).name, str(B), f"{t['gemm'] * 1e6:.1f} µs",
+                              f"{t['generated'] / t['gemm']:.2f}")
+    console.print(table)
+    return rows
+
+
+def load_cupy(spec):
+    from codegen import generate
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_codegen_cupy_"))
+    for fname, text in generate(spec, ["cupy"]).items():
+        (folder / fname).write_text(text)
+    mod_spec = importlib.util.spec_from_file_location(f"bench_{spec.name}_cupy", folder / f"{spec.name}_cupy.py")
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
 
 
 # ---------------------------------------------------------------------------
@@ -254,6 +311,7 @@ def main(argv=None) -> int:
                 table.add_row(label, np.dtype(dtype).name, str(B), f"{g * 1e6:.1f} µs", fmt("generated"), fmt("numpy"),
                               fmt("torch"), fmt("jax"), f"{t['torch'] / t['generated']:.2f}×" if "torch" in t else "—")
     console.print(table)
+    rows += bench_cupy(console, nets, batches, rounds)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -216,7 +216,7 @@ class Planner:
 
     # -- the plan --------------------------------------------------------------
     def plan(self) -> Plan:
-        spec, L, S = self.spec, self.L, self.forms.sym
+        spec, L = self.spec, self.L
         plan = Plan(spec)
         plan.scale = INV_B if spec.batch == "mean" else sp.Integer(1)
         doc_rule = {self.net.scale: sp.Symbol("(1/B)")} if spec.batch == "mean" else {}

@@ -17,7 +17,7 @@ import sympy as sp
 from derive.costs import COSTS
 from derive.spec import Spec, builtin_names
 
-from .plan import INV_B, Plan, Step, helper_names, make_plan, names_in
+from .plan import Plan, Step, helper_names, make_plan, names_in
 from .printers import ArrayPrinter, CudaPrinter, CuPyArrayPrinter, rowsum
 
 BACKENDS = ("numpy", "cupy")
@@ -151,7 +151,7 @@ class Renderer:
                 lines.append(f"{n} = {src.out}")
             else:
                 lines.append(f"{n} = {self.xp}.empty_like({like})")
-        written = [n for n in outputs]
+        written = list(outputs)
         pointers: list[tuple[str, str, bool]] = []
         scalars: list[str] = []
         for s in reads:
@@ -223,7 +223,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         prelude = ["if not _all_finite(x, *values):", "    _not_finite(\"x and params\", x, params)"]
     fwd = r.body(plan.forward, plan.cache_keys + [f"a{L}"], "forward", checks)
     bwd = r.body(plan.backward, [name for name, _ in _grad_names(spec)], "backward", {})
-    term = p.doprint(plan.cost_term.xreplace({}))
+    term = p.doprint(plan.cost_term)
     cost_plain = r.cost_printer.doprint(plan.cost_term)
     cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
     helpers = sorted(p.used_helpers | r.cost_printer.used_helpers)

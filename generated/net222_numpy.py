@@ -149,7 +149,7 @@ def forward(params, x):
     x: (1, 2) float32 or float64. The cache keeps A0, A1, a1, a2.
     """
     a0 = _check_array("x", x, (_BATCH, 2))
-    W1, W2 = values = _params(params, a0.dtype)
+    W1, W2 = _params(params, a0.dtype)
     A0 = with_ones(a0)  # A = [a, 1]
     z1 = A0 @ W1  # z1
     if not numpy.isfinite(z1).all():

@@ -147,7 +147,7 @@ def forward(params, x):
     x: (B, 784) float32 or float64. The cache keeps a0, a1, a2.
     """
     a0 = _check_array("x", x, (_BATCH, 784))
-    W1, b1, W2, b2 = values = _params(params, a0.dtype)
+    W1, b1, W2, b2 = _params(params, a0.dtype)
     z1 = a0 @ W1.T  # z1
     z1 += b1.T
     if not numpy.isfinite(z1).all():

@@ -147,7 +147,7 @@ def forward(params, x):
     x: (B, 3) float32 or float64. The cache keeps a0, a1, a2, a3.
     """
     a0 = _check_array("x", x, (_BATCH, 3))
-    W1, W2, W3 = values = _params(params, a0.dtype)
+    W1, W2, W3 = _params(params, a0.dtype)
     z1 = a0 @ W1.T  # z1
     if not numpy.isfinite(z1).all():
         _not_finite("z1", x, params)

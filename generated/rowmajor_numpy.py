@@ -154,7 +154,7 @@ def forward(params, x):
     x: (B, 3) float32 or float64. The cache keeps a0, a1, z1, a2, z2, a3, z3.
     """
     a0 = _check_array("x", x, (_BATCH, 3))
-    W1, b1, W2, b2, W3, b3 = values = _params(params, a0.dtype)
+    W1, b1, W2, b2, W3, b3 = _params(params, a0.dtype)
     z1 = a0 @ W1  # z1
     z1 += b1
     if not numpy.isfinite(z1).all():

@@ -516,11 +516,12 @@ def test_generated_code_reads_like_the_equations():
 
 
 def test_plan_softmax_output_error_is_exact():
-    spec = _extreme_spec("softmax", "log_likelihood")
-    delta = make_plan(spec).output_delta
-    a2, y = sp.Symbol("a2"), sp.Symbol("y")
-    assert sp.expand(delta.replace(sp.Function("rowsum"), lambda u: sp.Symbol("S") * u / u.subs(y, 1))) is not None
+    """BP1 of softmax with the log-likelihood: a Σy − y, the exact gradient (a − y for one-hot y)."""
+    delta = make_plan(_extreme_spec("softmax", "log_likelihood")).output_delta
+    a2, y, S = sp.Symbol("a2"), sp.Symbol("y"), sp.Symbol("S")
     assert str(delta) == "-a2*rowsum(-y) - y"
+    summed = delta.replace(lambda e: e.func.__name__ == "rowsum", lambda e: e.args[0].subs(y, S))
+    assert sp.expand(summed - (a2 * S - y)) == 0
 
 
 # -- output on disk: deterministic, checked, refused cleanly -------------------------------
