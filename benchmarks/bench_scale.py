@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import tempfile
@@ -47,6 +48,8 @@ def measure(sizes, mode: str, folder: str, over_budget: bool) -> dict | None:
         return None
     stats = run_module("derive", ["prove", spec_file(folder, sizes), "--mode", mode, "--brief" if mode == "full" else "--json"])
     assert stats["rc"] == 0, stats
+    if mode == "scalable":
+        stats["oracle"] = json.loads(stats["stdout"])["seconds"]["oracle sample"]
     return stats
 
 
@@ -81,9 +84,11 @@ def scaling() -> None:
                     slow[mode] = slow[mode] or (st is not None and st["wall"] > BUDGET)
                     rows.append((label, sizes, mode, st))
                     shown = "skipped" if st is None else f"{st['wall']:.2f} s, {st['peak_mb']:.0f} MB"
+                    if st is not None and "oracle" in st:
+                        shown += f" (sampled oracle {st['oracle']:.2f} s)"
                     print(f"{label:8} {'-'.join(map(str, sizes)):>20} {n_params(sizes):>7} {mode:9} {shown}", flush=True)
-    lines = ["| series | sizes | parameters | full: time | full: peak MB | scalable: time | scalable: peak MB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| series | sizes | parameters | full: time | full: peak MB | scalable: time | of which sampled oracle | scalable: peak MB |",
+             "|---|---|---|---|---|---|---|---|"]
     fits = {}
     for label, grid in grids:
         for sizes in grid:
@@ -91,7 +96,7 @@ def scaling() -> None:
             f, s = cell["full"], cell["scalable"]
             lines.append(f"| {label} | {'-'.join(map(str, sizes))} | {n_params(sizes)} | "
                          + (f"{f['wall']:.2f} s | {f['peak_mb']:.0f}" if f else "— | —")
-                         + f" | {s['wall']:.2f} s | {s['peak_mb']:.0f} |")
+                         + (f" | {s['wall']:.2f} s | {s['oracle']:.2f} s | {s['peak_mb']:.0f} |" if s else " | — | — | — |"))
         for mode in ("full", "scalable"):
             pts = [(n_params(sz), st["wall"]) for (lb, sz, m, st) in rows if lb == label and m == mode and st]
             if len(pts) >= 3:
