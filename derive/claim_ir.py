@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -27,7 +28,7 @@ MAX_EXPONENT = 32  # largest |n| in a power x**n
 MAX_NUMBER_DIGITS = 30  # digits of one number literal
 MAX_BITS = 4_096  # size of a constant folded from literals
 MAX_SUM_RANGE = 1_000  # terms of one \sum
-MAX_WORK = 200_000  # nodes visited while evaluating (sums multiply it)
+MAX_WORK = 20_000  # nodes visited while evaluating (sums multiply it)
 MAX_TERMS = 50_000  # estimated terms of the expanded claim
 
 TEXT_HINTS = {"σ": "sigma", "δ": "delta", "−": "-", "·": "*", "×": "*", "⊙": "*", "ᵀ": ".T", "′": "_prime", "∂": "dC/d"}
@@ -225,19 +226,50 @@ def size_text(shape) -> str:
     return "a scalar" if shape is None else f"{shape[0]}×{shape[1]}"
 
 
-class Leaves:
+class Leaves(ABC):
     """What an evaluation needs from the network: leaf values and the activations.
 
-    derive.claims.Context implements it for SymPy values and for numbers at a point.
+    derive.claims implements it for SymPy values (SymLeaves) and for numbers at a point (NumLeaves).
     """
 
     numeric: bool = False
 
-    def scalar(self, kind: str, layer: int | None, index: tuple[int, ...], node: Leaf): ...
+    @abstractmethod
+    def scalar(self, kind: str, layer: int | None, index: tuple[int, ...], node: Leaf):
+        """One named scalar (index resolved)."""
 
-    def matrix(self, kind: str, layer: int | None, node: Leaf): ...
+    @abstractmethod
+    def matrix(self, kind: str, layer: int | None, node: Leaf):
+        """A named vector or matrix (or C, the cost)."""
 
-    def activate(self, value, name: str | None, prime: bool, node: Op): ...
+    @abstractmethod
+    def activate(self, value, name: str | None, prime: bool, node: Op):
+        """sigma (or sigma') of a value that must be a neuron's pre-activation, entry by entry."""
+
+
+def work_of(node: Node) -> int:
+    """Nodes an evaluation visits: a sum's body counts once per term."""
+    memo: dict[int, int] = {}
+    order = [n for n, _ in walk(node)]
+    for n in reversed(order):  # children before parents
+        if isinstance(n, Op):
+            inner = sum(memo[id(a)] for a in n.args)
+            if n.op == "sum":
+                _, lo, hi = n.param
+                inner *= hi - lo + 1
+            memo[id(n)] = min(1 + inner, 10 * MAX_WORK)
+        else:
+            memo[id(n)] = 1
+    return memo[id(node)]
+
+
+def _total(terms: list):
+    first = terms[0]
+    if isinstance(first, np.ndarray) or isinstance(first, float):
+        return sum(terms[1:], first)
+    if isinstance(first, sp.MatrixBase):
+        return sp.Matrix(first.rows, first.cols, lambda i, j: sp.Add(*[t[i, j] for t in terms]))
+    return sp.Add(*terms)
 
 
 class Evaluator:
@@ -246,10 +278,12 @@ class Evaluator:
     def __init__(self, leaves: Leaves, describe: Callable[[Node], str]):
         self.leaves = leaves
         self.describe = describe
-        self.work = 0
 
     def __call__(self, node: Node):
-        self.work = 0
+        cost = work_of(node)
+        if cost > MAX_WORK:
+            raise ClaimError(f"the claim takes about {cost} steps to evaluate (its sums multiply out); at most "
+                             f"{MAX_WORK}", (0, 0))
         return self.eval(node, {})
 
     # -- helpers -----------------------------------------------------------------
@@ -301,9 +335,6 @@ class Evaluator:
 
     # -- the walk ----------------------------------------------------------------
     def eval(self, node: Node, env: dict):
-        self.work += 1
-        if self.work > MAX_WORK:
-            raise ClaimError(f"the claim takes more than {MAX_WORK} steps to evaluate; write it more briefly", node.span)
         if isinstance(node, Num):
             return self._const(node.value)
         if isinstance(node, Leaf):
@@ -313,13 +344,8 @@ class Evaluator:
         op = node.op
         if op == "sum":
             var, lo, hi = node.param
-            total = None
-            for v in range(lo, hi + 1):
-                term = self.eval(node.args[0], {**env, var: v})
-                if total is not None and shape_of(total) != shape_of(term):
-                    raise ShapeError(f"{self.describe(node)}: its terms have different sizes")
-                total = term if total is None else total + term
-            return total
+            terms = [self.eval(node.args[0], {**env, var: v}) for v in range(lo, hi + 1)]
+            return _total(terms)  # an index never changes a term's size, so the terms add
         if op in ("sigma", "sigma_prime"):
             arg = self.eval(node.args[0], env)
             return self.leaves.activate(arg, node.param, op == "sigma_prime", node)
@@ -350,13 +376,14 @@ class Evaluator:
         if op == "entry":
             v = args[0]
             s = shape_of(v)
-            idx = self._index(node, node.param, env)
+            asked = self._index(node, node.param, env)
             if s is None:
                 self._bad(node, f"{self.describe(node.args[0])} is a scalar and has no entries")
+            idx = asked
             if len(idx) == 1 and 1 in s:
                 idx = (idx[0], 0) if s[1] == 1 else (0, idx[0])
             if len(idx) != 2 or not (0 <= idx[0] < s[0] and 0 <= idx[1] < s[1]):
-                self._bad(node, f"no entry {list(idx)} in {self.describe(node.args[0])}, which is {size_text(s)}")
+                self._bad(node, f"no entry {list(asked)} in {self.describe(node.args[0])}, which is {size_text(s)}")
             return v[idx[0], idx[1]]
         a, b = args
         if op in ("add", "sub"):

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
-from .claim_ir import LAYERED, Leaf, Node, Num, Op, at, substitute, walk
+from .claim_ir import LAYERED, Leaf, Node, Num, Op, at, substitute, walk, work_of
 
 KINDS = ("transpose", "order", "transpose result", "swap indices", "neuron", "layer", "bias", "sign", "factor")
 MAX_CANDIDATES = 3_000
-MAX_SEARCH_NODES = 400_000  # candidates times the claim's nodes: long claims get the first candidates only
+MAX_SEARCH_NODES = 200_000  # candidates times the claim's evaluation steps: long claims get the first candidates only
 MAX_REPAIRS = 6
 
 
@@ -45,7 +45,7 @@ class Candidate:
     text: str
 
 
-class Search:
+class Search(Protocol):
     """Everything the search needs from a claim being checked (derive.claims.ClaimCheck provides it)."""
 
     source: str
@@ -55,11 +55,14 @@ class Search:
     row: bool
     product: str  # the op of a scalar times the claim: "mul" in text, "dot" in LaTeX
 
-    def numeric_close(self, tree: Node) -> bool: ...
+    def numeric_close(self, tree: Node) -> bool:
+        """The tree's value matches the truth at two sample points (a filter, never a proof)."""
 
-    def exact_holds(self, tree: Node) -> bool: ...
+    def exact_holds(self, tree: Node) -> bool:
+        """The tree's value equals the truth exactly, entry by entry."""
 
-    def factor(self, tree: Node) -> Fraction | None: ...
+    def factor(self, tree: Node) -> Fraction | None:
+        """truth / value, if it is one small constant at the sample points."""
 
 
 def _quote(search: Search, node: Node) -> str:
@@ -178,8 +181,7 @@ def find(search: Search, tree: Node) -> list[Repair]:
     """The repairs that make the claim hold, nearest first; each one proven exactly."""
     found: list[Repair] = []
     seen: set[str] = set()
-    nodes = sum(1 for _ in walk(tree))
-    for cand in candidates(search, tree)[:max(1, MAX_SEARCH_NODES // nodes)]:
+    for cand in candidates(search, tree)[:max(1, MAX_SEARCH_NODES // work_of(tree))]:
         if cand.text in seen or not search.numeric_close(cand.tree):
             continue
         seen.add(cand.text)

@@ -133,6 +133,7 @@ LATEX_222 = [
     (None, r"\delta^{(1)} = \operatorname{diag}(\sigma'(z^{(1)})) \, (w^{(2)})^T \times \delta^{(2)}"),
     (None, r"\delta^{(2)}_0 = \frac{2 (a^{(2)}_0 - T_0)^2}{2 (a^{(2)}_0 - T_0)} a^{(2)}_0 (1 - a^{(2)}_0)"),
     (None, r"\delta^{(2)}_0 = \tfrac12 \cdot 2 (a^{(2)}_0 - T_0) \sigma'(z^{(2)}_0)"),
+    (None, r"\delta^{(2)}_0 = \frac{(a^{(2)}_0 - T_0) \sigma'(z^{(2)}_0)}{(a^{(1)}_0)^{-1} a^{(1)}_0}"),
     ("delta2[0]", r"(a^{(2)}_0 - T_0) \left(a^{(2)}_0 - (a^{(2)}_0)^2\right)"),
 ]
 
@@ -401,6 +402,20 @@ ERRORS = [
     ("batch", "delta1", "D1 @ w2.T @ delta2", None, "rhs", "column 1", "is defined for one example; this batch has 2"),
     ("softmax", "delta2[0]", "sigma_prime(z2[0])", None, "rhs", "column 1", "its derivative is a Jacobian"),
     ("softmax", "delta2", "D2 @ grad_a(C)", None, "rhs", "column 1", "its derivative is a full Jacobian"),
+    ("net222", "delta2[0]", "(a1[0])[0]", None, "rhs", "column 1", "a1[0] is a scalar and has no entries"),
+    ("net222", "delta2[0]", "(w2.T @ delta2)[5]", None, "rhs", "column 1", "no entry [5] in w2.T @ delta2, which is 2×1"),
+    ("net222", "delta2[0]", "sigma((x[0] + x[1] + a1[0] + a1[1] + T[0] + T[1] + w2[0,0] + w2[0,1])**20)", None, "rhs", "column 1",
+     "the argument of the activation is too large"),
+    ("net222", "delta2[0]", None, r"\sum_{i=0}^{999} \sum_{j=0}^{999} x_0", "latex", "column 1",
+     "steps to evaluate (its sums multiply out); at most 20000"),
+    ("net222", None, None, r"\delta^{(2)}_j = 1", "latex", "column 1", "its indices are numbers"),
+    ("net222", None, None, r"\left(\frac{\partial C}{\partial w^{(2)}_{00}}\right)^T = 1", "latex", "column 7",
+     "a single partial has no transpose"),
+    ("net222", "delta2[0]", None, r"a^{1,2}_0", "latex", "column 3", "a superscript holds one thing"),
+    ("net222", "delta2[0]", None, r"a^{(x)}_0", "latex", "column 4", "'(x)' is not a layer number"),
+    ("net222", "delta2[0]", None, r"a^{(1)}_\top", "latex", "column 9", "an index is a number or a letter"),
+    ("net222", "delta2[0]", None, r"w^{(1)}_{0,2j}", "latex", "column 12", "'2j' is not an index"),
+    ("net222", "delta2[0]", None, r"2^{2^{-1}}", "latex", "column 4", "an exponent must be a whole number"),
 ]
 
 
