@@ -9,7 +9,9 @@ averaged over the batch, the gradient of every W and b. Each time is a ratio to 
 bound measured in the same run: only the matrix products any implementation must do
 (L forward products, L-1 error products, L weight-gradient products) on arrays that are
 already initialised. Implementations run interleaved, round after round, and each keeps its
-best round, which is what a shared machine measures least noisily.
+best round; the clock is the CPU time of this process (all its threads) unless --clock wall,
+which is what a shared machine measures least noisily. A GPU run (CuPy) uses wall time,
+synchronised.
 
   generated   generated/<spec>_numpy.py: forward() then backward(), input checks included
   numpy       a plain hand-written NumPy backprop, as one writes it from the equations
@@ -190,7 +192,7 @@ def bench_cupy(console, nets, batches, rounds) -> list[dict]:
                         cupy.cuda.Device().synchronize()
                     return run
 
-                t = best_times({"gemm": synced(bound), "generated": synced(gen)}, rounds, 0.02)
+                t = best_times({"gemm": synced(bound), "generated": synced(gen)}, rounds, 0.02, time.perf_counter)
                 rows.append(dict(network=label, dtype=np.dtype(dtype).name, batch=B, backend="cupy",
                                  gemm_us=t["gemm"] * 1e6, generated_ratio=t["generated"] / t["gemm"]))
                 table.add_row(label, np.dtype(dtype).name, str(B), f"{t['gemm'] * 1e6:.1f} µs",
@@ -213,23 +215,27 @@ def load_cupy(spec):
 
 # ---------------------------------------------------------------------------
 
-def best_times(funcs: dict, rounds: int, min_sample: float) -> dict:
+CLOCK = time.process_time
+
+
+def best_times(funcs: dict, rounds: int, min_sample: float, clock=None) -> dict:
     """Seconds per call: each function's best round, the functions interleaved round after round."""
+    clock = clock or CLOCK
     calls = {}
     for name, f in funcs.items():
         f()
-        t = time.perf_counter()
+        t = clock()
         f()
-        one = max(time.perf_counter() - t, 1e-7)
+        one = max(clock() - t, 1e-6)
         calls[name] = max(1, int(min_sample / one))
     best = {name: float("inf") for name in funcs}
     for _ in range(rounds):
         for name, f in funcs.items():
             n = calls[name]
-            t = time.perf_counter()
+            t = clock()
             for _ in range(n):
                 f()
-            best[name] = min(best[name], (time.perf_counter() - t) / n)
+            best[name] = min(best[name], (clock() - t) / n)
     return best
 
 
@@ -246,7 +252,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="threads for BLAS, PyTorch and XLA (default 1)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--batches", default="1,10,128,1024")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="cpu: CPU time of this process, all its threads (default; other work on a shared "
+                        "machine disturbs it far less); wall: elapsed time")
     args = p.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     configure_threads(args.threads)
 
     import numpy as np
@@ -280,7 +291,8 @@ def main(argv=None) -> int:
     rounds = 5 if args.quick else 15
     batches = [int(b) for b in args.batches.split(",")]
     rows = []
-    table = Table(title=f"forward + backward, time / GEMM bound (best of {rounds} interleaved rounds, {args.threads} thread(s))")
+    table = Table(title=f"forward + backward, {args.clock} time / GEMM bound (best of {rounds} interleaved rounds, "
+                        f"{args.threads} thread(s))")
     for col in ("network", "dtype", "B", "GEMM bound", "generated", "numpy plain", "torch", "jax", "torch / generated"):
         table.add_column(col, justify="right")
     for label, module in nets:
