@@ -78,6 +78,7 @@ class Plan:
     sigma_prime: dict[int, sp.Expr] = field(default_factory=dict)
     g: sp.Expr | None = None  # dC/da{L} of one entry
     output_delta: sp.Expr | None = None  # BP1 as the code computes it
+    output_delta_cancelled: bool = False  # g * sigma' had a common factor that cancel() removed
 
 
 def small_spec(spec: Spec) -> Spec:
@@ -229,8 +230,9 @@ class Planner:
         for form in self.forms.forms:
             if form.truth == "delta":
                 steps = self.split(form.lhs.name, self.orient(form.lhs, form.expr), form.key)
-                if form.key == "BP1":
-                    plan.output_delta = steps[0].expr if steps[0].kind == "elementwise" else None
+                if form.key == "BP1" and steps[0].kind == "elementwise":
+                    plan.output_delta = steps[0].expr
+                    plan.output_delta_cancelled = steps[0].expr != self.scalar(self.orient(form.lhs, form.expr))
                 plan.backward += steps
                 plan.equations.append((form.key, f"{form.lhs.name} = {formula(form.expr)}"))
             elif form.truth == "grad":
@@ -256,7 +258,7 @@ class Planner:
             z = self.orient(form.lhs, form.expr)
             if self.aug:
                 plan.forward.append(Step(f"A{l - 1}", "call", helper("with_ones")(sp.Symbol(f"a{l - 1}")), "A = [a, 1]"))
-            plan.forward += self.split(f"z{l}", z, form.key)
+            plan.forward += self.split(f"z{l}", z, "")
             plan.forward_equations.append((form.key, f"z{l} = {formula(form.expr)}"))
             zl = sp.Symbol(f"z{l}")
             out = None if f"z{l}" in needs else f"z{l}"

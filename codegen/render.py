@@ -198,11 +198,13 @@ def orientation_note(spec: Spec) -> list[str]:
             "the row convention (z = a W + b with row vectors), which is batch-first already, so",
             "each line is the equation as the spec writes it.",
         ]
+    example = {"separate": "z1 = a0 @ W1.T + b1.T is (W1 a0 + b1)ᵀ", "none": "z1 = a0 @ W1.T is (W1 a0)ᵀ",
+               "augmented": "z1 = A0 @ W1.T is (W1 A0)ᵀ"}[spec.bias]
     return [
         "Arrays are batch-first: x is (B, n0), one example per row. The spec is written in the",
         "column convention (z = W a + b, examples as columns), so every batch quantity (a, z,",
-        "delta) is stored as the transpose of the spec's: z1 = a0 @ W1.T + b1.T is (W1 a0 + b1)ᵀ",
-        "and w2.T*delta2 becomes delta2 @ W2. W and b keep the spec's own layout.",
+        f"delta) is stored as the transpose of the spec's: {example}",
+        "and w2.T*delta2 becomes delta2 @ W2. The parameters keep the spec's own layout.",
     ]
 
 
@@ -245,7 +247,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         equations=plan.equations,
         sigma_prime=[(l, p.doprint(e)) for l, e in sorted(plan.sigma_prime.items())],
         g=p.doprint(plan.g),
-        output_delta=p.doprint(plan.output_delta) if plan.output_delta is not None else None,
+        output_delta=p.doprint(plan.output_delta) if plan.output_delta_cancelled else None,
         activations=list(spec.activation),
         cache_keys=plan.cache_keys,
         cache_names=_unpack(plan.cache_keys),

@@ -163,11 +163,11 @@ def forward(params, x):
     if not _all_finite(x, *values):
         _not_finite("x and params", x, params)
     A0 = with_ones(a0)  # A = [a, 1]
-    z1 = A0 @ W1  # z1
+    z1 = A0 @ W1
     a1 = z1
     _run('forward_a1', z1, a1, z1)  # a1 = sigmoid(z1)
     A1 = with_ones(a1)  # A = [a, 1]
-    z2 = A1 @ W2  # z2
+    z2 = A1 @ W2
     a2 = z2
     _run('forward_a2', z2, a2, z2)  # a2 = sigmoid(z2)
     return a2, {"A0": A0, "A1": A1, "a1": a1, "a2": a2}
@@ -184,7 +184,6 @@ def backward(params, cache, y):
         g = a2 - y
         sp1 = a1*(1 - a1)
         sp2 = a2*(1 - a2)
-    so BP1 is computed as delta2 = a2*(1 - a2)*(a2 - y) (cancelled exactly).
     """
     A0, A1, a1, a2 = _cache(cache)
     W1, W2 = _params(params, a2.dtype)

@@ -151,12 +151,12 @@ def forward(params, x):
     a0 = _check_array("x", x, (_BATCH, 2))
     W1, W2 = _params(params, a0.dtype)
     A0 = with_ones(a0)  # A = [a, 1]
-    z1 = A0 @ W1  # z1
+    z1 = A0 @ W1
     if not numpy.isfinite(z1).all():
         _not_finite("z1", x, params)
     a1 = sigmoid(z1, out=z1)  # a1 = sigmoid(z1)
     A1 = with_ones(a1)  # A = [a, 1]
-    z2 = A1 @ W2  # z2
+    z2 = A1 @ W2
     if not numpy.isfinite(z2).all():
         _not_finite("z2", x, params)
     a2 = sigmoid(z2, out=z2)  # a2 = sigmoid(z2)
@@ -174,7 +174,6 @@ def backward(params, cache, y):
         g = a2 - y
         sp1 = a1*(1 - a1)
         sp2 = a2*(1 - a2)
-    so BP1 is computed as delta2 = a2*(1 - a2)*(a2 - y) (cancelled exactly).
     """
     A0, A1, a1, a2 = _cache(cache)
     W1, W2 = _params(params, a2.dtype)

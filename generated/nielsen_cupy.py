@@ -7,7 +7,7 @@ Network 784-30-10, activations sigmoid, sigmoid; cost quadratic, batch "mean"
 Arrays are batch-first: x is (B, n0), one example per row. The spec is written in the
 column convention (z = W a + b, examples as columns), so every batch quantity (a, z,
 delta) is stored as the transpose of the spec's: z1 = a0 @ W1.T + b1.T is (W1 a0 + b1)ᵀ
-and w2.T*delta2 becomes delta2 @ W2. W and b keep the spec's own layout.
+and w2.T*delta2 becomes delta2 @ W2. The parameters keep the spec's own layout.
 
 Interface: init_params, forward, backward, cost, sgd_step. Inputs are checked: a
 wrong shape, dtype or a non-finite value raises ValueError naming the argument.
@@ -160,10 +160,10 @@ def forward(params, x):
     W1, b1, W2, b2 = values = _params(params, a0.dtype)
     if not _all_finite(x, *values):
         _not_finite("x and params", x, params)
-    z1 = a0 @ W1.T  # z1
+    z1 = a0 @ W1.T
     a1 = z1
     _run('forward_a1', z1, a1, b1, z1)  # a1 = sigmoid(z1)
-    z2 = a1 @ W2.T  # z2
+    z2 = a1 @ W2.T
     a2 = z2
     _run('forward_a2', z2, a2, b2, z2)  # a2 = sigmoid(z2)
     return a2, {"a0": a0, "a1": a1, "a2": a2}
@@ -182,7 +182,6 @@ def backward(params, cache, y):
         g = a2 - y
         sp1 = a1*(1 - a1)
         sp2 = a2*(1 - a2)
-    so BP1 is computed as delta2 = a2*(1 - a2)*(a2 - y) (cancelled exactly).
     """
     a0, a1, a2 = _cache(cache)
     W1, b1, W2, b2 = _params(params, a2.dtype)

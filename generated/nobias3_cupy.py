@@ -6,8 +6,8 @@ Network 3-4-4-2, activations tanh, tanh, sigmoid; cost quadratic, batch "sum"
 
 Arrays are batch-first: x is (B, n0), one example per row. The spec is written in the
 column convention (z = W a + b, examples as columns), so every batch quantity (a, z,
-delta) is stored as the transpose of the spec's: z1 = a0 @ W1.T + b1.T is (W1 a0 + b1)ᵀ
-and w2.T*delta2 becomes delta2 @ W2. W and b keep the spec's own layout.
+delta) is stored as the transpose of the spec's: z1 = a0 @ W1.T is (W1 a0)ᵀ
+and w2.T*delta2 becomes delta2 @ W2. The parameters keep the spec's own layout.
 
 Interface: init_params, forward, backward, cost, sgd_step. Inputs are checked: a
 wrong shape, dtype or a non-finite value raises ValueError naming the argument.
@@ -160,13 +160,13 @@ def forward(params, x):
     W1, W2, W3 = values = _params(params, a0.dtype)
     if not _all_finite(x, *values):
         _not_finite("x and params", x, params)
-    z1 = a0 @ W1.T  # z1
+    z1 = a0 @ W1.T
     a1 = z1
     _run('forward_a1', z1, a1, z1)  # a1 = tanh(z1)
-    z2 = a1 @ W2.T  # z2
+    z2 = a1 @ W2.T
     a2 = z2
     _run('forward_a2', z2, a2, z2)  # a2 = tanh(z2)
-    z3 = a2 @ W3.T  # z3
+    z3 = a2 @ W3.T
     a3 = z3
     _run('forward_a3', z3, a3, z3)  # a3 = sigmoid(z3)
     return a3, {"a0": a0, "a1": a1, "a2": a2, "a3": a3}
@@ -186,7 +186,6 @@ def backward(params, cache, y):
         sp1 = 1 - a1**2
         sp2 = 1 - a2**2
         sp3 = a3*(1 - a3)
-    so BP1 is computed as delta3 = a3*(1 - a3)*(a3 - y) (cancelled exactly).
     """
     a0, a1, a2, a3 = _cache(cache)
     W1, W2, W3 = _params(params, a3.dtype)

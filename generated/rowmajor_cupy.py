@@ -167,13 +167,13 @@ def forward(params, x):
     W1, b1, W2, b2, W3, b3 = values = _params(params, a0.dtype)
     if not _all_finite(x, *values):
         _not_finite("x and params", x, params)
-    z1 = a0 @ W1  # z1
+    z1 = a0 @ W1
     a1 = cupy.empty_like(z1)
     _run('forward_z1_a1', z1, a1, z1, b1)  # a1 = relu(z1)
-    z2 = a1 @ W2  # z2
+    z2 = a1 @ W2
     a2 = cupy.empty_like(z2)
     _run('forward_z2_a2', z2, a2, z2, b2)  # a2 = relu(z2)
-    z3 = a2 @ W3  # z3
+    z3 = a2 @ W3
     a3 = cupy.empty_like(z3)
     _run('forward_z3_a3', z3, a3, z3, b3)  # a3 = sigmoid(z3)
     return a3, {"a0": a0, "a1": a1, "z1": z1, "a2": a2, "z2": z2, "a3": a3, "z3": z3}
@@ -196,7 +196,7 @@ def backward(params, cache, y):
         sp1 = cupy.heaviside(z1, 0.5)
         sp2 = cupy.heaviside(z2, 0.5)
         sp3 = a3*(1 - a3)
-    so BP1 is computed as delta3 = a3 - y (cancelled exactly).
+    and g ∘ sp3 cancels exactly to delta3 = a3 - y, which is what the code computes.
     """
     a0, a1, z1, a2, z2, a3, z3 = _cache(cache)
     W1, b1, W2, b2, W3, b3 = _params(params, a3.dtype)

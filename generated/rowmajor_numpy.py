@@ -155,17 +155,17 @@ def forward(params, x):
     """
     a0 = _check_array("x", x, (_BATCH, 3))
     W1, b1, W2, b2, W3, b3 = _params(params, a0.dtype)
-    z1 = a0 @ W1  # z1
+    z1 = a0 @ W1
     z1 += b1
     if not numpy.isfinite(z1).all():
         _not_finite("z1", x, params)
     a1 = numpy.maximum(0, z1)  # a1 = relu(z1)
-    z2 = a1 @ W2  # z2
+    z2 = a1 @ W2
     z2 += b2
     if not numpy.isfinite(z2).all():
         _not_finite("z2", x, params)
     a2 = numpy.maximum(0, z2)  # a2 = relu(z2)
-    z3 = a2 @ W3  # z3
+    z3 = a2 @ W3
     z3 += b3
     if not numpy.isfinite(z3).all():
         _not_finite("z3", x, params)
@@ -190,7 +190,7 @@ def backward(params, cache, y):
         sp1 = numpy.heaviside(z1, 0.5)
         sp2 = numpy.heaviside(z2, 0.5)
         sp3 = a3*(1 - a3)
-    so BP1 is computed as delta3 = a3 - y (cancelled exactly).
+    and g ∘ sp3 cancels exactly to delta3 = a3 - y, which is what the code computes.
     """
     a0, a1, z1, a2, z2, a3, z3 = _cache(cache)
     W1, b1, W2, b2, W3, b3 = _params(params, a3.dtype)
