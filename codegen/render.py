@@ -18,7 +18,7 @@ from derive.costs import COSTS
 from derive.spec import Spec, builtin_names
 
 from .plan import Plan, Step, helper_names, make_plan, names_in
-from .printers import ArrayPrinter, CudaPrinter, CuPyArrayPrinter, rowsum
+from .printers import ArrayPrinter, CudaPrinter, CuPyArrayPrinter, formula, rowsum
 
 BACKENDS = ("numpy", "cupy")
 DTYPES = (("f64", "double"), ("f32", "float"))
@@ -225,7 +225,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         prelude = ["if not _all_finite(x, *values):", "    _not_finite(\"x and params\", x, params)"]
     fwd = r.body(plan.forward, plan.cache_keys + [f"a{L}"], "forward", checks)
     bwd = r.body(plan.backward, [name for name, _ in _grad_names(spec)], "backward", {})
-    term = p.doprint(plan.cost_term)
+    term = formula(plan.cost_term)
     cost_plain = r.cost_printer.doprint(plan.cost_term)
     cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
     helpers = sorted(p.used_helpers | r.cost_printer.used_helpers)
@@ -245,9 +245,9 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         backward_lines=bwd.lines,
         forward_equations=plan.forward_equations,
         equations=plan.equations,
-        sigma_prime=[(l, p.doprint(e)) for l, e in sorted(plan.sigma_prime.items())],
-        g=p.doprint(plan.g),
-        output_delta=p.doprint(plan.output_delta) if plan.output_delta_cancelled else None,
+        sigma_prime=[(l, formula(e)) for l, e in sorted(plan.sigma_prime.items())],
+        g=formula(plan.g),
+        output_delta=formula(plan.output_delta) if plan.output_delta_cancelled else None,
         activations=list(spec.activation),
         cache_keys=plan.cache_keys,
         cache_names=_unpack(plan.cache_keys),
@@ -259,6 +259,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         cost_term=cost_plain,
         cost_term_doc=term,
         cost_term_z=cost_z,
+        cost_term_z_doc=formula(plan.cost_term_z) if plan.cost_term_z is not None else None,
         cost_logs=plan.cost_term.has(sp.log),
         cost_latex=cost.latex,
         helpers=helpers,

@@ -198,7 +198,7 @@ def backward(params, cache, y):
 
 
 def cost(output, y, cache=None):
-    """C = sum over the rows and outputs of (1/2)*(a2 - y)**2
+    """C = sum over the rows and outputs of (a2 - y)**2/2
     """
     a2 = _check_array("output", output, (_BATCH, 2))
     y = _check_target(y, a2)

@@ -187,8 +187,8 @@ def backward(params, cache, y):
         dC/db3   dC_db3 = ones_B.T*delta3
     where g = dC/da3 entry by entry (sympy.diff of the cost) and sp{l} = sigma'(z{l}):
         g = (1 - y)/(1 - a3) - y/a3
-        sp1 = numpy.heaviside(z1, 0.5)
-        sp2 = numpy.heaviside(z2, 0.5)
+        sp1 = Heaviside(z1)
+        sp2 = Heaviside(z2)
         sp3 = a3*(1 - a3)
     and g ∘ sp3 cancels exactly to delta3 = a3 - y, which is what the code computes.
     """
@@ -210,7 +210,7 @@ def backward(params, cache, y):
 
 
 def cost(output, y, cache=None):
-    """C = sum over the rows and outputs of -y*numpy.log(a3) - (1 - y)*numpy.log(1 - a3)
+    """C = sum over the rows and outputs of -y*log(a3) - (1 - y)*log(1 - a3)
 
     With the cache from forward the logs are taken through z3 (y*softplus(-z3) + (1 - y)*softplus(z3)),
     finite for every z; from the output alone a log is floored at the smallest normal float.

@@ -584,3 +584,12 @@ def test_training_refuses_a_spec_that_does_not_fit_the_digits(capsys):
     assert train.main(["--spec", "nielsen", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: derive/specs/nielsen.toml: sizes 784-30-10") and err.count("\n") == 1
+
+
+def test_check_passes_under_another_hash_seed():
+    """No set or dict order leaks into the output: a fresh interpreter with another hash seed agrees."""
+    import os
+
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    r = subprocess.run([sys.executable, "-m", "codegen", "--check"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
