@@ -77,6 +77,7 @@ class Plan:
     scale: sp.Expr = sp.Integer(1)
     sigma_prime: dict[int, sp.Expr] = field(default_factory=dict)
     g: sp.Expr | None = None  # dC/da{L} of one entry
+    updates: list[str] = field(default_factory=list)  # the proven update forms, for sgd_step
     output_delta: sp.Expr | None = None  # BP1 as the code computes it
     output_delta_cancelled: bool = False  # g * sigma' had a common factor that cancel() removed
 
@@ -239,6 +240,13 @@ class Planner:
                 expr = self.scaled(self.orient(form.lhs, form.expr))
                 plan.backward.append(Step(form.lhs.name, "matrix", expr, form.key))
                 plan.equations.append((form.key, f"{form.lhs.name} = {formula(form.expr.xreplace(doc_rule))}"))
+        for form in self.forms.forms:
+            if form.truth == "update":
+                M = self.forms.sym[form.matrix]
+                expected = M - self.forms.gamma * self.forms.sym[f"dC_d{form.matrix}"]
+                if form.expr != expected:  # sgd_step does exactly this, in place
+                    raise AssertionError(f"{form.key}: {form.expr} is not {expected}")
+                plan.updates.append(f"{form.lhs.name} = {M.name} - gamma*dC_d{form.matrix}")
         needs = set()
         for step in plan.backward:
             needs |= names_in(step.expr)

@@ -142,7 +142,9 @@ class Renderer:
         reads = sorted(set().union(*[e.free_symbols for _, e in stores]), key=lambda s: s.name)
         kinds = self.plan.kinds
         full = [s.name for s in reads if kinds.get(s.name, "row" if s in sums.values() else "full") == "full"]
-        like = full[0] if full else None
+        if not full:
+            raise AssertionError(f"{fn}: an elementwise group reads no (B, n) array: {stores}")
+        like = full[0]
         for n in outputs:  # where each result goes: in place, a dead buffer it may take, or a new array
             src = next(s for s in reversed(group) if s.lhs == n)
             if n in defined:
@@ -165,7 +167,7 @@ class Renderer:
         replacements, reduced = sp.cse([e for _, e in stores], symbols=sp.numbered_symbols("t"))
         kname = f"{fn}_{'_'.join(outputs)}"
         kernel = Kernel(kname, pointers, scalars, list(replacements),
-                        list(zip([n for n, _ in stores], reduced)), like or outputs[0])
+                        list(zip([n for n, _ in stores], reduced)), like)
         function.kernels.append(kernel)
         args = [p[0] for p in pointers] + [f"_scalar({s}, {kernel.like})" for s in scalars]
         notes = "; ".join(s.note for s in group if s.note)
@@ -245,6 +247,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         backward_lines=bwd.lines,
         forward_equations=plan.forward_equations,
         equations=plan.equations,
+        updates=plan.updates,
         sigma_prime=[(l, formula(e)) for l, e in sorted(plan.sigma_prime.items())],
         g=formula(plan.g),
         output_delta=formula(plan.output_delta) if plan.output_delta_cancelled else None,

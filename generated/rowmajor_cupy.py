@@ -232,7 +232,16 @@ def cost(output, y, cache=None):
 
 
 def sgd_step(params, grads, eta):
-    """W <- W - eta dC/dW for every parameter, in place: the proven update forms W{l}_new = W{l} - gamma*dC_dW{l}."""
+    """One gradient-descent step, in place (params[key] -= eta*grads[key]): the proven update forms
+
+        W1_new = W1 - gamma*dC_dW1
+        b1_new = b1 - gamma*dC_db1
+        W2_new = W2 - gamma*dC_dW2
+        b2_new = b2 - gamma*dC_db2
+        W3_new = W3 - gamma*dC_dW3
+        b3_new = b3 - gamma*dC_db3
+    with gamma = eta.
+    """
     dtype = getattr(params.get("W1") if isinstance(params, dict) else None, "dtype", None)
     _params(params, dtype)
     _params(grads, dtype, "grads")
