@@ -1,6 +1,8 @@
 """python -m codegen [SPEC ...] [--backend numpy|cupy|all] [--out DIR] [--check]
 
-Exit codes: 0 done (or up to date), 1 --check found stale files, 2 bad input.
+Writing proves each spec's forms first (at the widths they are read at) and writes nothing
+unless every partial is proven; --check only compares, so it stays fast.
+Exit codes: 0 done (or up to date), 1 --check found stale files, 2 bad input or an unproven form.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import tempfile
 from pathlib import Path
 
 from derive.errors import DeriveError
+from derive.proof import prove
 from derive.spec import builtin_names, load_spec
+
+from .plan import small_spec
 
 from .render import BACKENDS, default_out, generate, package_init
 
@@ -100,6 +105,16 @@ def main(argv=None) -> int:
             return 1
         print(f"{out}: {len(files)} generated files up to date")
         return 0
+    # nothing is written that derive/ has not proven: the forms printed are the ones of the
+    # spec at the planner's widths, and each of their partials must be proven exactly
+    for name in names:
+        spec = small_spec(load_spec(name))
+        proof = prove(spec)
+        if not proof.ok:
+            print(f"error: {spec.source}: the matrix forms are not proven ({proof.summary()}); nothing written",
+                  file=sys.stderr)
+            return 2
+        print(f"{spec.name} at {'-'.join(map(str, spec.sizes))}: {proof.summary()}")
     try:
         write_all(out, files)
     except OSError as exc:
