@@ -80,7 +80,7 @@ def _params(params, dtype, what="params"):
     """The parameter arrays in PARAM_SHAPES order, each checked against its shape and dtype."""
     if type(params) is dict and len(params) == len(PARAM_SHAPES):
         values = [params.get(key) for key in PARAM_SHAPES]
-        if all(type(v) is cupy.ndarray and v.shape == shape and v.dtype == dtype
+        if all(type(v) is cupy.ndarray and v.shape == shape and v.dtype == dtype and v.flags.c_contiguous
                for v, shape in zip(values, PARAM_SHAPES.values())):
             return values  # the common case, checked in one pass
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
@@ -91,7 +91,7 @@ def _params(params, dtype, what="params"):
         value = _check_array(f"{what}[{key!r}]", params[key], shape)
         if value.dtype != dtype:
             raise ValueError(f"{what}[{key!r}]: dtype {value.dtype} (shape {tuple(value.shape)}), expected {dtype} like the data")
-        values.append(value)
+        values.append(cupy.ascontiguousarray(value))  # the kernels index rows and columns
     return values
 
 
@@ -100,7 +100,7 @@ def _cache(cache):
     if not isinstance(cache, dict) or any(key not in cache for key in CACHE_KEYS):
         keys = sorted(cache) if isinstance(cache, dict) else type(cache).__name__
         raise ValueError(f"cache: keys {keys}, expected the cache forward returned (keys {list(CACHE_KEYS)})")
-    return [cache[key] for key in CACHE_KEYS]
+    return [cupy.ascontiguousarray(cache[key]) for key in CACHE_KEYS]
 
 
 def _check_target(y, output):

@@ -235,3 +235,22 @@ def test_cupy_equals_numpy_on_the_gpu(name):
         o32, c32 = mod.forward(p32, cupy.asarray(x, dtype=dtype))
         g32 = mod.backward(p32, c32, cupy.asarray(y, dtype=dtype))
         assert o32.dtype == dtype and all(g.dtype == dtype for g in g32.values())
+
+
+def test_cupy_module_copes_with_strided_parameters(cpu_cupy, tmp_path):
+    """A bias that is a strided view reaches the kernels as a contiguous array."""
+    spec = load_spec("nielsen").with_sizes((5, 4, 3))
+    ref, mod = _pair(spec, tmp_path)
+    rng = np.random.default_rng(4)
+    params = {k: v + rng.standard_normal(v.shape) for k, v in ref.init_params(0).items()}
+    wide = np.zeros((4, 2))
+    wide[:, :1] = params["b1"]
+    strided = {**params, "b1": wide[:, :1]}
+    assert not strided["b1"].flags.c_contiguous
+    x, y = rng.standard_normal((3, 5)), rng.uniform(0.1, 0.9, (3, 3))
+    out, cache = ref.forward(params, x)
+    out2, cache2 = mod.forward(strided, x)
+    np.testing.assert_allclose(out2, out, rtol=1e-12)
+    grads, grads2 = ref.backward(params, cache, y), mod.backward(strided, cache2, y)
+    for k in grads:
+        np.testing.assert_allclose(grads2[k], grads[k], rtol=1e-12, err_msg=k)
