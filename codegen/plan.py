@@ -23,6 +23,7 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Tran
 
 from derive import activations
 from derive.costs import COSTS
+from derive.errors import DeriveError
 from derive.matrix import MatrixForms
 from derive.network import Network
 from derive.spec import Spec, validate
@@ -58,8 +59,8 @@ class Step:
     out: str | None = None  # a buffer the result may overwrite (dead afterwards)
 
 
-class NotElementwise(Exception):
-    pass
+class NotElementwise(DeriveError):
+    """A part of a form that is not elementwise (a cost gradient that mixes outputs, say)."""
 
 
 @dataclass
