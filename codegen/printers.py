@@ -24,7 +24,21 @@ class rowsum(sp.Function):
     nargs = 1
 
 
-class ArrayPrinter(NumPyPrinter):
+class _HelperCalls:
+    """A function the template defines (a stable helper) is called by its name; what it uses is kept."""
+
+    helpers: set
+    used_helpers: set
+
+    def _print_Function(self, expr):
+        name = expr.func.__name__
+        if name in self.helpers:
+            self.used_helpers.add(name)
+            return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+        return super()._print_Function(expr)
+
+
+class ArrayPrinter(_HelperCalls, NumPyPrinter):
     """Readable batch-first array code: `@` for products, `*` for Hadamard products.
 
     names: symbol name -> code (`w2` -> `W2[:-1, :]`); helpers: function names the
@@ -120,13 +134,6 @@ class ArrayPrinter(NumPyPrinter):
             arg = f"{self._module_format(self._module + '.maximum')}({arg}, {self.floor_logs})"
         return f"{self._module_format(self._module + '.log')}({arg})"
 
-    def _print_Function(self, expr):
-        name = expr.func.__name__
-        if name in self.helpers:
-            self.used_helpers.add(name)
-            return f"{name}({', '.join(self._print(a) for a in expr.args)})"
-        return super()._print_Function(expr)
-
     def _print_Rational(self, expr):
         return f"{expr.p}/{expr.q}"
 
@@ -145,7 +152,7 @@ class CuPyArrayPrinter(ArrayPrinter, CuPyPrinter):
     """The same code with `cupy.` functions: SymPy's CuPyPrinter supplies the module name."""
 
 
-class CudaPrinter(C99CodePrinter):
+class CudaPrinter(_HelperCalls, C99CodePrinter):
     """CUDA C for one element of a fused kernel, in float or double.
 
     Helpers (`sigmoid`, `softplus`) are device functions the kernel file defines once.
@@ -172,13 +179,6 @@ class CudaPrinter(C99CodePrinter):
         half = self._print(sp.Float(expr.args[1] if len(expr.args) > 1 else sp.S.Half))
         one, zero = self._print(sp.Float(1)), self._print(sp.Float(0))
         return f"(({x}) > 0 ? {one} : (({x}) < 0 ? {zero} : {half}))"
-
-    def _print_Function(self, expr):
-        name = expr.func.__name__
-        if name in self.helpers:
-            self.used_helpers.add(name)
-            return f"{name}({', '.join(self._print(a) for a in expr.args)})"
-        return super()._print_Function(expr)
 
     def _print_rowsum(self, expr):  # pragma: no cover - the planner passes row sums in as inputs
         raise ValueError("a row sum is not elementwise: compute it before the kernel")
