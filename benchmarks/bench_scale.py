@@ -9,7 +9,7 @@
    width 8, in each mode: "full" (every path listed and sympy.diff on every partial)
    and "scalable" (reverse accumulation, sampled oracle). Each run is a fresh
    process; "full" is skipped above FULL_LIMIT parameters, and a series stops once a
-   size takes longer than BUDGET seconds (the sampled oracle's composed expression
+   size takes longer than BUDGET seconds (a run is stopped at twice that) (the sampled oracle's composed expression
    grows with the product of the widths it crosses). The growth exponent k in
    time ~ params^k is fitted by least squares on log-log. Writes
    benchmarks/scaling.md and benchmarks/scaling.png.
@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import tempfile
 
 from _measure import ROOT, run_module
@@ -46,7 +47,11 @@ def spec_file(folder: str, sizes) -> str:
 def measure(sizes, mode: str, folder: str, over_budget: bool) -> dict | None:
     if (mode == "full" and n_params(sizes) > FULL_LIMIT) or over_budget:
         return None
-    stats = run_module("derive", ["prove", spec_file(folder, sizes), "--mode", mode, "--brief" if mode == "full" else "--json"])
+    args = ["prove", spec_file(folder, sizes), "--mode", mode, "--brief" if mode == "full" else "--json"]
+    try:
+        stats = run_module("derive", args, timeout=2 * BUDGET)
+    except subprocess.TimeoutExpired:
+        return {"timeout": True, "wall": 2 * BUDGET}
     assert stats["rc"] == 0, stats
     if mode == "scalable":
         stats["oracle"] = json.loads(stats["stdout"])["seconds"]["oracle sample"]
@@ -83,7 +88,8 @@ def scaling() -> None:
                     st = measure(sizes, mode, folder, slow[mode])
                     slow[mode] = slow[mode] or (st is not None and st["wall"] > BUDGET)
                     rows.append((label, sizes, mode, st))
-                    shown = "skipped" if st is None else f"{st['wall']:.2f} s, {st['peak_mb']:.0f} MB"
+                    shown = "skipped" if st is None else (f"over {st['wall']:.0f} s, stopped" if st.get("timeout")
+                                                          else f"{st['wall']:.2f} s, {st['peak_mb']:.0f} MB")
                     if st is not None and "oracle" in st:
                         shown += f" (sampled oracle {st['oracle']:.2f} s)"
                     print(f"{label:8} {'-'.join(map(str, sizes)):>20} {n_params(sizes):>7} {mode:9} {shown}", flush=True)
@@ -95,10 +101,13 @@ def scaling() -> None:
             cell = {m: st for (lb, sz, m, st) in rows if lb == label and sz == sizes}
             f, s = cell["full"], cell["scalable"]
             lines.append(f"| {label} | {'-'.join(map(str, sizes))} | {n_params(sizes)} | "
-                         + (f"{f['wall']:.2f} s | {f['peak_mb']:.0f}" if f else "— | —")
-                         + (f" | {s['wall']:.2f} s | {s['oracle']:.2f} s | {s['peak_mb']:.0f} |" if s else " | — | — | — |"))
+                         + (f"> {f['wall']:.0f} s (stopped) | —" if f and f.get("timeout") else
+                            f"{f['wall']:.2f} s | {f['peak_mb']:.0f}" if f else "— | —")
+                         + (f" | > {s['wall']:.0f} s (stopped) | — | — |" if s and s.get("timeout") else
+                            f" | {s['wall']:.2f} s | {s['oracle']:.2f} s | {s['peak_mb']:.0f} |" if s else " | — | — | — |"))
         for mode in ("full", "scalable"):
-            pts = [(n_params(sz), st["wall"]) for (lb, sz, m, st) in rows if lb == label and m == mode and st]
+            pts = [(n_params(sz), st["wall"]) for (lb, sz, m, st) in rows
+                   if lb == label and m == mode and st and not st.get("timeout")]
             if len(pts) >= 3:
                 fits[(label, mode)] = fit(pts[1:])  # the smallest is all start-up
     lines.append("")
@@ -122,7 +131,8 @@ def plot(rows, path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label in ("depth 2", "depth 3", "width 8"):
         for mode, style in (("full", "o--"), ("scalable", "s-")):
-            pts = [(n_params(sz), st["wall"]) for (lb, sz, m, st) in rows if lb == label and m == mode and st]
+            pts = [(n_params(sz), st["wall"]) for (lb, sz, m, st) in rows
+                   if lb == label and m == mode and st and not st.get("timeout")]
             if pts:
                 ax.loglog(*zip(*pts), style, label=f"{label}, {mode}")
     ax.set_xlabel("parameters")
