@@ -31,7 +31,12 @@ def run_module(module: str, args: list[str], timeout: float = 900) -> dict:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     wall = time.perf_counter() - t
-    stats = json.loads(r.stderr.strip().splitlines()[-1])
+    lines = r.stderr.strip().splitlines()
+    try:
+        stats = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = "\n".join(lines[-5:])
+        raise SystemExit(f"`python -m {module} {' '.join(args)}` did not finish (exit {r.returncode}):\n{tail}")
     stats["wall"] = wall
     stats["stdout"] = r.stdout
     return stats
