@@ -83,6 +83,7 @@ class Graph:
     def __init__(self, net: Network):
         self.net = net
         self._conv: dict = {}
+        self._index: dict = {}  # edge lists grouped by neuron, built on first use
         n, L = net.sizes, net.L
         c = self.conv
         # local derivatives of each pre-activation: the one term holding the variable
@@ -137,8 +138,8 @@ class Graph:
             dz: list[list] = [[] for _ in range(net.L + 1)]
             da = self.dC_da[e]
             for l in range(net.L, 0, -1):
-                local = self.da_dz[e][l]
-                dz[l] = [se.Add(*[da[m] * d for (m, jj), d in local.items() if jj == j]) for j in range(net.sizes[l])]
+                local = self._local_to(e, l)
+                dz[l] = [se.Add(*[da[m] * d for m, d in local[j]]) for j in range(net.sizes[l])]
                 if l > 1:
                     acc = [[] for _ in range(net.sizes[l - 1])]
                     for (j, k), d in self.dz_da[e][l].items():
@@ -158,10 +159,30 @@ class Graph:
     def delta_through(self, e: int, l: int, j: int, lemma: dict):
         """delta^{(l)}_j of example e from the proven deltas of layer l+1, held as symbols (l < L)."""
         scale = self.conv(self.net.scale)
-        da = [se.Add(*[scale * lemma[e, l + 1, q] * d for (q, m), d in self.dz_da[e][l + 1].items() if m == k])
-              for k in range(self.net.sizes[l])]
-        dz = se.Add(*[da[m] * d for (m, jj), d in self.da_dz[e][l].items() if jj == j])
+        into = self._edges_from(e, l)
+        dz = se.Add(*[se.Add(*[scale * lemma[e, l + 1, q] * d for q, d in into[m]]) * dadz
+                      for m, dadz in self._local_to(e, l)[j]])
         return dz / scale
+
+    def _edges_from(self, e: int, l: int) -> list[list]:
+        """For each neuron k of layer l: the (q, dz^{(l+1)}_q/da^{(l)}_k) of the edges leaving it."""
+        key = ("from", e, l)
+        if key not in self._index:
+            out: list[list] = [[] for _ in range(self.net.sizes[l])]
+            for (q, k), d in self.dz_da[e][l + 1].items():
+                out[k].append((q, d))
+            self._index[key] = out
+        return self._index[key]
+
+    def _local_to(self, e: int, l: int) -> list[list]:
+        """For each neuron j of layer l: the (m, da^{(l)}_m/dz^{(l)}_j) it feeds (only m = j unless softmax)."""
+        key = ("to", e, l)
+        if key not in self._index:
+            out: list[list] = [[] for _ in range(self.net.sizes[l])]
+            for (m, j), d in self.da_dz[e][l].items():
+                out[j].append((m, d))
+            self._index[key] = out
+        return self._index[key]
 
     def delta(self, e: int, l: int, j: int):
         return self.adjoint[e][l][j] / self.conv(self.net.scale)
