@@ -26,6 +26,7 @@ from derive.costs import COSTS
 from derive.errors import DeriveError
 from derive.matrix import MatrixForms
 from derive.network import Network
+from derive.proof import has_denominator
 from derive.spec import Spec, validate
 
 from .printers import formula, rowsum
@@ -295,7 +296,7 @@ def names_in(expr) -> set[str]:
 
 def lowest_terms(expr: sp.Expr) -> sp.Expr:
     """A rational expression cancelled exactly (g * sigma' = a - y for a matched cost); others as they are."""
-    if any(p.exp.is_negative for p in expr.atoms(sp.Pow)):
+    if has_denominator(expr):
         return sp.factor(sp.cancel(sp.together(expr)))
     return expr
 

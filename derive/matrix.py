@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy import HadamardProduct, MatrixSymbol, OneMatrix
 
-from .network import Network
+from .network import Network, Param
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,16 @@ class MatrixForms:
             self.forward.append(form)
             if self.evaluate:
                 self.evaluated[form.key] = sp.Matrix(z.xreplace(self.values).doit())
+
+    def example_neuron(self, form: Form, r: int, c: int) -> tuple[int, int]:
+        """(example, neuron) of entry (r, c) of a delta or z form: examples are the rows in the row convention."""
+        if form.truth == "delta_col":
+            return form.example, r
+        return (r, c) if self.row else (c, r)
+
+    def param_of(self, form: Form, r: int, c: int) -> Param:
+        """The parameter entry (r, c) of a gradient or update form is about (a transposed form reads [c, r])."""
+        return self.net.param_at[form.matrix, (c, r) if form.truth == "gradT" else (r, c)]
 
     def form(self, key: str) -> Form:
         for f in self.forward + self.forms:

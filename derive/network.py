@@ -72,6 +72,7 @@ class Network:
                 idx = (0, j) if spec.convention == "row" else (j, 0)
                 self.params.append(Param(sym, l, "b", j, None, f"b{l}", idx, True))
         self.param_by_symbol = {p.symbol: p for p in self.params}
+        self.param_at = {(p.matrix, p.index): p for p in self.params}  # ("W2", (j, k)) -> its Param
 
         # neurons, one set per example -------------------------------------
         self.y = [[sp.Symbol(f"y_{j}{sfx(e)}") for j in range(n[L])] for e in range(E)]

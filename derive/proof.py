@@ -58,20 +58,23 @@ def is_identity(lhs: sp.Expr, rhs: sp.Expr, rule: dict | None = None, backend: s
     if (backend or BACKEND) == "symengine":
         if se.expand(se.sympify(diff)) == 0:
             return True
-        if not _has_denominator(diff):
+        if not has_denominator(diff):
             return False
     else:
         diff = sp.expand(diff)
         if diff == 0:
             return True
-    if _has_denominator(diff):
-        num, _ = sp.fraction(sp.together(diff))
-        return sp.expand(num) == 0
-    return False
+    return has_denominator(diff) and rational_zero(diff)
 
 
-def _has_denominator(expr: sp.Expr) -> bool:
+def has_denominator(expr: sp.Expr) -> bool:
     return any(p.exp.is_negative for p in expr.atoms(sp.Pow))
+
+
+def rational_zero(diff: sp.Expr) -> bool:
+    """A difference with denominators (logarithmic costs) is 0: its numerator over a common denominator expands to 0."""
+    num, _ = sp.fraction(sp.together(diff))
+    return sp.expand(num) == 0
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,9 @@ def oracle_partial(net: Network, p: Param) -> sp.Expr:
     cache = net.__dict__.setdefault("_oracle_patterns", {})
     key = (p.layer, p.j, p.kind, p.is_bias)
     inputs = [_input_of(net, e, p) for e in range(net.E)]
+    composed = None
     if key not in cache:
-        C, rule, held = net.composed_for(p.symbol)
+        C, rule, held = composed = net.composed_for(p.symbol)
         rename = {p.symbol: _W, **{x: _X[e] for e, x in enumerate(inputs) if x.is_Symbol}}
         pattern = C.xreplace(rename)
         if any(pattern.has(x) for x in rename):  # the names must occur only where p's term is
@@ -207,7 +211,7 @@ def oracle_partial(net: Network, p: Param) -> sp.Expr:
             cache[key] = None if d.free_symbols & set(held) else d
     pattern = cache[key]
     if pattern is None:  # a held part survived outside an activation: no pattern, do it directly
-        C, rule, held = net.composed_for(p.symbol)
+        C, rule, held = composed or net.composed_for(p.symbol)
         return sp.diff(C, p.symbol).xreplace(rule).xreplace(held)
     return pattern.xreplace({_W: p.symbol, **{_X[e]: x for e, x in enumerate(inputs) if x.is_Symbol}})
 
@@ -220,31 +224,19 @@ def _input_of(net: Network, e: int, p: Param) -> sp.Expr:
 def _entry_target(forms: MatrixForms, form: Form, r: int, c: int, chain: ChainRule, partial) -> tuple[str, str, sp.Expr, Param | None]:
     """What entry (r, c) of a form must equal, by the chain rule: (name, kind, value, param)."""
     net = forms.net
-    if form.truth == "delta":
-        e, j = (r, c) if forms.row else (c, r)
+    if form.truth in ("delta", "z", "delta_col"):
+        e, j = forms.example_neuron(form, r, c)
         sfx = f", example {e}" if net.E > 1 else ""
-        return f"delta{form.layer}[{j}]{sfx}", "delta", chain.delta(e, form.layer, j), None
-    if form.truth == "z":
-        e, j = (r, c) if forms.row else (c, r)
-        sfx = f", example {e}" if net.E > 1 else ""
-        return f"z{form.layer}[{j}]{sfx}", "form", net.z[e][form.layer][j], None
-    if form.truth == "delta_col":
-        sfx = f", example {form.example}" if net.E > 1 else ""
-        return f"delta{form.layer}[{r}]{sfx}", "form", chain.delta(form.example, form.layer, r), None
-    idx = (c, r) if form.truth == "gradT" else (r, c)
-    p = _param_at(net, form.matrix, idx)
+        if form.truth == "z":
+            return f"z{form.layer}[{j}]{sfx}", "form", net.z[e][form.layer][j], None
+        kind = "delta" if form.truth == "delta" else "form"
+        return f"delta{form.layer}[{j}]{sfx}", kind, chain.delta(e, form.layer, j), None
+    p = forms.param_of(form, r, c)
     if form.truth == "update":
         return f"{p.name} updated", "form", p.symbol - forms.gamma * partial(p), p
     if form.truth == "gradT":
         return f"dC/d{p.name} (transposed)", "form", partial(p), p
     return f"dC/d{p.name}", "bias" if p.is_bias else "weight", partial(p), p
-
-
-def _param_at(net: Network, matrix: str, idx: tuple[int, int]) -> Param:
-    for p in net.params:
-        if p.matrix == matrix and p.index == idx:
-            return p
-    raise KeyError((matrix, idx))
 
 
 def prove(spec: Spec | str | Network, oracle: str = "all", sample: int = 50, seed: int = 0,

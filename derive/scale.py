@@ -28,7 +28,7 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Tran
 
 from .matrix import Form, MatrixForms
 from .network import Network, Param
-from .proof import find_counterexample, is_identity, oracle_partial, relations
+from .proof import find_counterexample, has_denominator, is_identity, oracle_partial, rational_zero, relations
 from .spec import Spec, load_spec
 
 CHUNK = 2000  # entries per task when the work is spread over processes
@@ -266,24 +266,19 @@ def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value, 
     With `lemma` (symbols standing for the proven deltas), gradient and update truths
     are written through those symbols: dC/dp = scale * sum_e Delta_e * dz/dp.
     """
-    where = {(p.matrix, p.index): p for p in net.params}
     gamma = graph.conv(forms.gamma)
     out = []
     for r in range(value.rows):
         for c in range(value.cols):
-            if form.truth == "delta":
-                e, j = (r, c) if forms.row else (c, r)
+            if form.truth == "z":
+                e, j = forms.example_neuron(form, r, c)
+                out.append((f"z{form.layer}[{j}]", None, graph.conv(net.z[e][form.layer][j])))
+            elif form.truth in ("delta", "delta_col"):
+                e, j = forms.example_neuron(form, r, c)
                 truth = graph.delta(e, form.layer, j) if lemma is None else graph.delta_through(e, form.layer, j, lemma)
                 out.append((f"delta{form.layer}[{j}]", None, truth))
-            elif form.truth == "z":
-                e, j = (r, c) if forms.row else (c, r)
-                out.append((f"z{form.layer}[{j}]", None, graph.conv(net.z[e][form.layer][j])))
-            elif form.truth == "delta_col":
-                e = form.example
-                truth = graph.delta(e, form.layer, r) if lemma is None else graph.delta_through(e, form.layer, r, lemma)
-                out.append((f"delta{form.layer}[{r}]", None, truth))
             else:
-                p = where[form.matrix, (c, r) if form.truth == "gradT" else (r, c)]
+                p = forms.param_of(form, r, c)
                 truth = graph.partial(p) if lemma is None else graph.partial_through(p, lemma)
                 if form.truth == "update":
                     truth = graph.conv(p.symbol) - gamma * truth
@@ -319,9 +314,9 @@ def _zero(d, rule) -> bool:
 
 
 def _rational_zero(d) -> bool:
-    """Exact check in SymPy for differences with denominators (logarithmic costs)."""
+    """Exact check in SymPy for a difference with denominators (logarithmic costs), once SymEngine's expansion left it."""
     expr = sp.sympify(d)
-    return is_identity(expr, sp.Integer(0)) if any(p.exp.is_negative for p in expr.atoms(sp.Pow)) else False
+    return has_denominator(expr) and rational_zero(expr)
 
 
 def _oracle_sample(net: Network, sample: int, seed: int) -> list[Param]:
@@ -366,7 +361,8 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     chosen = forms if forms is not None else mf.forward + mf.forms
     defining = [f for f in mf.forms if f.truth in ("delta", "delta_col")]
     evaluated = []
-    for form in mf.forward + mf.forms if forms is None else _with_true_deltas(mf, forms):
+    # with forms under test, the proven forms that define each delta come first
+    for form in chosen if forms is None else defining + [f for f in forms if f not in defining]:
         v = evaluate_form(form.expr, values)
         if form.lhs not in values:
             values[form.lhs] = v
@@ -392,7 +388,8 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     times["matrix forms"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rule = {graph.conv(k): graph.conv(v) for k, v in relations(net).items()}
+    sp_rule = relations(net)
+    rule = {graph.conv(k): graph.conv(v) for k, v in sp_rule.items()}
     is_delta = [f.truth in ("delta", "delta_col") for f, _ in evaluated]
     _STATE.update(values=[v for _, v in evaluated], targets=targets, rule=rule,
                   lemma_values=[None] * len(evaluated), lemma_targets=[None] * len(evaluated))
@@ -455,7 +452,7 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     picked = _oracle_sample(net, sample, seed) if forms is None else []
     with _Progress(len(picked), "sympy.diff oracle sample", progress) as bar:
         for p in picked:
-            ok = is_identity(oracle_partial(net, p), sp.sympify(graph.partial(p)), relations(net))
+            ok = is_identity(oracle_partial(net, p), sp.sympify(graph.partial(p)), sp_rule)
             result.oracle_sample.append(p.name)
             result.oracle_proven += ok
             if not ok:
@@ -499,12 +496,6 @@ def _entries(mf: MatrixForms, l: int) -> list[tuple[int, int]]:
     """(example, neuron) of each entry of delta{l}, row-major, in the convention's orientation."""
     rows, cols = mf.sym[f"delta{l}"].shape
     return [((r, c) if mf.row else (c, r)) for r in range(rows) for c in range(cols)]
-
-
-def _with_true_deltas(mf: MatrixForms, forms: list[Form]) -> list[Form]:
-    """The proven forms that define each delta first, then the forms under test."""
-    defining = [f for f in mf.forms if f.truth in ("delta", "delta_col")]
-    return defining + [f for f in forms if f not in defining]
 
 
 class _Progress:
