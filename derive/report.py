@@ -18,7 +18,7 @@ ORACLE_ALL_LIMIT = 600  # partials; above it sympy.diff runs on a sample
 
 def _matrix_entry(check: Check) -> str:
     r, c = check.entry
-    return f"{check.form.replace('dC/d', 'dC/d')}[{r},{c}] = {text(check.matrix)}"
+    return f"{check.form}[{r},{c}] = {text(check.matrix)}"
 
 
 def _factors(check: Check) -> str:
@@ -33,16 +33,21 @@ def _factors(check: Check) -> str:
     return "\n+ ".join(lines)
 
 
-def render(proof: Proof, console: Console, brief: bool = False) -> None:
-    spec = proof.spec
+def _headline(spec, console: Console, note: str, counted: str = "") -> None:
+    """The spec in one line (`counted`, e.g. the parameters, after the sizes), then the note on reduced widths."""
     console.print(
-        f"[bold]{spec.name}[/]: sizes {'-'.join(map(str, spec.sizes))}, {', '.join(dict.fromkeys(spec.activation))}, "
+        f"[bold]{spec.name}[/]: sizes {'-'.join(map(str, spec.sizes))}, {counted}{', '.join(dict.fromkeys(spec.activation))}, "
         f"{spec.cost} cost, {spec.convention} convention, bias {spec.bias}, batch {spec.batch}"
         + (f" of {spec.examples} examples" if spec.batch != "single" else ""),
         soft_wrap=True,
     )
-    if proof.note:
-        console.print(proof.note, soft_wrap=True)
+    if note:
+        console.print(note, soft_wrap=True)
+
+
+def render(proof: Proof, console: Console, brief: bool = False) -> None:
+    spec = proof.spec
+    _headline(spec, console, proof.note)
     if proof.net.E > 1:
         console.print(f"batch: the matrix forms over the {proof.net.E} examples are compared with the {spec.batch} of "
                       "the per-example chain-rule gradients", soft_wrap=True)
@@ -107,15 +112,7 @@ def _tally(title: str, columns: tuple[str, str, str], counts: dict) -> Table:
 
 
 def render_scale(proof, console: Console) -> None:
-    spec = proof.spec
-    console.print(
-        f"[bold]{spec.name}[/]: sizes {'-'.join(map(str, spec.sizes))}, {proof.n_params} parameters, "
-        f"{', '.join(dict.fromkeys(spec.activation))}, {spec.cost} cost, {spec.convention} convention, "
-        f"bias {spec.bias}, batch {spec.batch}" + (f" of {spec.examples} examples" if spec.batch != "single" else ""),
-        soft_wrap=True,
-    )
-    if proof.note:
-        console.print(proof.note, soft_wrap=True)
+    _headline(proof.spec, console, proof.note, f"{proof.n_params} parameters, ")
     console.print(_tally("partials by layer and kind", ("parameters", "proven", "total"), proof.per_layer))
     console.print(_tally("matrix forms, entry by entry", ("form", "proven", "entries"), proof.per_form))
     console.print("methods:", soft_wrap=True)
