@@ -145,8 +145,8 @@ def render(proof: Proof) -> str:
         "cost": f"{profile.cost} = {names(net.C)}",
         "partials": _partials(proof, names, profile),
         "n_partials": len(proof.partials),
-        "delta_def": rf"{layer(profile, profile.delta if profile.delta != 'dZ' else 'dZ', 'l', 'j')} \equiv \frac{{\partial {profile.cost}}}{{\partial {layer(profile, 'z', 'l', 'j')}}}",
-        "grouping": rf"\frac{{\partial {profile.cost}}}{{\partial {layer(profile, profile.weight, 'l', 'jk')}}} = {layer(profile, profile.delta if profile.delta != 'dZ' else 'dZ', 'l', 'j')}\, {layer(profile, profile.activation, 'l-1', 'k')}",
+        "delta_def": rf"{layer(profile, profile.delta, 'l', 'j')} \equiv \frac{{\partial {profile.cost}}}{{\partial {layer(profile, 'z', 'l', 'j')}}}",
+        "grouping": rf"\frac{{\partial {profile.cost}}}{{\partial {layer(profile, profile.weight, 'l', 'jk')}}} = {layer(profile, profile.delta, 'l', 'j')}\, {layer(profile, profile.activation, 'l-1', 'k')}",
         "softmax": not net.acts[net.L].elementwise,
         "forms": _forms(proof, names),
         "summary": proof.summary(),
@@ -159,7 +159,7 @@ def render(proof: Proof) -> str:
 def write_atomically(path: Path, content: str) -> None:
     """Write to a temporary file beside the target and move it into place."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("x.tex").parent is Path(".")
     if not folder.is_dir():
         raise DeriveError(f"{path}: folder {folder} does not exist")
     try:
