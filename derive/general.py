@@ -48,69 +48,62 @@ THEOREMS = ("BP1", "BP2", "BP3", "BP4")
 COUNTER_WIDTH = 2  # every width (and B) in a counterexample
 
 
+def _unknown_theorem(key) -> DeriveError:
+    return DeriveError(f"unknown theorem {key!r}; the theorems are {', '.join(THEOREMS)}")
+
+
 # ---------------------------------------------------------------------------
 # the undefined functions: sigma, sigma', dC/dx and the chain rule's local factor
 # ---------------------------------------------------------------------------
 
-class sigma_prime(Function):
-    """sigma'(x): the derivative of the activation, left undefined."""
+class _Printed(Function):
+    """An undefined function printed by a format string per subclass: one "{}" per argument."""
 
-    nargs = 1
+    _tex_format = ""
+    _text_format = ""
 
     def _latex(self, printer):
-        return rf"\sigma'\left({printer._print(self.args[0])}\right)"
+        return self._tex_format.format(*(printer._print(a) for a in self.args))
 
     def _sympystr(self, printer):
-        return f"σ'({printer._print(self.args[0])})"
+        return self._text_format.format(*(printer._print(a) for a in self.args))
 
     _general_latex, _general_text = _latex, _sympystr
 
 
-class sigma(Function):
+class sigma_prime(_Printed):
+    """sigma'(x): the derivative of the activation, left undefined."""
+
+    nargs = 1
+    _tex_format = r"\sigma'\left({}\right)"
+    _text_format = "σ'({})"
+
+
+class sigma(_Printed):
     """The activation, left undefined; its derivative is sigma'."""
 
     nargs = 1
+    _tex_format = r"\sigma\left({}\right)"
+    _text_format = "σ({})"
 
     def fdiff(self, argindex=1):
         return sigma_prime(self.args[0])
 
-    def _latex(self, printer):
-        return rf"\sigma\left({printer._print(self.args[0])}\right)"
 
-    def _sympystr(self, printer):
-        return f"σ({printer._print(self.args[0])})"
-
-    _general_latex, _general_text = _latex, _sympystr
-
-
-class CostPartial(Function):
+class CostPartial(_Printed):
     """dC/dx for one entry x: it exists because C is differentiable; it is never expanded."""
 
     nargs = 1
-
-    def _latex(self, printer):
-        return rf"\frac{{\partial C}}{{\partial {printer._print(self.args[0])}}}"
-
-    def _sympystr(self, printer):
-        return f"∂C/∂{printer._print(self.args[0])}"
-
-    _general_latex, _general_text = _latex, _sympystr
+    _tex_format = r"\frac{{\partial C}}{{\partial {}}}"
+    _text_format = "∂C/∂{}"
 
 
-class LocalPartial(Function):
+class LocalPartial(_Printed):
     """dy/dx, the chain rule's local factor, until a step differentiates y's definition."""
 
     nargs = 2
-
-    def _latex(self, printer):
-        y, x = (printer._print(a) for a in self.args)
-        return rf"\frac{{\partial {y}}}{{\partial {x}}}"
-
-    def _sympystr(self, printer):
-        y, x = (printer._print(a) for a in self.args)
-        return f"∂{y}/∂{x}"
-
-    _general_latex, _general_text = _latex, _sympystr
+    _tex_format = r"\frac{{\partial {}}}{{\partial {}}}"
+    _text_format = "∂{}/∂{}"
 
 
 # ---------------------------------------------------------------------------
@@ -325,15 +318,14 @@ class Model:
             return self.over_examples(self.D(l, j, e), e)
         if key == "BP4":
             return self.over_examples(self.A(l - 1, k, e) * self.D(l, j, e), e)
-        raise DeriveError(f"unknown theorem {key!r}; the theorems are {', '.join(THEOREMS)}")
-
-    def title(self) -> str:
-        conv = {"column": "column convention, z = W a + b", "row": "row convention, z = a W + b"}[self.convention]
-        return conv + (", a batch of B examples (C summed over the batch)" if self.batch else ", one example")
+        raise _unknown_theorem(key)
 
     def title_tex(self) -> str:
         conv = {"column": "column convention, $z = W a + b$", "row": "row convention, $z = a W + b$"}[self.convention]
         return conv + (", a batch of $B$ examples ($C$ summed over the batch)" if self.batch else ", one example")
+
+    def title(self) -> str:
+        return self.title_tex().replace("$", "")
 
 
 # ---------------------------------------------------------------------------
@@ -444,10 +436,6 @@ class Step:
         return f"{latex(self.lhs)} = {latex(self.rhs)}"
 
     @property
-    def text(self) -> str:
-        return f"{text(self.lhs)} = {text(self.rhs)}"
-
-    @property
     def ok(self) -> bool:
         return self.verdict in (GIVEN, PROVEN)
 
@@ -498,10 +486,6 @@ class Theorem:
     stuck: str = ""  # why the derivation could not go on, if it could not
 
     @property
-    def statement(self) -> sp.Eq:
-        return sp.Eq(self.lhs, self.formula, evaluate=False)
-
-    @property
     def steps(self) -> list[Step]:
         return [s for c in self.chains for s in c.steps]
 
@@ -524,9 +508,12 @@ class Theorem:
 @dataclass
 class Setting:
     key: str
-    title: str
     model: Model
     theorems: list[Theorem]
+
+    @property
+    def title(self) -> str:
+        return self.model.title()
 
     def theorem(self, key: str) -> Theorem:
         return next(t for t in self.theorems if t.key == key)
@@ -658,6 +645,9 @@ def _sites(expr, ranges: dict, want):
         yield expr, ranges
 
 
+_DECIDED: dict = {}  # (cond, the ranges of its symbols) -> (holds, witness): sp.solve is the slow part
+
+
 def _decide(cond, ranges: dict):
     """Whether cond holds for every index in its range: True, False or None (SymPy cannot tell).
 
@@ -667,6 +657,15 @@ def _decide(cond, ranges: dict):
     """
     if cond in (sp.true, sp.false):
         return bool(cond), {}
+    key = (cond, frozenset((s, tuple(ranges[s])) for s in cond.free_symbols & set(ranges)))
+    if key not in _DECIDED:
+        _DECIDED[key] = _decide_uncached(cond, ranges)
+    holds, subs = _DECIDED[key]
+    return holds, dict(subs)  # a copy: the cached witness stays as computed
+
+
+def _decide_uncached(cond, ranges: dict):
+    """_decide without the cache: it reads only cond and the ranges of cond's symbols."""
     subs = {}
     for s in sorted(cond.free_symbols & set(ranges), key=str):
         lo, hi = ranges[s]
@@ -1017,10 +1016,12 @@ class _Builder:
         self._add(c, _clean(sp.diff(source.final, x)), "diff", source=source, x=x)
 
     def sift(self, c: Chain) -> None:
+        """The Kronecker sum, then the range guard it leaves dropped (two steps)."""
         s = _innermost_siftable(c.final)
         if s is None:
             raise _Stuck("no sum with a Kronecker delta in its index")
         self._add(c, c.final.xreplace({s: _sift(s)}), "kronecker", sum=s)
+        self.guard(c)
 
     def guard(self, c: Chain) -> None:
         site = next(_sites(c.final, self.thm.context.ranges, lambda n: isinstance(n, Piecewise)), None)
@@ -1085,7 +1086,7 @@ def prove_theorem(model: Model, key: str, candidate: sp.Expr | None = None) -> T
         ctx = _context(M, {j: (0, M.last(l)), k: (0, M.last(l - 1)), m: (0, M.last(l)), q: (0, M.last(l - 1)),
                            **ex}, "l<=L")
     else:
-        M.formula(key)  # raises the one-line error
+        raise _unknown_theorem(key)
     thm = Theorem(key, M.setting, _TITLES[key], lhs, formula, ctx)
     free = [s for s in (j, k, e) if s in lhs.free_symbols or s in x.free_symbols]
     thm.assumptions.append(["the output layer ", L] if ctx.layer_range is None else [ctx.layer_range])
@@ -1128,7 +1129,6 @@ def _bp1(b: _Builder, M: Model, x) -> None:
     b.substitute(main, dlem)
     for _ in range(2 if M.batch else 1):  # the neuron sum, then the example sum
         b.sift(main)
-        b.guard(main)
 
 
 def _bp2(b: _Builder, M: Model, x) -> None:
@@ -1140,7 +1140,6 @@ def _bp2(b: _Builder, M: Model, x) -> None:
     dlem = b.chain("lemma", LocalPartial(u, x))
     b.diff(dlem, lem, x)
     b.sift(dlem)
-    b.guard(dlem)
     main = b.chain("main", b.thm.lhs)
     b.define(main)
     b.chain_rule(main, x, "z", l + 1, k, e2, inside=True)
@@ -1148,7 +1147,6 @@ def _bp2(b: _Builder, M: Model, x) -> None:
     b.substitute(main, dlem)
     if M.batch:  # the example sum: only e' = e is left
         b.sift(main)
-        b.guard(main)
     b.linear(main)
 
 
@@ -1161,13 +1159,11 @@ def _bp34(b: _Builder, M: Model, x) -> None:
     b.diff(dlem, lem, x)
     if _innermost_siftable(dlem.final) is not None:  # a weight: the input's sum
         b.sift(dlem)
-        b.guard(dlem)
     main = b.chain("main", b.thm.lhs)
     b.chain_rule(main, x, "z", l, m, e)
     b.fact(main, "def-delta", l)
     b.substitute(main, dlem)
     b.sift(main)
-    b.guard(main)
 
 
 _DERIVATIONS = {"BP1": _bp1, "BP2": _bp2, "BP3": _bp34, "BP4": _bp34}
@@ -1216,11 +1212,11 @@ def prove_setting(setting: str, candidates: dict | None = None) -> Setting:
     candidates = dict(candidates or {})
     unknown = sorted(set(candidates) - set(THEOREMS))
     if unknown:
-        raise DeriveError(f"unknown theorem {unknown[0]!r}; the theorems are {', '.join(THEOREMS)}")
+        raise _unknown_theorem(unknown[0])
     for key, value in candidates.items():
         if not isinstance(value, sp.Expr):
             raise DeriveError(f"the candidate for {key} must be a SymPy expression, not {type(value).__name__}")
-    return Setting(setting, model.title(), model, [prove_theorem(model, key, candidates.get(key)) for key in THEOREMS])
+    return Setting(setting, model, [prove_theorem(model, key, candidates.get(key)) for key in THEOREMS])
 
 
 def prove_general(settings=SETTINGS, candidates: dict | None = None) -> GeneralProof:
@@ -1260,7 +1256,6 @@ def concrete_agreement(spec, proof: GeneralProof | None = None) -> list[Agreemen
     (the induction, written out); BP3 and BP4 then give each gradient. Each is compared
     with the concrete chain rule (derive.chain) and the matrix-form entry of derive.proof.prove.
     """
-    from .chain import ChainRule
     from .network import Network
     from .proof import is_identity, prove, relations
     from .spec import load_spec
@@ -1277,8 +1272,8 @@ def concrete_agreement(spec, proof: GeneralProof | None = None) -> list[Agreemen
     net = Network(spec)
     if not all(act.elementwise for act in net.acts[1:]):
         raise DeriveError(f"{spec.name}: the general proof covers elementwise activations, not softmax")
-    chain = ChainRule(net)
-    concrete = prove(spec)
+    concrete = prove(net)
+    chain = concrete.chain
     rule = relations(net)
     L, n, E = net.L, net.sizes, net.E
     examples = range(E) if M.batch else [None]
@@ -1399,12 +1394,12 @@ def _latex_context(proof: GeneralProof) -> dict:
             for c in thm.chains:
                 lines = [{"lhs": latex(s.lhs) if i == 0 else "", "rhs": latex(s.rhs),
                           "rule": tex_words(RULES[s.rule].name), "verdict": s.verdict.lower(), "ok": s.ok,
-                          "evidence": s.evidence_latex()}
+                          "evidence": "" if s.ok else s.evidence_latex()}  # shown for failed steps only
                          for i, s in enumerate(c.steps)]
                 chains.append({"lemma": c.name == "lemma", "lines": lines})
             theorems.append({
-                "key": thm.key, "title": thm.title, "statement": f"{latex(thm.lhs)} = {latex(thm.formula)}",
-                "verdict": thm.verdict.lower(), "ok": thm.ok, "stuck": tex_words(thm.stuck),
+                "title": thm.title, "statement": f"{latex(thm.lhs)} = {latex(thm.formula)}",
+                "verdict": thm.verdict.lower(), "stuck": tex_words(thm.stuck),
                 "assumptions": [_render(a, "latex") for a in thm.assumptions],
                 "chains": chains,
             })
@@ -1446,7 +1441,7 @@ def run(args) -> int:
         target = Path(args.latex)
         if target.suffix != ".tex":
             raise DeriveError(f"--latex {args.latex}: the output must be a .tex file")
-        folder = target.parent if str(target.parent) else Path(".")
+        folder = target.parent
         if not folder.is_dir():
             raise DeriveError(f"--latex {args.latex}: folder {folder} does not exist")
         if target.is_dir():
