@@ -14,10 +14,13 @@ import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Callable
 
 import numpy as np
 import sympy as sp
+
+from .activations import ACTIVATIONS
 
 # -- limits: checked before and during parsing, so hostile input fails fast ----------
 MAX_CLAIM_CHARS = 10_000  # characters in one right-hand side
@@ -162,7 +165,6 @@ class Op(Node):
 
 
 LAYERED = ("w", "W", "b", "a", "A", "z", "delta", "D")
-SCALAR_KINDS = ("w", "b", "a", "z", "delta", "y")  # kinds that take an index
 
 
 def walk(node: Node, path: tuple = ()):
@@ -429,6 +431,14 @@ def _prec(node: Node) -> int:
     return 100
 
 
+def _paren(show: Callable[[Node], str], op: str, child: Node, level: int, right: bool = False) -> str:
+    """A child of an `op` node, printed by `show`, in parentheses where its precedence needs them."""
+    s = show(child)
+    cp = _prec(child)
+    mixed = cp == level == 30 and isinstance(child, Op) and child.op != op and {child.op, op} != {"mul", "had"}
+    return f"({s})" if cp < level or mixed or (right and cp == level and level < 40) else s
+
+
 def text_of(node: Node) -> str:
     """The tree in the text vocabulary (parses back to the same tree)."""
     if isinstance(node, Num):
@@ -436,12 +446,7 @@ def text_of(node: Node) -> str:
     if isinstance(node, Leaf):
         return _text_leaf(node)
     op, args = node.op, node.args
-
-    def p(child, level, right=False):
-        s = text_of(child)
-        cp = _prec(child)
-        mixed = cp == level == 30 and isinstance(child, Op) and child.op != op and {child.op, op} != {"mul", "had"}
-        return f"({s})" if cp < level or mixed or (right and cp == level and level < 40) else s
+    p = partial(_paren, text_of, op)
 
     if op in ("add", "sub"):
         return f"{p(args[0], 10)} {'+' if op == 'add' else '-'} {p(args[1], 10, right=True)}"
@@ -491,9 +496,8 @@ def _text_leaf(leaf: Leaf) -> str:
 
 
 _LATEX_BASE = {"w": "w", "W": "W", "b": "b", "a": "a", "A": "A", "z": "z", "delta": r"\delta", "D": "D"}
-_ACT_LATEX = {None: r"\sigma", "sigmoid": r"\operatorname{sigmoid}", "tanh": r"\tanh", "relu": r"\operatorname{ReLU}",
-              "leaky_relu": r"\operatorname{LReLU}", "softplus": r"\operatorname{softplus}",
-              "identity": r"\operatorname{id}", "softmax": r"\operatorname{softmax}"}
+# the table's own LaTeX, except that a claim's bare sigma is \sigma and a named sigmoid is spelled out
+_ACT_LATEX = {name: act.latex for name, act in ACTIVATIONS.items()} | {None: r"\sigma", "sigmoid": r"\operatorname{sigmoid}"}
 
 
 def latex_of(node: Node, style: str) -> str:
@@ -507,12 +511,7 @@ def latex_of(node: Node, style: str) -> str:
     if isinstance(node, Leaf):
         return _latex_leaf(node, style)
     op, args = node.op, node.args
-
-    def p(child, level, right=False):
-        s = latex_of(child, style)
-        cp = _prec(child)
-        mixed = cp == level == 30 and isinstance(child, Op) and child.op != op and {child.op, op} != {"mul", "had"}
-        return f"({s})" if cp < level or mixed or (right and cp == level and level < 40) else s
+    p = partial(_paren, lambda child: latex_of(child, style), op)
 
     if op in ("add", "sub"):
         return f"{p(args[0], 10)} {'+' if op == 'add' else '-'} {p(args[1], 10, right=True)}"

@@ -48,12 +48,14 @@ class Candidate:
 class Search(Protocol):
     """Everything the search needs from a claim being checked (derive.claims.ClaimCheck provides it)."""
 
-    source: str
     printer: Callable[[Node], str]
     sizes: tuple[int, ...]
     bias: str  # "augmented", "separate", "none"
     row: bool
     product: str  # the op of a scalar times the claim: "mul" in text, "dot" in LaTeX
+
+    def describe(self, node: Node) -> str:
+        """A part of the claim as written (its span of the source), else printed in the claim's syntax."""
 
     def numeric_close(self, tree: Node) -> bool:
         """The tree's value matches the truth at two sample points (a filter, never a proof)."""
@@ -63,12 +65,6 @@ class Search(Protocol):
 
     def factor(self, tree: Node) -> Fraction | None:
         """truth / value, if it is one small constant at the sample points."""
-
-
-def _quote(search: Search, node: Node) -> str:
-    if node.span is not None:
-        return search.source[node.span[0]:node.span[1]].strip()
-    return search.printer(node)
 
 
 def _index_ranges(search: Search, leaf: Leaf) -> list[range]:
@@ -102,7 +98,7 @@ def candidates(search: Search, tree: Node) -> list[Candidate]:
                 path, new = path[:-1], new.args[0]
         old_node = at(tree, path)
         new_tree = substitute(tree, path, new)
-        old, shown = _quote(search, old_node), P(new)
+        old, shown = search.describe(old_node), P(new)
         if kind == "bias" and isinstance(new, Num):
             text = f"holds with 1 (the bias's constant input) in place of {old}"
         else:

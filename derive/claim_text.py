@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .activations import ACTIVATIONS
-from .claim_ir import (TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, check_exponent, check_size,
+from .claim_ir import (LAYERED, TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, check_exponent, check_size,
                        fold_power, number, precheck)
 
-_LAYERED_NAME = re.compile(r"^(w|W|b|a|A|z|delta|D)(\d+)$")
+_LAYERED_NAME = re.compile(rf"^({'|'.join(LAYERED)})(\d+)$")
 _SCALAR_NAMES = ("w", "b", "a", "z", "delta")  # a name of one of these kinds followed by [...] is one scalar
 FUNCTIONS = ("sigma", "sigma_prime", "diag", "grad_a") + tuple(ACTIVATIONS) + tuple(f"{a}_prime" for a in ACTIVATIONS)
 VOCABULARY = ("w2[j,k] b2[j] a1[j] x[k] z1[j] T[j] y[j] delta2[j] C w2 W2 b2 a1 A1 z1 delta1 D1 T x ones "

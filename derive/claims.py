@@ -94,14 +94,10 @@ class Context:
         if layers is None:
             layers = "bare" if PROFILES[spec.notation].layer_style == "bare" else "paren"
         self.shape = Shape(net.L, spec.activation, layers)
-        self._params = {(p.layer, p.kind, p.j, p.k): p for p in net.params}
         self._partials: dict = {}
         self._matrices: dict = {}
         self._points: list[Point] = []
         self._seed = -1
-        self._atoms = [s for e in range(net.E) for l in range(1, net.L + 1) for s in net.a[e][l]]
-        self._atoms += [net.ap[e][l][j] for e in range(net.E) for l in range(1, net.L + 1) for j in range(net.sizes[l])
-                        if net.acts[l].elementwise and net.acts[l].output_form is None]
 
     # -- symbols -------------------------------------------------------------------------
     def _check(self, value: int, n: int, what: str, span, extra: str = "") -> int:
@@ -115,11 +111,7 @@ class Context:
         if kind == "C":
             return net.C
         if kind == "w":
-            aug = self.spec.bias == "augmented"
-            self._check(idx[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})")
-            self._check(idx[1], n[l - 1] + aug, "k", span,
-                        f" ({n[l - 1]} neurons in layer {l - 1}" + (", then the bias weight)" if aug else ")"))
-            return net.w[l][idx[0], idx[1]]
+            return self._param(l, idx[0], idx[1], False, span).symbol
         if kind == "y":
             return net.y[e][self._check(idx[0], n[self.L], "j", span, f" ({n[self.L]} outputs)")]
         j = self._check(idx[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})")
@@ -222,13 +214,13 @@ class Context:
                 raise ClaimError(f"the spec {self.spec.name} has no biases", span)
             self._check(j, n[l], "j", span, f" ({n[l]} neurons in layer {l})")
             if self.spec.bias == "augmented":
-                return self._params[(l, "w", j, n[l - 1])]
-            return self._params[(l, "b", j, None)]
+                return self.net.param_by_symbol[self.net.w[l][j, n[l - 1]]]
+            return self.net.param_by_symbol[self.net.b[l][j]]
         aug = self.spec.bias == "augmented"
         self._check(j, n[l], "j", span, f" ({n[l]} neurons in layer {l})")
         self._check(k, n[l - 1] + aug, "k", span, f" ({n[l - 1]} neurons in layer {l - 1}"
                     + (", then the bias weight)" if aug else ")"))
-        return self._params[(l, "w", j, k)]
+        return self.net.param_by_symbol[self.net.w[l][j, k]]
 
     def truth(self, lhs: Lhs, e: int, span=None):
         """The value of a left-hand side by the chain rule: a SymPy scalar or Matrix."""
@@ -241,7 +233,7 @@ class Context:
             p = self._param(l, lhs.index[0], lhs.index[1] if lhs.kind == "w" else None, lhs.kind == "b", span)
             return self.partial(p)
         elif lhs.kind == "w":
-            value = sp.Matrix(n[l], n[l - 1], lambda j, k: self.partial(self._params[(l, "w", j, k)]))
+            value = sp.Matrix(n[l], n[l - 1], lambda j, k: self.partial(self.net.param_by_symbol[self.net.w[l][j, k]]))
         elif lhs.kind == "W":
             W = self.forms.values[self.forms.sym[f"W{l}"]]
             value = sp.zeros(*W.shape)
@@ -263,9 +255,7 @@ class Context:
         if lhs.kind == "w":
             return f"dC/dw{l}[{r},{c}]"
         if lhs.kind == "W":
-            for p in self.net.layer_params(l):
-                if p.matrix == f"W{l}" and p.index == (r, c):
-                    return f"dC/d{p.name}"
+            return f"dC/d{self.net.param_at[f'W{l}', (r, c)].name}"
         j = c if self.row else r
         return f"dC/db{l}[{j}]"
 
@@ -280,10 +270,6 @@ class Context:
             try:
                 vals = self.net.forward_values(free)
             except (TypeError, ValueError, ArithmeticError):
-                continue
-            if any(atom not in vals for atom in self._atoms):
-                # Network.forward_values keys the atoms by sigma(z): two neurons of a layer with the
-                # same z at this point share a key and one atom is left out; take another point
                 continue
             pt = Point(free, vals)
             for e in range(self.E):
@@ -337,30 +323,20 @@ class NumLeaves(Leaves):
     def scalar(self, kind, layer, index, node):
         key = ("s", kind, layer, index, self.e)
         if key not in self.pt.cache:
-            try:
-                self.pt.cache[key] = self.ctx.number(self.ctx.scalar(kind, layer, index, self.e), self.pt)
-            except ClaimError as exc:
-                raise Invalid(exc.message) from None
+            self.pt.cache[key] = self.ctx.number(self.ctx.scalar(kind, layer, index, self.e), self.pt)
         return self.pt.cache[key]
 
     def matrix(self, kind, layer, node):
         key = ("m", kind, layer)
         if key not in self.pt.cache:
-            try:
-                self.pt.cache[key] = self.ctx.number(self.ctx.matrix(kind, layer), self.pt)
-            except ClaimError as exc:
-                raise Invalid(exc.message) from None
+            self.pt.cache[key] = self.ctx.number(self.ctx.matrix(kind, layer), self.pt)
         return self.pt.cache[key]
 
     def activate(self, value, name, prime, node):
         def one(x):
             for zv, e, l, j in self.pt.z:
                 if abs(zv - x) <= 1e-12 * (1 + abs(zv)):
-                    try:
-                        atom = self.ctx.activation(e, l, j, name, prime, None)
-                    except ClaimError as exc:
-                        raise Invalid(exc.message) from None
-                    return self.ctx.number(atom, self.pt)
+                    return self.ctx.number(self.ctx.activation(e, l, j, name, prime, None), self.pt)
             raise Invalid("not a pre-activation")
 
         if isinstance(value, np.ndarray):
@@ -433,9 +409,8 @@ class Verdict:
 class ClaimCheck:
     """A claim being checked: its parsed sides, the truth, and the hooks the repair search uses."""
 
-    def __init__(self, ctx: Context, claim: Claim, lhs: Lhs, tree: Node, lhs_shown: str):
+    def __init__(self, ctx: Context, claim: Claim, lhs: Lhs, tree: Node):
         self.ctx, self.claim, self.lhs, self.tree = ctx, claim, lhs, tree
-        self.lhs_shown = lhs_shown
         self.source = claim.source
         self.latex = claim.latex is not None
         style = ctx.shape.style
@@ -569,7 +544,7 @@ def check_claim(ctx: Context, claim: Claim) -> Verdict:
     lhs, tree, shown = read
     field_name = "latex" if claim.latex is not None else "rhs"
     try:
-        check = ClaimCheck(ctx, claim, lhs, tree, shown)
+        check = ClaimCheck(ctx, claim, lhs, tree)
     except ClaimError as exc:  # the left-hand side names no quantity of this network
         exc.span = exc.span or (0, 0)
         return _fail(claim, "lhs" if claim.lhs is not None else field_name, claim.lhs or claim.source, exc, lhs.text())
@@ -586,7 +561,7 @@ def check_claim(ctx: Context, claim: Claim) -> Verdict:
     truth = check.truth
     if shape_of(value) != shape_of(truth):
         verdict.verdict = "REFUTED"
-        verdict.shape_error = (f"{check.describe(tree) if tree.span else check.printer(tree)} is "
+        verdict.shape_error = (f"{check.describe(tree)} is "
                                f"{size_text(shape_of(value))} but {shown} is {size_text(shape_of(truth))}")
         _repair(check, verdict)
         return verdict
@@ -631,7 +606,7 @@ def _witness(check: ClaimCheck, value, wrong: list) -> dict | None:
     ctx = check.ctx
     for i in range(WITNESS_TRIES):
         pt = ctx.point(i)
-        t = ctx.number(check.truth, pt)
+        t = check.truth_at(i)
         v = ctx.number(value, pt)
         if is_matrix(check.truth):
             bad = [rc for rc in wrong if not _close(t[rc], v[rc])]
