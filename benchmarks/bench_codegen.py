@@ -22,7 +22,7 @@ synchronised.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import platform
@@ -44,16 +44,11 @@ def configure_threads(n: int) -> None:
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
 
 
-def load_module(spec):
-    from codegen import generate
+def load_module(spec, backend="numpy"):
+    """The spec's module for `backend` (its kernels too), generated into a temporary folder and imported."""
+    from codegen import load_generated
 
-    folder = Path(tempfile.mkdtemp(prefix="bench_codegen_"))
-    name = f"{spec.name}_numpy"
-    (folder / f"{name}.py").write_text(generate(spec, ["numpy"])[f"{name}.py"])
-    mod_spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module
+    return load_generated(spec, Path(tempfile.mkdtemp(prefix="bench_codegen_")), backend)
 
 
 # ---------------------------------------------------------------------------
@@ -176,7 +171,7 @@ def bench_cupy(console, nets, batches, rounds) -> list[dict]:
     for label, module in nets:
         name = module.NAME
         cupy_module = (importlib.import_module(f"generated.{name}_cupy") if name == "nielsen"
-                       else load_cupy(load_spec("nielsen").with_sizes(tuple(module.SIZES))))
+                       else load_module(load_spec("nielsen").with_sizes(tuple(module.SIZES)), "cupy"))
         L = len(module.SIZES) - 1
         for dtype in (np.float64, np.float32):
             for B in batches:
@@ -199,18 +194,6 @@ def bench_cupy(console, nets, batches, rounds) -> list[dict]:
                               f"{t['generated'] / t['gemm']:.2f}")
     console.print(table)
     return rows
-
-
-def load_cupy(spec):
-    from codegen import generate
-
-    folder = Path(tempfile.mkdtemp(prefix="bench_codegen_cupy_"))
-    for fname, text in generate(spec, ["cupy"]).items():
-        (folder / fname).write_text(text)
-    mod_spec = importlib.util.spec_from_file_location(f"bench_{spec.name}_cupy", folder / f"{spec.name}_cupy.py")
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,6 @@ for every built-in spec; `python -m codegen --check` fails when generated/ is st
 """
 
 from .plan import Plan, Step, make_plan
-from .render import BACKENDS, generate
+from .render import BACKENDS, generate, load_generated
 
-__all__ = ["BACKENDS", "Plan", "Step", "generate", "make_plan"]
+__all__ = ["BACKENDS", "Plan", "Step", "generate", "load_generated", "make_plan"]

@@ -38,10 +38,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def expected_files(names, backends, with_init: bool) -> dict[str, str]:
+def expected_files(specs, backends, with_init: bool) -> dict[str, str]:
+    """specs: names, TOML paths or Spec objects."""
     files: dict[str, str] = {}
-    for name in names:
-        files.update(generate(load_spec(name), backends))
+    for spec in specs:
+        files.update(generate(load_spec(spec), backends))
     if with_init:
         files["__init__.py"] = package_init(sorted(builtin_names()))
     return files
@@ -86,9 +87,8 @@ def main(argv=None) -> int:
     out = args.out or default_out()
     everything = not args.specs and args.backend == "all"
     try:
-        for name in names:
-            load_spec(name)  # a bad name or file fails before anything is written
-        files = expected_files(names, backends, with_init=everything or out == default_out())
+        specs = [load_spec(name) for name in names]  # a bad name or file fails before anything is written
+        files = expected_files(specs, backends, with_init=everything or out == default_out())
     except DeriveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -107,8 +107,7 @@ def main(argv=None) -> int:
         return 0
     # nothing is written that derive/ has not proven: the forms printed are the ones of the
     # spec at the planner's widths, and each of their partials must be proven exactly
-    for name in names:
-        spec = small_spec(load_spec(name))
+    for spec in map(small_spec, specs):
         proof = prove(spec)
         if not proof.ok:
             print(f"error: {spec.source}: the matrix forms are not proven ({proof.summary()}); nothing written",

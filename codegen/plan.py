@@ -15,7 +15,7 @@ visible coefficient): generation is fast for a network of any size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 
 import sympy as sp
@@ -76,7 +76,6 @@ class Plan:
     cost_term_z: sp.Expr | None = None  # the same through z{L} (stable logs), or None
     kinds: dict[str, str] = field(default_factory=dict)  # array name -> "full" | "col" | "row" | "scalar"
     names: dict[str, str] = field(default_factory=dict)  # symbol name -> code
-    scale: sp.Expr = sp.Integer(1)
     sigma_prime: dict[int, sp.Expr] = field(default_factory=dict)
     g: sp.Expr | None = None  # dC/da{L} of one entry
     updates: list[str] = field(default_factory=list)  # the proven update forms, for sgd_step
@@ -104,6 +103,7 @@ class Planner:
         batch = {"g"} | {f"{p}{l}" for l in range(self.L + 1) for p in ("a", "A", "z", "delta", "sp")}
         self.batch = {n for n in batch if n in self.forms.sym}
         self.arrays = {f"{p}{l}" for l in range(self.L + 1) for p in ("a", "z", "delta", "b")} | {"y"}
+        self._sp: dict[int, sp.Expr] = {}  # sp_of, per layer (as_helper simplifies: worth doing once)
 
     # -- orientation: every batch quantity is an array with the batch first -----
     def weights(self, l: int) -> sp.MatrixExpr:
@@ -136,7 +136,7 @@ class Planner:
         return MatMul(factor, *mats) if factor != 1 else MatMul(*mats)
 
     # -- elementwise parts, as scalar expressions over whole arrays ------------------
-    @property
+    @cached_property
     def g(self) -> sp.Expr:
         """dC/da^L of one entry, in a{L} and y: the sympy.diff that matrix.py took."""
         net, L = self.net, self.L
@@ -156,11 +156,14 @@ class Planner:
 
     def sp_of(self, l: int) -> sp.Expr:
         """sigma'(z{l}): through a{l} when the table proved an output form, else in z{l}."""
-        act = self.net.acts[l]
-        if act.output_form is not None:
-            return act.output_form.xreplace({activations.a: sp.Symbol(f"a{l}")})
-        zl = sp.Symbol(f"z{l}")
-        return as_helper(act.prime.xreplace({activations.z: zl}), zl)
+        if l not in self._sp:
+            act = self.net.acts[l]
+            if act.output_form is not None:
+                self._sp[l] = act.output_form.xreplace({activations.a: sp.Symbol(f"a{l}")})
+            else:
+                zl = sp.Symbol(f"z{l}")
+                self._sp[l] = as_helper(act.prime.xreplace({activations.z: zl}), zl)
+        return self._sp[l]
 
     def activation(self, l: int, arg: sp.Expr) -> sp.Expr:
         act = self.net.acts[l]
@@ -195,23 +198,25 @@ class Planner:
                 return coeff * self.scalar(mats[1])
         raise NotElementwise(str(expr))
 
-    def is_elementwise(self, expr) -> bool:
+    def scalar_or_none(self, expr) -> sp.Expr | None:
+        """self.scalar(expr), or None when expr is not elementwise."""
         try:
-            self.scalar(expr)
+            return self.scalar(expr)
         except NotElementwise:
-            return False
-        return True
+            return None
 
     def split(self, lhs: str, expr, note: str) -> list[Step]:
         """A matrix product or sum first, then the elementwise rest applied in place."""
-        if self.is_elementwise(expr):
-            return [Step(lhs, "elementwise", lowest_terms(self.scalar(expr)), note)]
+        whole = self.scalar_or_none(expr)
+        if whole is not None:
+            return [Step(lhs, "elementwise", lowest_terms(whole), note)]
         own = sp.Symbol(lhs)
         for cls, op in ((HadamardProduct, sp.Mul), (MatAdd, sp.Add)):
             if isinstance(expr, cls):
-                inner = [a for a in expr.args if not self.is_elementwise(a)]
+                parts = [(a, self.scalar_or_none(a)) for a in expr.args]
+                inner = [a for a, s in parts if s is None]
                 if len(inner) == 1:
-                    rest = [self.scalar(a) for a in expr.args if a is not inner[0]]
+                    rest = [s for a, s in parts if a is not inner[0]]
                     steps = [Step(lhs, "matrix", inner[0], note)]
                     if op(own, *rest) != own:  # sigma' = 1 (identity) leaves nothing to do
                         steps.append(Step(lhs, "elementwise", op(own, *rest)))
@@ -222,7 +227,6 @@ class Planner:
     def plan(self) -> Plan:
         spec, L = self.spec, self.L
         plan = Plan(spec)
-        plan.scale = INV_B if spec.batch == "mean" else sp.Integer(1)
         doc_rule = {self.net.scale: sp.Symbol("(1/B)")} if spec.batch == "mean" else {}
         for l in range(1, L + 1):
             if self.net.acts[l].elementwise:

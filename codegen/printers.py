@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.codegen.ast import float32, float64, real
-from sympy.matrices.expressions import MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy.matrices.expressions import MatrixSymbol, Transpose
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
@@ -76,15 +76,11 @@ class ArrayPrinter(_HelperCalls, NumPyPrinter):
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()
         mats = list(mats)
-        # products with a column of ones: sums over the batch (1ᵀ X, X 1) or a broadcast (1 b)
+        # products with a column of ones: sums over the batch (1ᵀ X, X 1)
         if len(mats) == 2 and _is_ones(mats[1]):
             return self._scaled(coeff, f"{self._factor(mats[0])}.sum(axis=1, keepdims=True)")
         if len(mats) == 2 and isinstance(mats[0], Transpose) and _is_ones(mats[0].arg):
             return self._scaled(coeff, f"{self._factor(mats[1])}.sum(axis=0, keepdims=True)")
-        if len(mats) == 2 and _is_ones(mats[0]):
-            return self._scaled(coeff, self._print(mats[1]))
-        if len(mats) == 2 and isinstance(mats[1], OneMatrix):
-            return self._scaled(coeff, f"{self._factor(mats[0])}.sum(axis=1, keepdims=True)")
         if (self.batch_dot and len(mats) == 2 and isinstance(mats[0], Transpose)
                 and _base_name(mats[0]) in self.batch and _base_name(mats[1]) in self.batch):
             mats = [mats[0].arg, mats[1]]  # Xᵀ Y summed over the batch: batch_dot(X, Y)
@@ -139,13 +135,12 @@ class ArrayPrinter(_HelperCalls, NumPyPrinter):
 
     def call_into(self, expr, out: str) -> str | None:
         """`f(x, out=out)` when expr is one helper or ufunc call; None when it is not."""
-        if isinstance(expr, sp.Function) and expr.func.__name__ in self.helpers:
-            return f"{self._print(expr)[:-1]}, out={out})"
-        if isinstance(expr, (sp.Max, sp.Min)) and len(expr.args) == 2:
-            return f"{self._print(expr)[:-1]}, out={out})"
-        if isinstance(expr, sp.Function) and expr.func.__name__ in self._kf:
-            return f"{self._print(expr)[:-1]}, out={out})"
-        return None
+        one_call = (
+            (isinstance(expr, sp.Function) and expr.func.__name__ in self.helpers)
+            or (isinstance(expr, (sp.Max, sp.Min)) and len(expr.args) == 2)
+            or (isinstance(expr, sp.Function) and expr.func.__name__ in self._kf)
+        )
+        return f"{self._print(expr)[:-1]}, out={out})" if one_call else None
 
 
 class CuPyArrayPrinter(ArrayPrinter, CuPyPrinter):
@@ -161,7 +156,6 @@ class CudaPrinter(_HelperCalls, C99CodePrinter):
     def __init__(self, dtype: str = "double", helpers=()):
         alias = float32 if dtype == "float" else float64
         super().__init__({"type_aliases": {real: alias}, "allow_unknown_functions": True})
-        self.dtype = dtype
         self.helpers = set(helpers)
         self.used_helpers: set[str] = set()
 
@@ -216,4 +210,4 @@ def formula(expr) -> str:
     return FormulaPrinter().doprint(expr)
 
 
-__all__ = ["ArrayPrinter", "CuPyArrayPrinter", "CudaPrinter", "FormulaPrinter", "formula", "rowsum", "MatMul"]
+__all__ = ["ArrayPrinter", "CuPyArrayPrinter", "CudaPrinter", "FormulaPrinter", "formula", "rowsum"]

@@ -8,13 +8,13 @@ whose body the C printer writes from the same SymPy expressions.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 import sympy as sp
 
-from derive.costs import COSTS
 from derive.spec import Spec, builtin_names
 
 from .plan import Plan, Step, helper_names, make_plan, names_in
@@ -47,6 +47,7 @@ class Kernel:
 
     name: str
     pointers: list[tuple[str, str, bool]]  # (name, kind "full"/"col"/"row", written)
+    loads: list[tuple[str, str]]  # (name, kind) of the pointers the body reads, in pointer order
     scalars: list[str]
     temps: list[tuple[str, sp.Expr]]
     stores: list[tuple[str, sp.Expr]]
@@ -103,19 +104,15 @@ class Renderer:
         expr = step.expr
         if step.kind == "matrix":
             return [f"{step.lhs} = {p.doprint(expr)}{note}"]
-        if step.kind == "call":
-            code = p.call_into(expr, step.out) if step.out else None
-            return [f"{step.lhs} = {code or p.doprint(expr)}{note}"]
-        own = sp.Symbol(step.lhs)
-        if step.lhs in defined:
+        if step.kind == "elementwise" and step.lhs in defined:
+            own = sp.Symbol(step.lhs)
             for cls, op in ((sp.Add, "+="), (sp.Mul, "*=")):
                 if isinstance(expr, cls) and own in expr.args:
                     rest = cls(*[a for a in expr.args if a != own])
                     return [f"{step.lhs} {op} {p.doprint(rest)}{note}"]
-        if step.out:
-            code = p.call_into(expr, step.out)
-            if code:
-                return [f"{step.lhs} = {code}{note}"]
+        code = p.call_into(expr, step.out) if step.out else None
+        if code or step.kind == "call":  # into the dead buffer, or a call as it prints
+            return [f"{step.lhs} = {code or p.doprint(expr)}{note}"]
         replacements, (reduced,) = sp.cse([expr], symbols=temps)
         lines = [f"{t} = {p.doprint(v)}" for t, v in replacements]
         return lines + [f"{step.lhs} = {p.doprint(reduced)}{note}"]
@@ -140,8 +137,9 @@ class Renderer:
                     lines.append(f"{sums[r]} = {self.printer.doprint(r)}")
         stores = [(n, value[n].xreplace(sums)) for n in outputs]
         reads = sorted(set().union(*[e.free_symbols for _, e in stores]), key=lambda s: s.name)
-        kinds = self.plan.kinds
-        full = [s.name for s in reads if kinds.get(s.name, "row" if s in sums.values() else "full") == "full"]
+        row_sums = set(sums.values())
+        kind = {s.name: self.plan.kinds.get(s.name, "row" if s in row_sums else "full") for s in reads}
+        full = [s.name for s in reads if kind[s.name] == "full"]
         if not full:
             raise AssertionError(f"{fn}: an elementwise group reads no (B, n) array: {stores}")
         like = full[0]
@@ -157,16 +155,17 @@ class Renderer:
         pointers: list[tuple[str, str, bool]] = []
         scalars: list[str] = []
         for s in reads:
-            kind = kinds.get(s.name, "row" if s in sums.values() else "full")
-            if kind == "scalar":
+            if kind[s.name] == "scalar":
                 scalars.append(s.name)
             elif s.name not in written:
-                pointers.append((s.name, kind, False))
+                pointers.append((s.name, kind[s.name], False))
         pointers += [(n, "full", True) for n in written]
         pointers.sort(key=lambda p: (not p[2], p[0]))  # outputs first, then inputs, each by name
         replacements, reduced = sp.cse([e for _, e in stores], symbols=sp.numbered_symbols("t"))
+        used = {s.name for e in [*reduced, *(v for _, v in replacements)] for s in e.free_symbols}
+        loads = [(n, k) for n, k, _ in pointers if n in used]  # an output whose old value is not read: no load
         kname = f"{fn}_{'_'.join(outputs)}"
-        kernel = Kernel(kname, pointers, scalars, list(replacements),
+        kernel = Kernel(kname, pointers, loads, scalars, list(replacements),
                         list(zip([n for n, _ in stores], reduced)), like)
         function.kernels.append(kernel)
         args = [p[0] for p in pointers] + [f"_scalar({s}, {kernel.like})" for s in scalars]
@@ -232,7 +231,6 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
     cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
     helpers = sorted(p.used_helpers | r.cost_printer.used_helpers)
     kernels = fwd.kernels + bwd.kernels
-    cost = COSTS[spec.cost]
     context = dict(
         backend=backend,
         xp=xp,
@@ -264,7 +262,6 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         cost_term_z=cost_z,
         cost_term_z_doc=formula(plan.cost_term_z) if plan.cost_term_z is not None else None,
         cost_logs=plan.cost_term.has(sp.log),
-        cost_latex=cost.latex,
         helpers=helpers,
         kernels_file=f"{spec.name}_kernels.cu",
         has_kernels=bool(kernels),
@@ -289,17 +286,16 @@ def render_kernels(plan: Plan, kernels: list[Kernel], env: jinja2.Environment | 
     cuda_helpers = helper_names("cu")
     rendered = []
     used: set[str] = set()
+    index = {"full": "i", "col": "i % cols", "row": "i / cols"}
     for suffix, ctype in DTYPES:
         pr = CudaPrinter(ctype, cuda_helpers)
         for k in kernels:
-            index = {"full": "i", "col": "i % cols", "row": "i / cols"}
             rendered.append(dict(
                 name=f"{spec.name}_{k.name}_{suffix}",
                 ctype=ctype,
                 pointers=[(n, written) for n, _, written in k.pointers],
                 scalars=k.scalars,
-                loads=[(n, index[kind]) for n, kind, _ in k.pointers if kind != "scalar"
-                       and (not written_only(k, n))],
+                loads=[(n, index[kind]) for n, kind in k.loads],
                 temps=[(t.name, pr.doprint(v)) for t, v in k.temps],
                 stores=[(n, pr.doprint(v)) for n, v in k.stores],
             ))
@@ -307,16 +303,6 @@ def render_kernels(plan: Plan, kernels: list[Kernel], env: jinja2.Environment | 
     return env.get_template("kernels.cu.j2").render(
         command=command(spec), source=spec.source, kernels=rendered, helpers=sorted(used), spec=spec,
     )
-
-
-def written_only(k: Kernel, name: str) -> bool:
-    """An output the kernel does not read (its old value is not used)."""
-    reads = set()
-    for _, e in k.stores:
-        reads |= {s.name for s in e.free_symbols}
-    for _, e in k.temps:
-        reads |= {s.name for s in e.free_symbols}
-    return name not in reads
 
 
 def generate(spec: Spec, backends=BACKENDS) -> dict[str, str]:
@@ -330,6 +316,18 @@ def generate(spec: Spec, backends=BACKENDS) -> dict[str, str]:
         if backend == "cupy":
             files[f"{spec.name}_kernels.cu"] = render_kernels(plan, kernels, env)
     return files
+
+
+def load_generated(spec: Spec, folder: Path, backend: str = "numpy"):
+    """Generate the spec's `backend` module into `folder` (its kernels file too) and import it."""
+    folder = Path(folder)
+    for fname, text in generate(spec, [backend]).items():
+        (folder / fname).write_text(text, encoding="utf-8")
+    name = f"{spec.name}_{backend}"
+    mod_spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
 
 
 def package_init(names: list[str], env: jinja2.Environment | None = None) -> str:

@@ -16,7 +16,6 @@ optional package).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from derive.errors import DeriveError
 from derive.spec import Spec, load_spec, validate
 
-from .render import generate
+from .render import load_generated
 
 INPUTS, CLASSES = 64, 10
 
@@ -43,17 +42,6 @@ def digits_spec(hidden: int) -> Spec:
         batch="mean",
         notation="nielsen",
     ), "codegen/train.py")
-
-
-def load_generated(spec: Spec, folder: Path):
-    """Generate the spec's NumPy module into `folder` and import it."""
-    name = f"{spec.name}_numpy"
-    path = folder / f"{name}.py"
-    path.write_text(generate(spec, ["numpy"])[f"{name}.py"], encoding="utf-8")
-    mod_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module
 
 
 def load_digits(seed: int):

@@ -39,14 +39,18 @@ def with_ones(a):
 _KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "net222_kernels.cu")
 _THREADS = 256
 _MODULE = []
+_FUNCTIONS = {}  # (name, dtype) -> the compiled kernel
 
 
 def _kernel(name, dtype):
-    if not _MODULE:
-        with open(_KERNELS, encoding="utf-8") as f:
-            _MODULE.append(cupy.RawModule(code=f.read()))
-    suffix = "f32" if dtype == numpy.float32 else "f64"
-    return _MODULE[0].get_function(f"{NAME}_{name}_{suffix}")
+    function = _FUNCTIONS.get((name, dtype))
+    if function is None:
+        if not _MODULE:
+            with open(_KERNELS, encoding="utf-8") as f:
+                _MODULE.append(cupy.RawModule(code=f.read()))
+        suffix = "f32" if dtype == numpy.float32 else "f64"
+        function = _FUNCTIONS[(name, dtype)] = _MODULE[0].get_function(f"{NAME}_{name}_{suffix}")
+    return function
 
 
 def _run(name, like, *args):

@@ -37,14 +37,18 @@ _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float3
 _KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nielsen_kernels.cu")
 _THREADS = 256
 _MODULE = []
+_FUNCTIONS = {}  # (name, dtype) -> the compiled kernel
 
 
 def _kernel(name, dtype):
-    if not _MODULE:
-        with open(_KERNELS, encoding="utf-8") as f:
-            _MODULE.append(cupy.RawModule(code=f.read()))
-    suffix = "f32" if dtype == numpy.float32 else "f64"
-    return _MODULE[0].get_function(f"{NAME}_{name}_{suffix}")
+    function = _FUNCTIONS.get((name, dtype))
+    if function is None:
+        if not _MODULE:
+            with open(_KERNELS, encoding="utf-8") as f:
+                _MODULE.append(cupy.RawModule(code=f.read()))
+        suffix = "f32" if dtype == numpy.float32 else "f64"
+        function = _FUNCTIONS[(name, dtype)] = _MODULE[0].get_function(f"{NAME}_{name}_{suffix}")
+    return function
 
 
 def _run(name, like, *args):

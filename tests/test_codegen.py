@@ -9,7 +9,7 @@ reduced widths; Hypothesis draws random specs.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import itertools
 import subprocess
 import sys
@@ -25,7 +25,7 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codegen import generate, make_plan
+from codegen import load_generated, make_plan
 from codegen.__main__ import expected_files, write_all
 from codegen.__main__ import main as codegen_main
 from codegen.render import BACKENDS
@@ -48,15 +48,12 @@ def builtin(name: str, backend: str = "numpy"):
 
 
 def module_for(spec, tmp_path: Path):
-    """Generate the NumPy module of `spec` into tmp_path and import it."""
-    files = generate(spec, ["numpy"])
-    name = f"{spec.name}_numpy"
-    path = tmp_path / f"{name}_{next(_counter)}.py"
-    path.write_text(files[f"{name}.py"])
-    mod_spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module
+    """Generate the NumPy module of `spec` into a fresh folder under tmp_path and import it.
+
+    Hypothesis reuses one tmp_path for every example: each module gets its own folder."""
+    folder = tmp_path / str(next(_counter))
+    folder.mkdir()
+    return load_generated(spec, folder)
 
 
 def reduced(name: str):

@@ -9,7 +9,6 @@ kernel's own argument order, broadcast rules (i % cols, i / cols) and in-place b
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 import sympy as sp
 
 from codegen.plan import make_plan
-from codegen.render import DTYPES, generate, render_module
+from codegen.render import DTYPES, generate, load_generated, render_module
 from derive.spec import builtin_names, load_spec, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,20 +131,10 @@ def cpu_cupy(monkeypatch):
     return fake
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _pair(spec, tmp_path):
     """The NumPy module and the CuPy module (on the stand-in) of one spec, and the kernels."""
-    files = generate(spec)
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    numpy_module = _load(tmp_path / f"{spec.name}_numpy.py", f"{spec.name}_numpy_ref")
-    cupy_module = _load(tmp_path / f"{spec.name}_cupy.py", f"{spec.name}_cupy_cpu")
+    numpy_module = load_generated(spec, tmp_path, "numpy")
+    cupy_module = load_generated(spec, tmp_path, "cupy")
     _, kernels = render_module(make_plan(spec), "cupy")
     helpers = {n: getattr(numpy_module, n) for n in ("sigmoid", "softplus") if hasattr(numpy_module, n)}
     for k in kernels:
