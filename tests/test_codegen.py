@@ -64,6 +64,12 @@ def reduced(name: str):
     return spec.with_sizes(tuple([3] + [4] * (spec.depth - 1) + [2]))
 
 
+def reduced_module(name: str, tmp_path: Path):
+    """The reduced spec and its module: the checked-in one where the spec is small, else generated."""
+    spec = reduced(name)
+    return spec, builtin(name) if spec.sizes == load_spec(name).sizes else module_for(spec, tmp_path)
+
+
 def data(spec, B: int, rng, dtype=np.float64, scale=1.0):
     """Random parameters (biases too), inputs and targets that suit the cost."""
     params = {k: (rng.standard_normal(shape) * scale).astype(dtype) for k, shape in param_shapes(spec)}
@@ -211,8 +217,7 @@ def three_oracles(module, spec, params, x, y, fd_entries=None):
 @pytest.mark.parametrize("name", builtin_names())
 def test_builtin_three_oracles(name, tmp_path):
     """Every built-in spec: the checked-in module where it is small, else the same spec at small widths."""
-    spec = reduced(name)
-    module = builtin(name) if spec.sizes == load_spec(name).sizes else module_for(spec, tmp_path)
+    spec, module = reduced_module(name, tmp_path)
     rng = np.random.default_rng(7)
     params, x, y = data(spec, batch_of(spec, rng), rng)
     three_oracles(module, spec, params, x, y)
@@ -287,8 +292,7 @@ def test_plain_oracle_covers_the_tables():
 
 @pytest.mark.parametrize("name", builtin_names())
 def test_float32_in_float32_out(name, tmp_path):
-    spec = reduced(name)
-    module = builtin(name) if spec.sizes == load_spec(name).sizes else module_for(spec, tmp_path)
+    spec, module = reduced_module(name, tmp_path)
     rng = np.random.default_rng(5)
     params, x, y = data(spec, batch_of(spec, rng), rng)
     out64, cache64 = module.forward(params, x)
