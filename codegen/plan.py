@@ -81,6 +81,7 @@ class Plan:
     updates: list[str] = field(default_factory=list)  # the proven update forms, for sgd_step
     output_delta: sp.Expr | None = None  # BP1 as the code computes it
     output_delta_cancelled: bool = False  # g * sigma' had a common factor that cancel() removed
+    carried_scale: bool = False  # the mean's 1/B is applied once, to delta{L}, and carried by BP2 (see carry_scale)
 
 
 def small_spec(spec: Spec) -> Spec:
@@ -128,12 +129,31 @@ class Planner:
         return out.doit()
 
     def scaled(self, expr):
-        """The batch scale written as 1/B (inv_B) for a mean, dropped for a sum or one example."""
+        """The gradient form without its batch scale: for a mean the 1/B is already in the deltas
+        (carry_scale); a sum or one example has none."""
         coeff, mats = expr.as_coeff_matrices()
         if coeff != self.net.scale:
             raise AssertionError(f"unexpected coefficient {coeff} in {expr}")
-        factor = INV_B if self.spec.batch == "mean" else sp.Integer(1)
-        return MatMul(factor, *mats) if factor != 1 else MatMul(*mats)
+        return MatMul(*mats)
+
+    def carry_scale(self, plan: Plan) -> None:
+        """Apply the mean's 1/B once, to delta{L}, instead of once per gradient.
+
+        Every BP2 form and every gradient form is linear in the delta it reads (checked here,
+        on the explicit matrices of the forms), so scaling delta{L} by 1/B scales each delta{l}
+        and each gradient by 1/B: the gradients need no factor of their own. One product with
+        a (B, n_L) array replaces one per weight and bias gradient.
+        """
+        deltas = [self.forms.sym[f"delta{l}"] for l in range(1, self.L + 1)]
+        for form in self.forms.forms:
+            if (form.truth == "delta" and form.key != "BP1") or form.truth == "grad":
+                if not linear_in(form.expr, deltas):
+                    raise AssertionError(f"{form.key} is not linear in delta: the 1/B cannot be carried")
+        lhs = f"delta{self.L}"
+        at = max(i for i, step in enumerate(plan.backward) if step.lhs == lhs)
+        note = "the mean's 1/B, once: BP2 and the gradients are linear in delta"
+        plan.backward.insert(at + 1, Step(lhs, "elementwise", INV_B * sp.Symbol(lhs), note))
+        plan.carried_scale = True
 
     # -- elementwise parts, as scalar expressions over whole arrays ------------------
     @cached_property
@@ -253,6 +273,8 @@ class Planner:
                 if form.expr != expected:  # sgd_step does exactly this, in place
                     raise AssertionError(f"{form.key}: {form.expr} is not {expected}")
                 plan.updates.append(f"{form.lhs.name} = {M.name} - gamma*dC_d{form.matrix}")
+        if spec.batch == "mean":
+            self.carry_scale(plan)
         needs = set()
         for step in plan.backward:
             needs |= names_in(step.expr)
@@ -296,6 +318,14 @@ def names_in(expr) -> set[str]:
     for s in expr.atoms(sp.Symbol, MatrixSymbol):
         out.add(str(s.name).split("[")[0])
     return out
+
+
+def linear_in(expr: sp.MatrixExpr, symbols) -> bool:
+    """Whether scaling every one of `symbols` by c scales the matrix expression by c, entry by entry."""
+    c = sp.Dummy("c")
+    scaled = expr.xreplace({s: c * s for s in symbols})
+    difference = sp.Matrix(scaled.as_explicit()) - c * sp.Matrix(expr.as_explicit())
+    return all(sp.expand(entry) == 0 for entry in difference)
 
 
 def lowest_terms(expr: sp.Expr) -> sp.Expr:

@@ -68,7 +68,8 @@ class Renderer:
         helpers = helper_names("py")
         batch = {f"{p}{l}" for l in range(plan.spec.depth + 1) for p in ("a", "A", "delta")}
         dot = "tdot" if backend == "numpy" else None  # cuBLAS has no slow K = 1 case to avoid
-        self.printer = cls(plan.names, helpers, scale_on=deltas, batch_dot=dot, batch=batch)
+        ones = "ones_B" if backend == "numpy" else None  # CuPy: a reduction kernel, no array of ones to fill
+        self.printer = cls(plan.names, helpers, scale_on=deltas, batch_dot=dot, batch=batch, ones=ones)
         self.cost_printer = cls(plan.names, helpers, floor_logs="tiny")
         self.xp = backend
 
@@ -221,11 +222,14 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
     if backend == "numpy":
         prelude = []
         for l in range(1, L + 1):
-            checks[f"z{l}"] = [f"if not {xp}.isfinite(z{l}).all():", f"    _not_finite(\"z{l}\", x, params)"]
+            checks[f"z{l}"] = [f"if not _finite(z{l}):", f"    _not_finite(\"z{l}\", x, params)"]
     else:
         prelude = ["if not _all_finite(x, *values):", "    _not_finite(\"x and params\", x, params)"]
     fwd = r.body(plan.forward, plan.cache_keys + [f"a{L}"], "forward", checks)
     bwd = r.body(plan.backward, [name for name, _ in _grad_names(spec)], "backward", {})
+    if p.used_ones:
+        out = f"a{L}"
+        bwd.lines.insert(0, f"ones_B = {xp}.ones(({out}.shape[0], 1), dtype={out}.dtype)  # sums over the batch are products with it")
     term = formula(plan.cost_term)
     cost_plain = r.cost_printer.doprint(plan.cost_term)
     cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
@@ -249,6 +253,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         sigma_prime=[(l, formula(e)) for l, e in sorted(plan.sigma_prime.items())],
         g=formula(plan.g),
         output_delta=formula(plan.output_delta) if plan.output_delta_cancelled else None,
+        carried_scale=plan.carried_scale,
         activations=list(spec.activation),
         cache_keys=plan.cache_keys,
         cache_names=_unpack(plan.cache_keys),

@@ -84,9 +84,11 @@ def _check_array(name, value, shape):
 def _params(params, dtype, what="params"):
     """The parameter arrays in PARAM_SHAPES order, each checked against its shape and dtype."""
     if type(params) is dict and len(params) == len(PARAM_SHAPES):
-        values = [params.get(key) for key in PARAM_SHAPES]
-        if all(type(v) is cupy.ndarray and v.shape == shape and v.dtype == dtype and v.flags.c_contiguous
-               for v, shape in zip(values, PARAM_SHAPES.values())):
+        values = [*map(params.get, PARAM_SHAPES)]
+        for v, shape in zip(values, PARAM_SHAPES.values()):
+            if type(v) is not cupy.ndarray or v.shape != shape or v.dtype != dtype or not v.flags.c_contiguous:
+                break
+        else:
             return values  # the common case, checked in one pass
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
         keys = sorted(params) if isinstance(params, dict) else type(params).__name__
@@ -186,19 +188,21 @@ def backward(params, cache, y):
         g = a2 - y
         sp1 = a1*(1 - a1)
         sp2 = a2*(1 - a2)
+    The code keeps (1/B)*delta{l} in delta{l}: the mean's 1/B is applied once, after BP1, and
+    BP2 and the gradient forms carry it (each is linear in delta, checked when generating).
     """
     a0, a1, a2 = _cache(cache)
     W1, b1, W2, b2 = _params(params, a2.dtype)
     y = _check_target(y, a2)
     inv_B = 1.0 / a2.shape[0]
     delta2 = cupy.empty_like(a2)
-    _run('backward_delta2', a2, delta2, a2, y)  # BP1
+    _run('backward_delta2', a2, delta2, a2, y, _scalar(inv_B, a2))  # BP1; the mean's 1/B, once: BP2 and the gradients are linear in delta
     delta1 = delta2 @ W2  # BP2[1]
     _run('backward_delta1', a1, delta1, a1)
-    dC_dW1 = (inv_B*delta1.T) @ a0  # dC/dW1
-    dC_db1 = inv_B*delta1.T.sum(axis=1, keepdims=True)  # dC/db1
-    dC_dW2 = (inv_B*delta2.T) @ a1  # dC/dW2
-    dC_db2 = inv_B*delta2.T.sum(axis=1, keepdims=True)  # dC/db2
+    dC_dW1 = delta1.T @ a0  # dC/dW1
+    dC_db1 = delta1.T.sum(axis=1, keepdims=True)  # dC/db1
+    dC_dW2 = delta2.T @ a1  # dC/dW2
+    dC_db2 = delta2.T.sum(axis=1, keepdims=True)  # dC/db2
     return {"W1": dC_dW1, "b1": dC_db1, "W2": dC_dW2, "b2": dC_db2}
 
 

@@ -46,6 +46,7 @@ extern "C" __global__ void nielsen_backward_delta2_f64(
     double* p_delta2,
     const double* p_a2,
     const double* p_y,
+    const double inv_B,
     const long long size,
     const long long cols)
 {
@@ -55,7 +56,7 @@ extern "C" __global__ void nielsen_backward_delta2_f64(
     }
     const double a2 = p_a2[i];
     const double y = p_y[i];
-    p_delta2[i] = a2*(1 - a2)*(a2 - y);
+    p_delta2[i] = a2*inv_B*(1 - a2)*(a2 - y);
 }
 
 extern "C" __global__ void nielsen_backward_delta1_f64(
@@ -109,6 +110,7 @@ extern "C" __global__ void nielsen_backward_delta2_f32(
     float* p_delta2,
     const float* p_a2,
     const float* p_y,
+    const float inv_B,
     const long long size,
     const long long cols)
 {
@@ -118,7 +120,7 @@ extern "C" __global__ void nielsen_backward_delta2_f32(
     }
     const float a2 = p_a2[i];
     const float y = p_y[i];
-    p_delta2[i] = a2*(1 - a2)*(a2 - y);
+    p_delta2[i] = a2*inv_B*(1 - a2)*(a2 - y);
 }
 
 extern "C" __global__ void nielsen_backward_delta1_f32(

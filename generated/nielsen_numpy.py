@@ -14,6 +14,8 @@ wrong shape, dtype or a non-finite value raises ValueError naming the argument.
 float32 in, float32 out; float64 in, float64 out.
 """
 
+import math
+
 import numpy
 
 NAME = "nielsen"
@@ -31,15 +33,12 @@ _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float3
 
 
 def sigmoid(z, out=None):
-    """1/(1 + exp(-z)) for every z: -z is capped below log(max float), so exp cannot overflow.
-
-    The cap only changes values under 1e-38 (float32) or 1e-307 (float64).
+    """exp(z)/(exp(z) + 1) = 1/(1 + exp(-z)) for every z: z is capped below log(max float), so
+    exp cannot overflow. At the cap the sigmoid already rounds to 1: the cap changes no value.
     """
-    out = numpy.negative(z, out=out)
-    numpy.minimum(out, _EXP_CAP[out.dtype.type], out=out)
-    numpy.exp(out, out=out)
-    out += 1
-    return numpy.reciprocal(out, out=out)
+    t = numpy.minimum(z, _EXP_CAP[z.dtype.type], out=out)
+    numpy.exp(t, out=t)
+    return numpy.divide(t, t + 1, out=t)
 
 
 def tdot(u, v):
@@ -75,9 +74,11 @@ def _check_array(name, value, shape):
 def _params(params, dtype, what="params"):
     """The parameter arrays in PARAM_SHAPES order, each checked against its shape and dtype."""
     if type(params) is dict and len(params) == len(PARAM_SHAPES):
-        values = [params.get(key) for key in PARAM_SHAPES]
-        if all(type(v) is numpy.ndarray and v.shape == shape and v.dtype == dtype
-               for v, shape in zip(values, PARAM_SHAPES.values())):
+        values = [*map(params.get, PARAM_SHAPES)]
+        for v, shape in zip(values, PARAM_SHAPES.values()):
+            if type(v) is not numpy.ndarray or v.shape != shape or v.dtype != dtype:
+                break
+        else:
             return values  # the common case, checked in one pass
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
         keys = sorted(params) if isinstance(params, dict) else type(params).__name__
@@ -104,9 +105,15 @@ def _check_target(y, output):
     y = _check_array("y", y, output.shape)
     if y.dtype != output.dtype:
         raise ValueError(f"y: dtype {y.dtype} (shape {tuple(y.shape)}), expected {output.dtype} like the output, shape {tuple(output.shape)}")
-    if not numpy.isfinite(y).all():
+    if not _finite(y):
         raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(output.shape)}")
     return y
+
+
+def _finite(a):
+    """Whether every entry of a is finite. a·a is one BLAS dot, finite when every entry is;
+    when it is not (an inf, a NaN, or a sum that overflowed) the entries are tested one by one."""
+    return math.isfinite(numpy.vdot(a, a)) or bool(numpy.isfinite(a).all())
 
 
 def _not_finite(where, x, params):
@@ -150,12 +157,12 @@ def forward(params, x):
     W1, b1, W2, b2 = _params(params, a0.dtype)
     z1 = a0 @ W1.T
     z1 += b1.T
-    if not numpy.isfinite(z1).all():
+    if not _finite(z1):
         _not_finite("z1", x, params)
     a1 = sigmoid(z1, out=z1)  # a1 = sigmoid(z1)
     z2 = a1 @ W2.T
     z2 += b2.T
-    if not numpy.isfinite(z2).all():
+    if not _finite(z2):
         _not_finite("z2", x, params)
     a2 = sigmoid(z2, out=z2)  # a2 = sigmoid(z2)
     return a2, {"a0": a0, "a1": a1, "a2": a2}
@@ -174,18 +181,22 @@ def backward(params, cache, y):
         g = a2 - y
         sp1 = a1*(1 - a1)
         sp2 = a2*(1 - a2)
+    The code keeps (1/B)*delta{l} in delta{l}: the mean's 1/B is applied once, after BP1, and
+    BP2 and the gradient forms carry it (each is linear in delta, checked when generating).
     """
     a0, a1, a2 = _cache(cache)
     W1, b1, W2, b2 = _params(params, a2.dtype)
     y = _check_target(y, a2)
     inv_B = 1.0 / a2.shape[0]
+    ones_B = numpy.ones((a2.shape[0], 1), dtype=a2.dtype)  # sums over the batch are products with it
     delta2 = a2*(1 - a2)*(a2 - y)  # BP1
+    delta2 *= inv_B  # the mean's 1/B, once: BP2 and the gradients are linear in delta
     delta1 = delta2 @ W2  # BP2[1]
     delta1 *= a1*(1 - a1)
-    dC_dW1 = tdot(inv_B*delta1, a0)  # dC/dW1
-    dC_db1 = inv_B*delta1.T.sum(axis=1, keepdims=True)  # dC/db1
-    dC_dW2 = tdot(inv_B*delta2, a1)  # dC/dW2
-    dC_db2 = inv_B*delta2.T.sum(axis=1, keepdims=True)  # dC/db2
+    dC_dW1 = tdot(delta1, a0)  # dC/dW1
+    dC_db1 = delta1.T @ ones_B  # dC/db1
+    dC_dW2 = tdot(delta2, a1)  # dC/dW2
+    dC_db2 = delta2.T @ ones_B  # dC/db2
     return {"W1": dC_dW1, "b1": dC_db1, "W2": dC_dW2, "b2": dC_db2}
 
 

@@ -83,9 +83,11 @@ def _check_array(name, value, shape):
 def _params(params, dtype, what="params"):
     """The parameter arrays in PARAM_SHAPES order, each checked against its shape and dtype."""
     if type(params) is dict and len(params) == len(PARAM_SHAPES):
-        values = [params.get(key) for key in PARAM_SHAPES]
-        if all(type(v) is cupy.ndarray and v.shape == shape and v.dtype == dtype and v.flags.c_contiguous
-               for v, shape in zip(values, PARAM_SHAPES.values())):
+        values = [*map(params.get, PARAM_SHAPES)]
+        for v, shape in zip(values, PARAM_SHAPES.values()):
+            if type(v) is not cupy.ndarray or v.shape != shape or v.dtype != dtype or not v.flags.c_contiguous:
+                break
+        else:
             return values  # the common case, checked in one pass
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
         keys = sorted(params) if isinstance(params, dict) else type(params).__name__

@@ -13,6 +13,8 @@ wrong shape, dtype or a non-finite value raises ValueError naming the argument.
 float32 in, float32 out; float64 in, float64 out.
 """
 
+import math
+
 import numpy
 
 NAME = "rowmajor"
@@ -32,15 +34,12 @@ _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float3
 
 
 def sigmoid(z, out=None):
-    """1/(1 + exp(-z)) for every z: -z is capped below log(max float), so exp cannot overflow.
-
-    The cap only changes values under 1e-38 (float32) or 1e-307 (float64).
+    """exp(z)/(exp(z) + 1) = 1/(1 + exp(-z)) for every z: z is capped below log(max float), so
+    exp cannot overflow. At the cap the sigmoid already rounds to 1: the cap changes no value.
     """
-    out = numpy.negative(z, out=out)
-    numpy.minimum(out, _EXP_CAP[out.dtype.type], out=out)
-    numpy.exp(out, out=out)
-    out += 1
-    return numpy.reciprocal(out, out=out)
+    t = numpy.minimum(z, _EXP_CAP[z.dtype.type], out=out)
+    numpy.exp(t, out=t)
+    return numpy.divide(t, t + 1, out=t)
 
 
 def softplus(z, out=None):
@@ -81,9 +80,11 @@ def _check_array(name, value, shape):
 def _params(params, dtype, what="params"):
     """The parameter arrays in PARAM_SHAPES order, each checked against its shape and dtype."""
     if type(params) is dict and len(params) == len(PARAM_SHAPES):
-        values = [params.get(key) for key in PARAM_SHAPES]
-        if all(type(v) is numpy.ndarray and v.shape == shape and v.dtype == dtype
-               for v, shape in zip(values, PARAM_SHAPES.values())):
+        values = [*map(params.get, PARAM_SHAPES)]
+        for v, shape in zip(values, PARAM_SHAPES.values()):
+            if type(v) is not numpy.ndarray or v.shape != shape or v.dtype != dtype:
+                break
+        else:
             return values  # the common case, checked in one pass
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
         keys = sorted(params) if isinstance(params, dict) else type(params).__name__
@@ -110,9 +111,15 @@ def _check_target(y, output):
     y = _check_array("y", y, output.shape)
     if y.dtype != output.dtype:
         raise ValueError(f"y: dtype {y.dtype} (shape {tuple(y.shape)}), expected {output.dtype} like the output, shape {tuple(output.shape)}")
-    if not numpy.isfinite(y).all():
+    if not _finite(y):
         raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(output.shape)}")
     return y
+
+
+def _finite(a):
+    """Whether every entry of a is finite. a·a is one BLAS dot, finite when every entry is;
+    when it is not (an inf, a NaN, or a sum that overflowed) the entries are tested one by one."""
+    return math.isfinite(numpy.vdot(a, a)) or bool(numpy.isfinite(a).all())
 
 
 def _not_finite(where, x, params):
@@ -157,17 +164,17 @@ def forward(params, x):
     W1, b1, W2, b2, W3, b3 = _params(params, a0.dtype)
     z1 = a0 @ W1
     z1 += b1
-    if not numpy.isfinite(z1).all():
+    if not _finite(z1):
         _not_finite("z1", x, params)
     a1 = numpy.maximum(0, z1)  # a1 = relu(z1)
     z2 = a1 @ W2
     z2 += b2
-    if not numpy.isfinite(z2).all():
+    if not _finite(z2):
         _not_finite("z2", x, params)
     a2 = numpy.maximum(0, z2)  # a2 = relu(z2)
     z3 = a2 @ W3
     z3 += b3
-    if not numpy.isfinite(z3).all():
+    if not _finite(z3):
         _not_finite("z3", x, params)
     a3 = sigmoid(z3)  # a3 = sigmoid(z3)
     return a3, {"a0": a0, "a1": a1, "z1": z1, "a2": a2, "z2": z2, "a3": a3, "z3": z3}
@@ -195,17 +202,18 @@ def backward(params, cache, y):
     a0, a1, z1, a2, z2, a3, z3 = _cache(cache)
     W1, b1, W2, b2, W3, b3 = _params(params, a3.dtype)
     y = _check_target(y, a3)
+    ones_B = numpy.ones((a3.shape[0], 1), dtype=a3.dtype)  # sums over the batch are products with it
     delta3 = a3 - y  # BP1
     delta2 = delta3 @ W3.T  # BP2[2]
     delta2 *= numpy.heaviside(z2, 0.5)
     delta1 = delta2 @ W2.T  # BP2[1]
     delta1 *= numpy.heaviside(z1, 0.5)
     dC_dW1 = tdot(a0, delta1)  # dC/dW1
-    dC_db1 = delta1.sum(axis=0, keepdims=True)  # dC/db1
+    dC_db1 = ones_B.T @ delta1  # dC/db1
     dC_dW2 = tdot(a1, delta2)  # dC/dW2
-    dC_db2 = delta2.sum(axis=0, keepdims=True)  # dC/db2
+    dC_db2 = ones_B.T @ delta2  # dC/db2
     dC_dW3 = tdot(a2, delta3)  # dC/dW3
-    dC_db3 = delta3.sum(axis=0, keepdims=True)  # dC/db3
+    dC_db3 = ones_B.T @ delta3  # dC/db3
     return {"W1": dC_dW1, "b1": dC_db1, "W2": dC_dW2, "b2": dC_db2, "W3": dC_dW3, "b3": dC_db3}
 
 
