@@ -42,14 +42,13 @@ class ArrayPrinter(_HelperCalls, NumPyPrinter):
     """Readable batch-first array code: `@` for products, `*` for Hadamard products.
 
     names: symbol name -> code (`w2` -> `W2[:-1, :]`); helpers: function names the
-    module defines (stable sigmoid, softplus, ...); scale_on: the names a scalar factor
-    of a product should multiply (the smallest operand: the error, not the input); ones:
-    the name of a (B, 1) array of ones, when a sum over the batch is to be printed as the
-    product with it that the form writes (one BLAS matrix-vector product, several times
-    faster than NumPy's strided sum over the batch axis).
+    module defines (stable sigmoid, softplus, ...); ones: the name of a (B, 1) array of
+    ones, when a sum over the batch is to be printed as the product with it that the form
+    writes (one BLAS matrix-vector product, several times faster than NumPy's strided sum
+    over the batch axis).
     """
 
-    def __init__(self, names=None, helpers=(), scale_on=(), floor_logs=None, batch_dot=None, batch=(), ones=None):
+    def __init__(self, names=None, helpers=(), floor_logs=None, batch_dot=None, batch=(), ones=None):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": True})
         self.batch_dot = batch_dot  # helper for Xᵀ Y over the batch axis (None: print X.T @ Y)
         self.ones = ones  # name of a (B, 1) array of ones: sums over the batch as products with it
@@ -57,7 +56,6 @@ class ArrayPrinter(_HelperCalls, NumPyPrinter):
         self.batch = set(batch)  # names of batch-first arrays
         self.names = dict(names or {})
         self.helpers = set(helpers)
-        self.scale_on = set(scale_on)
         self.floor_logs = floor_logs  # code of the smallest positive value logs are floored at
         self.used_helpers: set[str] = set()
 
@@ -80,36 +78,26 @@ class ArrayPrinter(_HelperCalls, NumPyPrinter):
 
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()
-        mats = list(mats)
+        code = self._product(list(mats))
+        return code if coeff == 1 else f"{self._print(coeff)}*({code})"
+
+    def _product(self, mats) -> str:
         # products with a column of ones: sums over the batch (1ᵀ X, X 1), as written or as .sum
         if len(mats) == 2 and _is_ones(mats[1]):
             if self.ones:
                 self.used_ones = True
-                return self._scaled(coeff, f"{self._factor(mats[0])} @ {self.ones}", wrap=True)
-            return self._scaled(coeff, f"{self._factor(mats[0])}.sum(axis=1, keepdims=True)")
+                return f"{self._factor(mats[0])} @ {self.ones}"
+            return f"{self._factor(mats[0])}.sum(axis=1, keepdims=True)"
         if len(mats) == 2 and isinstance(mats[0], Transpose) and _is_ones(mats[0].arg):
             if self.ones:
                 self.used_ones = True
-                return self._scaled(coeff, f"{self.ones}.T @ {self._factor(mats[1])}", wrap=True)
-            return self._scaled(coeff, f"{self._factor(mats[1])}.sum(axis=0, keepdims=True)")
+                return f"{self.ones}.T @ {self._factor(mats[1])}"
+            return f"{self._factor(mats[1])}.sum(axis=0, keepdims=True)"
         if (self.batch_dot and len(mats) == 2 and isinstance(mats[0], Transpose)
                 and _base_name(mats[0]) in self.batch and _base_name(mats[1]) in self.batch):
-            mats = [mats[0].arg, mats[1]]  # Xᵀ Y summed over the batch: batch_dot(X, Y)
-            call = self.batch_dot
-            self.used_helpers.add(call)
-        else:
-            call = None
-        parts = [self._factor(m) for m in mats]
-        if coeff != 1:
-            # the scalar multiplies the operand named in scale_on (the smaller one), else the first
-            at = next((i for i, m in enumerate(mats) if _base_name(m) in self.scale_on), 0)
-            parts[at] = f"{self._print(coeff)}*{parts[at]}" if call else f"({self._print(coeff)}*{parts[at]})"
-        return f"{call}({', '.join(parts)})" if call else " @ ".join(parts)
-
-    def _scaled(self, coeff, code: str, wrap: bool = False) -> str:
-        if coeff == 1:
-            return code
-        return f"{self._print(coeff)}*({code})" if wrap else f"{self._print(coeff)}*{code}"
+            self.used_helpers.add(self.batch_dot)  # Xᵀ Y summed over the batch: batch_dot(X, Y)
+            return f"{self.batch_dot}({self._factor(mats[0].arg)}, {self._factor(mats[1])})"
+        return " @ ".join(self._factor(m) for m in mats)
 
     def _print_HadamardProduct(self, expr):
         return " * ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)

@@ -64,12 +64,11 @@ class Renderer:
     def __init__(self, plan: Plan, backend: str):
         self.plan, self.backend = plan, backend
         cls = ArrayPrinter if backend == "numpy" else CuPyArrayPrinter
-        deltas = {f"delta{l}" for l in range(1, plan.spec.depth + 1)}
         helpers = helper_names("py")
         batch = {f"{p}{l}" for l in range(plan.spec.depth + 1) for p in ("a", "A", "delta")}
         dot = "tdot" if backend == "numpy" else None  # cuBLAS has no slow K = 1 case to avoid
         ones = "ones_B" if backend == "numpy" else None  # CuPy: a reduction kernel, no array of ones to fill
-        self.printer = cls(plan.names, helpers, scale_on=deltas, batch_dot=dot, batch=batch, ones=ones)
+        self.printer = cls(plan.names, helpers, batch_dot=dot, batch=batch, ones=ones)
         self.cost_printer = cls(plan.names, helpers, floor_logs="tiny")
         self.xp = backend
 
