@@ -128,7 +128,7 @@ class Planner:
             out = Transpose(out)
         return out.doit()
 
-    def scaled(self, expr):
+    def unscaled(self, expr):
         """The gradient form without its batch scale: for a mean the 1/B is already in the deltas
         (carry_scale); a sum or one example has none."""
         coeff, mats = expr.as_coeff_matrices()
@@ -263,7 +263,7 @@ class Planner:
                 plan.backward += steps
                 plan.equations.append((form.key, f"{form.lhs.name} = {formula(form.expr)}"))
             elif form.truth == "grad":
-                expr = self.scaled(self.orient(form.lhs, form.expr))
+                expr = self.unscaled(self.orient(form.lhs, form.expr))
                 plan.backward.append(Step(form.lhs.name, "matrix", expr, form.key))
                 plan.equations.append((form.key, f"{form.lhs.name} = {formula(form.expr.xreplace(doc_rule))}"))
         for form in self.forms.forms:
