@@ -226,9 +226,6 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         prelude = ["if not _all_finite(x, *values):", "    _not_finite(\"x and params\", x, params)"]
     fwd = r.body(plan.forward, plan.cache_keys + [f"a{L}"], "forward", checks)
     bwd = r.body(plan.backward, [name for name, _ in _grad_names(spec)], "backward", {})
-    if p.used_ones:
-        out = f"a{L}"
-        bwd.lines.insert(0, f"ones_B = {xp}.ones(({out}.shape[0], 1), dtype={out}.dtype)  # sums over the batch are products with it")
     term = formula(plan.cost_term)
     cost_plain = r.cost_printer.doprint(plan.cost_term)
     cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
@@ -261,6 +258,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         output=f"a{L}",
         grads=_grad_names(spec),
         mean=spec.batch == "mean",
+        ones_B=p.used_ones,
         cost_term=cost_plain,
         cost_term_doc=term,
         cost_term_z=cost_z,
