@@ -74,9 +74,10 @@ def precheck(source: str, hints: dict[str, str]) -> None:
         if ord(ch) > 127 or (ord(ch) < 32 and ch not in "\t\n\r"):
             hint = f"; write {hints[ch]!r}" if ch in hints else ""
             raise ClaimError(f"character {ch!r} is not allowed{hint}", (i, i + 1))
-    for m in re.finditer(r"\d+", source):
-        if len(m.group()) > MAX_NUMBER_DIGITS:
-            raise ClaimError(f"a number of {len(m.group())} digits; at most {MAX_NUMBER_DIGITS}", m.span())
+    for m in re.finditer(r"\d(?:_?\d)*", source):  # Python allows 1_000: the digits count, not the runs
+        digits = len(m.group().replace("_", ""))
+        if digits > MAX_NUMBER_DIGITS:
+            raise ClaimError(f"a number of {digits} digits; at most {MAX_NUMBER_DIGITS}", m.span())
     opened: list[int] = []
     for i, ch in enumerate(source):
         if ch in "([{":
@@ -248,6 +249,10 @@ class Leaves(ABC):
     def activate(self, value, name: str | None, prime: bool, node: Op):
         """sigma (or sigma') of a value that must be a neuron's pre-activation, entry by entry."""
 
+    def is_zero(self, value) -> bool:
+        """Whether a denominator is 0 at every point of the network (SymLeaves adds the network's relations)."""
+        return value == 0
+
 
 def work_of(node: Node) -> int:
     """Nodes an evaluation visits: a sum's body counts once per term."""
@@ -277,9 +282,10 @@ def _total(terms: list):
 class Evaluator:
     """Evaluate a tree over Leaves; shape rules as in NumPy for '*', as in mathematics for products."""
 
-    def __init__(self, leaves: Leaves, describe: Callable[[Node], str]):
+    def __init__(self, leaves: Leaves, describe: Callable[[Node], str], broadcast: bool = True):
         self.leaves = leaves
         self.describe = describe
+        self.broadcast = broadcast  # text's + - * / broadcast as NumPy's do; LaTeX's operators do not
 
     def __call__(self, node: Node):
         cost = work_of(node)
@@ -310,16 +316,42 @@ class Evaluator:
         return tuple(out)
 
     def _same(self, node: Node, a, b, what: str):
+        """Sizes of an elementwise operation: equal, or (in text) broadcast as NumPy broadcasts them."""
         sa, sb = shape_of(a), shape_of(b)
-        if sa is not None and sb is not None and sa != sb:
-            l, r = node.args
-            raise ShapeError(f"{what}: {self.describe(l)} is {size_text(sa)} but {self.describe(r)} is {size_text(sb)}")
+        if sa is None or sb is None or sa == sb:
+            return
+        l, r = node.args
+        sizes = f"{self.describe(l)} is {size_text(sa)} but {self.describe(r)} is {size_text(sb)}"
+        if all(x == y or 1 in (x, y) for x, y in zip(sa, sb)):
+            if self.broadcast:
+                return
+            self._bad(node, f"{what}: {sizes}; LaTeX's operators do not broadcast, so it reads either as NumPy's "
+                            "broadcasting or as a mistake in the sizes: make the sizes equal, or write the claim as "
+                            "text (rhs), where + - * / broadcast as in NumPy")
+        raise ShapeError(f"{what}: {sizes}")
+
+    def _nonzero(self, den: Node, value) -> None:
+        """Refuse a denominator that is 0 everywhere, judged on its own value, before anything can cancel it."""
+        if self.leaves.numeric:
+            return
+        for x in (value if is_matrix(value) else [value]):
+            try:
+                zero = self.leaves.is_zero(x)
+            except ClaimError as exc:
+                raise ClaimError(exc.message, exc.span or den.span) from None
+            if zero:
+                if isinstance(den, Num):
+                    self._bad(den, "division by zero")
+                entry = "an entry of " if is_matrix(value) else ""
+                self._bad(den, f"division by zero: {entry}{self.describe(den)} is 0 at every point of the network "
+                               "(whatever the weights, inputs and targets)")
 
     def _elementwise(self, a, b, f):
         if is_matrix(a) and is_matrix(b):
             if isinstance(a, np.ndarray):
                 return f(a, b)
-            return sp.Matrix(a.rows, a.cols, lambda i, j: f(a[i, j], b[i, j]))
+            rows, cols = max(a.rows, b.rows), max(a.cols, b.cols)  # a size of 1 stretches, as in NumPy
+            return sp.Matrix(rows, cols, lambda i, j: f(a[i % a.rows, j % a.cols], b[i % b.rows, j % b.cols]))
         if is_matrix(a):
             return f(a, b) if isinstance(a, np.ndarray) else a.applyfunc(lambda x: f(x, b))
         if is_matrix(b):
@@ -364,9 +396,11 @@ class Evaluator:
                 if op == "pow":
                     raise ShapeError(f"{self.describe(node)}: a power of the {size_text(shape_of(base))} matrix "
                                      f"{self.describe(node.args[0])}; write the product out, or use \\odot")
+                if n < 0:
+                    self._nonzero(node.args[0], base)
                 return base**n if isinstance(base, np.ndarray) else base.applyfunc(lambda x: x**n)
-            if n < 0 and not self.leaves.numeric and base == 0:
-                self._bad(node, "division by zero")
+            if n < 0:
+                self._nonzero(node.args[0], base)
             return base**n
         if op == "diag":
             v = args[0]
@@ -405,10 +439,7 @@ class Evaluator:
             return self._matmul(node, a, b)
         if op == "div":
             self._same(node, a, b, "an elementwise quotient of different sizes")
-            if not self.leaves.numeric:
-                zero = (b == 0) if not is_matrix(b) else any(x == 0 for x in b)
-                if zero:
-                    self._bad(node, "division by zero")
+            self._nonzero(node.args[1], b)
             return self._elementwise(a, b, lambda x, y: x / y)
         raise ClaimError(f"unknown operation {op}", node.span)  # pragma: no cover - the readers make only the above
 

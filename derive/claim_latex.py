@@ -45,6 +45,13 @@ def _span(t) -> tuple[int, int] | None:
     return (meta.start_pos, meta.end_pos)
 
 
+def _bare_number(t) -> bool:
+    """A number with nothing on it (2, {2}): two of them side by side are shown as one number."""
+    while isinstance(t, Tree) and t.data == "group":
+        t = t.children[0]
+    return isinstance(t, Tree) and t.data == "number"
+
+
 class LatexReader:
     def __init__(self, source: str, shape: Shape):
         self.source = source
@@ -123,6 +130,12 @@ class LatexReader:
         if data in ("dot", "had"):
             return Op(data, (self.conv(kids[0]), self.conv(kids[2])), span=span)
         if data == "implicit":
+            last = kids[0]
+            while isinstance(last, Tree) and last.data == "implicit":
+                last = last.children[1]
+            if _bare_number(last) and _bare_number(kids[1]):  # "1\,000" and "2 3" show as one number, not a product
+                self.fail(t, f"'{self.snippet(t)}': two numbers side by side read as one number or as a product; "
+                             "write the digits together, or \\cdot between them for a product")
             return Op("dot", (self.conv(kids[0]), self.conv(kids[1])), span=span)
         if data in ("div", "frac"):
             a, b = (kids[0], kids[1]) if data == "div" else (kids[1], kids[2])

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .activations import ACTIVATIONS
-from .claim_ir import (LAYERED, TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, check_exponent, check_size,
-                       fold_power, number, precheck)
+from .claim_ir import (LAYERED, MAX_NUMBER_DIGITS, TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, check_exponent,
+                       check_size, fold_power, number, precheck)
 
 _LAYERED_NAME = re.compile(rf"^({'|'.join(LAYERED)})(\d+)$")
 _SCALAR_NAMES = ("w", "b", "a", "z", "delta")  # a name of one of these kinds followed by [...] is one scalar
@@ -146,22 +146,38 @@ class TextReader:
         return between.strip().strip("()") or type(n.op).__name__
 
     def _number(self, n: ast.Constant) -> sp.Rational:
+        """A literal, read exactly as Python writes it: 16, 1_000, 0x10, 0o20, 0b10000, 0.5, 1.6e1."""
         v = n.value
+        if isinstance(v, complex):
+            self.fail(n, f"{self.snippet(n)} is not a real number: a claim's numbers are real (write it without the j)")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.fail(n, f"{self.snippet(n)} is not a number")
-        return number(self.snippet(n).replace("_", ""), self.span(n)) if isinstance(v, int) else self._float(n)
+        return sp.Integer(self._int(n)) if isinstance(v, int) else self._float(n)
+
+    def _int(self, n: ast.Constant) -> int:
+        """An integer literal in any base, by its value (its decimal text may exceed Python's int-to-str limit)."""
+        if abs(n.value) >= 10**MAX_NUMBER_DIGITS:
+            self.fail(n, f"a number of more than {MAX_NUMBER_DIGITS} digits; at most {MAX_NUMBER_DIGITS}")
+        return int(n.value)
 
     def _float(self, n: ast.Constant) -> sp.Rational:
+        """A decimal literal, exactly (0.1 is 1/10, not the nearest binary float); its exponent bounded."""
         text = self.snippet(n).replace("_", "")
-        if not re.fullmatch(r"\d*\.?\d*", text):
-            self.fail(n, f"{text}: write numbers as digits with an optional decimal point, such as 0.5")
-        return number(text, self.span(n))
+        m = re.fullmatch(r"(\d*\.?\d*)(?:[eE]([+-]?\d+))?", text)
+        if not m:
+            self.fail(n, f"{text}: write numbers as digits with an optional decimal point and exponent, such as 0.5 or 1e-3")
+        value = number(m.group(1), self.span(n))
+        exp = int(m.group(2) or 0)
+        if abs(exp) > MAX_NUMBER_DIGITS:
+            self.fail(n, f"{text}: exponent {exp} is out of range; a number's exponent runs from -{MAX_NUMBER_DIGITS} "
+                         f"to {MAX_NUMBER_DIGITS}")
+        return value * sp.Integer(10) ** exp
 
     def const_int(self, n: ast.AST) -> int:
         """An exponent: an integer built from literals by + - * and **, each step bounded."""
         span = self.span(n)
         if isinstance(n, ast.Constant) and isinstance(n.value, int) and not isinstance(n.value, bool):
-            return int(number(self.snippet(n).replace("_", ""), span))
+            return self._int(n)
         if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
             v = self.const_int(n.operand)
             return -v if isinstance(n.op, ast.USub) else v
@@ -215,7 +231,7 @@ class TextReader:
         out = []
         for item in items:
             if isinstance(item, ast.Constant) and isinstance(item.value, int) and not isinstance(item.value, bool):
-                out.append(int(number(str(item.value), self.span(item))))
+                out.append(self._int(item))
             elif isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub):
                 self.fail(item, "indices count from 0; negative ones are not allowed")
             else:

@@ -9,7 +9,10 @@ MatrixForms(net).values. A claim is PROVEN when every entry is an exact identity
 (derive.proof.is_identity with derive.proof.relations); REFUTED with a numeric
 witness, the wrong and the holding entries, a plain shape error, and the nearest
 repair that is itself proven; UNPROVEN when it is not an identity in the atoms
-and no sample point tells the sides apart; ERROR when it cannot be read.
+and no sample point tells the sides apart; ERROR when it cannot be read, or when a
+denominator is 0 at every point (judged on the denominator as written, before SymPy
+can cancel it). Sample points are never on an activation's kink (ReLU at z = 0, where
+sigma' does not exist), and a witness is a point where both sides are defined.
 
 Activations: sigma(z1[0]) is the atom a1[0], sigma_prime(z1[0]) the network's
 sigma'(z^{(1)}_0). The argument may be written any way that expands to a neuron's
@@ -29,15 +32,20 @@ cannot be read (one line on stderr naming the claim and the position).
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 import sys
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
+from .activations import ACTIVATIONS
+from .activations import z as _z
 from .chain import ChainRule
 from .claim_ir import (MAX_TERMS, ClaimError, Evaluator, Invalid, Leaves, Node, ShapeError, expanded_terms,
                        is_matrix, latex_of, position, shape_of, size_text, text_of)
@@ -63,11 +71,64 @@ TOP_KEYS = ("spec", "sizes", "examples", "layers", "description", "claim")
 CLAIM_KEYS = ("name", "lhs", "rhs", "latex", "example", "note")
 WITNESS_TRIES = 8
 REL_TOL = 1e-9
+MAX_CASES = 64  # joint values of finitely-valued atoms tried when deciding that a denominator is 0 everywhere
 
 
 # ---------------------------------------------------------------------------
 # the network a file's claims are about
 # ---------------------------------------------------------------------------
+
+class Undefined(ArithmeticError):
+    """A value with no number at a point: a denominator is 0 there."""
+
+
+@cache
+def kinks(name: str) -> tuple[sp.Expr, ...] | None:
+    """The z where an elementwise activation is not differentiable (ReLU: 0), from its SymPy definition; None if unknown.
+
+    Every Heaviside, sign, Abs or DiracDelta of u, every Max or Min of u and v, every
+    Piecewise condition u < v switches where u - v = 0.
+    """
+    act = ACTIVATIONS[name]
+    if not act.elementwise:
+        return ()
+    switches = []
+    for expr in (act.expr, act.prime):
+        for f in sp.preorder_traversal(expr):
+            if isinstance(f, (sp.Heaviside, sp.sign, sp.Abs, sp.DiracDelta)):
+                switches.append(f.args[0])
+            elif isinstance(f, (sp.Max, sp.Min)):
+                switches += [u - v for u, v in itertools.combinations(f.args, 2)]
+            elif isinstance(f, sp.Piecewise):
+                switches += [c.lhs - c.rhs for _, c in f.args if isinstance(c, sp.core.relational.Relational)]
+    out: set = set()
+    for u in switches:
+        roots = sp.solveset(u, _z, sp.S.Reals)
+        if not isinstance(roots, sp.FiniteSet):
+            return None
+        out |= set(roots)
+    return tuple(sorted(out, key=float))
+
+
+@cache
+def pieces(name: str) -> tuple[tuple[sp.Expr, sp.Expr], ...] | None:
+    """(slope, offset) of a piecewise-linear activation on each piece between its kinks (ReLU: (0, 0), (1, 0)); else None."""
+    ks = kinks(name)
+    if not ks:
+        return None
+    act = ACTIVATIONS[name]
+    bounds = [ks[0] - 3, *ks, ks[-1] + 3]
+    out = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        found = set()
+        for p in (lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3):
+            slope = act.prime.subs(_z, p)
+            found.add((slope, act.expr.subs(_z, p) - slope * p))
+        if len(found) != 1 or not all(x.is_Rational for x in next(iter(found))):
+            return None
+        out.append(found.pop())
+    return tuple(out)
+
 
 @dataclass
 class Point:
@@ -98,6 +159,7 @@ class Context:
         self._matrices: dict = {}
         self._points: list[Point] = []
         self._seed = -1
+        self._zero: dict = {}  # denominators already judged (the repair search re-evaluates the same ones)
 
     # -- symbols -------------------------------------------------------------------------
     def _check(self, value: int, n: int, what: str, span, extra: str = "") -> int:
@@ -264,7 +326,8 @@ class Context:
         while len(self._points) <= i:
             self._seed += 1
             if self._seed > 64 * (i + 1):  # pragma: no cover - the forward pass failed at every point tried
-                raise DeriveError(f"{self.spec.name}: no point found where the forward pass can be evaluated")
+                raise DeriveError(f"{self.spec.name}: no point found where the forward pass can be evaluated "
+                                  "off the activations' kinks")
             rng = np.random.default_rng(1000 + self._seed)
             free = self.net.free_values(rng)
             try:
@@ -276,15 +339,75 @@ class Context:
                 for l in range(1, self.L + 1):
                     for j in range(self.sizes[l]):
                         pt.z.append((float(vals[self.net.zsym[e][l][j]]), e, l, j))
+            if any(self._at_kink(l, zv) for zv, _, l, _ in pt.z):
+                continue  # sigma' has no value there (SymPy's Heaviside(0) is 1/2): a witness must be off the kinks
             self._points.append(pt)
         return self._points[i]
 
+    def _at_kink(self, l: int, zv: float) -> bool:
+        """A pre-activation of layer l on (or within rounding of) a kink of the layer's activation."""
+        if not self.net.acts[l].elementwise:
+            return False
+        ks = kinks(self.spec.activation[l - 1]) or ()
+        return any(abs(zv - float(k)) <= 1e-9 * (1 + abs(float(k))) for k in ks)
+
     def number(self, value, pt: Point):
-        """A SymPy value (scalar or Matrix) at a point, as a float or a float array."""
+        """A SymPy value (scalar or Matrix) at a point, as a float or a float array (nan where an entry is undefined).
+
+        A scalar with no value there (a denominator 0 at this point) raises Undefined.
+        """
         if is_matrix(value):
-            return np.array([[self.number(value[r, c], pt) for c in range(value.cols)] for r in range(value.rows)],
-                            dtype=float)
-        return float(sp.sympify(value).xreplace(pt.vals))
+            def entry(x):
+                try:
+                    return self.number(x, pt)
+                except Undefined:
+                    return math.nan
+            return np.array([[entry(value[r, c]) for c in range(value.cols)] for r in range(value.rows)], dtype=float)
+        x = sp.sympify(value).xreplace(pt.vals)
+        try:
+            f = float(x)
+        except TypeError:
+            if x.free_symbols:
+                raise
+            raise Undefined("no value at this point") from None
+        if not math.isfinite(f):
+            raise Undefined("no value at this point")
+        return f
+
+    def cases(self, expr) -> list[dict]:
+        """Every joint value of the finitely-valued atoms in expr, as substitutions ([] if none, or too many).
+
+        A one-hot target is one of the unit vectors; a piecewise-linear neuron (ReLU) is on one
+        of its pieces, where sigma' is the piece's slope and a = slope * z + offset.
+        """
+        net, free, groups = self.net, expr.free_symbols, []
+        for e in range(self.E):
+            if net.cost.one_hot and free & set(net.y[e]):
+                ys = net.y[e]
+                groups.append([{y: sp.Integer(int(i == hot)) for i, y in enumerate(ys)} for hot in range(len(ys))])
+            for l in range(1, self.L + 1):
+                ps = pieces(self.spec.activation[l - 1]) if net.acts[l].elementwise else None
+                for j in range(self.sizes[l] if ps else 0):
+                    a, ap = net.a[e][l][j], net.ap[e][l][j]
+                    if a in free or ap in free:
+                        groups.append([{a: v * net.z[e][l][j] + c, ap: v} for v, c in ps])
+        if not groups or math.prod(len(g) for g in groups) > MAX_CASES:
+            return []
+        return [{k: v for part in choice for k, v in part.items()} for choice in itertools.product(*groups)]
+
+    def is_zero(self, value) -> bool:
+        """value is 0 at every point of the network: exactly, given the relations, on every joint case of its atoms."""
+        value = sp.sympify(value)
+        if value.is_number:
+            return value == 0
+        if value not in self._zero:
+            if expanded_terms(value) > MAX_TERMS:
+                raise ClaimError(f"too large to prove exactly: a denominator's expansion may have more than {MAX_TERMS} "
+                                 "terms")
+            cases = [{}] if is_identity(value, sp.Integer(0), self.rule) else self.cases(value)
+            self._zero[value] = bool(cases) and all(
+                is_identity(value.xreplace(case), sp.Integer(0), self.rule) for case in cases)
+        return self._zero[value]
 
 
 class SymLeaves(Leaves):
@@ -312,6 +435,9 @@ class SymLeaves(Leaves):
             return self.ctx.activation(*hit, name, prime, node.span)
 
         return value.applyfunc(one) if is_matrix(value) else one(value)
+
+    def is_zero(self, value) -> bool:
+        return self.ctx.is_zero(value)
 
 
 class NumLeaves(Leaves):
@@ -402,8 +528,9 @@ class Verdict:
         return out
 
     def error_line(self) -> str:
+        """One line, safe to print: what it quotes from the file is escaped."""
         where = ", ".join(x for x in (self.error_field, self.error_position) if x)
-        return f"claim {self.claim.number} '{self.claim.name}': {where}: {self.message}"
+        return shown(f"claim {self.claim.number} '{self.claim.name}': {where}: {self.message}")
 
 
 class ClaimCheck:
@@ -427,12 +554,12 @@ class ClaimCheck:
         return self.printer(node)
 
     def symbolic(self, tree: Node):
-        value = Evaluator(SymLeaves(self.ctx, self.e), self.describe)(tree)
+        value = Evaluator(SymLeaves(self.ctx, self.e), self.describe, broadcast=not self.latex)(tree)
         return _as_lhs_shape(value, self.truth)
 
     def numeric(self, tree: Node, i: int):
         pt = self.ctx.point(i)
-        value = Evaluator(NumLeaves(self.ctx, pt, self.e), self.describe)(tree)
+        value = Evaluator(NumLeaves(self.ctx, pt, self.e), self.describe, broadcast=not self.latex)(tree)
         return _as_lhs_shape(value, self.truth)
 
     def truth_at(self, i: int):
@@ -580,11 +707,19 @@ def check_claim(ctx: Context, claim: Claim) -> Verdict:
         for (t, rc, v), ok in zip(pairs, holds):
             item = {"entry": list(rc), "name": ctx.entry_name(lhs, *rc)}
             (verdict.holding_entries if ok else verdict.wrong_entries).append(item)
-    verdict.witness = _witness(check, value, [rc for (_, rc, _), ok in zip(pairs, holds) if not ok])
+    verdict.witness, undefined = _witness(check, value, [rc for (_, rc, _), ok in zip(pairs, holds) if not ok])
     if verdict.witness is None:
         verdict.verdict = "UNPROVEN"
-        verdict.message = (f"not an identity in the network's atoms, yet equal at {WITNESS_TRIES} random points; "
-                           "it may hold through a relation the proof does not use")
+        if undefined == WITNESS_TRIES:
+            verdict.message = (f"not an identity in the network's atoms, and not defined (a denominator is 0) at any of "
+                               f"the {WITNESS_TRIES} random points tried, so no point tells the sides apart")
+        elif undefined:
+            verdict.message = (f"not an identity in the network's atoms, yet equal at the {WITNESS_TRIES - undefined} of "
+                               f"{WITNESS_TRIES} random points where it is defined (a denominator is 0 at the others); "
+                               "it may hold through a relation the proof does not use")
+        else:
+            verdict.message = (f"not an identity in the network's atoms, yet equal at {WITNESS_TRIES} random points; "
+                               "it may hold through a relation the proof does not use")
         return verdict
     verdict.verdict = "REFUTED"
     _repair(check, verdict)
@@ -597,19 +732,27 @@ def _repair(check: ClaimCheck, verdict: Verdict) -> None:
         verdict.repair, verdict.other_repairs = repairs[0], repairs[1:]
 
 
-def _round(x: float) -> float:
-    return float(f"{x:.12g}")
+def _round(x: float) -> float | None:
+    return float(f"{x:.12g}") if math.isfinite(x) else None  # None: an entry with no value at the witness
 
 
-def _witness(check: ClaimCheck, value, wrong: list) -> dict | None:
-    """A point where the two sides differ: every free value, the neurons' values, the two sides."""
+def _witness(check: ClaimCheck, value, wrong: list) -> tuple[dict | None, int]:
+    """A point where both sides are defined and differ (every free value, the neurons' values, the two sides);
+    and at how many of the points tried the claim had no value."""
     ctx = check.ctx
+    undefined = 0
     for i in range(WITNESS_TRIES):
         pt = ctx.point(i)
-        t = check.truth_at(i)
-        v = ctx.number(value, pt)
+        try:
+            t = check.truth_at(i)
+            v = ctx.number(value, pt)
+        except Undefined:
+            undefined += 1
+            continue
         if is_matrix(check.truth):
-            bad = [rc for rc in wrong if not _close(t[rc], v[rc])]
+            defined = [rc for rc in wrong if math.isfinite(v[rc]) and math.isfinite(t[rc])]
+            undefined += not defined
+            bad = [rc for rc in defined if not _close(t[rc], v[rc])]
             if not bad:
                 continue
             where = {"entry": list(bad[0]), "entry_name": ctx.entry_name(check.lhs, *bad[0]),
@@ -618,8 +761,8 @@ def _witness(check: ClaimCheck, value, wrong: list) -> dict | None:
             if _close(t, v):
                 continue
             where = {"lhs": _round(t), "rhs": _round(v)}
-        return {"values": _free_values(ctx, pt), "neurons": _neuron_values(ctx, pt), **where}
-    return None
+        return {"values": _free_values(ctx, pt), "neurons": _neuron_values(ctx, pt), **where}, undefined
+    return None, undefined
 
 
 def _free_values(ctx: Context, pt: Point) -> dict:
@@ -664,7 +807,7 @@ class Report:
 
 
 def _bad(path, message: str):
-    raise DeriveError(f"{path}: {message}")
+    raise DeriveError(shown(f"{path}: {message}"))  # one line, whatever the file put in a key or a name
 
 
 def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
@@ -779,6 +922,29 @@ def check_file(path: str | Path) -> Report:
 # the report
 # ---------------------------------------------------------------------------
 
+def shown(text: str, pad: str | None = None) -> str:
+    """Text from a file, safe to print: every control or invisible character escaped (\\x1b, \\u202e).
+
+    With pad, a new line stays one and is indented by pad, so that nothing quoted can
+    begin a line of its own (a forged verdict); without, it is escaped as \\n too.
+    """
+    out = []
+    for ch in text:
+        if ch == "\n" and pad is not None:
+            out.append("\n" + pad)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
+def _json_text(data) -> str:
+    """JSON whose strings escape every character a terminal would act on (json.dumps leaves C1 and bidi controls raw)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return re.sub(r"[^\n -~]", lambda m: m.group() if m.group().isprintable() else json.dumps(m.group())[1:-1], text)
+
+
 def _spec_line(report: Report) -> str:
     s = report.spec
     parts = [f"{s.name}", "-".join(map(str, s.sizes)), ", ".join(dict.fromkeys(s.activation)), f"{s.cost} cost",
@@ -801,37 +967,40 @@ def render(report: Report, console) -> None:
     from rich.text import Text
 
     styles = {"PROVEN": "green", "REFUTED": "red", "UNPROVEN": "yellow", "ERROR": "magenta"}
-    console.print(Text(_spec_line(report)), soft_wrap=True)
     pad = " " * 10
+
+    def out(text: str, style: str = "") -> None:
+        """One line of the report; what came from the file cannot move the cursor or start a line of its own."""
+        console.print(Text(shown(text, pad), style=style), soft_wrap=True)
+
+    out(_spec_line(report))
     for v in report.verdicts:
         c = v.claim
-        head = Text.assemble((f"{v.verdict:<10}", styles[v.verdict]), c.name)
+        head = Text.assemble((f"{v.verdict:<10}", styles[v.verdict]), shown(c.name, pad))
         console.print(head, soft_wrap=True)
         lhs = v.lhs or (c.lhs or "")
         stated = c.source.strip()
         if c.latex is not None and "=" in stated:
-            console.print(Text(f"{pad}{stated}"), soft_wrap=True)
+            out(f"{pad}{stated}")
         else:
-            console.print(Text(f"{pad}{lhs} = {stated}"), soft_wrap=True)
+            out(f"{pad}{lhs} = {stated}")
         if c.example:
-            console.print(Text(f"{pad}(example {c.example})"))
+            out(f"{pad}(example {c.example})")
         if c.note:
-            console.print(Text(f"{pad}{c.note}", style="dim"), soft_wrap=True)
+            out(f"{pad}{c.note}", style="dim")
         if v.verdict == "ERROR":
             where = ", ".join(x for x in (v.error_field, v.error_position) if x)
-            console.print(Text(f"{pad}{where}: {v.message}"), soft_wrap=True)
+            out(f"{pad}{where}: {v.message}")
             continue
         if v.verdict == "UNPROVEN":
-            console.print(Text(f"{pad}{v.message}"), soft_wrap=True)
+            out(f"{pad}{v.message}")
         if v.shape_error:
-            console.print(Text(f"{pad}shape: {v.shape_error}"), soft_wrap=True)
+            out(f"{pad}shape: {v.shape_error}")
         if v.wrong_entries:
             total = len(v.wrong_entries) + len(v.holding_entries)
-            console.print(Text(f"{pad}wrong entries ({len(v.wrong_entries)} of {total}): {_entries_text(v.wrong_entries)}"),
-                          soft_wrap=True)
+            out(f"{pad}wrong entries ({len(v.wrong_entries)} of {total}): {_entries_text(v.wrong_entries)}")
             if v.holding_entries:
-                console.print(Text(f"{pad}these hold ({len(v.holding_entries)} of {total}): "
-                                   f"{_entries_text(v.holding_entries)}"), soft_wrap=True)
+                out(f"{pad}these hold ({len(v.holding_entries)} of {total}): {_entries_text(v.holding_entries)}")
         w = v.witness
         if w:
             values = ", ".join(f"{k}={_fmt(x)}" for k, x in w["values"].items())
@@ -841,20 +1010,20 @@ def render(report: Report, console) -> None:
                 sides = f"entry [{r},{cc}] ({w['entry_name']}) is {_fmt(w['lhs'][r][cc])}, the claim gives {_fmt(w['rhs'][r][cc])}"
             else:
                 sides = f"{lhs} is {_fmt(w['lhs'])}, the claim gives {_fmt(w['rhs'])}"
-            console.print(Text(f"{pad}witness: {sides}"), soft_wrap=True)
-            console.print(Text(f"{pad}  at {values}"), soft_wrap=True)
-            console.print(Text(f"{pad}  where {neurons}"), soft_wrap=True)
+            out(f"{pad}witness: {sides}")
+            out(f"{pad}  at {values}")
+            out(f"{pad}  where {neurons}")
         if v.repair:
-            console.print(Text(f"{pad}repair: {v.repair.text}"), soft_wrap=True)
+            out(f"{pad}repair: {v.repair.text}")
             for r in v.other_repairs:
-                console.print(Text(f"{pad}    or: {r.text}"), soft_wrap=True)
+                out(f"{pad}    or: {r.text}")
         elif v.verdict == "REFUTED":
-            console.print(Text(f"{pad}no single change (a transpose, an index, a neuron, a layer, the bias's 1, "
-                               "a sign, a constant factor) makes it hold"), soft_wrap=True)
+            out(f"{pad}no single change (a transpose, an index, a neuron, a layer, the bias's 1, "
+                "a sign, a constant factor) makes it hold")
     counts = {k: sum(v.verdict == k for v in report.verdicts) for k in ("PROVEN", "REFUTED", "UNPROVEN", "ERROR")}
     n = len(report.verdicts)
     summary = ", ".join(f"{counts[k]} {k.lower()}" for k in counts if counts[k] or k in ("PROVEN", "REFUTED"))
-    console.print(Text(f"{n} claim{'s' if n != 1 else ''}: {summary}"))
+    out(f"{n} claim{'s' if n != 1 else ''}: {summary}")
 
 
 # ---------------------------------------------------------------------------
@@ -869,7 +1038,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     report = check_file(args.claims)
     if args.json:
-        print(json.dumps([v.as_json() for v in report.verdicts], indent=2, ensure_ascii=False))
+        print(_json_text([v.as_json() for v in report.verdicts]))
     else:
         from rich.console import Console
 
@@ -877,5 +1046,5 @@ def run(args) -> int:
     errors = [v for v in report.verdicts if v.verdict == "ERROR"]
     if errors:
         more = f" (and {len(errors) - 1} more claim{'s' if len(errors) > 2 else ''} that cannot be read)" if len(errors) > 1 else ""
-        print(f"error: {report.path}: {errors[0].error_line()}{more}", file=sys.stderr)
+        print(f"error: {shown(report.path)}: {errors[0].error_line()}{more}", file=sys.stderr)
     return report.exit_code

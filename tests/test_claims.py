@@ -388,7 +388,7 @@ ERRORS = [
     ("net222", "dC/dw2[0,9]", "a1[0]", None, "lhs", "column 1", "index 9 is out of range"),
     ("net222", "dC/dw2[0,0]", "sigma(a1[0])", None, "rhs", "column 1", "not a neuron's pre-activation"),
     ("net222", "dC/dw2[0,0]", "tanh(z1[0])", None, "rhs", "column 1", "layer 1's activation is sigmoid, not tanh"),
-    ("net222", "dC/dw2[0,0]", "a1[0] / (a1[0] - a1[0])", None, "rhs", "column 1", "division by zero"),
+    ("net222", "dC/dw2[0,0]", "a1[0] / (a1[0] - a1[0])", None, "rhs", "column 10", "division by zero"),
     ("net222", "dC/dw2[0,0]", "(x[0] + x[1] + a1[0] + a1[1] + T[0] + T[1])**32", None, "rhs", "column 1",
      "too large to prove exactly"),
     ("net222", "dC/dw2[0,0]", None, r"\sum_{k=0}^{1} a_j^{(1)}", "latex", "column 16", "index j is not bound by a \\sum"),
@@ -593,3 +593,233 @@ def test_cli_file_errors_are_one_line(tmp_path):
     r = run(str(tmp_path / "missing.toml"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such claims file" in r.stderr
     assert r.stdout == ""
+
+
+# ---------------------------------------------------------------------------
+# never a wrong verdict, never a crash (issue 12)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def relu222():
+    """The 2-2-2 network with a ReLU hidden layer: its derivative has a kink at z = 0."""
+    return Context(_spec("net222", activation=["relu", "sigmoid"]))
+
+
+@pytest.fixture(scope="module")
+def leaky222():
+    return Context(_spec("net222", activation=["leaky_relu", "sigmoid"]))
+
+
+BP2_222 = "(w2[0,{j}]*delta2[0] + w2[1,{j}]*delta2[1])"
+
+
+def test_sample_points_are_never_at_a_kink(relu222, leaky222, rowmajor):
+    # a point on the rational grid can put a pre-activation exactly on ReLU's kink, where SymPy's Heaviside(0) is 1/2
+    for ctx in (relu222, leaky222, rowmajor):
+        for i in range(10):
+            pt = ctx.point(i)
+            kinked = [zv for zv, e, l, j in pt.z if ctx.spec.activation[l - 1] in ("relu", "leaky_relu")]
+            assert kinked and all(abs(zv) > 1e-9 for zv in kinked), (ctx.spec.name, i, kinked)
+
+
+@pytest.mark.parametrize("j", [0, 1])
+def test_relu_prime_squared_is_unproven_on_every_neuron(relu222, j):
+    # the README's own example: sigma'(z)^2 = sigma'(z) holds for every z off the kink
+    v = check(relu222, f"delta1[{j}]", f"relu_prime(z1[{j}])**2 * " + BP2_222.format(j=j))
+    assert v.verdict == "UNPROVEN" and v.witness is None, v.witness
+    assert check(relu222, f"delta1[{j}]", f"relu_prime(z1[{j}]) * " + BP2_222.format(j=j)).verdict == "PROVEN"
+
+
+@pytest.mark.parametrize("j", [0, 1])
+def test_leaky_relu_two_valued_derivative_is_unproven(leaky222, j):
+    # leaky_relu' takes the values 1/100 and 1, so 100 s^2 + 1 = 101 s off the kink; at z = 0 SymPy gives 101/200
+    v = check(leaky222, f"delta1[{j}]", f"(100*leaky_relu_prime(z1[{j}])**2 + 1) / 101 * " + BP2_222.format(j=j))
+    assert v.verdict == "UNPROVEN" and v.witness is None, v.witness
+
+
+def test_a_refuted_relu_claim_has_its_witness_off_the_kink(relu222):
+    v = check(relu222, "delta1[0]", "2 * relu_prime(z1[0]) * " + BP2_222.format(j=0))
+    assert v.verdict == "REFUTED"
+    assert all(abs(z) > 1e-9 for z in _z_of_witness(relu222, v.witness))
+
+
+def _z_of_witness(ctx, witness):
+    values = witness["values"]
+    w = lambda l, j, k: values[f"w{l}[{j},{k}]"]
+    return [sum(w(1, j, k) * values[f"a0[{k}]"] for k in range(2)) + w(1, j, 2) for j in range(2)]
+
+
+E0 = "((x[0]+1)**2 - x[0]**2 - 2*x[0] - 1)"  # 0 for every x[0], written so that nothing cancels it on sight
+SUM1 = "(a2[0] + a2[1] + a2[2] - 1)"  # softmax outputs sum to 1
+YSUM1 = "(y[0] + y[1] + y[2] - 1)"  # and so do one-hot targets
+INNER = {E0: E0[1:-1], SUM1: SUM1[1:-1], YSUM1: YSUM1[1:-1]}  # the message quotes the denominator as written
+
+
+@pytest.mark.parametrize("fixture,lhs,rhs,latex,needle", [
+    ("net222", "dC/dw2[0,0]", f"delta2[0]*a1[0] * {E0}/{E0}", None, E0),  # cancelled as soon as SymPy sees it
+    ("net222", "dC/dw2[0,0]", f"delta2[0]*a1[0] + 0*(1/{E0})", None, E0),
+    ("net222", "dC/dw2[0,0]", f"delta2[0]*a1[0] + 1/{E0}", None, E0),
+    ("net222", "dC/dw2[0,0]", f"delta2[0]*a1[0] + {E0}**-1", None, E0),
+    ("net222", "dC/dw2[0,0]", f"delta2[0]*a1[0] * {E0}**-2 * {E0}**2", None, E0),
+    ("net222", "dC/dw2[0,0]", f"delta2[0]*a1[0] / (1/{E0})", None, E0),
+    ("net222", "dC/dw2[0,0]", "delta2[0]*a1[0] + (a1[0] - a1[0])/(a1[1] - a1[1])", None, "a1[1] - a1[1]"),
+    ("net222", "dC/dw2", f"delta2 @ a1.T / {E0}", None, E0),
+    ("net222", "dC/dw2", f"delta2 @ a1.T / (a1 @ a1.T - a1 @ a1.T + {E0})", None, "a1 @ a1.T"),
+    ("net222", "dC/dw2[0,0]", None, r"\delta^{(2)}_0 a^{(1)}_0 \frac{(x_0+1)^2 - x_0^2 - 2x_0 - 1}"
+                                    r"{(x_0+1)^2 - x_0^2 - 2x_0 - 1}", "(x_0+1)^2"),
+    ("softmax", "dC/db2[0]", f"delta2[0] + {SUM1}**2/{SUM1}", None, SUM1),
+    ("softmax", "dC/db2[0]", f"delta2[0] + 1/{SUM1}", None, SUM1),
+    ("softmax", "dC/db2[0]", f"delta2[0] + 1/{YSUM1}", None, YSUM1),
+    ("softmax", "dC/db2[0]", "delta2[0] + 1/(y[0]*y[1])", None, "y[0]*y[1]"),  # one-hot: never two ones
+    ("relu222", "delta1[0]", "delta1[0] + 1/(relu_prime(z1[0])**2 - relu_prime(z1[0]))", None, "relu_prime"),
+    ("relu222", "delta1[0]", "delta1[0] + 1/(a1[0] - z1[0]*relu_prime(z1[0]))", None, "a1[0] -"),
+    ("leaky222", "delta1[0]", "delta1[0] + 1/(a1[0] - z1[0]*leaky_relu_prime(z1[0]))", None, "a1[0] -"),
+])
+def test_a_denominator_that_is_zero_everywhere_is_an_error(request, fixture, lhs, rhs, latex, needle):
+    v = check(request.getfixturevalue(fixture), lhs, rhs, latex)
+    assert v.verdict == "ERROR", (v.verdict, v.message)
+    assert "division by zero" in v.message and INNER.get(needle, needle) in v.message, v.message
+    assert v.error_field == ("latex" if latex else "rhs") and "\n" not in v.error_line()
+
+
+@pytest.mark.parametrize("fixture,lhs,rhs,verdict", [
+    ("net222", "dC/dw2[0,0]", "delta2[0]*a1[0] * x[0]/x[0]", "PROVEN"),  # 0 only where x[0] = 0
+    ("net222", "dC/dw2[0,0]", "delta2[0]*a1[0] * (x[0] - x[1])/(x[0] - x[1])", "PROVEN"),
+    ("net222", "dC/dw2[0,0]", "delta2[0]*a1[0] + 1/x[0]", "REFUTED"),
+    ("softmax", "dC/db2[0]", "delta2[0] * (a2[0] + a2[1] + a2[2])/(a2[0] + a2[1] + a2[2])", "PROVEN"),
+    ("relu222", "delta1[0]", "relu_prime(z1[0]) * (w2[0,0]*delta2[0] + w2[1,0]*delta2[1]) * a1[1]/a1[1]", "PROVEN"),
+])
+def test_a_denominator_zero_only_somewhere_is_no_error(request, fixture, lhs, rhs, verdict):
+    v = check(request.getfixturevalue(fixture), lhs, rhs)
+    assert v.verdict == verdict, (v.verdict, v.message)
+    if v.witness:
+        assert all(np.isfinite(v.witness[k]) for k in ("lhs", "rhs"))
+
+
+def test_a_witness_is_a_point_where_the_claim_is_defined(relu222):
+    # (s - s^2)/s = 1 - s for ReLU's s = 0 or 1 wherever s != 0, and 0/0 where s = 0: no point tells them apart
+    v = check(relu222, "delta1[0]", "delta1[0] + (relu_prime(z1[0]) - relu_prime(z1[0])**2)/relu_prime(z1[0])")
+    assert v.verdict == "UNPROVEN" and v.witness is None, v.witness
+    assert "defined" in v.message
+
+
+@pytest.mark.parametrize("fixture,lhs,rhs", [
+    ("net222", "delta2", "delta2 * (ones.T @ ones)"),  # 2×1 times 1×1, as NumPy broadcasts it
+    ("net222", "delta2", "(ones.T @ ones) * delta2"),
+    ("net222", "delta2", "delta2 / (ones.T @ ones)"),
+    ("net222", "delta2", "delta2 + 0 * (ones.T @ ones)"),
+    ("net222", "delta1", "sigma_prime(z1) * w2.T @ delta2 * (ones.T @ ones)"),
+    ("batch", "delta2", "delta2 * ones.T"),  # 2×2 times 1×2: each row
+    ("batch", "delta2", "delta2 - 0 * b2"),  # 2×2 minus 2×1: each column
+    ("batch", "delta2", "(delta2 @ ones) * ones.T - (delta2 @ ones) * ones.T + delta2"),
+])
+def test_text_broadcasts_as_numpy_does(request, fixture, lhs, rhs):
+    v = check(request.getfixturevalue(fixture), lhs, rhs)
+    assert v.verdict == "PROVEN", (v.verdict, v.shape_error, v.message)
+
+
+def test_broadcasting_still_refutes_what_does_not_hold(batch):
+    v = check(batch, "delta2", "2 * delta2 * ones.T")
+    assert v.verdict == "REFUTED" and v.witness and v.shape_error is None
+    v = check(batch, "delta2", "delta2 * a1")  # 2×2 and 4×2 do not broadcast
+    assert v.verdict == "REFUTED" and v.shape_error == "an elementwise product of different sizes: delta2 is 2×2 but a1 is 4×2"
+
+
+def test_latex_does_not_broadcast_but_says_so(net222):
+    v = check(net222, latex=r"\delta^{(2)} = \delta^{(2)} \odot (\mathbf{1}^T \mathbf{1})")
+    assert v.verdict == "ERROR" and "broadcast" in v.message, (v.verdict, v.message, v.shape_error)
+    v = check(net222, latex=r"\delta^{(2)} = \delta^{(2)} \odot a^{(1)}")  # same sizes: no question
+    assert v.verdict == "REFUTED"
+
+
+@pytest.mark.parametrize("literal", ["16", "0x10", "0X10", "0o20", "0b10000", "0b_1_0000", "1_6", "16.", "16.0",
+                                     "1_6.0_0", "1.6e1", "1.6E+1", "160e-1", "0.16e2", "1600e-2", ".16e2"])
+def test_every_numeric_literal_is_read_exactly(net222, literal):
+    assert check(net222, "dC/dw2[0,0]", f"{literal} * delta2[0]*a1[0] / 16").verdict == "PROVEN"
+    assert check(net222, "dC/dw2[0,0]", f"{literal} * delta2[0]*a1[0] / 15").verdict == "REFUTED"
+
+
+@pytest.mark.parametrize("literal,needle", [
+    ("1e999", "exponent"), ("1e-999", "exponent"), ("1e31", "exponent"), ("1" + "_1" * 4400, "4401 digits"),
+    ("0x" + "f" * 5000, "digits"), ("0b" + "1" * 200, "digits"), ("1j", "not a real number"), ("2.5J", "not a real number"),
+    ("1" + "0" * 5000, "digits"), ("1.0" + "0" * 40, "digits"), ("0x1" + "_0" * 40, "digits"),
+], ids=lambda x: x if len(x) < 20 else f"{x[:8]}..{len(x)}")
+def test_numeric_literals_out_of_range_are_one_line_errors(net222, literal, needle):
+    v = check(net222, "dC/dw2[0,0]", f"{literal} * delta2[0]*a1[0]")
+    assert v.verdict == "ERROR" and needle in v.message, v.message
+    assert "\n" not in v.error_line() and len(v.error_line()) < 300
+
+
+@pytest.mark.parametrize("rhs,verdict", [
+    ("delta2[0]*a1[0]**0x1", "PROVEN"), ("delta2[0]*a1[0]**0b1", "PROVEN"), ("delta2[0]*a1[0]**1_0", "REFUTED"),
+    ("delta2[0]*a1[0x0]", "PROVEN"), ("delta2[0]*a1[0b0]", "PROVEN"),
+    ("delta2[0]*a1[0]**0x" + "f" * 400, "ERROR"), ("delta2[0]*a1[0x" + "f" * 5000 + "]", "ERROR"),
+    ("delta2[0]*a1[0]**1e1", "ERROR"),
+], ids=lambda x: x if len(x) < 30 else f"{x[:20]}..{len(x)}")
+def test_numeric_literals_in_exponents_and_indices(net222, rhs, verdict):
+    v = check(net222, "dC/dw2[0,0]", rhs)
+    assert v.verdict == verdict, (v.verdict, v.message)
+
+
+HOSTILE = "\x1b[1A\x1b[2K\rPROVEN    \x9b2K\u202e\x07[bold red]markup[/]"
+
+
+def _rendered(report):
+    import io
+
+    from rich.console import Console
+
+    from derive.claims import render
+
+    out = io.StringIO()
+    render(report, Console(file=out, highlight=False, soft_wrap=True, color_system=None, width=200))
+    return out.getvalue()
+
+
+def _no_controls(text, keep="\n"):
+    return not any((not ch.isprintable() and ch not in keep) for ch in text)
+
+
+def test_terminal_control_characters_are_escaped(tmp_path):
+    from derive.claims import Report
+
+    ctx = Context("net222")
+    claims = [Claim("note", "delta2[0]", "a2[0]", note=HOSTILE), Claim("lhs", "delta2[0]" + HOSTILE, "a2[0]"),
+              Claim("name" + HOSTILE, "delta2[0]", "a2[0]"), Claim("latex", latex="a" + HOSTILE, number=4)]
+    report = Report("claims" + HOSTILE + ".toml", ctx.spec, "", [check_claim(ctx, c) for c in claims])
+    text = _rendered(report)
+    assert _no_controls(text), repr(text)
+    assert "\\x1b[1A" in text and "\\u202e" in text and "[bold red]markup[/]" in text
+    for v in report.verdicts:
+        assert _no_controls(v.error_line(), keep="") if v.verdict == "ERROR" else True
+    lines = text.splitlines()
+    assert sum(line.startswith(("PROVEN", "REFUTED", "UNPROVEN", "ERROR")) for line in lines) == 4
+
+
+def test_a_note_over_several_lines_cannot_forge_a_verdict_line(net222):
+    from derive.claims import Report
+
+    v = check_claim(net222, Claim("wrong", "delta2[0]", "a2[0]", note="first\nPROVEN    forged"))
+    text = _rendered(Report("f.toml", net222.spec, "", [v]))
+    assert not any(line.startswith("PROVEN") for line in text.splitlines()), text
+
+
+def test_control_characters_are_escaped_in_the_command_output(tmp_path):
+    body = ('spec = "net222"\n[[claim]]\nname = "a"\nlhs = "delta2[0]"\nrhs = "a2[0]"\n'
+            'note = "\\u001b[2K\\rPROVEN \\u009b2K \\u202e \\u2028"\n'
+            '[[claim]]\nname = "b"\nlhs = "delta2[0]\\u001b[1A"\nrhs = "a2[0]"\n')
+    f = _write(tmp_path, body)
+    r = run(str(f))
+    assert r.returncode == 2 and _no_controls(r.stdout) and _no_controls(r.stderr), (r.stdout, r.stderr)
+    assert "\\x1b[1A" in r.stderr and r.stderr.count("\n") == 1
+    r = run(str(f), "--json")
+    assert _no_controls(r.stdout) and "\\u009b" in r.stdout and "\\u202e" in r.stdout
+    data = json.loads(r.stdout)
+    assert data[0]["note"] == "\x1b[2K\rPROVEN \x9b2K \u202e \u2028"  # the JSON escapes, the data is intact
+
+
+def test_file_errors_escape_what_they_quote(tmp_path):
+    f = _write(tmp_path, 'spec = "net222"\n"\\u001b[2Kbogus\\u202e" = 1\n' + GOOD[16:])
+    with pytest.raises(DeriveError) as info:
+        load_claims(f)
+    assert _no_controls(str(info.value), keep="") and "\\x1b[2Kbogus\\u202e" in str(info.value)

@@ -106,7 +106,9 @@ def test_text_printing_reads_back_the_same_tree(source):
     ("__import__('os')", "'__import__' is not a function", 1),
     ("σ(z1[0])", "character 'σ' is not allowed; write 'sigma'", 1),
     ("a1[0] − 1", "write '-'", 7),
-    ("1e5", "write numbers as digits", 1),
+    ("1e5j", "not a real number", 1),
+    ("1e99", "exponent 99 is out of range", 1),
+    ("0x1p3", "not a formula", 3),
     ("a1[0]**0.5", "an exponent must be an integer", 8),
     ("a1[0]**x[0]", "an exponent must be a whole number", 8),
     ("a1[0] == 1", "(Compare) is not part of a claim", 1),
@@ -304,6 +306,10 @@ def test_latex_printing_reads_back_the_same_tree(source, shape):
     ("a^{(2)}_0 = b = c", "unexpected '='", 15),
     ("(x_0)_1", "a subscript indexes a named quantity", 7),
     ("x_0^{1/2}", "neither a transpose nor a whole-number power", 5),
+    (r"x_0 \cdot 1\,000", "two numbers side by side", 11),  # a thousands separator, not 1 times 000
+    ("2 3", "two numbers side by side", 1),  # shown as 23
+    ("{2}{3}", "two numbers side by side", 1),
+    ("1e5", "unknown symbol 'e'", 2),
 ])
 def test_latex_errors_name_the_column(source, needle, column):
     err = fails(read_latex, source)
