@@ -9,13 +9,15 @@ whose body the C printer writes from the same SymPy expressions.
 from __future__ import annotations
 
 import importlib.util
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 import sympy as sp
 
-from derive.spec import Spec, builtin_names
+from derive.errors import SpecError
+from derive.spec import Spec, builtin_names, validate
 
 from .plan import Plan, Step, helper_names, make_plan, names_in
 from .printers import ArrayPrinter, CudaPrinter, CuPyArrayPrinter, formula, rowsum
@@ -36,9 +38,30 @@ def environment() -> jinja2.Environment:
     )
 
 
+# Text a user supplies (a spec file's name above all) reaches a generated file only through
+# `plain`: it may sit in a Python comment, docstring or string literal and in a CUDA comment.
+PLAIN = frozenset(string.ascii_letters + string.digits + " !#$%&()+,-./:;<=>@[]^_{|}~")
+
+
+def plain(text: str) -> str:
+    """text with every character outside PLAIN written as its Python escape (\\xNN, \\uNNNN, \\UNNNNNNNN)."""
+    # no line break, quote, backslash, `*` or `?` is left as itself: nothing can end a comment,
+    # docstring or literal, continue a C comment onto the next line, or form a trigraph
+    return "".join(c if c in PLAIN else _escape(ord(c)) for c in str(text))
+
+
+def _escape(n: int) -> str:
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def literal(text: str) -> str:
+    """A Python string literal whose value is text."""
+    return f'"{plain(text)}"'
+
+
 def command(spec: Spec) -> str:
     target = spec.name if spec.name in builtin_names() and spec.source.startswith("derive/specs/") else spec.source
-    return f"python -m codegen {target}"
+    return f"python -m codegen {plain(target)}"
 
 
 @dataclass
@@ -229,14 +252,17 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
     term = formula(plan.cost_term)
     cost_plain = r.cost_printer.doprint(plan.cost_term)
     cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
+    floored = log_floors(plan.cost_term, r.cost_printer)
     helpers = sorted(p.used_helpers | r.cost_printer.used_helpers)
     kernels = fwd.kernels + bwd.kernels
     context = dict(
         backend=backend,
         xp=xp,
         command=command(spec),
-        source=spec.source,
-        spec=spec,
+        source=plain(spec.source),
+        spec_name=plain(spec.name),
+        name_literal=literal(spec.name),
+        choices={k: plain(getattr(spec, k)) for k in ("cost", "batch", "convention", "bias")},
         sizes=list(spec.sizes),
         batch_dim="1" if spec.batch == "single" else "None",
         params=[(k, _shape_text(s)) for k, s in params],
@@ -250,11 +276,12 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         g=formula(plan.g),
         output_delta=formula(plan.output_delta) if plan.output_delta_cancelled else None,
         carried_scale=plan.carried_scale,
-        activations=list(spec.activation),
+        activations=[plain(a) for a in spec.activation],
         cache_keys=plan.cache_keys,
         cache_names=_unpack(plan.cache_keys),
         param_names=_unpack([k for k, _ in params]),
         cache_tuple=repr(tuple(plan.cache_keys)).replace("'", '"'),
+        cache_widths=_shape_text([cache_width(spec, key) for key in plan.cache_keys]),
         output=f"a{L}",
         grads=_grad_names(spec),
         mean=spec.batch == "mean",
@@ -263,14 +290,38 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         cost_term_doc=term,
         cost_term_z=cost_z,
         cost_term_z_doc=formula(plan.cost_term_z) if plan.cost_term_z is not None else None,
-        cost_logs=plan.cost_term.has(sp.log),
+        cost_floored=floored,
         helpers=helpers,
-        kernels_file=f"{spec.name}_kernels.cu",
+        kernels_file=plain(f"{spec.name}_kernels.cu"),
         has_kernels=bool(kernels),
         threads=THREADS,
     )
     text = env.get_template("module.py.j2").render(**context)
     return text, kernels
+
+
+def cache_width(spec: Spec, key: str) -> int:
+    """Columns of a cached batch array: a{l} and z{l} have n_l, A{l} = [a{l}, 1] one more."""
+    return spec.sizes[int(key[1:])] + (key[0] == "A")
+
+
+def log_floors(term: sp.Expr, printer) -> str | None:
+    """Code true where flooring the cost's logs at `tiny` changes the cost: a log's argument is
+    below tiny and the log's coefficient is not 0 (0*log(0) is 0 either way). None: no logs."""
+    logs = sorted(term.atoms(sp.log), key=sp.default_sort_key)
+    dummies = [sp.Dummy() for _ in logs]
+    linear = sp.expand(term.xreplace(dict(zip(logs, dummies))))
+    coeffs = [linear.coeff(d) for d in dummies]
+    rest = sp.expand(linear - sum(c * d for c, d in zip(coeffs, dummies)))
+    is_linear = not set(dummies) & set().union(rest.free_symbols, *(c.free_symbols for c in coeffs))
+    parts = []
+    for log, coeff in zip(logs, coeffs):
+        below = f"({printer.doprint(log.args[0])} < tiny)"
+        if is_linear:  # a term c*log(u) changes only where c is not 0
+            parts.append(f"({below} & ({printer.doprint(coeff.as_coeff_Mul()[1])} != 0))")
+        else:
+            parts.append(below)
+    return " | ".join(parts) if parts else None
 
 
 def _unpack(names: list[str]) -> str:
@@ -303,12 +354,22 @@ def render_kernels(plan: Plan, kernels: list[Kernel], env: jinja2.Environment | 
             ))
         used |= pr.used_helpers
     return env.get_template("kernels.cu.j2").render(
-        command=command(spec), source=spec.source, kernels=rendered, helpers=sorted(used), spec=spec,
+        command=command(spec), source=plain(spec.source), spec_name=plain(spec.name), kernels=rendered, helpers=sorted(used),
     )
+
+
+def checked(spec: Spec) -> Spec:
+    """The spec validated again (a Spec may be built by hand), with a name that can name files and kernels."""
+    spec = validate(spec.as_dict(), spec.source)
+    if not spec.name.isascii():
+        raise SpecError(f"{spec.source}: field 'name': {spec.name!r} is not ASCII; generated files and CUDA kernels "
+                        "are named after it, so use ASCII letters, digits and _")
+    return spec
 
 
 def generate(spec: Spec, backends=BACKENDS) -> dict[str, str]:
     """File name -> text for one spec: <name>_numpy.py, <name>_cupy.py and <name>_kernels.cu."""
+    spec = checked(spec)
     plan = make_plan(spec)
     env = environment()
     files: dict[str, str] = {}
@@ -334,7 +395,7 @@ def load_generated(spec: Spec, folder: Path, backend: str = "numpy"):
 
 def package_init(names: list[str], env: jinja2.Environment | None = None) -> str:
     env = env or environment()
-    return env.get_template("package_init.py.j2").render(names=names, command="python -m codegen")
+    return env.get_template("package_init.py.j2").render(names=[plain(n) for n in names], command="python -m codegen")
 
 
 def default_out() -> Path:

@@ -8,11 +8,14 @@ Arrays are batch-first: x is (B, n0), one example per row. The spec is written i
 the row convention (z = a W + b with row vectors), which is batch-first already, so
 each line is the equation as the spec writes it.
 
-Interface: init_params, forward, backward, cost, sgd_step. Inputs are checked: a
-wrong shape, dtype or a non-finite value raises ValueError naming the argument.
+Interface: init_params, forward, backward, cost, sgd_step. Inputs are checked: an array
+that is not a cupy.ndarray (a subclass, a list), or has the wrong shape or dtype or a
+non-finite value, raises ValueError naming the argument.
 float32 in, float32 out; float64 in, float64 out.
 """
 
+import math
+import numbers
 import os
 
 import cupy
@@ -25,6 +28,7 @@ PARAM_SHAPES = {
     "W2": (3, 2),
 }
 CACHE_KEYS = ("A0", "A1", "a1", "a2")
+_CACHE_WIDTHS = (3, 3, 2, 2)  # columns of each, in CACHE_KEYS order
 _BATCH = 1  # rows of x: None for any batch size
 _FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float32, numpy.float64)}
@@ -69,18 +73,38 @@ def _expected(shape):
     return "(" + ", ".join("B" if n is None else str(n) for n in shape) + ")"
 
 
+def _type(value):
+    """What a value is, for a message: `list`, `numpy.matrix (a subclass of numpy.ndarray)`."""
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    return f"{name} (a subclass of cupy.ndarray)" if isinstance(value, cupy.ndarray) else name
+
+
 def _check_array(name, value, shape):
-    """value itself when it is a float array of `shape` (None: any positive size)."""
+    """value itself when it is a cupy.ndarray (not a subclass) of floats of `shape` (None: any positive size)."""
     if type(value) is cupy.ndarray and value.ndim == len(shape) and value.dtype in _FLOATS and value.size:
         if all(n is None or n == m for n, m in zip(shape, value.shape)):
             return value  # the common case
-    if not isinstance(value, cupy.ndarray):
-        raise ValueError(f"{name}: a cupy array of shape {_expected(shape)} expected, got {type(value).__name__}")
+    if type(value) is not cupy.ndarray:
+        raise ValueError(f"{name}: a cupy.ndarray of shape {_expected(shape)} expected, got {_type(value)}")
     if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)) or value.size == 0:
         raise ValueError(f"{name}: shape {tuple(value.shape)}, expected {_expected(shape)}")
     if value.dtype not in _FLOATS:
         raise ValueError(f"{name}: dtype {value.dtype} (shape {tuple(value.shape)}), expected float32 or float64 of shape {_expected(shape)}")
     return value
+
+
+def _same_dtype(name, value, like, what):
+    """value, when its dtype is that of `like` (which is `what`)."""
+    if value.dtype != like.dtype:
+        raise ValueError(f"{name}: dtype {value.dtype} (shape {tuple(value.shape)}), expected {like.dtype} like {what}, shape {tuple(like.shape)}")
+    return value
+
+
+def _keys(name, value, expected, what):
+    """The error for a dict argument without the expected keys (or not a dict)."""
+    got = f"keys {sorted(value, key=repr)}" if isinstance(value, dict) else _type(value)
+    return ValueError(f"{name}: {got}, expected {what} with keys {list(expected)}")
 
 
 def _params(params, dtype, what="params"):
@@ -93,8 +117,7 @@ def _params(params, dtype, what="params"):
         else:
             return values  # the common case, checked in one pass
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
-        keys = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"{what}: keys {keys}, expected a dict with keys {list(PARAM_SHAPES)}")
+        raise _keys(what, params, PARAM_SHAPES, "a dict")
     values = []
     for key, shape in PARAM_SHAPES.items():
         value = _check_array(f"{what}[{key!r}]", params[key], shape)
@@ -105,21 +128,45 @@ def _params(params, dtype, what="params"):
 
 
 def _cache(cache):
-    """The arrays backward needs, as forward left them."""
+    """The arrays backward needs, as forward left them: (B, width) arrays of one float dtype."""
+    if type(cache) is dict:
+        values = [*map(cache.get, CACHE_KEYS)]
+        first = values[0]
+        if type(first) is cupy.ndarray and first.ndim == 2 and first.dtype in _FLOATS and first.size and _BATCH in (None, len(first)):
+            for v, width in zip(values, _CACHE_WIDTHS):
+                if type(v) is not cupy.ndarray or v.shape != (first.shape[0], width) or v.dtype != first.dtype:
+                    break
+            else:
+                return [cupy.ascontiguousarray(v) for v in values]  # the kernels index rows and columns
     if not isinstance(cache, dict) or any(key not in cache for key in CACHE_KEYS):
-        keys = sorted(cache) if isinstance(cache, dict) else type(cache).__name__
-        raise ValueError(f"cache: keys {keys}, expected the cache forward returned (keys {list(CACHE_KEYS)})")
-    return [cupy.ascontiguousarray(cache[key]) for key in CACHE_KEYS]
+        raise _keys("cache", cache, CACHE_KEYS, "the cache forward returned")
+    first = _check_array(f"cache[{CACHE_KEYS[0]!r}]", cache[CACHE_KEYS[0]], (_BATCH, _CACHE_WIDTHS[0]))
+    values = []
+    for key, width in zip(CACHE_KEYS, _CACHE_WIDTHS):
+        value = _check_array(f"cache[{key!r}]", cache[key], (first.shape[0], width))
+        _same_dtype(f"cache[{key!r}]", value, first, f"cache[{CACHE_KEYS[0]!r}]")
+        values.append(cupy.ascontiguousarray(value))
+    return values
 
 
 def _check_target(y, output):
     """y: the targets, the output's shape and dtype, finite."""
-    y = _check_array("y", y, output.shape)
-    if y.dtype != output.dtype:
-        raise ValueError(f"y: dtype {y.dtype} (shape {tuple(y.shape)}), expected {output.dtype} like the output, shape {tuple(output.shape)}")
+    y = _same_dtype("y", _check_array("y", y, output.shape), output, "the output")
     if not cupy.isfinite(y).all():
         raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(output.shape)}")
     return cupy.ascontiguousarray(y)
+
+
+def _rate(eta):
+    """eta as a float, when it is a finite real number (not a bool)."""
+    if isinstance(eta, numbers.Real) and not isinstance(eta, bool):
+        try:
+            rate = float(eta)
+        except OverflowError:
+            rate = math.inf
+        if math.isfinite(rate):
+            return rate
+    raise ValueError(f"eta: {eta!r}, expected a finite number")
 
 
 def _all_finite(*arrays):
@@ -141,10 +188,16 @@ def init_params(rng=0, dtype=numpy.float64):
 
     rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
     """
-    dtype = numpy.dtype(dtype)
-    if dtype not in _FLOATS:
-        raise ValueError(f"dtype: {dtype}, expected float32 or float64")
-    rng = numpy.random.default_rng(rng)
+    try:
+        kind = numpy.dtype(dtype)
+    except (TypeError, ValueError):
+        kind = None
+    if kind is None or kind not in _FLOATS:
+        raise ValueError(f"dtype: {dtype!r}, expected numpy.float32 or numpy.float64")
+    try:
+        rng = numpy.random.default_rng(rng)
+    except (TypeError, ValueError):
+        raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator") from None
     params = {}
     for key in PARAM_SHAPES:
         if key.startswith("W"):
@@ -152,7 +205,7 @@ def init_params(rng=0, dtype=numpy.float64):
             value = rng.standard_normal(PARAM_SHAPES[key]) / numpy.sqrt(fan_in)
         else:
             value = numpy.zeros(PARAM_SHAPES[key])
-        params[key] = cupy.asarray(value, dtype=dtype)
+        params[key] = cupy.asarray(value, dtype=kind)
     return params
 
 
@@ -205,9 +258,13 @@ def backward(params, cache, y):
 
 def cost(output, y, cache=None):
     """C = sum over the rows and outputs of (a2 - y)**2/2
+
+    The cost needs only the output; a cache, when given, is checked like backward's.
     """
     a2 = _check_array("output", output, (_BATCH, 2))
     y = _check_target(y, a2)
+    if cache is not None:
+        _cache(cache)
     return float(cupy.sum((1/2)*(a2 - y)**2))
 
 
@@ -218,10 +275,10 @@ def sgd_step(params, grads, eta):
         W2_new = W2 - gamma*dC_dW2
     with gamma = eta.
     """
-    dtype = getattr(params.get("W1") if isinstance(params, dict) else None, "dtype", None)
+    first = params.get("W1") if isinstance(params, dict) else None
+    dtype = first.dtype if type(first) is cupy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
     _params(params, dtype)
     _params(grads, dtype, "grads")
-    if not isinstance(eta, (int, float)) or not numpy.isfinite(eta):
-        raise ValueError(f"eta: {eta!r}, expected a finite number")
+    eta = _rate(eta)
     for key in PARAM_SHAPES:
         params[key] -= eta * grads[key]

@@ -8,12 +8,16 @@ Arrays are batch-first: x is (B, n0), one example per row. The spec is written i
 the row convention (z = a W + b with row vectors), which is batch-first already, so
 each line is the equation as the spec writes it.
 
-Interface: init_params, forward, backward, cost, sgd_step. Inputs are checked: a
-wrong shape, dtype or a non-finite value raises ValueError naming the argument.
+Interface: init_params, forward, backward, cost, sgd_step. Inputs are checked: an array
+that is not a cupy.ndarray (a subclass, a list), or has the wrong shape or dtype or a
+non-finite value, raises ValueError naming the argument.
 float32 in, float32 out; float64 in, float64 out.
 """
 
+import math
+import numbers
 import os
+import warnings
 
 import cupy
 import numpy
@@ -29,6 +33,7 @@ PARAM_SHAPES = {
     "b3": (1, 2),
 }
 CACHE_KEYS = ("a0", "a1", "z1", "a2", "z2", "a3", "z3")
+_CACHE_WIDTHS = (3, 4, 4, 4, 4, 2, 2)  # columns of each, in CACHE_KEYS order
 _BATCH = None  # rows of x: None for any batch size
 _FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float32, numpy.float64)}
@@ -73,18 +78,38 @@ def _expected(shape):
     return "(" + ", ".join("B" if n is None else str(n) for n in shape) + ")"
 
 
+def _type(value):
+    """What a value is, for a message: `list`, `numpy.matrix (a subclass of numpy.ndarray)`."""
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    return f"{name} (a subclass of cupy.ndarray)" if isinstance(value, cupy.ndarray) else name
+
+
 def _check_array(name, value, shape):
-    """value itself when it is a float array of `shape` (None: any positive size)."""
+    """value itself when it is a cupy.ndarray (not a subclass) of floats of `shape` (None: any positive size)."""
     if type(value) is cupy.ndarray and value.ndim == len(shape) and value.dtype in _FLOATS and value.size:
         if all(n is None or n == m for n, m in zip(shape, value.shape)):
             return value  # the common case
-    if not isinstance(value, cupy.ndarray):
-        raise ValueError(f"{name}: a cupy array of shape {_expected(shape)} expected, got {type(value).__name__}")
+    if type(value) is not cupy.ndarray:
+        raise ValueError(f"{name}: a cupy.ndarray of shape {_expected(shape)} expected, got {_type(value)}")
     if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)) or value.size == 0:
         raise ValueError(f"{name}: shape {tuple(value.shape)}, expected {_expected(shape)}")
     if value.dtype not in _FLOATS:
         raise ValueError(f"{name}: dtype {value.dtype} (shape {tuple(value.shape)}), expected float32 or float64 of shape {_expected(shape)}")
     return value
+
+
+def _same_dtype(name, value, like, what):
+    """value, when its dtype is that of `like` (which is `what`)."""
+    if value.dtype != like.dtype:
+        raise ValueError(f"{name}: dtype {value.dtype} (shape {tuple(value.shape)}), expected {like.dtype} like {what}, shape {tuple(like.shape)}")
+    return value
+
+
+def _keys(name, value, expected, what):
+    """The error for a dict argument without the expected keys (or not a dict)."""
+    got = f"keys {sorted(value, key=repr)}" if isinstance(value, dict) else _type(value)
+    return ValueError(f"{name}: {got}, expected {what} with keys {list(expected)}")
 
 
 def _params(params, dtype, what="params"):
@@ -97,8 +122,7 @@ def _params(params, dtype, what="params"):
         else:
             return values  # the common case, checked in one pass
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
-        keys = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"{what}: keys {keys}, expected a dict with keys {list(PARAM_SHAPES)}")
+        raise _keys(what, params, PARAM_SHAPES, "a dict")
     values = []
     for key, shape in PARAM_SHAPES.items():
         value = _check_array(f"{what}[{key!r}]", params[key], shape)
@@ -109,21 +133,51 @@ def _params(params, dtype, what="params"):
 
 
 def _cache(cache):
-    """The arrays backward needs, as forward left them."""
+    """The arrays backward needs, as forward left them: (B, width) arrays of one float dtype."""
+    if type(cache) is dict:
+        values = [*map(cache.get, CACHE_KEYS)]
+        first = values[0]
+        if type(first) is cupy.ndarray and first.ndim == 2 and first.dtype in _FLOATS and first.size and _BATCH in (None, len(first)):
+            for v, width in zip(values, _CACHE_WIDTHS):
+                if type(v) is not cupy.ndarray or v.shape != (first.shape[0], width) or v.dtype != first.dtype:
+                    break
+            else:
+                return [cupy.ascontiguousarray(v) for v in values]  # the kernels index rows and columns
     if not isinstance(cache, dict) or any(key not in cache for key in CACHE_KEYS):
-        keys = sorted(cache) if isinstance(cache, dict) else type(cache).__name__
-        raise ValueError(f"cache: keys {keys}, expected the cache forward returned (keys {list(CACHE_KEYS)})")
-    return [cupy.ascontiguousarray(cache[key]) for key in CACHE_KEYS]
+        raise _keys("cache", cache, CACHE_KEYS, "the cache forward returned")
+    first = _check_array(f"cache[{CACHE_KEYS[0]!r}]", cache[CACHE_KEYS[0]], (_BATCH, _CACHE_WIDTHS[0]))
+    values = []
+    for key, width in zip(CACHE_KEYS, _CACHE_WIDTHS):
+        value = _check_array(f"cache[{key!r}]", cache[key], (first.shape[0], width))
+        _same_dtype(f"cache[{key!r}]", value, first, f"cache[{CACHE_KEYS[0]!r}]")
+        values.append(cupy.ascontiguousarray(value))
+    return values
 
 
 def _check_target(y, output):
     """y: the targets, the output's shape and dtype, finite."""
-    y = _check_array("y", y, output.shape)
-    if y.dtype != output.dtype:
-        raise ValueError(f"y: dtype {y.dtype} (shape {tuple(y.shape)}), expected {output.dtype} like the output, shape {tuple(output.shape)}")
+    y = _same_dtype("y", _check_array("y", y, output.shape), output, "the output")
     if not cupy.isfinite(y).all():
         raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(output.shape)}")
     return cupy.ascontiguousarray(y)
+
+
+def _cached(cache, key, output):
+    """cache[key], from the cache forward returned with `output`: its rows and dtype."""
+    value = dict(zip(CACHE_KEYS, _cache(cache)))[key]
+    return _same_dtype(f"cache[{key!r}]", _check_array(f"cache[{key!r}]", value, output.shape), output, "the output")
+
+
+def _rate(eta):
+    """eta as a float, when it is a finite real number (not a bool)."""
+    if isinstance(eta, numbers.Real) and not isinstance(eta, bool):
+        try:
+            rate = float(eta)
+        except OverflowError:
+            rate = math.inf
+        if math.isfinite(rate):
+            return rate
+    raise ValueError(f"eta: {eta!r}, expected a finite number")
 
 
 def _all_finite(*arrays):
@@ -145,10 +199,16 @@ def init_params(rng=0, dtype=numpy.float64):
 
     rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
     """
-    dtype = numpy.dtype(dtype)
-    if dtype not in _FLOATS:
-        raise ValueError(f"dtype: {dtype}, expected float32 or float64")
-    rng = numpy.random.default_rng(rng)
+    try:
+        kind = numpy.dtype(dtype)
+    except (TypeError, ValueError):
+        kind = None
+    if kind is None or kind not in _FLOATS:
+        raise ValueError(f"dtype: {dtype!r}, expected numpy.float32 or numpy.float64")
+    try:
+        rng = numpy.random.default_rng(rng)
+    except (TypeError, ValueError):
+        raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator") from None
     params = {}
     for key in PARAM_SHAPES:
         if key.startswith("W"):
@@ -156,7 +216,7 @@ def init_params(rng=0, dtype=numpy.float64):
             value = rng.standard_normal(PARAM_SHAPES[key]) / numpy.sqrt(fan_in)
         else:
             value = numpy.zeros(PARAM_SHAPES[key])
-        params[key] = cupy.asarray(value, dtype=dtype)
+        params[key] = cupy.asarray(value, dtype=kind)
     return params
 
 
@@ -225,15 +285,23 @@ def backward(params, cache, y):
 def cost(output, y, cache=None):
     """C = sum over the rows and outputs of -y*log(a3) - (1 - y)*log(1 - a3)
 
-    With the cache from forward the logs are taken through z3 (y*softplus(-z3) + (1 - y)*softplus(z3)),
-    finite for every z; from the output alone a log is floored at the smallest normal float.
+    cache: the dict forward returned with this output. With it the logs are taken through
+    z3 (y*softplus(-z3) + (1 - y)*softplus(z3)), exact for every z.
+    From the output alone they are logs of the output as rounded: where it is within the
+    smallest normal float of 0 or 1 (a saturated sigmoid) a log would be -inf, so it
+    is floored there, the cost is not exact, and a RuntimeWarning says so.
     """
     a3 = _check_array("output", output, (_BATCH, 2))
     y = _check_target(y, a3)
     if cache is not None:
-        z3 = cache["z3"]
+        z3 = _cached(cache, "z3", a3)
         return float(cupy.sum(y*softplus(-z3) + (1 - y)*softplus(z3)))
     tiny = numpy.finfo(a3.dtype).tiny
+    floored = int(cupy.count_nonzero(((a3 < tiny) & (y != 0)) | ((1 - a3 < tiny) & (y - 1 != 0))))
+    if floored:
+        warnings.warn(f"cost: {floored} output entries are within the smallest normal float of 0 or 1 where the cost "
+                      "takes their log; those logs are floored and the cost is not exact: pass the cache forward "
+                      "returned, cost(output, y, cache)", RuntimeWarning, stacklevel=2)
     return float(cupy.sum(-y*cupy.log(cupy.maximum(a3, tiny)) - (1 - y)*cupy.log(cupy.maximum(1 - a3, tiny))))
 
 
@@ -248,10 +316,10 @@ def sgd_step(params, grads, eta):
         b3_new = b3 - gamma*dC_db3
     with gamma = eta.
     """
-    dtype = getattr(params.get("W1") if isinstance(params, dict) else None, "dtype", None)
+    first = params.get("W1") if isinstance(params, dict) else None
+    dtype = first.dtype if type(first) is cupy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
     _params(params, dtype)
     _params(grads, dtype, "grads")
-    if not isinstance(eta, (int, float)) or not numpy.isfinite(eta):
-        raise ValueError(f"eta: {eta!r}, expected a finite number")
+    eta = _rate(eta)
     for key in PARAM_SHAPES:
         params[key] -= eta * grads[key]

@@ -9,8 +9,13 @@ reduced widths; Hypothesis draws random specs.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import importlib
+import importlib.util
 import itertools
+import os
+import re
 import subprocess
 import sys
 import warnings
@@ -28,11 +33,12 @@ from hypothesis import strategies as st
 from codegen import load_generated, make_plan
 from codegen.__main__ import expected_files, write_all
 from codegen.__main__ import main as codegen_main
-from codegen.render import BACKENDS
+from codegen.render import BACKENDS, generate, literal, plain
 from codegen.plan import helper_names, stable_logs
 from codegen.render import param_shapes
 from derive.activations import ACTIVATIONS, _softmax_def
 from derive.costs import COSTS
+from derive.errors import SpecError
 from derive.spec import builtin_names, load_spec, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -377,7 +383,10 @@ def test_preactivations_up_to_1e4(output, cost, hidden, dtype, tmp_path):
         out, cache = module.forward(params, x)
         grads = module.backward(params, cache, y)
         C = module.cost(out, y, cache)
-        C_plain = module.cost(out, y)
+        with warnings.catch_warnings(record=True) as caught:  # saturated outputs: a log floored, said so
+            warnings.simplefilter("always")
+            C_plain = module.cost(out, y)
+    assert all("the cost is not exact" in str(w.message) for w in caught), [str(w.message) for w in caught]
     assert np.isfinite(out).all() and all(np.isfinite(g).all() for g in grads.values())
     if "z2" in cache:
         assert 1e2 < np.abs(cache["z2"]).max() <= 1e4 * (1 + 1e-6)
@@ -391,6 +400,77 @@ def test_preactivations_up_to_1e4(output, cost, hidden, dtype, tmp_path):
         else:
             want = (y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z)).sum() / 4
         assert C == pytest.approx(want, rel=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def _one_layer(output, cost, n=3):
+    """One layer, no bias, the row convention and two rows: with x = I, z is W itself."""
+    return validate(dict(name=f"one_{cost}", sizes=[2, n], activation=output, cost=cost,
+                         convention="row", bias="none", batch="mean", notation="rowmajor"))
+
+
+def _mp_cost(cost, z, y):
+    """The batch mean of the cost's definition at the outputs of z, in 50-digit arithmetic."""
+    with mpmath.workdps(50):
+        total = mpmath.mpf(0)
+        for zr, yr in zip(z.tolist(), y.tolist()):
+            zr, yr = [mpmath.mpf(v) for v in zr], [mpmath.mpf(v) for v in yr]
+            if cost == "log_likelihood":  # log softmax, exactly
+                top = max(zr)
+                logs = [v - top - mpmath.log(sum(mpmath.exp(u - top) for u in zr)) for v in zr]
+                total += -sum(t * l for t, l in zip(yr, logs))
+                continue
+            for v, t in zip(zr, yr):
+                a = 1 / (1 + mpmath.exp(-v))
+                if cost == "quadratic":
+                    total += (a - t) ** 2 / 2
+                else:  # log(1 - sigma(v)) = -v + log sigma(v), written so it does not round to log(0)
+                    log_a = -mpmath.log1p(mpmath.exp(-v))
+                    total += -(t * log_a + (1 - t) * (log_a - v))
+        return float(total / len(z))
+
+
+COST_CASES = [("sigmoid", "quadratic"), ("sigmoid", "cross_entropy"), ("softmax", "log_likelihood")]
+Z_LARGE = [[1e4, -1e4, 3.5], [-9876.5, 20.25, -0.5]]
+Y_FOR = {"quadratic": [[0, 1, 0.25], [1, 0, 1]], "cross_entropy": [[0, 1, 0.25], [1, 0, 1]],
+         "log_likelihood": [[0, 1, 0], [1, 0, 0]]}
+
+
+@pytest.mark.parametrize("output,cost", COST_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cost_against_50_digits_at_preactivations_of_1e4(output, cost, dtype, tmp_path):
+    """With the cache every cost is exact; from a saturated output a log cost warns that it is not."""
+    module = module_for(_one_layer(output, cost), tmp_path)
+    z, y = np.array(Z_LARGE, dtype=dtype), np.array(Y_FOR[cost], dtype=dtype)
+    out, cache = module.forward({"W1": z}, np.eye(2, dtype=dtype))
+    assert (cache.get("z1", z) == z).all()
+    truth = _mp_cost(cost, z, y)
+    rel = 1e-13 if dtype == np.float64 else 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert module.cost(out, y, cache) == pytest.approx(truth, rel=rel)
+        if cost == "quadratic":  # no log: exact from the output too
+            assert module.cost(out, y) == pytest.approx(truth, rel=rel)
+            return
+    with pytest.warns(RuntimeWarning, match=r"^cost: [1-9]\d* output entries are within the smallest normal float of "
+                                            r"0 or 1 .* the cost is not exact: pass the cache"):
+        plain = module.cost(out, y)
+    assert plain < truth * (1 - rel)  # a floored log: too small, and said so
+
+
+@pytest.mark.parametrize("output,cost", COST_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cost_from_the_output_is_quiet_and_close_where_nothing_is_floored(output, cost, dtype, tmp_path):
+    """No warning where no log is floored: moderate z, or a saturated entry whose log has weight 0."""
+    module = module_for(_one_layer(output, cost), tmp_path)
+    saturated = [[1e4, -1e4, -1e4], [-1e4, 1e4, -1e4]]  # outputs that rounded to 0 and 1 where y is 0 and 1
+    y_sat = [[1, 0, 0], [0, 1, 0]]
+    for z, y, rel in (([[2.5, -4, 0.5], [-1, 3, 0]], Y_FOR[cost], 1e-4), (saturated, y_sat, 1e-6)):
+        z, y = np.array(z, dtype=dtype), np.array(y, dtype=dtype)
+        out, cache = module.forward({"W1": z}, np.eye(2, dtype=dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = module.cost(out, y)
+        assert got == pytest.approx(_mp_cost(cost, z, y), rel=rel, abs=1e-30)
 
 
 def test_stable_log_forms_are_identities():
@@ -428,7 +508,7 @@ def _ok(name="nielsen"):
 @pytest.mark.parametrize("bad,match", [
     (np.zeros((3, 5)), r"x: shape \(3, 5\), expected \(B, 784\)"),
     (np.zeros((3, 784), dtype=np.int64), r"x: dtype int64 .*expected float32 or float64 of shape \(B, 784\)"),
-    ([[0.0] * 784], r"x: a numpy array of shape \(B, 784\) expected, got list"),
+    ([[0.0] * 784], r"x: a numpy.ndarray of shape \(B, 784\) expected, got list"),
     (np.zeros(784), r"x: shape \(784,\), expected \(B, 784\)"),
 ])
 def test_forward_refuses_bad_x(bad, match):
@@ -489,6 +569,151 @@ def test_params_cache_and_targets_are_checked():
         module.backward(params, {}, y)
     with pytest.raises(ValueError, match=r"eta: 'fast', expected a finite number"):
         module.sgd_step(params, module.backward(params, cache, y), "fast")
+
+
+class _ArrayLike:
+    """Not an array, but NumPy would make one of it."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a
+
+
+# what an array argument may be instead of a float ndarray of the right shape
+NOT_ARRAYS = {
+    "matrix": np.asmatrix, "masked": np.ma.masked_array, "memmap-like subclass": lambda a: a.view(np.recarray),
+    "list": lambda a: a.tolist(), "__array__": _ArrayLike, "None": lambda a: None, "scalar": lambda a: a.flat[0],
+    "int": lambda a: a.astype(np.int64), "bool": lambda a: a.astype(bool), "complex": lambda a: a.astype(complex),
+    "object": lambda a: a.astype(object), "float16": lambda a: a.astype(np.float16),
+    "big-endian": lambda a: a.astype(">f8"), "0-d": lambda a: np.array(a.flat[0]),
+    "1-d": lambda a: a.ravel(), "3-d": lambda a: a[None], "transposed": lambda a: a.T, "no rows": lambda a: a[:0],
+}
+
+# (the argument's name in the message, the call with `bad` in its place)
+ARRAY_ARGUMENTS = {
+    "x": lambda m, P, x, y, out, c, g, bad: m.forward(P, bad),
+    "params['W1']": lambda m, P, x, y, out, c, g, bad: m.forward({**P, "W1": bad}, x),
+    "params['b2']": lambda m, P, x, y, out, c, g, bad: m.backward({**P, "b2": bad}, c, y),
+    "cache['a1']": lambda m, P, x, y, out, c, g, bad: m.backward(P, {**c, "a1": bad}, y),
+    "cache['a0']": lambda m, P, x, y, out, c, g, bad: m.cost(out, y, {**c, "a0": bad}),
+    "cache['z3']": lambda m, P, x, y, out, c, g, bad: m.cost(out, y, {**c, "z3": bad}),
+    "y": lambda m, P, x, y, out, c, g, bad: m.backward(P, c, bad),
+    "output": lambda m, P, x, y, out, c, g, bad: m.cost(bad, y),
+    "grads['W3']": lambda m, P, x, y, out, c, g, bad: m.sgd_step(P, {**g, "W3": bad}, 0.1),
+    "params['W1'] ": lambda m, P, x, y, out, c, g, bad: m.sgd_step({**P, "W1": bad}, g, 0.1),
+}
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("what", sorted(NOT_ARRAYS))
+@pytest.mark.parametrize("argument", sorted(ARRAY_ARGUMENTS))
+def test_every_array_argument_is_checked_for_type_shape_and_dtype(argument, what):
+    """Anything but a float32/float64 numpy.ndarray of the right shape is a ValueError naming the argument."""
+    module, spec = builtin("rowmajor"), load_spec("rowmajor")  # its cache keeps z3: cost reads it
+    params, x, y = data(spec, 3, np.random.default_rng(0))
+    out, cache = module.forward(params, x)
+    grads = module.backward(params, cache, y)
+    name = argument.strip()
+    good = {"x": x, "y": y, "output": out, **{f"params[{k!r}]": v for k, v in params.items()},
+            **{f"cache[{k!r}]": v for k, v in cache.items()}, **{f"grads[{k!r}]": v for k, v in grads.items()}}[name]
+    if what == "transposed" and good.shape[0] == good.shape[1]:
+        pytest.skip("a square array transposed has the right shape")
+    bad = NOT_ARRAYS[what](good)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="^" + re.escape(name) + ": "):
+            ARRAY_ARGUMENTS[argument](module, params, x, y, out, cache, grads, bad)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_an_ndarray_subclass_is_named_as_such():
+    module, params, x, _ = _ok()
+    with pytest.raises(ValueError, match=r"^x: a numpy.ndarray of shape \(B, 784\) expected, "
+                                         r"got numpy.matrix \(a subclass of numpy.ndarray\)$"):
+        module.forward(params, np.asmatrix(x))
+
+
+def test_strided_arrays_give_the_same_results():
+    """Views that are not C-contiguous (every other column, Fortran order) are read as they are."""
+    module, params, x, y = _ok()
+    out, cache = module.forward(params, x)
+    grads = module.backward(params, cache, y)
+    wide = np.zeros((3, 2 * 784))
+    wide[:, ::2] = x
+    fparams = {k: np.asfortranarray(v) for k, v in params.items()}
+    out2, cache2 = module.forward(fparams, wide[:, ::2])
+    grads2 = module.backward(fparams, {k: np.asfortranarray(v) for k, v in cache2.items()}, np.asfortranarray(y))
+    np.testing.assert_allclose(out2, out, rtol=1e-13)
+    for k in grads:
+        np.testing.assert_allclose(grads2[k], grads[k], rtol=1e-12, atol=1e-15, err_msg=k)
+    assert module.cost(out2, np.asfortranarray(y)) == pytest.approx(module.cost(out, y), rel=1e-13)
+
+
+def test_a_cache_from_another_batch_is_refused():
+    module, params, x, y = _ok("rowmajor")
+    out, cache = module.forward(params, x)
+    _, other = module.forward(params, x[:2])
+    with pytest.raises(ValueError, match=r"^cache\['a1'\]: shape \(2, 4\), expected \(3, 4\)$"):
+        module.backward(params, {**cache, "a1": other["a1"]}, y)
+    with pytest.raises(ValueError, match=r"^cache\['z3'\]: shape \(2, 2\), expected \(3, 2\)$"):
+        module.cost(out, y, other)
+    with pytest.raises(ValueError, match=r"^cache\['a1'\]: dtype float32 .*expected float64 like cache\['a0'\]"):
+        module.backward(params, {**cache, "a1": cache["a1"].astype(np.float32)}, y)
+    with pytest.raises(ValueError, match=r"^cache: list, expected the cache forward returned with keys"):
+        module.cost(out, y, [cache])
+
+
+@pytest.mark.parametrize("keys", [{1: 0, "W1": 0}, {("W1",): 0}])
+def test_dict_keys_of_any_type_are_named(keys):
+    module, params, x, _ = _ok()
+    with pytest.raises(ValueError, match=r"^params: keys \[.*\], expected a dict with keys \['W1', 'b1', 'W2', 'b2'\]$"):
+        module.forward(keys, x)
+
+
+@pytest.mark.parametrize("eta", [True, "0.1", None, np.nan, np.inf, -np.inf, 10**400, 1j, np.array(0.1), [0.1]])
+def test_sgd_step_refuses_a_rate_that_is_not_a_finite_number(eta):
+    module, params, x, y = _ok()
+    grads = module.backward(params, module.forward(params, x)[1], y)
+    before = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(ValueError, match=r"^eta: .*, expected a finite number$"):
+        module.sgd_step(params, grads, eta)
+    assert all((params[k] == before[k]).all() for k in params)
+
+
+@pytest.mark.parametrize("eta", [np.float64(0.25), np.float32(0.25), np.int64(1), __import__("fractions").Fraction(1, 4)])
+def test_sgd_step_takes_any_real_rate_and_keeps_float32(eta):
+    module, params, x, y = _ok()
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    grads = module.backward(p32, module.forward(p32, x.astype(np.float32))[1], y.astype(np.float32))
+    before = {k: v.copy() for k, v in p32.items()}
+    module.sgd_step(p32, grads, eta)
+    for k in p32:
+        assert p32[k].dtype == np.float32
+        np.testing.assert_array_equal(p32[k], before[k] - np.float32(float(eta)) * grads[k])
+
+
+def test_sgd_step_refuses_read_only_parameters():
+    module, params, x, y = _ok()
+    grads = module.backward(params, module.forward(params, x)[1], y)
+    params["b1"].flags.writeable = False
+    before = params["W1"].copy()
+    with pytest.raises(ValueError, match=r"^params\['b1'\]: read-only, expected a writeable array"):
+        module.sgd_step(params, grads, 0.1)
+    np.testing.assert_array_equal(params["W1"], before)  # nothing updated: the check comes first
+
+
+@pytest.mark.parametrize("rng,dtype,match", [
+    ("seed", np.float64, r"^rng: 'seed', expected a seed"), (-1, np.float64, r"^rng: -1, expected a seed"),
+    (1.5, np.float64, r"^rng: 1.5, expected a seed"),
+    (0, "no such type", r"^dtype: 'no such type', expected numpy.float32 or numpy.float64$"),
+    (0, np.int32, r"^dtype: .*int32.*, expected numpy.float32"), (0, np.float16, r"^dtype: .*float16.*, expected"),
+    (0, object, r"^dtype: .*object.*, expected"), (0, [1, 2], r"^dtype: \[1, 2\], expected"),
+])
+def test_init_params_refuses_a_bad_seed_or_dtype(rng, dtype, match):
+    with pytest.raises(ValueError, match=match):
+        builtin("nielsen").init_params(rng, dtype)
 
 
 def test_single_example_spec_takes_one_row():
@@ -619,6 +844,98 @@ def test_user_spec_file_and_one_backend(tmp_path):
     text = (tmp_path / "g" / "mine_numpy.py").read_text()
     assert text.startswith(f"# Generated by `python -m codegen {spec_file}` from {spec_file}. Do not edit.")
     assert not (tmp_path / "g" / "mine_cupy.py").exists()
+
+
+# -- what a user supplies reaches generated files only escaped ---------------------------
+
+PAYLOAD = "import builtins; builtins.PWNED = 1"
+HOSTILE_NAMES = [
+    f"evil\n{PAYLOAD}\n#.toml", f"evil\r{PAYLOAD}\r#.toml", f"evil\r\n{PAYLOAD}\r\n#.toml",
+    f"evil\u2028{PAYLOAD}\u2029#.toml", f"evil\x85{PAYLOAD}\x0c\x0b\x1c\x1d\x1e#.toml",
+    f'""" ; {PAYLOAD} ; """.toml', f"''' ; {PAYLOAD} ; '''.toml", f"evil\\\n{PAYLOAD}\n#.toml",
+    f"*/ {PAYLOAD} /*.toml", f"??/\n{PAYLOAD}\n.toml", f"`{PAYLOAD}`.toml", "\\N{.toml", "\\x.toml", "end\\",
+    "\u202egnp.toml", "caf\u00e9 \U0001f600.toml", os.fsdecode(b"not-utf8-\xff\xfe\n" + PAYLOAD.encode() + b".toml"),
+]
+
+
+def _hostile_spec_file(path: Path) -> Path:
+    """net222 named "hostile", at `path` (a `/` in the hostile part makes folders)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((ROOT / "derive/specs/net222.toml").read_bytes().replace(b'name = "net222"', b'name = "hostile"'))
+    return path
+
+
+def _assert_escaped(files: dict[str, str], source: str):
+    """Every generated file: one header line that names the source escaped, no line break but newlines."""
+    header = f"Generated by `python -m codegen {plain(source)}` from {plain(source)}. Do not edit."
+    assert ast.literal_eval(f'"{plain(source)}"') == source
+    for fname, text in files.items():
+        assert text.splitlines() == text.split("\n")[:-1], fname  # no \r, \x85, \u2028, ... anywhere
+        first = text.split("\n")[0]
+        assert first.isascii() and first == ("// " if fname.endswith(".cu") else "# ") + header, fname
+        if fname.endswith(".py"):
+            assert ast.get_docstring(ast.parse(text)).startswith("hostile: forward and backward passes"), fname
+        else:  # nothing continues a // comment onto the next line or closes a block comment; no trigraph
+            assert "\\\n" not in text and "*/" not in text and "??" not in text
+            assert text.split("\n")[1].startswith("// The fused elementwise kernels of generated/hostile_cupy.py")
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_a_hostile_spec_file_name_runs_nothing_and_the_module_works(name, tmp_path):
+    """The spec file's name is printed escaped: importing the module runs only the module."""
+    import builtins
+
+    path = _hostile_spec_file(tmp_path / name)
+    spec = load_spec(str(path))
+    assert spec.source == str(path)
+    _assert_escaped(generate(spec), str(path))
+    module = load_generated(spec, tmp_path)
+    assert not hasattr(builtins, "PWNED")
+    ref = builtin("net222")
+    params, x, y = data(spec, 1, np.random.default_rng(3))
+    out, cache = module.forward(params, x)
+    np.testing.assert_array_equal(out, ref.forward(params, x)[0])
+    assert module.cost(out, y, cache) == ref.cost(out, y, cache)
+    assert module.NAME == "hostile"
+
+
+def test_the_reported_file_name_through_the_command_line(tmp_path):
+    """The issue's file name, through `python -m codegen`, then imported: the line does not run."""
+    import builtins
+
+    path = _hostile_spec_file(tmp_path / f"evil\n{PAYLOAD}\n#.toml")
+    assert codegen_main([str(path), "--out", str(tmp_path / "g")]) == 0
+    files = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "g").iterdir()}
+    assert sorted(files) == ["hostile_cupy.py", "hostile_kernels.cu", "hostile_numpy.py"]
+    _assert_escaped(files, str(path))
+    where = importlib.util.spec_from_file_location("hostile_numpy", tmp_path / "g" / "hostile_numpy.py")
+    module = importlib.util.module_from_spec(where)
+    where.loader.exec_module(module)
+    assert not hasattr(builtins, "PWNED") and module.SIZES == (2, 2, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None)))
+def test_plain_text_cannot_end_a_comment_docstring_or_literal(text):
+    escaped = plain(text)
+    assert escaped.isascii() and len(escaped.splitlines()) <= 1 and not escaped.endswith("\\")
+    assert not set(escaped) & set("\"'`*?\r\n")
+    assert ast.literal_eval(f'"{escaped}"') == text == ast.literal_eval(f'"""{escaped}"""')
+    assert literal(text) == f'"{escaped}"'
+
+
+@pytest.mark.parametrize("field,value", [("name", 'x"\nimport os'), ("name", "caf\u00e9"), ("cost", "quadratic\n#"),
+                                         ("activation", ("sigmoid\nimport os",) * 2), ("batch", "mean */")])
+def test_a_spec_built_by_hand_is_validated_before_anything_is_printed(field, value):
+    spec = dataclasses.replace(load_spec("net222"), **{field: value})
+    with pytest.raises(SpecError, match=f"field '{field}'"):
+        generate(spec)
+
+
+def test_the_description_never_reaches_the_files():
+    """Only the name (an ASCII identifier) and the source (escaped) come from the user as text."""
+    spec = load_spec("rowmajor")
+    assert generate(dataclasses.replace(spec, description=f'"""\n{PAYLOAD}\n*/ \\')) == generate(spec)
 
 
 # -- training on the digits ---------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import sympy as sp
 from codegen.plan import make_plan
 from codegen.render import DTYPES, generate, load_generated, render_module
 from derive.spec import builtin_names, load_spec, validate
+from test_codegen import ARRAY_ARGUMENTS, NOT_ARRAYS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = builtin_names()
@@ -243,3 +245,61 @@ def test_cupy_module_copes_with_strided_parameters(cpu_cupy, tmp_path):
     grads, grads2 = ref.backward(params, cache, y), mod.backward(strided, cache2, y)
     for k in grads:
         np.testing.assert_allclose(grads2[k], grads[k], rtol=1e-12, err_msg=k)
+
+
+# ---------------------------------------------------------------------------
+# the CuPy module's checks and cost, on the CPU
+# ---------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("argument", sorted(ARRAY_ARGUMENTS))
+def test_cupy_module_checks_every_array_argument(argument, cpu_cupy, tmp_path):
+    """The same refusals as the NumPy module: a ValueError naming the argument, nothing from inside."""
+    spec = load_spec("rowmajor")
+    ref, mod = _pair(spec, tmp_path)
+    rng = np.random.default_rng(0)
+    params = ref.init_params(1)
+    x, y = rng.standard_normal((3, 3)), rng.uniform(0.1, 0.9, (3, 2))
+    out, cache = mod.forward(params, x)
+    grads = mod.backward(params, cache, y)
+    name = argument.strip()
+    good = {"x": x, "y": y, "output": out, **{f"params[{k!r}]": v for k, v in params.items()},
+            **{f"cache[{k!r}]": v for k, v in cache.items()}, **{f"grads[{k!r}]": v for k, v in grads.items()}}[name]
+    for what, make in NOT_ARRAYS.items():
+        if what == "transposed" and good.shape[0] == good.shape[1]:
+            continue
+        with pytest.raises(ValueError, match="^" + re.escape(name) + ": "):
+            ARRAY_ARGUMENTS[argument](mod, params, x, y, out, cache, grads, make(good))
+
+
+def test_cupy_module_reads_strided_inputs_and_caches(cpu_cupy, tmp_path):
+    """x, y and a cache that are not C-contiguous reach the kernels as contiguous arrays."""
+    spec = load_spec("rowmajor")
+    ref, mod = _pair(spec, tmp_path)
+    rng = np.random.default_rng(5)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in ref.init_params(2).items()}
+    x, y = rng.standard_normal((4, 3)), rng.uniform(0.1, 0.9, (4, 2))
+    out, cache = ref.forward(params, x)
+    grads = ref.backward(params, cache, y)
+    out2, cache2 = mod.forward(params, np.asfortranarray(x))
+    strided = {k: np.asfortranarray(v) for k, v in cache2.items()}
+    grads2 = mod.backward(params, strided, np.asfortranarray(y))
+    np.testing.assert_allclose(out2, out, rtol=1e-12)
+    for k in grads:
+        np.testing.assert_allclose(grads2[k], grads[k], rtol=1e-12, atol=1e-15, err_msg=k)
+    assert mod.cost(out2, np.asfortranarray(y), strided) == pytest.approx(ref.cost(out, y, cache), rel=1e-12)
+
+
+def test_cupy_cost_from_a_saturated_output_warns_like_numpy(cpu_cupy, tmp_path):
+    spec = load_spec("rowmajor")
+    ref, mod = _pair(spec, tmp_path)
+    params = {k: 1e3 * np.sign(v + 0.5) for k, v in ref.init_params(2).items()}
+    x, y = np.ones((2, 3)), np.array([[0.0, 1.0], [1.0, 0.0]])
+    out, cache = ref.forward(params, x)
+    assert ((out == 0) | (out == 1)).all()
+    floored = r"^cost: \d+ output entries .* the cost is not exact"
+    with pytest.warns(RuntimeWarning, match=floored):
+        plain = mod.cost(out, y)
+    with pytest.warns(RuntimeWarning, match=floored):
+        want = ref.cost(out, y)
+    assert plain == want < mod.cost(out, y, cache) == ref.cost(out, y, cache)
