@@ -17,8 +17,10 @@ checked on its own statement, after it was built:
   rebuilt from the rule's bindings and must be identical, and the chain rule's
   premise (C depends on x only through u) is read off the model's definitions;
 - the last step compares the derived expression with the formula (the textbook one,
-  or a candidate a caller passes in); one that is not equal is refuted by a
-  counterexample at widths 2, in exact rationals.
+  or a candidate a caller passes in), each quantity the model defines written one way
+  (dC/dz as delta, sigma(z) as a, z by its definition); one that is not equal is
+  refuted by a counterexample: a concrete network that obeys every definition, each
+  width tried at 1, 2, 3 and 5, where both sides are defined and differ, in exact rationals.
 
 BP1 is the base case and BP2 the inductive step: together they give delta^l for
 every layer of a network of any depth; BP3 and BP4 then give every gradient.
@@ -30,6 +32,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +48,6 @@ INDEX = {"integer": True, "nonnegative": True}
 WIDTH = {"integer": True, "positive": True}
 SETTINGS = ("column", "row", "column-batch", "row-batch")
 THEOREMS = ("BP1", "BP2", "BP3", "BP4")
-COUNTER_WIDTH = 2  # every width (and B) in a counterexample
 
 
 def _unknown_theorem(key) -> DeriveError:
@@ -383,9 +385,13 @@ RULES = {r.key: r for r in (
          r"$\sum_k c\,f(k) = c \sum_k f(k)$ for $c$ free of $k$; sums over one range add termwise; a "
          r"summation index may be renamed", "rule"),
     Rule("formula", "the formula", "the derived expression equals the formula (linearity of Σ and polynomial "
-         "identity); when it does not, a counterexample at widths 2",
-         r"the derived expression equals the formula (linearity of $\Sigma$ and polynomial identity); when it "
-         r"does not, a counterexample at widths 2", "rule"),
+         "identity), each quantity the model defines written one way (∂C/∂z as δ, σ(z) as a, z by its definition); "
+         "when it does not, a counterexample: a network that obeys every definition, widths 1, 2, 3, 5, where both "
+         "sides are defined and differ",
+         r"the derived expression equals the formula (linearity of $\Sigma$ and polynomial identity), each quantity "
+         r"the model defines written one way ($\partial C/\partial z$ as $\delta$, $\sigma(z)$ as $a$, $z$ by its "
+         r"definition); when it does not, a counterexample: a network that obeys every definition, widths 1, 2, 3, "
+         r"5, where both sides are defined and differ", "rule"),
 )}
 
 GIVEN, PROVEN, REFUTED, UNPROVEN = "GIVEN", "PROVEN", "REFUTED", "UNPROVEN"
@@ -400,6 +406,7 @@ class Counterexample:
     values: tuple  # (entry, Rational): sigma'(z), dC/da, delta, w, a ... as SymPy objects
     lhs: sp.Rational
     rhs: sp.Rational
+    layer_widths: tuple = ()  # (layer, width) of the whole network, 0..L
 
     def parts(self) -> list:
         out: list = ["counterexample at "]
@@ -807,48 +814,373 @@ def equal_by_linearity(lhs: sp.Expr, rhs: sp.Expr) -> bool:
 
 
 # ---------------------------------------------------------------------------
-# counterexamples: widths 2, exact rational values of every entry
+# one way of writing each quantity the model defines
 # ---------------------------------------------------------------------------
 
+def _entry_parts(model: Model, x):
+    """(base name, layer, example, neuron) of an a, z or delta entry of the model's shape; None otherwise."""
+    if not isinstance(x, sp.Indexed) or x.base not in (model.a, model.z, model.delta):
+        return None
+    if len(x.indices) != (3 if model.batch else 2):
+        return None
+    layer, *idx = x.indices
+    e, i = idx if model.batch else (None, idx[0])
+    return x.base.name, layer, e, i
+
+
+def _has_z(layer, context: Context) -> bool:
+    """z^layer exists for every admissible layer: layer >= 1 (a^0 is the input, not sigma of a z)."""
+    return _layer_decide(sp.Le(1, layer), context) is True
+
+
+def _as_z(model: Model, x, context: Context):
+    """The entry z^layer_i (of example e) when x is its definition sum_k w a + b, in any order or index name."""
+    if not isinstance(x, sp.Add):
+        return None
+    for b in x.args:
+        if not (isinstance(b, sp.Indexed) and b.base == model.b and len(b.indices) == 2):
+            continue
+        layer, i = b.indices
+        below = [y for y in x.atoms(sp.Indexed) if y.base == model.a and y.indices[0] == layer - 1]
+        examples = {y.indices[1] for y in below if len(y.indices) == 3} if model.batch else {None}
+        if not _has_z(layer, context):
+            continue
+        for e in sorted(examples, key=str):
+            if equal_by_linearity(x, model.z_definition(layer, i, e, sp.Dummy("k", **INDEX))):
+                return model.Z(layer, i, e)
+    return None
+
+
+def _canonical(model: Model, expr, context: Context, done: list, inside: bool = False):
+    """canonical(), recording each rewrite in done; inside: expr is what sigma, sigma' or dC/d is applied to."""
+    if isinstance(expr, sp.Indexed):
+        parts = _entry_parts(model, expr)
+        if not inside and parts and parts[0] == "z" and _has_z(parts[1], context):
+            out = model.z_definition(parts[1], parts[3], parts[2], sp.Dummy("k", **INDEX))
+            done.append((expr, out))
+            return out
+        return expr
+    if isinstance(expr, (sigma, sigma_prime, CostPartial)):
+        x = _canonical(model, expr.args[0], context, done, inside=True)
+        parts = _entry_parts(model, x)
+        if parts and parts[0] == "z" and _has_z(parts[1], context) and expr.func in (sigma, CostPartial):
+            out = model.A(parts[1], parts[3], parts[2]) if expr.func is sigma else model.D(parts[1], parts[3], parts[2])
+            done.append((expr.func(x), out))
+            return out
+        return expr.func(x)
+    if not expr.args or isinstance(expr, LocalPartial):
+        return expr
+    if isinstance(expr, Sum):
+        return Sum(_canonical(model, expr.function, context, done, inside), *expr.limits)
+    out = expr.func(*(_canonical(model, a, context, done, inside) for a in expr.args))
+    if inside:
+        z = _as_z(model, out, context)
+        if z is not None:
+            done.append((out, z))
+            return z
+    return out
+
+
+def canonical(model: Model, expr: sp.Expr, context: Context) -> sp.Expr:
+    """expr with each quantity the model defines written one way, wherever its layer has it.
+
+    dC/dz is delta (delta == dC/dz), sigma(z) is a (a = sigma(z): also inside dC/d),
+    sum_k w a + b is z where sigma, sigma' or dC/d is applied to it, and a z standing
+    alone is its definition sum_k w a + b. Only for layers >= 1 in the context: z^0
+    does not exist, and a^0 is the input.
+    """
+    return _canonical(model, sp.sympify(expr), context, [])
+
+
+# ---------------------------------------------------------------------------
+# counterexamples: a concrete network that obeys every definition, exact rationals
+# ---------------------------------------------------------------------------
+
+COUNTER_WIDTHS = (2, 1, 3, 5)  # tried for each symbolic width (and B) on its own; 2 everywhere first
+COUNTER_LAYERS = ((1, 2), (2, 3), (1, 1), (2, 2), (1, 3))  # (l, L), those the theorem's layer range admits
+COUNTER_POINTS = 300  # (network, indices) points a search tries before it gives up
 _APPLIED = (sigma, sigma_prime, CostPartial, LocalPartial)
 
 
-def _widths_in(exprs) -> list[sp.Symbol]:
-    syms = set().union(*(e.free_symbols for e in exprs))
-    return sorted((s for s in syms if s.name.startswith("n_{") or s.name == "B"), key=str)
+def _draw(rng) -> Fraction:
+    """A free value: a nonzero k/8 with |k| <= 16 (a zero could hide a difference)."""
+    k = int(rng.integers(1, 17))
+    return Fraction(k if rng.integers(2) else -k, 8)
 
 
-def find_counterexample(model: Model, context: Context, lhs: sp.Expr, rhs: sp.Expr, tries: int = 4,
-                        seed: int = 0) -> Counterexample | None:
-    """Concrete widths, layer and indices and random exact values where lhs != rhs.
+def _pick(table, *keys):
+    """table[k1][k2]...; None where an index is out of range: the network has no such entry."""
+    for key in keys:
+        inside = 0 <= key < len(table) if isinstance(table, list) else key in table
+        if not inside:
+            return None
+        table = table[key]
+    return table
 
-    σ, σ' and C are arbitrary, so every entry (σ'(z), dC/da, and delta^{l+1} by the
-    induction hypothesis) can take any value: the values are free rationals.
+
+class _Network:
+    """A concrete network at layers 0..L in which every definition of the model holds, in exact rationals.
+
+    Free: the inputs a^0, every weight and bias, dC/da^L (C is arbitrary) and sigma,
+    sigma' at each distinct argument they are asked for (sigma is arbitrary, so one
+    pair per argument). The rest follows: z = W a + b, a = sigma(z), delta = dC/dz and
+    every dC/dx by the chain rule over the written-out graph. activation, a pair of
+    callables (sigma, sigma'), replaces the arbitrary sigma (for a test against sympy.diff).
+    """
+
+    def __init__(self, model: Model, L: int, widths: dict, examples: int, rng, activation=None):
+        self.M, self.L, self.n, self.B = model, L, dict(widths), examples
+        self._rng, self._activation, self._sigma = rng, activation, {}
+        n, E = self.n, range(examples)
+
+        def draws(count):
+            return [_draw(rng) for _ in range(count)]
+
+        self.a = {0: [draws(n[0]) for _ in E]}
+        self.w, self.b, self.z = {}, {}, {}
+        for lay in range(1, L + 1):
+            self.w[lay] = [draws(n[lay - 1]) for _ in range(n[lay])]  # w[lay][out][in], whatever the layout
+            self.b[lay] = draws(n[lay])
+            self.z[lay] = [[sum(wi[k] * self.a[lay - 1][e][k] for k in range(n[lay - 1])) + bi
+                            for wi, bi in zip(self.w[lay], self.b[lay])] for e in E]
+            self.a[lay] = [[self.sigma(t)[0] for t in row] for row in self.z[lay]]
+        self.da = {L: [draws(n[L]) for _ in E]}  # dC/da^L: C is an arbitrary function of a^L
+        self.dz = {}
+        for lay in range(L, 0, -1):  # z^lay reaches C only through a^lay; a^(lay-1) only through z^lay
+            self.dz[lay] = [[d * self.sigma(t)[1] for d, t in zip(drow, zrow)]
+                            for drow, zrow in zip(self.da[lay], self.z[lay])]
+            self.da[lay - 1] = [[sum(self.w[lay][i][k] * self.dz[lay][e][i] for i in range(n[lay]))
+                                 for k in range(n[lay - 1])] for e in E]
+        self.dw = {lay: [[sum(self.dz[lay][e][i] * self.a[lay - 1][e][k] for e in E) for k in range(n[lay - 1])]
+                         for i in range(n[lay])] for lay in self.w}
+        self.db = {lay: [sum(self.dz[lay][e][i] for e in E) for i in range(n[lay])] for lay in self.b}
+
+    def sigma(self, t: Fraction) -> tuple:
+        """(sigma(t), sigma'(t)): drawn once per distinct argument, so equal arguments get equal values."""
+        if self._activation is not None:
+            f, df = self._activation
+            return f(t), df(t)
+        if t not in self._sigma:
+            self._sigma[t] = (_draw(self._rng), _draw(self._rng))
+        return self._sigma[t]
+
+    def _locate(self, x):
+        """(kind, layer, ...) of an entry w, b, a, z or delta with integer indices; None for anything else."""
+        M = self.M
+        if not isinstance(x, sp.Indexed) or not all(i.is_Integer for i in x.indices):
+            return None
+        name, idx = x.base.name, [int(i) for i in x.indices]
+        if name == M.w.name and len(idx) == 3:  # row: W^l[k, j] is w^l_{jk}
+            return ("w", idx[0], idx[2], idx[1]) if M.convention == "row" else ("w", *idx)
+        if name == "b" and len(idx) == 2:
+            return ("b", *idx)
+        if name in ("a", "z", "delta") and len(idx) == (3 if M.batch else 2):
+            return (name, *idx) if M.batch else (name, idx[0], 0, idx[1])
+        return None
+
+    def entry(self, x) -> Fraction | None:
+        """The value of an entry w, b, a, z or delta; None where the network has no such entry."""
+        where = self._locate(x)
+        if where is None:
+            return None
+        tables = {"w": self.w, "b": self.b, "a": self.a, "z": self.z, "delta": self.dz}
+        return _pick(tables[where[0]], *where[1:])
+
+    def _z_of(self, x):
+        """(layer, example, neuron) when x is an entry z or its definition sum_k w a + b written out; else None."""
+        where = self._locate(x)
+        if where is not None:
+            return where[1:] if where[0] == "z" and _pick(self.z, *where[1:]) is not None else None
+        if not isinstance(x, sp.Add):
+            return None
+        M = self.M
+        for term in x.args:
+            where = self._locate(term)
+            if where is None or where[0] != "b" or _pick(self.b, *where[1:]) is None:
+                continue
+            _, lay, i = where
+            for e in range(self.B):
+                written = term + sum(M.weight(lay, i, k) * M.A(lay - 1, k, e if M.batch else None)
+                                     for k in range(self.n[lay - 1]))
+                if sp.expand(x - written) == 0:
+                    return lay, e, i
+        return None
+
+    def gradient(self, x) -> Fraction | None:
+        """dC/dx for x an entry w, b, a or z, sigma(z) (that is a) or z written out; None for anything else."""
+        if isinstance(x, sigma):
+            z = self._z_of(x.args[0])
+            return None if z is None else _pick(self.da, *z)
+        z = self._z_of(x)
+        if z is not None:
+            return _pick(self.dz, *z)
+        where = self._locate(x)
+        if where is None or where[0] not in ("w", "b", "a"):
+            return None
+        return _pick({"w": self.dw, "b": self.db, "a": self.da}[where[0]], *where[1:])
+
+    def value(self, x) -> sp.Rational | None:
+        """The value of a written-out expression in this network; None where it is not defined."""
+        if x.is_Rational:
+            return x
+        if isinstance(x, sp.Indexed):
+            v = self.entry(x)
+        elif isinstance(x, (sigma, sigma_prime)):
+            t = self.value(x.args[0])
+            v = None if t is None else self.sigma(Fraction(int(t.p), int(t.q)))[x.func is sigma_prime]
+        elif isinstance(x, CostPartial):
+            v = self.gradient(x.args[0])
+        elif isinstance(x, LocalPartial) or not x.args:
+            return None
+        else:
+            found = {y: self.value(y) for y in x.atoms(sp.Indexed, *_APPLIED)}
+            out = x.xreplace({y: v for y, v in found.items() if v is not None})
+            return out if out.is_Rational else None  # nan, zoo: divided by zero
+        return None if v is None else sp.Rational(v.numerator, v.denominator)
+
+
+def _with_widths(x, widths: dict):
+    """A sum with the widths in its limits, an entry with them in its indices, a guard with them in it."""
+    if isinstance(x, Sum):
+        return Sum(x.function, *[(v, lo.xreplace(widths), hi.xreplace(widths)) for v, lo, hi in x.limits])
+    return x.xreplace(widths)
+
+
+def _limits_defined(x, bound=frozenset()) -> bool:
+    """Every sum's limits are integers or outer summation indices, and no sum runs backwards.
+
+    SymPy's Karr convention makes sum_{k=2}^{0} f(k) = -f(1) where a reader sees an empty
+    sum: such a point is not one where the formula as written has a value.
+    """
+    if isinstance(x, Sum):
+        inner = set(bound)
+        for var, lo, hi in reversed(x.limits):  # the outermost limit is the last
+            if (lo.free_symbols | hi.free_symbols) - inner:
+                return False
+            if lo.is_Integer and hi.is_Integer and hi < lo - 1:
+                return False
+            inner.add(var)
+        return _limits_defined(x.function, frozenset(inner))
+    return all(_limits_defined(a, bound) for a in x.args)
+
+
+def _written_out(expr, layers: dict, widths: dict):
+    """expr at concrete layers and widths, its sums written out where their limits allow (the free indices
+    stay symbols).
+
+    The widths go into sum limits, entries' indices and guards only: into the rest once
+    every entry was found in the network (_at), so that a factor n - 1 = 0 does not hide
+    an entry the formula names that does not exist at that width.
+    """
+    x = expr.xreplace(layers)
+    x = x.replace(lambda y: isinstance(y, (Sum, sp.Indexed, sp.core.relational.Relational)),
+                  lambda y: _with_widths(y, widths))
+    return x.doit() if _limits_defined(x) else x  # limits with a free index in them: written out at each point
+
+
+def _at(net: _Network, template, widths: dict, at: dict):
+    """(value, {atom: value}) of a written-out expression at the free indices `at`, atoms as written;
+    None where it is not defined: an entry the network lacks, a division by zero, a sum run backwards."""
+    if template.has(Sum):
+        x = template.subs(at)  # subs, not xreplace: a summation index of the same name stays bound
+        if not _limits_defined(x):
+            return None
+        x = x.doit()
+    else:
+        x = template.xreplace(at)
+    entries = x.atoms(sp.Indexed)
+    unknown = {s for s in x.free_symbols if type(s) is sp.Symbol} - set(widths) - {y.base.label for y in entries}
+    if unknown or any(net.entry(y) is None for y in entries):
+        return None
+    x = x.xreplace(widths)
+    values = {y: net.value(y) for y in x.atoms(*_APPLIED)}
+    rest = x.xreplace({y: v for y, v in values.items() if v is not None})
+    values.update({y: net.value(y) for y in rest.atoms(sp.Indexed)})
+    total = rest.xreplace({y: v for y, v in values.items() if v is not None})
+    return (total, values) if total.is_Rational and None not in values.values() else None
+
+
+def _is_width(model: Model, s) -> bool:
+    """A width symbol n_{layer} of the model, or the batch size B."""
+    return type(s) is sp.Symbol and (s == model.B or (s.name.startswith("n_{") and s == model.width(s.name[3:-1])))
+
+
+def _layer_exprs(model: Model, exprs) -> set:
+    """The layers an expression may name: l, L and its entries' layers, each give or take a few."""
+    base = {model.l, model.L} | {y.indices[0] for x in exprs for y in x.atoms(sp.Indexed)}
+    return {lam + c for lam in base for c in range(-3, 4)}
+
+
+def _plans(model: Model, context: Context, exprs: list, free: list) -> list:
+    """The networks to try, as (sizes, widths per layer, examples): 2 everywhere first, then one symbolic
+    width (or B) at 1, 3 or 5, then two, ...; at each (l, L) the theorem's layer range admits."""
+    M = model
+    syms = set().union(*(x.free_symbols for x in exprs), *(context.ranges[s][1].free_symbols for s in free))
+    widths = sorted((s for s in syms if _is_width(M, s)), key=str)
+    layer_of_width = {M.width(lam): lam for lam in _layer_exprs(M, exprs)}
+    if any(s != M.B and s not in layer_of_width for s in widths):
+        return []  # a width of no layer the model knows: nothing to evaluate
+    l_matters = M.l in syms or any(M.l in layer_of_width[s].free_symbols for s in widths if s != M.B)
+    plans, seen = [], set()
+    for option, (lv, Lv) in enumerate(COUNTER_LAYERS):
+        span = context.layer_range
+        if span is not None and not span.lo <= lv <= span.hi.xreplace({M.L: Lv}):
+            continue
+        if (Lv, lv if l_matters else None) in seen:
+            continue
+        seen.add((Lv, lv if l_matters else None))
+        concrete = {s: layer_of_width[s].xreplace({M.l: sp.Integer(lv), M.L: sp.Integer(Lv)}) for s in widths
+                    if s != M.B}
+        if not all(c.is_Integer and 0 <= c <= Lv for c in concrete.values()):
+            continue  # the formula names a layer this network does not have
+        dims = sorted({int(c) for c in concrete.values()}) + (["B"] if M.B in widths else [])
+        for order, combo in enumerate(itertools.product(COUNTER_WIDTHS, repeat=len(dims))):
+            chosen = dict(zip(dims, combo))
+            n = {lay: chosen.get(lay, 2) for lay in range(Lv + 1)}
+            examples = chosen.get("B", 2) if M.batch else 1
+            sizes = {M.l: lv, M.L: Lv}
+            for s in sorted(widths, key=lambda s: (s == M.B, concrete.get(s, 0))):  # widths by layer, then B
+                sizes[s] = chosen["B"] if s == M.B else n[int(concrete[s])]
+            plans.append((sum(v != 2 for v in combo), option, order, sizes, n, examples))
+    plans.sort(key=lambda p: p[:3])
+    return [p[3:] for p in plans]
+
+
+def find_counterexample(model: Model, context: Context, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
+                        points: int = COUNTER_POINTS) -> Counterexample | None:
+    """A concrete network, layer and indices where both sides are defined and differ; None if none is found.
+
+    The network obeys every definition (_Network), so delta and dC/dz, a and sigma(z)
+    get one value each. Each symbolic width (and B) is tried at 1, 2, 3 and 5 on its own,
+    l and L at each pair the theorem admits; a point where a side names an entry the
+    network lacks, divides by zero or runs a sum backwards is skipped, never a counterexample.
     """
     rng = np.random.default_rng(seed)
-    sizes = {model.l: 1, model.L: 2}
-    for n in _widths_in([lhs, rhs]):
-        sizes[n] = COUNTER_WIDTH
+    lhs, rhs = sp.sympify(lhs), sp.sympify(rhs)
     free = sorted((lhs.free_symbols | rhs.free_symbols) & set(context.ranges), key=str)
-    spans = []
-    for s in free:
-        lo, hi = context.ranges[s]
-        hi_value = hi.xreplace({n: COUNTER_WIDTH for n in _widths_in([hi])})
-        spans.append(range(int(lo), int(hi_value) + 1))
-    for _ in range(tries):
+    tried = 0
+    for sizes, n, examples in _plans(model, context, [lhs, rhs], free):
+        net = _Network(model, sizes[model.L], n, examples, rng)
+        subs = {s: sp.Integer(v) for s, v in sizes.items()}
+        layers = {model.l: subs.pop(model.l), model.L: subs.pop(model.L)}
+        widths = subs
+        spans = []
+        for s in free:
+            lo, hi = (int(sp.sympify(x).xreplace(widths)) for x in context.ranges[s])
+            spans.append(sorted({lo, lo + 1, hi} & set(range(lo, hi + 1))))  # the first two and the last
+        templates = [_written_out(x, layers, widths) for x in (lhs, rhs)]
         for combo in itertools.product(*spans):
-            at = dict(zip(free, combo))  # subs, not xreplace: a summation index of the same name stays bound
-            left, right = (sp.sympify(x).xreplace(sizes).subs(at).doit() for x in (lhs, rhs))
-            values = {}
-            for app in sorted(left.atoms(*_APPLIED) | right.atoms(*_APPLIED), key=str):
-                values[app] = sp.Rational(int(rng.integers(-16, 17)), 8)
-            left, right = left.xreplace(values), right.xreplace(values)
-            for x in sorted(left.atoms(sp.Indexed) | right.atoms(sp.Indexed), key=str):
-                values[x] = sp.Rational(int(rng.integers(-16, 17)), 8)
-            lv, rv = left.xreplace(values), right.xreplace(values)
-            if lv.is_Rational and rv.is_Rational and lv != rv:
+            tried += 1
+            if tried > points:
+                return None
+            at = {s: sp.Integer(v) for s, v in zip(free, combo)}
+            sides = [_at(net, x, widths, at) for x in templates]
+            if None not in sides and sides[0][0] != sides[1][0]:
+                values = {**sides[0][1], **sides[1][1]}
+                ordered = sorted(values, key=lambda y: (isinstance(y, sp.Indexed), str(y)))
                 return Counterexample(tuple(sizes.items()), tuple(zip(free, combo)),
-                                      tuple(values.items()), lv, rv)
+                                      tuple((y, values[y]) for y in ordered), sides[0][0], sides[1][0],
+                                      tuple(n.items()))
     return None
 
 
@@ -961,14 +1293,65 @@ def _check_linear(step, thm, model):
     return UNPROVEN, ["not shown equal by linearity"]
 
 
+def _divides_by_zero(model: Model, expr):
+    """Widths at which expr, as written, divides by zero (a denominator in the widths alone); None if none."""
+    for p in sorted(expr.atoms(sp.Pow), key=str):
+        syms = sorted(p.base.free_symbols, key=str)
+        if not (p.exp.is_negative and syms and all(_is_width(model, s) for s in syms)):
+            continue
+        if len(syms) == 1:
+            roots = [r for r in sp.solve(p.base, syms[0]) if r.is_integer and r.is_positive]
+            if roots:
+                return {syms[0]: min(roots)}
+            continue
+        for combo in itertools.product(range(1, 6), repeat=len(syms)):  # several widths: the small ones
+            if p.base.xreplace(dict(zip(syms, map(sp.Integer, combo)))) == 0:
+                return dict(zip(syms, combo))
+    return None
+
+
+def _proven_up_to(thm: Theorem, step: Step) -> bool:
+    """The main chain runs from the theorem's left-hand side to step, and every step before step holds."""
+    steps = thm.steps
+    at = next((i for i, s in enumerate(steps) if s is step), None)
+    return (at is not None and any(s is step for s in thm.main.steps) and thm.main.head == thm.lhs
+            and all(s.ok for s in steps[:at]))
+
+
 def _check_formula(step, thm, model):
-    if equal_by_linearity(step.lhs, step.rhs):
-        return PROVEN, ["the derived expression equals the formula"]
+    zero = _divides_by_zero(model, step.rhs)
+    undefined: list = []
+    if zero is not None:
+        undefined = ["the formula divides by zero at "]
+        for sym, v in zero.items():
+            undefined += [sp.Eq(sym, v, evaluate=False), ", "]
+        undefined[-1] = ": it is not defined for every width"
+    parts: list = ["the derived expression equals the formula"]
+    equal = equal_by_linearity(step.lhs, step.rhs)
+    if not equal:
+        done: list = []
+        sides = [_canonical(model, x, thm.context, done) for x in (step.lhs, step.rhs)]
+        head = _canonical(model, thm.lhs, thm.context, [])
+        itself = sides[1].has(head) and _proven_up_to(thm, step)  # the theorem's left-hand side: proven above
+        if itself:
+            sides[1] = sides[1].xreplace({head: sides[0]})
+        equal = bool(done or itself) and equal_by_linearity(*sides)
+        if done:
+            parts.append(", each quantity the model defines written one way: ")
+            for before, after in dict(done).items():
+                parts += [sp.Eq(before, after, evaluate=False), ", "]
+            parts.pop()
+        if itself:
+            parts += ["; the formula's ", head, " is the value derived above"]
+    if equal:
+        return (UNPROVEN, undefined) if undefined else (PROVEN, parts)
     ce = find_counterexample(model, thm.context, step.lhs, step.rhs)
     step.counterexample = ce
     if ce is not None:
         return REFUTED, ce.parts()
-    return UNPROVEN, ["not shown equal, and no counterexample found"]
+    return UNPROVEN, undefined or ["not shown equal, and no point found where both sides are defined and differ "
+                                   f"(widths {', '.join(map(str, sorted(COUNTER_WIDTHS)))}, {COUNTER_POINTS} "
+                                   "points at most)"]
 
 
 _CHECKS = {

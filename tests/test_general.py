@@ -18,8 +18,8 @@ import sympy as sp
 from derive import general
 from derive.errors import DeriveError
 from derive.general import (
-    RULES, SETTINGS, CostPartial, LocalPartial, Model, check_theorem, concrete_agreement, equal_by_linearity,
-    prove_general, prove_setting, prove_theorem, sigma_prime, text, to_latex,
+    RULES, SETTINGS, CostPartial, LocalPartial, Model, canonical, check_theorem, concrete_agreement,
+    equal_by_linearity, prove_general, prove_setting, prove_theorem, sigma, sigma_prime, text, to_latex,
 )
 from derive.proof import prove
 from derive.spec import validate
@@ -122,10 +122,39 @@ def _recheck_counterexample(step, ce):
     out = []
     for side in (step.lhs, step.rhs):
         v = side.xreplace(dict(ce.sizes)).subs(dict(ce.indices)).doit()
-        v = v.xreplace({x: values[x] for x in v.atoms(sigma_prime, CostPartial) if x in values})
+        v = v.xreplace({x: values[x] for x in v.atoms(sigma, sigma_prime, CostPartial) if x in values})
         v = v.xreplace({x: values[x] for x in v.atoms(sp.Indexed)})
         out.append(v)
+    _assert_consistent(ce)
     return out
+
+
+def _assert_consistent(ce):
+    """The values of a counterexample obey the model's definitions, and every entry exists in its network."""
+    values = dict(ce.values)
+    widths = dict(ce.layer_widths)
+    examples = dict(ce.sizes).get(sp.Symbol("B", integer=True, positive=True), 1)
+    for x, v in values.items():
+        if isinstance(x, CostPartial) and isinstance(x.args[0], sp.Indexed) and x.args[0].base.name == "z":
+            same = sp.Indexed("delta", *x.args[0].indices)
+            assert values.get(same, v) == v, (x, v, same, values.get(same))  # δ ≡ ∂C/∂z
+        if isinstance(x, sigma) and isinstance(x.args[0], sp.Indexed):
+            same = sp.Indexed("a", *x.args[0].indices)
+            assert values.get(same, v) == v, (x, v, same, values.get(same))  # a = σ(z)
+        if isinstance(x, CostPartial) and isinstance(x.args[0], sigma):
+            same = CostPartial(sp.Indexed("a", *x.args[0].args[0].indices))
+            assert values.get(same, v) == v, (x, v, same, values.get(same))
+        for entry in ({x} if isinstance(x, sp.Indexed) else x.atoms(sp.Indexed)):
+            layer, *idx = (int(i) for i in entry.indices)
+            L = max(widths)
+            assert 0 <= layer <= L and layer in widths
+            if entry.base.name in ("w", "W"):
+                out, inp = (idx[1], idx[0]) if entry.base.name == "W" else idx
+                assert layer >= 1 and 0 <= out < widths[layer] and 0 <= inp < widths[layer - 1], entry
+            else:
+                *ex, i = idx
+                assert 0 <= i < widths[layer] and all(0 <= e < examples for e in ex), entry
+                assert layer >= 1 or entry.base.name == "a", entry
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
@@ -164,6 +193,243 @@ def test_a_wrong_candidate_makes_the_whole_proof_fail():
     assert not p.ok and p.verdict == "REFUTED"
     assert "NOT proven: row BP2 (refuted)" in p.summary()
     assert "cover every depth" not in p.summary()
+
+
+# -- a defined quantity written another way (issue 12) -----------------------------------
+
+def _defined_another_way(M: Model, case: str):
+    """A true formula with a quantity the model defines written by its definition."""
+    l, L, j, k = M.l, M.L, M.j, M.k
+    e = M.e if M.batch else None
+    i = sp.Symbol("i", integer=True, nonnegative=True)
+    if case == "BP3 with dC/dz for delta":
+        return "BP3", M.over_examples(CostPartial(M.Z(l, j, e)), e)
+    if case == "BP2 with dC/dz^{l+1} for delta^{l+1}":
+        return "BP2", M.formula("BP2").xreplace({M.D(l + 1, k, e): CostPartial(M.Z(l + 1, k, e))})
+    if case == "BP1 with dC/dsigma(z) for dC/da":
+        return "BP1", M.formula("BP1").xreplace({CostPartial(M.A(L, j, e)): CostPartial(sigma(M.Z(L, j, e)))})
+    if case == "BP4 with dC/dz for delta":
+        return "BP4", M.over_examples(M.A(l - 1, k, e) * CostPartial(M.Z(l, j, e)), e)
+    if case == "BP1 with z^L by its definition":
+        return "BP1", M.formula("BP1").xreplace({M.Z(L, j, e): M.z_definition(L, j, e, i)})
+    if case == "BP2 with dC/d(W a + b) for delta^{l+1}":
+        return "BP2", M.formula("BP2").xreplace({M.D(l + 1, k, e): CostPartial(M.z_definition(l + 1, k, e, i))})
+    if case == "BP1 with dC/dsigma(W a + b) for dC/da":
+        return "BP1", M.formula("BP1").xreplace({CostPartial(M.A(L, j, e)):
+                                                 CostPartial(sigma(M.z_definition(L, j, e, i)))})
+    if case == "BP4 plus delta^l (W a + b - z^l): a bare z is its definition":
+        return "BP4", M.formula("BP4") + M.D(l, j, e) * (M.z_definition(l, j, e, i) - M.Z(l, j, e))
+    raise KeyError(case)
+
+
+THE_REPORTED = ["BP3 with dC/dz for delta", "BP2 with dC/dz^{l+1} for delta^{l+1}", "BP1 with dC/dsigma(z) for dC/da"]
+RELATED = ["BP4 with dC/dz for delta", "BP1 with z^L by its definition", "BP2 with dC/d(W a + b) for delta^{l+1}",
+           "BP1 with dC/dsigma(W a + b) for dC/da", "BP4 plus delta^l (W a + b - z^l): a bare z is its definition"]
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("case", THE_REPORTED + RELATED)
+def test_a_defined_quantity_written_by_its_definition_is_proven(setting, case):
+    M = Model(setting)
+    key, candidate = _defined_another_way(M, case)
+    assert candidate != M.formula(key)
+    thm = prove_theorem(M, key, candidate)
+    assert thm.verdict == "PROVEN", (thm.steps[-1].evidence_text())
+    last = thm.steps[-1]
+    assert last.rule == "formula" and last.rhs == candidate and last.counterexample is None
+    assert "written one way" in last.evidence_text()
+
+
+def test_canonical_writes_each_defined_quantity_one_way():
+    for setting in SETTINGS:
+        M = Model(setting)
+        ctx = prove_theorem(M, "BP2").context  # 1 <= l <= L - 1
+        l, k, e = M.l, M.k, (M.e if M.batch else None)
+        i = sp.Symbol("i", integer=True, nonnegative=True)
+        assert canonical(M, CostPartial(M.Z(l + 1, k, e)), ctx) == M.D(l + 1, k, e)
+        assert canonical(M, sigma(M.Z(l, k, e)), ctx) == M.A(l, k, e)
+        assert canonical(M, CostPartial(sigma(M.z_definition(l, k, e, i))), ctx) == CostPartial(M.A(l, k, e))
+        assert canonical(M, sigma_prime(M.z_definition(l + 1, k, e, i)), ctx) == sigma_prime(M.Z(l + 1, k, e))
+        assert equal_by_linearity(canonical(M, M.Z(l, k, e), ctx), M.z_definition(l, k, e, i))
+        # sigma(z^{l-1}) is not a^{l-1} when l = 1: z^0 does not exist, a^0 is the input
+        assert canonical(M, sigma(M.Z(l - 1, k, e)), ctx) == sigma(M.Z(l - 1, k, e))
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_counterexample_gives_a_defined_quantity_one_value(setting):
+    M = Model(setting)
+    l, L, j, e = M.l, M.L, M.j, (M.e if M.batch else None)
+    wrong = {  # each mixes a quantity with its definition and is wrong (twice the truth)
+        "BP3": M.over_examples(M.D(l, j, e) + CostPartial(M.Z(l, j, e)), e),
+        "BP1": M.formula("BP1") + CostPartial(sigma(M.Z(L, j, e))) * sigma_prime(M.Z(L, j, e)),
+        "BP2": M.formula("BP2") + M.formula("BP2").xreplace({M.D(l + 1, M.k, e): CostPartial(M.Z(l + 1, M.k, e))}),
+    }
+    for key, candidate in wrong.items():
+        thm = prove_theorem(M, key, candidate)
+        assert thm.verdict == "REFUTED", key
+        last = thm.steps[-1]
+        ce = last.counterexample
+        left, right = _recheck_counterexample(last, ce)
+        assert (left, right) == (ce.lhs, ce.rhs) and right == 2 * left and left != 0
+        values = dict(ce.values)
+        pairs = [(x, M.delta[x.args[0].indices]) for x in values
+                 if isinstance(x, CostPartial) and isinstance(x.args[0], sp.Indexed) and x.args[0].base == M.z]
+        pairs += [(x, CostPartial(M.a[x.args[0].args[0].indices])) for x in values
+                  if isinstance(x, CostPartial) and isinstance(x.args[0], general.sigma)]
+        assert pairs and all(values[x] == values[y] for x, y in pairs), key  # both named, one value
+
+
+# -- widths other than 2 -------------------------------------------------------------------
+
+def _width_dependent(M: Model, case: str):
+    l, j, k = M.l, M.j, M.k
+    n_l, n_up = M.width(l), M.width(l + 1)
+    if case == "BP2 summed over n_l, not n_{l+1}":
+        return "BP2", M.formula("BP2").xreplace({n_up: n_l})
+    if case == "BP2 times (n_{l+1} - 1)":
+        return "BP2", M.formula("BP2") * (n_up - 1)
+    if case == "BP2 times (n_l - 1)":
+        return "BP2", M.formula("BP2") * (n_l - 1)
+    if case == "BP4 times n_{l-1} / 2":
+        return "BP4", M.formula("BP4") * M.width(l - 1) / 2
+    if case == "BP3 over the first two examples only":
+        return "BP3", sp.Sum(M.D(l, j, M.e), (M.e, 0, 1)) if M.batch else M.formula("BP3") * (n_l - 1)
+    raise KeyError(case)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("case", ["BP2 summed over n_l, not n_{l+1}", "BP2 times (n_{l+1} - 1)", "BP2 times (n_l - 1)",
+                                  "BP4 times n_{l-1} / 2", "BP3 over the first two examples only"])
+def test_a_formula_wrong_at_other_widths_is_refuted_with_a_witness(setting, case):
+    M = Model(setting)
+    key, candidate = _width_dependent(M, case)
+    thm = prove_theorem(M, key, candidate)
+    assert thm.verdict == "REFUTED", thm.steps[-1].evidence_text()
+    last = thm.steps[-1]
+    ce = last.counterexample
+    sizes = dict(ce.sizes)
+    assert any(v != 2 for s, v in sizes.items() if s not in (M.l, M.L)), ce.text()  # 2 everywhere agrees
+    left, right = _recheck_counterexample(last, ce)
+    assert (left, right) == (ce.lhs, ce.rhs) and left != right
+    assert all(v.is_Rational for v in (left, right))
+
+
+def test_the_sum_over_n_l_needs_n_l_below_n_l_plus_1():
+    """Where n_l > n_{l+1} the sum over n_l uses entries that do not exist: no verdict from there."""
+    M = Model("column")
+    _, candidate = _width_dependent(M, "BP2 summed over n_l, not n_{l+1}")
+    ce = prove_theorem(M, "BP2", candidate).steps[-1].counterexample
+    sizes = dict(ce.sizes)
+    assert sizes[M.width(M.l)] < sizes[M.width(M.l + 1)], ce.text()
+
+
+def test_a_formula_wrong_only_below_the_output_layer_is_refuted_there():
+    """delta^L for delta^{l+1} in BP2 is right only when l + 1 = L: the counterexample has L > l + 1."""
+    for setting in SETTINGS:
+        M = Model(setting)
+        l, L, k, e = M.l, M.L, M.k, (M.e if M.batch else None)
+        thm = prove_theorem(M, "BP2", M.formula("BP2").xreplace({M.D(l + 1, k, e): M.D(L, k, e)}))
+        assert thm.verdict == "REFUTED"
+        ce = thm.steps[-1].counterexample
+        sizes = dict(ce.sizes)
+        assert sizes[M.L] > sizes[M.l] + 1, ce.text()
+        left, right = _recheck_counterexample(thm.steps[-1], ce)
+        assert (left, right) == (ce.lhs, ce.rhs)
+
+
+def _true_but_not_in_the_proofs_shape(M: Model, case: str):
+    l, j, k, e = M.l, M.j, M.k, (M.e if M.batch else None)
+    bp2 = M.formula("BP2")
+    if case == "the first neuron, then the rest (an empty rest at n_{l+1} = 1)":
+        term = next(a for a in bp2.args if isinstance(a, sp.Sum)).function
+        rest = sp.Sum(term, (k, 0, 0)) + sp.Sum(term, (k, 1, M.width(l + 1) - 1))
+        return "BP2", rest * sigma_prime(M.Z(l, j, e))
+    if case == "dC/da^l sigma'(z^l) (the chain rule, not a definition)":
+        return "BP2", CostPartial(M.A(l, j, e)) * sigma_prime(M.Z(l, j, e))
+    if case == "dC/da^{l+1} sigma'(z^{l+1}) for delta^{l+1}":
+        output_form = CostPartial(M.A(l + 1, k, e)) * sigma_prime(M.Z(l + 1, k, e))
+        return "BP2", bp2.xreplace({M.D(l + 1, k, e): output_form})
+    if case == "delta^l itself":
+        return "BP2", M.D(l, j, e)
+    if case == "dC/dw itself":
+        return "BP4", CostPartial(M.weight(l, j, k))
+    if case == "a^{l-1} dC/db^l (one example), sum_e a^{l-1} dC/da^l sigma'(z^l) (a batch)":
+        if M.batch:  # dC/dw is a sum of products there, not a^{l-1} dC/db
+            return "BP4", M.over_examples(M.A(l - 1, k, e) * CostPartial(M.A(l, j, e)) * sigma_prime(M.Z(l, j, e)), e)
+        return "BP4", M.A(l - 1, k) * CostPartial(M.bias(l, j))
+    raise KeyError(case)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("case", ["the first neuron, then the rest (an empty rest at n_{l+1} = 1)",
+                                  "dC/da^l sigma'(z^l) (the chain rule, not a definition)",
+                                  "dC/da^{l+1} sigma'(z^{l+1}) for delta^{l+1}", "delta^l itself", "dC/dw itself",
+                                  "a^{l-1} dC/db^l (one example), sum_e a^{l-1} dC/da^l sigma'(z^l) (a batch)"])
+def test_a_true_formula_is_never_refuted(setting, case):
+    """True, but not in the shape the proof compares: never REFUTED (the counterexample's network knows them all)."""
+    M = Model(setting)
+    key, candidate = _true_but_not_in_the_proofs_shape(M, case)
+    thm = prove_theorem(M, key, candidate)
+    assert thm.verdict in ("PROVEN", "UNPROVEN"), thm.steps[-1].evidence_text()
+    if case in ("delta^l itself", "dC/dw itself"):  # the theorem's own left-hand side, by the chain above
+        assert thm.verdict == "PROVEN" and "is the value derived above" in thm.steps[-1].evidence_text()
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_formula_not_defined_everywhere_is_neither_proven_nor_refuted(setting):
+    M = Model(setting)
+    l, k, e = M.l, M.k, (M.e if M.batch else None)
+    n_up = M.width(l + 1)
+    # 0/0 at n_{l+1} = 1, equal elsewhere
+    ratio = sp.Mul(n_up ** 2 - 1, sp.Pow((n_up - 1) * (n_up + 1), -1), evaluate=False)
+    thm = prove_theorem(M, "BP2", sp.Mul(M.formula("BP2"), ratio, evaluate=False))
+    assert thm.verdict == "UNPROVEN"
+    assert "divides by zero at n_{l+1} = 1" in thm.steps[-1].evidence_text()
+    # twice that: wrong wherever it is defined, so refuted at a width where it is
+    thm = prove_theorem(M, "BP2", sp.Mul(2, M.formula("BP2"), ratio, evaluate=False))
+    assert thm.verdict == "REFUTED"
+    assert dict(thm.steps[-1].counterexample.sizes)[n_up] != 1
+    # sigma(z^{l-1}) for a^{l-1}: true for l >= 2, but z^0 does not exist at l = 1
+    thm = prove_theorem(M, "BP4", M.formula("BP4").xreplace({M.A(l - 1, k, e): sigma(M.Z(l - 1, k, e))}))
+    assert thm.verdict == "UNPROVEN", thm.steps[-1].evidence_text()
+
+
+def test_the_concrete_network_of_a_counterexample_is_the_chain_rule():
+    """Its gradients (from a^L back to a^0) against sympy.diff of the composed cost, with a polynomial sigma."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    for setting in ("column", "row-batch"):
+        M = Model(setting)
+        widths, B = {0: 2, 1: 3, 2: 2}, (2 if M.batch else 1)
+        f = lambda t: t * t / 2 + t / 3 + 1  # noqa: E731
+        net = general._Network(M, 2, widths, B, np.random.default_rng(1), activation=(f, lambda t: t + Fraction(1, 3)))
+        t = sp.Symbol("t")
+        x = {(e, k): sp.Symbol(f"x{e}{k}") for e in range(B) for k in range(2)}
+        w = {(lay, i, k): sp.Symbol(f"w{lay}{i}{k}") for lay in (1, 2) for i in range(widths[lay])
+             for k in range(widths[lay - 1])}
+        bias = {(lay, i): sp.Symbol(f"b{lay}{i}") for lay in (1, 2) for i in range(widths[lay])}
+        g = {(e, i): sp.Symbol(f"g{e}{i}") for e in range(B) for i in range(2)}
+        act = sp.Lambda(t, t ** 2 / 2 + t / 3 + 1)
+        cost = 0
+        for e in range(B):
+            a = [x[e, k] for k in range(2)]
+            for lay in (1, 2):
+                a = [act(sum(w[lay, i, k] * a[k] for k in range(len(a))) + bias[lay, i]) for i in range(widths[lay])]
+            cost += sum(g[e, i] * a[i] for i in range(2))
+        subs = {x[e, k]: net.entry(M.A(0, k, e)) for (e, k) in x}
+        subs |= {w[key]: net.entry(M.weight(*key)) for key in w}
+        subs |= {bias[key]: net.entry(M.bias(*key)) for key in bias}
+        subs |= {g[e, i]: net.gradient(M.A(2, i, e)) for (e, i) in g}
+        subs = {s: sp.Rational(v.numerator, v.denominator) for s, v in subs.items()}
+        for key in w:
+            expected = sp.diff(cost, w[key]).xreplace(subs)
+            assert net.gradient(M.weight(*key)) == expected, key
+        for key in bias:
+            assert net.gradient(M.bias(*key)) == sp.diff(cost, bias[key]).xreplace(subs), key
+        for (e, k) in x:
+            assert net.gradient(M.A(0, k, e)) == sp.diff(cost, x[e, k]).xreplace(subs)
 
 
 # -- tampered steps lose their verdict ----------------------------------------------
