@@ -591,18 +591,19 @@ NOT_ARRAYS = {
     "1-d": lambda a: a.ravel(), "3-d": lambda a: a[None], "transposed": lambda a: a.T, "no rows": lambda a: a[:0],
 }
 
-# (the argument's name in the message, the call with `bad` in its place)
+# "function: the argument's name in the message" -> the call with `bad` in the argument's place
 ARRAY_ARGUMENTS = {
-    "x": lambda m, P, x, y, out, c, g, bad: m.forward(P, bad),
-    "params['W1']": lambda m, P, x, y, out, c, g, bad: m.forward({**P, "W1": bad}, x),
-    "params['b2']": lambda m, P, x, y, out, c, g, bad: m.backward({**P, "b2": bad}, c, y),
-    "cache['a1']": lambda m, P, x, y, out, c, g, bad: m.backward(P, {**c, "a1": bad}, y),
-    "cache['a0']": lambda m, P, x, y, out, c, g, bad: m.cost(out, y, {**c, "a0": bad}),
-    "cache['z3']": lambda m, P, x, y, out, c, g, bad: m.cost(out, y, {**c, "z3": bad}),
-    "y": lambda m, P, x, y, out, c, g, bad: m.backward(P, c, bad),
-    "output": lambda m, P, x, y, out, c, g, bad: m.cost(bad, y),
-    "grads['W3']": lambda m, P, x, y, out, c, g, bad: m.sgd_step(P, {**g, "W3": bad}, 0.1),
-    "params['W1'] ": lambda m, P, x, y, out, c, g, bad: m.sgd_step({**P, "W1": bad}, g, 0.1),
+    "forward: x": lambda m, P, x, y, out, c, g, bad: m.forward(P, bad),
+    "forward: params['W1']": lambda m, P, x, y, out, c, g, bad: m.forward({**P, "W1": bad}, x),
+    "backward: params['b2']": lambda m, P, x, y, out, c, g, bad: m.backward({**P, "b2": bad}, c, y),
+    "backward: cache['a1']": lambda m, P, x, y, out, c, g, bad: m.backward(P, {**c, "a1": bad}, y),
+    "backward: y": lambda m, P, x, y, out, c, g, bad: m.backward(P, c, bad),
+    "cost: output": lambda m, P, x, y, out, c, g, bad: m.cost(bad, y),
+    "cost: y": lambda m, P, x, y, out, c, g, bad: m.cost(out, bad, c),
+    "cost: cache['a0']": lambda m, P, x, y, out, c, g, bad: m.cost(out, y, {**c, "a0": bad}),
+    "cost: cache['z3']": lambda m, P, x, y, out, c, g, bad: m.cost(out, y, {**c, "z3": bad}),
+    "sgd_step: params['W1']": lambda m, P, x, y, out, c, g, bad: m.sgd_step({**P, "W1": bad}, g, 0.1),
+    "sgd_step: grads['W3']": lambda m, P, x, y, out, c, g, bad: m.sgd_step(P, {**g, "W3": bad}, 0.1),
 }
 
 
@@ -615,7 +616,7 @@ def test_every_array_argument_is_checked_for_type_shape_and_dtype(argument, what
     params, x, y = data(spec, 3, np.random.default_rng(0))
     out, cache = module.forward(params, x)
     grads = module.backward(params, cache, y)
-    name = argument.strip()
+    name = argument.split(": ")[1]
     good = {"x": x, "y": y, "output": out, **{f"params[{k!r}]": v for k, v in params.items()},
             **{f"cache[{k!r}]": v for k, v in cache.items()}, **{f"grads[{k!r}]": v for k, v in grads.items()}}[name]
     if what == "transposed" and good.shape[0] == good.shape[1]:

@@ -262,7 +262,7 @@ def test_cupy_module_checks_every_array_argument(argument, cpu_cupy, tmp_path):
     x, y = rng.standard_normal((3, 3)), rng.uniform(0.1, 0.9, (3, 2))
     out, cache = mod.forward(params, x)
     grads = mod.backward(params, cache, y)
-    name = argument.strip()
+    name = argument.split(": ")[1]
     good = {"x": x, "y": y, "output": out, **{f"params[{k!r}]": v for k, v in params.items()},
             **{f"cache[{k!r}]": v for k, v in cache.items()}, **{f"grads[{k!r}]": v for k, v in grads.items()}}[name]
     for what, make in NOT_ARRAYS.items():
