@@ -1080,24 +1080,33 @@ def _written_out(expr, layers: dict, widths: dict):
 
 def _at(net: _Network, template, widths: dict, at: dict):
     """(value, {atom: value}) of a written-out expression at the free indices `at`, atoms as written;
-    None where it is not defined: an entry the network lacks, a division by zero, a sum run backwards."""
+    where it is not defined, why, as words and SymPy objects (a list)."""
     if template.has(Sum):
         x = template.subs(at)  # subs, not xreplace: a summation index of the same name stays bound
         if not _limits_defined(x):
-            return None
+            return ["a sum runs backwards or over a range that is not a number"]
         x = x.doit()
     else:
         x = template.xreplace(at)
     entries = x.atoms(sp.Indexed)
     unknown = {s for s in x.free_symbols if type(s) is sp.Symbol} - set(widths) - {y.base.label for y in entries}
-    if unknown or any(net.entry(y) is None for y in entries):
-        return None
+    if unknown:
+        return ["it names ", min(unknown, key=str), ", which is not a symbol of the model"]
+    missing = sorted((y for y in entries if net.entry(y) is None), key=str)
+    if missing:
+        kind = "that network does not have" if net._locate(missing[0]) else "is not an entry of the model"
+        return ["it names ", missing[0], f", which {kind}"]
     x = x.xreplace(widths)
     values = {y: net.value(y) for y in x.atoms(*_APPLIED)}
     rest = x.xreplace({y: v for y, v in values.items() if v is not None})
     values.update({y: net.value(y) for y in rest.atoms(sp.Indexed)})
     total = rest.xreplace({y: v for y, v in values.items() if v is not None})
-    return (total, values) if total.is_Rational and None not in values.values() else None
+    if total.is_Rational and None not in values.values():
+        return total, values
+    nameless = sorted((y for y, v in values.items() if v is None), key=str)
+    if nameless:
+        return ["it names ", nameless[0], ", which the model does not define"]
+    return ["it divides by zero there"]
 
 
 def _is_width(model: Model, s) -> bool:
@@ -1155,10 +1164,15 @@ def find_counterexample(model: Model, context: Context, lhs: sp.Expr, rhs: sp.Ex
     l and L at each pair the theorem admits; a point where a side names an entry the
     network lacks, divides by zero or runs a sum backwards is skipped, never a counterexample.
     """
+    return _search(model, context, lhs, rhs, seed, points)[0]
+
+
+def _search(model: Model, context: Context, lhs, rhs, seed: int = 0, points: int = COUNTER_POINTS):
+    """find_counterexample, and why rhs had no value where it had none at any point tried (or None)."""
     rng = np.random.default_rng(seed)
     lhs, rhs = sp.sympify(lhs), sp.sympify(rhs)
     free = sorted((lhs.free_symbols | rhs.free_symbols) & set(context.ranges), key=str)
-    tried = 0
+    tried, defined, why = 0, 0, None
     for sizes, n, examples in _plans(model, context, [lhs, rhs], free):
         net = _Network(model, sizes[model.L], n, examples, rng)
         subs = {s: sp.Integer(v) for s, v in sizes.items()}
@@ -1170,18 +1184,26 @@ def find_counterexample(model: Model, context: Context, lhs: sp.Expr, rhs: sp.Ex
             spans.append(sorted({lo, lo + 1, hi} & set(range(lo, hi + 1))))  # the first two and the last
         templates = [_written_out(x, layers, widths) for x in (lhs, rhs)]
         for combo in itertools.product(*spans):
+            if tried == points:
+                break
             tried += 1
-            if tried > points:
-                return None
             at = {s: sp.Integer(v) for s, v in zip(free, combo)}
             sides = [_at(net, x, widths, at) for x in templates]
-            if None not in sides and sides[0][0] != sides[1][0]:
+            if isinstance(sides[1], list):
+                if why is None:
+                    where: list = []
+                    for sym, v in (*sizes.items(), *zip(free, combo)):
+                        where += [sp.Eq(sym, v, evaluate=False), ", "]
+                    why = ["at "] + where[:-1] + [": "] + sides[1]
+                continue
+            defined += 1
+            if isinstance(sides[0], tuple) and sides[0][0] != sides[1][0]:
                 values = {**sides[0][1], **sides[1][1]}
                 ordered = sorted(values, key=lambda y: (isinstance(y, sp.Indexed), str(y)))
                 return Counterexample(tuple(sizes.items()), tuple(zip(free, combo)),
                                       tuple((y, values[y]) for y in ordered), sides[0][0], sides[1][0],
-                                      tuple(n.items()))
-    return None
+                                      tuple(n.items())), None
+    return None, (why if tried and not defined else None)
 
 
 # ---------------------------------------------------------------------------
@@ -1345,13 +1367,16 @@ def _check_formula(step, thm, model):
             parts += ["; the formula's ", head, " is the value derived above"]
     if equal:
         return (UNPROVEN, undefined) if undefined else (PROVEN, parts)
-    ce = find_counterexample(model, thm.context, step.lhs, step.rhs)
+    ce, why = _search(model, thm.context, step.lhs, step.rhs)
     step.counterexample = ce
     if ce is not None:
         return REFUTED, ce.parts()
-    return UNPROVEN, undefined or ["not shown equal, and no point found where both sides are defined and differ "
-                                   f"(widths {', '.join(map(str, sorted(COUNTER_WIDTHS)))}, {COUNTER_POINTS} "
-                                   "points at most)"]
+    if undefined:
+        return UNPROVEN, undefined
+    if why is not None:
+        return UNPROVEN, ["not shown equal, and the formula has a value at none of the points tried; "] + why
+    return UNPROVEN, ["not shown equal, and no point found where both sides are defined and differ "
+                      f"(widths {', '.join(map(str, sorted(COUNTER_WIDTHS)))}, {COUNTER_POINTS} points at most)"]
 
 
 _CHECKS = {

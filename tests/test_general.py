@@ -394,6 +394,25 @@ def test_a_formula_not_defined_everywhere_is_neither_proven_nor_refuted(setting)
     assert thm.verdict == "UNPROVEN", thm.steps[-1].evidence_text()
 
 
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_formula_with_no_value_anywhere_says_why(setting):
+    """Never REFUTED (no point has both sides defined), and the step names what the formula lacks."""
+    M = Model(setting)
+    l, j, e = M.l, M.j, (M.e if M.batch else None)
+    n_up = M.width(l + 1)
+    cases = {
+        M.formula("BP2").xreplace({n_up - 1: n_up}): "which that network does not have",  # one neuron too far
+        M.formula("BP2") * CostPartial(sigma_prime(M.Z(l, j, e))): "∂C/∂σ'(z^(1)[",  # not a quantity of the model
+        M.formula("BP2") * sp.Symbol("t"): "it names t, which is not a symbol of the model",
+        M.formula("BP2").xreplace({M.w: sp.IndexedBase("V")}): "which is not an entry of the model",
+    }
+    for candidate, needle in cases.items():
+        thm = prove_theorem(M, "BP2", candidate)
+        evidence = thm.steps[-1].evidence_text()
+        assert thm.verdict == "UNPROVEN" and "has a value at none of the points tried" in evidence
+        assert needle in evidence, evidence
+
+
 def test_the_concrete_network_of_a_counterexample_is_the_chain_rule():
     """Its gradients (from a^L back to a^0) against sympy.diff of the composed cost, with a polynomial sigma."""
     from fractions import Fraction
