@@ -868,8 +868,8 @@ def _canonical(model: Model, expr, context: Context, done: list, inside: bool = 
             done.append((expr.func(x), out))
             return out
         return expr.func(x)
-    if not expr.args or isinstance(expr, LocalPartial):
-        return expr
+    if not expr.args or isinstance(expr, (LocalPartial, sp.Derivative, sp.Subs, sp.Lambda)):
+        return expr  # a derivative's variables are what they are: nothing to rewrite in them
     if isinstance(expr, Sum):
         return Sum(_canonical(model, expr.function, context, done, inside), *expr.limits)
     out = expr.func(*(_canonical(model, a, context, done, inside) for a in expr.args))
@@ -1097,6 +1097,7 @@ def _at(net: _Network, template, widths: dict, at: dict):
         kind = "that network does not have" if net._locate(missing[0]) else "is not an entry of the model"
         return ["it names ", missing[0], f", which {kind}"]
     x = x.xreplace(widths)
+    x = x.xreplace({f: sp.Rational(f) for f in x.atoms(sp.Float)})  # a float as written is an exact binary fraction
     values = {y: net.value(y) for y in x.atoms(*_APPLIED)}
     rest = x.xreplace({y: v for y, v in values.items() if v is not None})
     values.update({y: net.value(y) for y in rest.atoms(sp.Indexed)})
@@ -1107,6 +1108,19 @@ def _at(net: _Network, template, widths: dict, at: dict):
     if nameless:
         return ["it names ", nameless[0], ", which the model does not define"]
     return ["it divides by zero there"]
+
+
+def _value_at(net: _Network, template, widths: dict, at: dict):
+    """_at for a template that _written_out made, or the reason it could not make one."""
+    return template if isinstance(template, list) else _sympy_can(_at, net, template, widths, at)
+
+
+def _sympy_can(fn, *args):
+    """fn(*args), or why SymPy could not evaluate a formula it was given there (a list, like _at's reasons)."""
+    try:
+        return fn(*args)
+    except (ValueError, TypeError, ArithmeticError, NotImplementedError) as exc:  # SymPy's ways of refusing
+        return [f"SymPy cannot evaluate it there ({type(exc).__name__})"]
 
 
 def _is_width(model: Model, s) -> bool:
@@ -1174,6 +1188,8 @@ def _search(model: Model, context: Context, lhs, rhs, seed: int = 0, points: int
     free = sorted((lhs.free_symbols | rhs.free_symbols) & set(context.ranges), key=str)
     tried, defined, why = 0, 0, None
     for sizes, n, examples in _plans(model, context, [lhs, rhs], free):
+        if tried == points:
+            break
         net = _Network(model, sizes[model.L], n, examples, rng)
         subs = {s: sp.Integer(v) for s, v in sizes.items()}
         layers = {model.l: subs.pop(model.l), model.L: subs.pop(model.L)}
@@ -1182,26 +1198,27 @@ def _search(model: Model, context: Context, lhs, rhs, seed: int = 0, points: int
         for s in free:
             lo, hi = (int(sp.sympify(x).xreplace(widths)) for x in context.ranges[s])
             spans.append(sorted({lo, lo + 1, hi} & set(range(lo, hi + 1))))  # the first two and the last
-        templates = [_written_out(x, layers, widths) for x in (lhs, rhs)]
+        templates = [_sympy_can(_written_out, x, layers, widths) for x in (lhs, rhs)]
         for combo in itertools.product(*spans):
             if tried == points:
                 break
             tried += 1
             at = {s: sp.Integer(v) for s, v in zip(free, combo)}
-            sides = [_at(net, x, widths, at) for x in templates]
-            if isinstance(sides[1], list):
+            right = _value_at(net, templates[1], widths, at)  # the formula first: often it has no value
+            if isinstance(right, list):
                 if why is None:
                     where: list = []
                     for sym, v in (*sizes.items(), *zip(free, combo)):
                         where += [sp.Eq(sym, v, evaluate=False), ", "]
-                    why = ["at "] + where[:-1] + [": "] + sides[1]
+                    why = ["at "] + where[:-1] + [": "] + right
                 continue
             defined += 1
-            if isinstance(sides[0], tuple) and sides[0][0] != sides[1][0]:
-                values = {**sides[0][1], **sides[1][1]}
+            left = _value_at(net, templates[0], widths, at)
+            if isinstance(left, tuple) and left[0] != right[0]:
+                values = {**left[1], **right[1]}
                 ordered = sorted(values, key=lambda y: (isinstance(y, sp.Indexed), str(y)))
                 return Counterexample(tuple(sizes.items()), tuple(zip(free, combo)),
-                                      tuple((y, values[y]) for y in ordered), sides[0][0], sides[1][0],
+                                      tuple((y, values[y]) for y in ordered), left[0], right[0],
                                       tuple(n.items())), None
     return None, (why if tried and not defined else None)
 

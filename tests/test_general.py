@@ -405,12 +405,16 @@ def test_a_formula_with_no_value_anywhere_says_why(setting):
         M.formula("BP2") * CostPartial(sigma_prime(M.Z(l, j, e))): "∂C/∂σ'(z^(1)[",  # not a quantity of the model
         M.formula("BP2") * sp.Symbol("t"): "it names t, which is not a symbol of the model",
         M.formula("BP2").xreplace({M.w: sp.IndexedBase("V")}): "which is not an entry of the model",
+        sp.Derivative(sp.Function("f")(M.Z(l, j, e)), M.Z(l, j, e)): "SymPy cannot evaluate it there",
     }
     for candidate, needle in cases.items():
         thm = prove_theorem(M, "BP2", candidate)
         evidence = thm.steps[-1].evidence_text()
         assert thm.verdict == "UNPROVEN" and "has a value at none of the points tried" in evidence
         assert needle in evidence, evidence
+    # a float as written is its exact binary value: 0.5 of the formula is wrong, 1.0 of it is the formula
+    assert prove_theorem(M, "BP2", 0.5 * M.formula("BP2")).verdict == "REFUTED"
+    assert prove_theorem(M, "BP2", 1.0 * M.formula("BP2")).verdict == "PROVEN"
 
 
 def test_the_concrete_network_of_a_counterexample_is_the_chain_rule():
