@@ -184,6 +184,30 @@ def test_bp1_to_bp4_over_64_examples_are_proven_without_the_full_check(batch64, 
     assert v.verdict == "PROVEN", (v.verdict, v.message)
 
 
+@pytest.fixture(scope="module")
+def rational():
+    """Sigmoid with cross-entropy, softmax with log-likelihood: their deltas cancel only over one denominator."""
+    return {"rowmajor": Context(_spec("rowmajor", examples=16)),
+            "softmax": Context(_spec("nielsen", sizes=[2, 3, 3], activation=["sigmoid", "softmax"],
+                                     cost="log_likelihood", examples=16))}
+
+
+@pytest.mark.parametrize("name,lhs,rhs,holds", [
+    ("rowmajor", "delta3", "a3 - y", True),
+    ("rowmajor", "dC/dW3", "A2.T @ (a3 - y).T", True),  # the batch is a sum here
+    ("rowmajor", "dC/dW2", "A1.T @ delta2.T", True),
+    ("rowmajor", "delta3", "a3 + y", False),
+    ("rowmajor", "dC/dW3", "A2.T @ (a3 - y).T / 16", False),
+    ("softmax", "delta2", "a2 - y", True),
+    ("softmax", "dC/dw2", "(a2 - y) @ a1.T / 16", True),
+    ("softmax", "delta2", "y - a2", False),
+    ("softmax", "dC/dw2", "(a2 - y) @ a1.T", False),
+])
+def test_rational_deltas_over_a_batch(rational, name, lhs, rhs, holds):
+    ctx = rational[name]
+    assert claim_fast.prove(ctx, *_read(ctx, lhs, rhs), 0, True) is holds
+
+
 def test_bp4_at_the_issues_sizes_is_proven_with_the_deltas_held(wide, no_full_check):
     v = check_claim(wide, Claim("BP4", "dC/dw1", "delta1 @ x.T / 2"))
     assert v.verdict == "PROVEN"
