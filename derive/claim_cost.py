@@ -341,6 +341,11 @@ def refusal(ctx, lhs, tree: Node, broadcast: bool) -> ClaimError | None:
     why = est.over() if est is not None else None
     if why is None:
         return None
-    sizes = "-".join(map(str, ctx.sizes))
-    return ClaimError(f"too large to prove exactly: {why}; check it at smaller sizes (a claims file's sizes = "
-                      f"[3, 4, 2], now {sizes}{f', with {ctx.E} examples' if ctx.E > 1 else ''})", (0, 0))
+    now = "-".join(map(str, ctx.sizes))
+    if ctx.E > 1:
+        fewer = min(2, ctx.E - 1)
+        return ClaimError(f"too large to prove exactly: {why}; check it at smaller sizes or with fewer examples (the "
+                          f"claims file's sizes = [3, 4, 2] and examples = {fewer}; now {now} with {ctx.E} examples)",
+                          (0, 0))
+    return ClaimError(f"too large to prove exactly: {why}; check it at smaller sizes (the claims file's "
+                      f"sizes = [3, 4, 2]; now {now})", (0, 0))

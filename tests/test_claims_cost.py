@@ -1,4 +1,4 @@
-"""What a claim costs: refused from its estimate before the work, and BP1-BP4 over a batch proven with the deltas held."""
+"""A claim's cost: refused from its estimate before the work; BP1-BP4 over a batch proven with the deltas held."""
 
 import pytest
 import sympy as sp
@@ -85,13 +85,13 @@ def test_product_chains_are_refused_from_their_estimate(wide, no_full_check, mon
     v = check_claim(wide, Claim("chain", "dC/dw1", rhs))
     assert v.verdict == "ERROR" and v.error_field == "rhs", (v.verdict, v.message)
     assert "too large to prove exactly" in v.message and "more than 50000 terms" in v.message
-    assert "sizes = [3, 4, 2], now 40-40-8, with 2 examples" in v.message  # the way out
+    assert "sizes = [3, 4, 2] and examples = 1; now 40-40-8 with 2 examples" in v.message  # the way out
     est = estimate(wide, *_read(wide, "dC/dw1", rhs), broadcast=True)
     assert est.entry_terms > claim_cost.MAX_TERMS and est.entries == 40 * 40
 
 
 def test_the_estimate_counts_products_and_terms(wide):
-    # w1 w1ᵀ: 40·40·40 products of 40-term entries; then δ1 (64 terms: 8 outputs × (a - y) a(1 - a) × σ'), then xᵀ
+    # w1 w1ᵀ: 40·40·40 products of 40-term entries; δ1 is 64 terms (8 outputs × (a - y) a(1 - a) σ'); then xᵀ
     est = estimate(wide, *_read(wide, "dC/dw1", "w1 @ w1.T @ delta1 @ x.T"), broadcast=True)
     assert est.entry_terms == 2 * 40 * 40 * 64
     adjoints = 0 if "adjoints" in wide.chain.__dict__ else 2 * 8 * 40 * 41  # once per Context: every dz2/da1
