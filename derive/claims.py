@@ -14,6 +14,12 @@ denominator is 0 at every point (judged on the denominator as written, before Sy
 can cancel it). Sample points are never on an activation's kink (ReLU at z = 0, where
 sigma' does not exist), and a witness is a point where both sides are defined.
 
+Cost: a claim through deltas is first compared with one layer's deltas held as
+symbols (derive.claim_fast: exact, and BP1-BP4 over a batch of 64 in a second); what
+that does not prove goes to the full check, whose work is estimated from the tree's
+shapes first (derive.claim_cost) and refused as an ERROR, naming the estimate and the
+limit, when it is beyond the limits.
+
 Activations: sigma(z1[0]) is the atom a1[0], sigma_prime(z1[0]) the network's
 sigma'(z^{(1)}_0). The argument may be written any way that expands to a neuron's
 pre-activation; sigma of anything else is an ERROR, because the proof knows the
