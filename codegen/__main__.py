@@ -2,7 +2,8 @@
 
 Writing proves each spec's forms first (at the widths they are read at) and writes nothing
 unless every partial is proven; --check only compares, so it stays fast.
-Exit codes: 0 done (or up to date), 1 --check found stale files, 2 bad input or an unproven form.
+Exit codes: 0 done (or up to date), 1 --check found stale files, 2 bad input or an unproven form,
+3 an unexpected internal error (BACKPROP_DERIVE_DEBUG=1 shows its traceback).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from derive.errors import DeriveError
+from derive import budget
+from derive.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, DeriveError, debugging, report_broken_pipe,
+                           report_internal)
+from derive.files import read_user_file
 from derive.proof import prove
 from derive.spec import builtin_names, load_spec
 
@@ -22,10 +26,26 @@ from .plan import small_spec
 from .render import BACKENDS, default_out, generate, package_init
 
 GENERATED = ("_numpy.py", "_cupy.py", "_kernels.cu")
+MAX_GENERATED_BYTES = 64 * 1024 * 1024  # --check reads at most this much of a file it compares
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for every other bad input
+        raise DeriveError(f"{self.prog}: {message}")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of seconds above 0")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m codegen",
         description="Print the proven matrix forms as NumPy and CuPy forward/backward modules.",
     )
@@ -35,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder to write into (default: generated/)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 naming every file in the folder that differs from a fresh generation")
+    p.add_argument("--max-seconds", type=_seconds, default=budget.MAX_SECONDS, metavar="S",
+                   help=f"refuse a spec whose proof is estimated to take longer (default {budget.MAX_SECONDS:g})")
     return p
 
 
@@ -49,29 +71,52 @@ def expected_files(specs, backends, with_init: bool) -> dict[str, str]:
 
 
 def write_all(out: Path, files: dict[str, str]) -> None:
-    """Every file or none: each is written beside its target and renamed into place."""
-    out.mkdir(parents=True, exist_ok=True)
-    staged = []
+    """Every file or none: each is written beside its target and renamed into place.
+
+    Raises DeriveError naming what could not be written; then no temporary file is left,
+    no folder this call made, and nothing is replaced unless every file was staged.
+    """
+    for name in files:
+        if (out / name).is_dir() or ((out / name).exists() and not (out / name).is_file()):
+            raise DeriveError(f"--out {out}: {name} exists there and is not a regular file; nothing written")
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    staged: list[tuple[str, Path]] = []
+    mask = os.umask(0)
+    os.umask(mask)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         for name in sorted(files):
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
+            staged.append((tmp, out / name))
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write(files[name])
-            staged.append((tmp, out / name))
-    except OSError:
+            os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 is for the temporary file only
+        while staged:
+            tmp, target = staged[0]
+            os.replace(tmp, target)
+            staged.pop(0)
+    except BaseException as exc:
         for tmp, _ in staged:
-            os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)
+        for folder in made:  # innermost first; only the empty ones this call made
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        if isinstance(exc, OSError):
+            raise DeriveError(f"cannot write to {out}: {exc.strerror or exc}") from None
         raise
-    for tmp, target in staged:
-        os.replace(tmp, target)
 
 
 def check(out: Path, files: dict[str, str], all_builtins: bool) -> list[str]:
     """Names of files that differ from `files`, are missing, or are generated files no spec makes."""
     stale = []
     for name in sorted(files):
-        path = out / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != files[name]:
+        try:  # a regular file, read with a bound: a pipe or a device under that name cannot hang the check
+            same = read_user_file(out / name, MAX_GENERATED_BYTES, "generated file") == files[name].encode("utf-8")
+        except DeriveError:
+            same = False
+        if not same:
             stale.append(name)
     if all_builtins and out.is_dir():
         for path in sorted(out.iterdir()):
@@ -81,17 +126,35 @@ def check(out: Path, files: dict[str, str], all_builtins: bool) -> list[str]:
 
 
 def main(argv=None) -> int:
+    try:
+        return run(argv)
+    except DeriveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return report_broken_pipe()
+    except Exception as exc:  # RecursionError and MemoryError too: a bug, never a verdict
+        if debugging():
+            raise
+        return report_internal(exc)
+
+
+def run(argv=None) -> int:
     args = parser().parse_args(argv)
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     names = args.specs or builtin_names()
     out = args.out or default_out()
     everything = not args.specs and args.backend == "all"
-    try:
-        specs = [load_spec(name) for name in names]  # a bad name or file fails before anything is written
-        files = expected_files(specs, backends, with_init=everything or out == default_out())
-    except DeriveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    specs = [load_spec(name) for name in names]  # a bad name or file fails before anything is written
+    if not args.check:  # the proof below runs at the planner's widths: refuse one that cannot finish first
+        for spec in map(small_spec, specs):
+            budget.check(budget.full(spec), args.max_seconds,
+                         f"{spec.source}: proving its forms at sizes {budget.sizes_text(spec)}",
+                         "give it fewer layers")
+    files = expected_files(specs, backends, with_init=everything or out == default_out())
     if args.check:
         stale = check(out, files, everything)
         if stale:
@@ -110,15 +173,9 @@ def main(argv=None) -> int:
     for spec in map(small_spec, specs):
         proof = prove(spec)
         if not proof.ok:
-            print(f"error: {spec.source}: the matrix forms are not proven ({proof.summary()}); nothing written",
-                  file=sys.stderr)
-            return 2
+            raise DeriveError(f"{spec.source}: the matrix forms are not proven ({proof.summary()}); nothing written")
         print(f"{spec.name} at {'-'.join(map(str, spec.sizes))}: {proof.summary()}")
-    try:
-        write_all(out, files)
-    except OSError as exc:
-        print(f"error: cannot write to {out}: {exc.strerror}", file=sys.stderr)
-        return 2
+    write_all(out, files)
     for name in sorted(files):
         print(out / name)
     return 0

@@ -10,19 +10,23 @@ mini-batch SGD (`sgd_step`). A quarter of the digits is held out and only scored
                             [--seed S] [--plot curve.png]
 
 Exit codes: 0 trained, 2 bad input (a spec whose sizes do not fit the digits, a missing
-optional package).
+optional package, a --plot path that cannot be written), 3 an unexpected internal error
+(BACKPROP_DERIVE_DEBUG=1 shows its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from derive.errors import DeriveError
+from derive.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, DeriveError, debugging, report_broken_pipe,
+                           report_internal)
+from derive.files import check_writable, write_atomically
 from derive.spec import Spec, load_spec, validate
 
 from .render import load_generated
@@ -82,6 +86,7 @@ def train(module, params, data, epochs: int, batch: int, eta: float, seed: int, 
 
 
 def plot(history, path: Path) -> None:
+    """The learning curve as a PNG, written whole or not at all."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,43 +102,76 @@ def plot(history, path: Path) -> None:
     right.set_ylabel("held-out accuracy (%)", color="tab:orange")
     left.set_title("generated digits_numpy: mini-batch SGD on the 8x8 digits")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=120, format="png")
     plt.close(fig)
+    write_atomically(path, png.getvalue(), "--plot")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for every other bad input
+        raise DeriveError(f"{self.prog}: {message}")
+
+
+def _whole(low: int, high: int):
+    """An argparse type: a whole number from low to high, its digits counted before int()."""
+    def parse(text: str) -> int:
+        digits = text.strip()
+        if not (digits.isascii() and digits.isdigit()) or len(digits.lstrip("0")) > len(str(high)) \
+                or not low <= int(digits) <= high:
+            raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a whole number from {low} to {high}")
+        return int(digits)
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m codegen.train", description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=16, help="mini-batch size (default 16)")
+    p = _Parser(prog="python -m codegen.train", description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=_whole(1, 10**6), default=30)
+    p.add_argument("--batch", type=_whole(1, 10**6), default=16, help="mini-batch size (default 16)")
     p.add_argument("--eta", type=float, default=0.5, help="learning rate (default 0.5)")
-    p.add_argument("--hidden", type=int, default=32, help="hidden width of the built-in digits spec (default 32)")
+    p.add_argument("--hidden", type=_whole(1, 4096), default=32, help="hidden width of the built-in digits spec (default 32)")
     p.add_argument("--spec", help=f"a spec of your own instead: sizes {INPUTS}-...-{CLASSES}")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="seed of the split, the initial weights and the batches")
     p.add_argument("--plot", type=Path, help="save the learning curve (PNG) here; needs matplotlib")
     return p
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
     try:
-        if args.epochs < 1 or args.batch < 1 or not args.eta > 0 or args.hidden < 1:
-            raise DeriveError("--epochs, --batch and --hidden must be at least 1 and --eta positive")
-        spec = load_spec(args.spec) if args.spec else digits_spec(args.hidden)
-        if spec.sizes[0] != INPUTS or spec.sizes[-1] != CLASSES or spec.batch == "single":
-            raise DeriveError(f"{spec.source}: sizes {'-'.join(map(str, spec.sizes))} and batch '{spec.batch}' do not fit "
-                              f"the digits: the sizes must run {INPUTS}-...-{CLASSES} and the batch be 'mean' or 'sum'")
-        try:
-            data = load_digits(args.seed)
-        except ImportError:
-            raise DeriveError("scikit-learn is needed for the digits: pip install '.[demo]'") from None
-        if args.plot:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                raise DeriveError("--plot needs matplotlib: pip install '.[demo]'") from None
+        return run(argv)
     except DeriveError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return report_broken_pipe()
+    except Exception as exc:  # RecursionError and MemoryError too: a bug, never a verdict
+        if debugging():
+            raise
+        return report_internal(exc)
+
+
+def run(argv=None) -> int:
+    args = parser().parse_args(argv)
+    # bad input is found before any training
+    if not 0 < args.eta < float("inf"):
+        raise DeriveError("--eta must be a positive number")
+    spec = load_spec(args.spec) if args.spec else digits_spec(args.hidden)
+    if spec.sizes[0] != INPUTS or spec.sizes[-1] != CLASSES or spec.batch == "single":
+        raise DeriveError(f"{spec.source}: sizes {'-'.join(map(str, spec.sizes))} and batch '{spec.batch}' do not fit "
+                          f"the digits: the sizes must run {INPUTS}-...-{CLASSES} and the batch be 'mean' or 'sum'")
+    try:
+        data = load_digits(args.seed)
+    except ImportError:
+        raise DeriveError("scikit-learn is needed for the digits: pip install '.[demo]'") from None
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise DeriveError("--plot needs matplotlib: pip install '.[demo]'") from None
+        check_writable(args.plot, "--plot")
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

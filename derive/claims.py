@@ -824,23 +824,19 @@ def _bad(path, message: str):
 
 def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
     """(spec, layer style or '', claims, a note on reduced sizes) from a claims file; DeriveError naming what is wrong."""
+    from .files import read_user_file  # a regular file only, read with a bound (st_size is 0 for devices)
+
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            _bad(path, f"{path.stat().st_size} bytes; a claims file has at most {MAX_FILE_BYTES}")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        _bad(path, "no such claims file")
-    except IsADirectoryError:
-        _bad(path, "is a folder, not a claims file")
-    except OSError as exc:
-        _bad(path, f"cannot read: {exc.strerror}")
+    data = read_user_file(path, MAX_FILE_BYTES, "claims file")
     try:
         table = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         _bad(path, "not UTF-8 text; a claims file is TOML")
     except tomllib.TOMLDecodeError as exc:
         _bad(path, f"malformed TOML: {exc}")
+    except ValueError:  # Python converts integers of at most sys.get_int_max_str_digits() digits
+        _bad(path, f"malformed TOML: an integer of more than {sys.get_int_max_str_digits()} digits; "
+                   "the numbers of a claims file are small")
     except (RecursionError, MemoryError):
         _bad(path, "malformed TOML: nested too deeply")
     for key in table:

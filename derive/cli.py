@@ -1,15 +1,18 @@
 """The command line: python -m derive [prove|latex|check|general] ...
 
-Exit codes: 0 everything proven, 1 something refuted or unproven, 2 bad input.
+Exit codes: 0 everything proven, 1 something refuted or unproven, 2 bad input,
+3 an unexpected internal error (a bug; BACKPROP_DERIVE_DEBUG=1 shows its traceback),
+130 interrupted, 141 stdout closed by its reader.
 Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
-from .errors import EXIT_BAD_INPUT, DeriveError
+from .errors import EXIT_INTERRUPTED, DeriveError, debugging, report_broken_pipe, report_internal
 
 DEFAULT_SPEC = "net222"
 
@@ -19,18 +22,46 @@ class _Parser(argparse.ArgumentParser):
         raise DeriveError(f"{self.prog}: {message}")
 
 
+MAX_JOBS = 64
+
+
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    """ASCII digits only, counted before int() (which refuses more than 4300 of them)."""
+    digits = text.strip()
+    if not re.fullmatch(r"[0-9]+", digits) or len(digits.lstrip("0")) > len(str(high)) or not low <= int(digits) <= high:
+        shown = text if len(text) <= 24 else text[:20] + f"… ({len(text)} characters)"
+        raise argparse.ArgumentTypeError(f"{shown!r} is not {what}")
+    return int(digits)
+
+
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
+    return _whole(text, 1, 10**9, "a positive integer (1 to 10^9)")
+
+
+def _seed(text: str) -> int:
+    return _whole(text, 0, 2**64 - 1, "a seed: a whole number from 0 to 2^64 - 1")
+
+
+def _jobs(text: str) -> int:
+    return _whole(text, 1, MAX_JOBS, f"a positive integer of at most {MAX_JOBS}")
+
+
+def _seconds(text: str) -> float:
+    if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{0,6})?", text.strip()) or float(text) <= 0:
+        shown = text if len(text) <= 24 else text[:20] + "…"
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a number of seconds above 0")
+    return float(text)
 
 
 COMMANDS = ("prove", "latex", "check", "general")
+EXIT_CODES = ("exit codes: 0 everything proven, 1 something refuted or unproven, 2 bad input (one line on stderr), "
+              "3 an unexpected internal error (a bug: one line on stderr; BACKPROP_DERIVE_DEBUG=1 shows the traceback)")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; the check and general modules are imported only when their command runs (or for --help)."""
-    parser = _Parser(prog="python -m derive", description="Prove backpropagation's matrix forms from the chain rule.")
+    parser = _Parser(prog="python -m derive", description="Prove backpropagation's matrix forms from the chain rule.",
+                     epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("prove", help="prove every partial of a network (the default)")
@@ -40,8 +71,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="full: every path listed and sympy.diff on every partial; scalable: reverse accumulation "
                         "and a sampled oracle; auto picks full up to 600 parameters")
     p.add_argument("--sample", type=_positive, default=50, help="partials the sampled sympy.diff oracle checks (scalable mode)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the oracle sample")
-    p.add_argument("--jobs", type=_positive, default=1, help="processes for the entry comparisons (scalable mode)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the oracle sample (a whole number from 0)")
+    p.add_argument("--jobs", type=_jobs, default=1,
+                   help=f"processes for the entry comparisons (scalable mode; at most {MAX_JOBS})")
+    _budget_argument(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--brief", action="store_true", help="only the summary and any failures")
 
@@ -50,6 +83,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--sizes")
     p.add_argument("-o", "--output", default="derivation.tex", help="the .tex file to write")
     p.add_argument("--pdf", action="store_true", help="also compile it with pdflatex")
+    _budget_argument(p)
 
     check = sub.add_parser("check", help="check your own formulas (a claims TOML file)")
     every = sub.add_parser("general", help="prove BP1-BP4 for every width and depth")
@@ -62,6 +96,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         general.add_arguments(every)
     return parser
+
+
+def _budget_argument(p: argparse.ArgumentParser) -> None:
+    from .budget import MAX_SECONDS
+
+    p.add_argument("--max-seconds", type=_seconds, default=MAX_SECONDS, metavar="S",
+                   help=f"refuse, before starting, a proof estimated to take longer (default {MAX_SECONDS:g})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,4 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return report_broken_pipe()
+    except Exception as exc:  # RecursionError and MemoryError too: a bug, never a verdict
+        if debugging():
+            raise
+        return report_internal(exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +11,7 @@ import jinja2
 import sympy as sp
 
 from .errors import EXIT_OK, EXIT_REFUTED, DeriveError
+from .files import check_writable, write_atomically  # noqa: F401 (general.py writes through latex.write_atomically)
 from .notation import PROFILES, Profile, latex, latex_names, layer, matrix_latex_names
 from .proof import Proof, prove
 from .spec import Spec, load_spec, load_with_sizes
@@ -19,6 +19,7 @@ from .spec import Spec, load_spec, load_with_sizes
 MAX_LISTED = 24  # partials whose chain-rule derivation is written out in full
 MAX_EXPLICIT = 40  # entries of a matrix written out explicitly
 MAX_DOCUMENT_PARAMS = 600  # the document derives every partial in full
+PDFLATEX_SECONDS = 120
 
 
 def environment() -> jinja2.Environment:
@@ -156,40 +157,25 @@ def render(proof: Proof) -> str:
     return environment().get_template("derivation.tex.j2").render(**context)
 
 
-def write_atomically(path: Path, content: str) -> None:
-    """Write to a temporary file beside the target and move it into place."""
-    path = Path(path)
-    folder = path.parent  # Path("x.tex").parent is Path(".")
-    if not folder.is_dir():
-        raise DeriveError(f"{path}: folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise DeriveError(f"{path}: cannot write here ({exc.strerror})")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def compile_pdf(tex: Path) -> Path:
-    """pdflatex in a temporary folder; the PDF is moved next to the .tex on success."""
+    """pdflatex in a temporary folder; the PDF is written next to the .tex (whole, or not at all) on success."""
     exe = shutil.which("pdflatex")
     if exe is None:
         raise DeriveError("--pdf: pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
-    tex = Path(tex).resolve()
+    tex = Path(tex)
+    target = check_writable(tex.with_suffix(".pdf"), "--pdf")
     with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", "-output-directory", tmp, str(tex)],
-                             capture_output=True, text=True, timeout=120)
+        try:
+            run = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", "-output-directory", tmp,
+                                  str(tex.resolve())], capture_output=True, text=True, timeout=PDFLATEX_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise DeriveError(f"--pdf: pdflatex ran longer than {PDFLATEX_SECONDS} s on {tex.name}; "
+                              f"{tex} is written, compile it yourself") from None
         pdf = Path(tmp) / (tex.stem + ".pdf")
         if run.returncode != 0 or not pdf.exists():
             errors = [ln for ln in run.stdout.splitlines() if ln.startswith("!")]
             raise DeriveError(f"pdflatex failed on {tex.name}: {errors[0] if errors else 'see its log'}")
-        target = tex.with_suffix(".pdf")
-        shutil.move(str(pdf), target)
+        write_atomically(target, pdf.read_bytes(), "--pdf")
     return target
 
 
@@ -199,17 +185,23 @@ def to_latex(spec: Spec | str, **prove_args) -> str:
 
 
 def run_latex(args) -> int:
+    from .report import check_budget
+
     spec, note = load_with_sizes(args.spec, args.sizes)
     if not args.output.endswith(".tex"):
         raise DeriveError(f"-o {args.output}: the output must be a .tex file")
+    check_writable(args.output, "-o")  # before the proof, so a wrong path costs nothing
+    if args.pdf:
+        check_writable(Path(args.output).with_suffix(".pdf"), "--pdf")
     if spec.n_params > MAX_DOCUMENT_PARAMS:
         raise DeriveError(
             f"latex: {spec.name} has {spec.n_params} parameters, too many to write out (at most "
             f"{MAX_DOCUMENT_PARAMS}); write it at reduced widths with --sizes, and prove the full network "
             f"with: python -m derive prove {args.spec}")
+    check_budget(spec, "full", args, "latex")
     proof = prove(spec, oracle="all")
     proof.note = note[:1].upper() + note[1:] + "." if note else ""
-    write_atomically(Path(args.output), render(proof))
+    write_atomically(Path(args.output), render(proof), "-o")
     print(f"wrote {args.output}: {proof.summary()}")
     if args.pdf:
         pdf = compile_pdf(Path(args.output))

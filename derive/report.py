@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 
 from rich.console import Console
 from rich.table import Table
 
+from . import budget
 from .errors import EXIT_OK, EXIT_REFUTED
 from .notation import text
 from .proof import Check, Proof, prove
 from .spec import load_with_sizes
 
-ORACLE_ALL_LIMIT = 600  # partials; above it sympy.diff runs on a sample
+ORACLE_ALL_LIMIT = budget.FULL_AUTO_PARAMS  # partials; above it sympy.diff runs on a sample
 
 
 def _matrix_entry(check: Check) -> str:
@@ -133,14 +135,53 @@ def render_scale(proof, console: Console) -> None:
     console.print(proof.summary(), soft_wrap=True)
 
 
+def check_budget(spec, mode: str, args, command: str = "prove") -> budget.Estimate:
+    """Refuse, before anything starts, a run estimated beyond --max-seconds or this machine's memory."""
+    max_seconds = getattr(args, "max_seconds", budget.MAX_SECONDS)
+    sample = getattr(args, "sample", 50)
+    estimate = budget.full(spec) if mode == "full" else budget.scalable(spec, sample)
+    instead = "prove it at smaller widths or depth with --sizes"
+    if command == "prove":
+        least = budget.oracle_groups(spec)  # the sample takes at least one partial of each group
+        other = budget.scalable(spec, sample if mode == "full" else least)
+        if mode == "full" and budget.fits(other, max_seconds):
+            instead = f"use --mode scalable ({other.text()})"
+        elif mode == "scalable" and sample > least and budget.fits(other, max_seconds):
+            instead = f"sample fewer partials with --sample {least} ({other.text()})"
+    budget.check(estimate, max_seconds, f"{command} {spec.name} at sizes {budget.sizes_text(spec)}", instead)
+    return estimate
+
+
+def announce(spec, estimate: budget.Estimate) -> bool:
+    """Say on stderr what a long run will cost; whether it is long (then progress is shown on a terminal)."""
+    if estimate.seconds < budget.ANNOUNCE_SECONDS:
+        return False
+    print(f"{spec.name} at sizes {budget.sizes_text(spec)}: estimated {estimate.text()} ({estimate.what})", file=sys.stderr)
+    return True
+
+
+def _working(label: str, enabled: bool):
+    """A spinner with the elapsed time on stderr (on a terminal) for work that reports no steps."""
+    if not enabled:
+        return nullcontext()
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(SpinnerColumn(), TextColumn(label), TimeElapsedColumn(),
+                        console=Console(file=sys.stderr), transient=True)
+    progress.add_task(label, total=None)
+    return progress
+
+
 def run_prove(args) -> int:
     spec, note = load_with_sizes(args.spec, args.sizes)
-    mode = args.mode if args.mode != "auto" else ("full" if spec.n_params <= ORACLE_ALL_LIMIT else "scalable")
+    mode = args.mode if args.mode != "auto" else budget.auto_mode(spec)
+    estimate = check_budget(spec, mode, args)
+    terminal = not args.json and sys.stderr.isatty()
+    long = announce(spec, estimate)
     if mode == "scalable":
         from .scale import prove_scalable
 
-        proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs,
-                               progress=not args.json and sys.stderr.isatty())
+        proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs, progress=terminal)
         proof.note = note
         if args.json:
             json.dump(proof.as_json(), sys.stdout, indent=1)
@@ -148,7 +189,9 @@ def run_prove(args) -> int:
         else:
             render_scale(proof, Console(highlight=False))
         return EXIT_OK if proof.ok else EXIT_REFUTED
-    proof = prove(spec, oracle="all")
+    with _working(f"proving {spec.n_params} partials in full mode (estimated {budget.duration(estimate.seconds)})",
+                  terminal and long):
+        proof = prove(spec, oracle="all")
     proof.note = note
     if args.json:
         json.dump(as_json(proof), sys.stdout, indent=1)

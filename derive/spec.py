@@ -16,6 +16,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 from .activations import ACTIVATIONS
 from .costs import COSTS
 from .errors import SpecError
+from .files import read_user_file
 
 CONVENTIONS = ("row", "column")
 BIASES = ("augmented", "separate", "none")
@@ -25,6 +26,7 @@ REQUIRED = ("name", "sizes", "activation", "cost", "convention", "bias", "batch"
 OPTIONAL = ("examples", "description")
 MAX_WIDTH = 4096
 MAX_DEPTH = 64
+MAX_SPEC_BYTES = 1024 * 1024  # a spec is a few lines; this bounds what a wrong path can make us read
 
 
 @dataclass(frozen=True)
@@ -90,15 +92,11 @@ def load_spec(name_or_path: str | Path | Spec) -> Spec:
     path = Path(text_name)
     if not path.suffix and not path.exists():
         raise SpecError(
-            f"unknown spec '{text_name}': not a built-in name ({', '.join(builtin_names())}) "
+            f"unknown spec {_brief(text_name)}: not a built-in name ({', '.join(builtin_names())}) "
             "and no such file"
         )
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file (built-in names: {', '.join(builtin_names())})")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec file: {exc.strerror}")
+    data = read_user_file(path, MAX_SPEC_BYTES, "spec file", SpecError,
+                          missing=f"no such spec file (built-in names: {', '.join(builtin_names())})")
     return _parse(data, str(path))
 
 
@@ -109,7 +107,27 @@ def _parse(data: bytes, source: str) -> Spec:
         raise SpecError(f"{source}: not UTF-8 text; a spec is a TOML file")
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: malformed TOML: {exc}")
+    except ValueError:  # Python refuses to convert an integer of more than sys.get_int_max_str_digits() digits
+        raise SpecError(f"{source}: malformed TOML: an integer of more than {_max_digits()} digits; "
+                        f"a spec's numbers are at most {MAX_WIDTH}") from None
+    except (RecursionError, MemoryError):
+        raise SpecError(f"{source}: malformed TOML: nested too deeply") from None
     return validate(table, source)
+
+
+def _max_digits() -> int:
+    return sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+
+
+def _brief(value, limit: int = 60) -> str:
+    """repr(value), cut to about `limit` characters (an integer of thousands of digits has no repr in one line)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3 * limit:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    if isinstance(value, (list, tuple)) and len(value) > 8:
+        return "[" + ", ".join(_brief(v, 12) for v in value[:6]) + f", ... ({len(value)} items)]"
+    text = repr(value) if not isinstance(value, (list, tuple)) else (
+        "[" + ", ".join(_brief(v, limit // 2) for v in value) + "]")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fail(source: str, field: str, problem: str) -> None:
@@ -119,7 +137,7 @@ def _fail(source: str, field: str, problem: str) -> None:
 def _choice(table: dict, source: str, field: str, choices) -> str:
     value = table[field]
     if not isinstance(value, str) or value not in choices:
-        _fail(source, field, f"{value!r} is not one of {', '.join(choices)}")
+        _fail(source, field, f"{_brief(value)} is not one of {', '.join(choices)}")
     return value
 
 
@@ -129,14 +147,15 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
         raise SpecError(f"{source}: a spec is a TOML table with keys {', '.join(REQUIRED)}")
     for key in table:
         if key not in REQUIRED + OPTIONAL:
-            _fail(source, key, f"unknown key; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
+            shown = str(key) if len(str(key)) <= 60 else str(key)[:59] + "…"
+            _fail(source, shown, f"unknown key; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
     for key in REQUIRED:
         if key not in table:
             _fail(source, key, f"missing; a spec needs {', '.join(REQUIRED)}")
 
     name = table["name"]
     if not isinstance(name, str) or not name.isidentifier():
-        _fail(source, "name", f"{name!r} is not a name (letters, digits and _, not starting with a digit)")
+        _fail(source, "name", f"{_brief(name)} is not a name (letters, digits and _, not starting with a digit)")
 
     sizes = table["sizes"]
     if (
@@ -144,9 +163,9 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
         or len(sizes) < 2
         or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
     ):
-        _fail(source, "sizes", f"{sizes!r} is not a list of at least two positive integers, inputs first")
+        _fail(source, "sizes", f"{_brief(sizes)} is not a list of at least two positive integers, inputs first")
     if len(sizes) - 1 > MAX_DEPTH or max(sizes) > MAX_WIDTH:
-        _fail(source, "sizes", f"{sizes!r} is too large (at most {MAX_DEPTH} layers of width {MAX_WIDTH})")
+        _fail(source, "sizes", f"{_brief(sizes)} is too large (at most {MAX_DEPTH} layers of width {MAX_WIDTH})")
     depth = len(sizes) - 1
 
     act = table["activation"]
@@ -158,10 +177,10 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
             _fail(source, "activation", f"{len(act)} names for {depth} layers; give one name, or one per layer")
         acts = act
     else:
-        _fail(source, "activation", f"{act!r} is not a name or a list of names ({', '.join(names)})")
+        _fail(source, "activation", f"{_brief(act)} is not a name or a list of names ({', '.join(names)})")
     for a in acts:
         if a not in ACTIVATIONS:
-            _fail(source, "activation", f"{a!r} is not one of {', '.join(names)}")
+            _fail(source, "activation", f"{_brief(a)} is not one of {', '.join(names)}")
     for a in acts[:-1]:
         if not ACTIVATIONS[a].elementwise:
             _fail(source, "activation", f"{a!r} is only allowed on the output layer")
@@ -181,9 +200,9 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
 
     examples = table.get("examples", 1 if batch == "single" else 2)
     if not isinstance(examples, int) or isinstance(examples, bool) or not 1 <= examples <= 64:
-        _fail(source, "examples", f"{examples!r} is not an integer from 1 to 64")
+        _fail(source, "examples", f"{_brief(examples)} is not an integer from 1 to 64")
     if batch == "single" and examples != 1:
-        _fail(source, "examples", f"{examples} examples with batch = 'single'; use 'mean' or 'sum'")
+        _fail(source, "examples", f"{_brief(examples)} examples with batch = 'single'; use 'mean' or 'sum'")
     description = table.get("description", "")
     if not isinstance(description, str):
         _fail(source, "description", "must be a string")
@@ -206,8 +225,17 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
 def parse_sizes(text: str) -> tuple[int, ...]:
     """'3-4-2' -> (3, 4, 2), for --sizes."""
     parts = text.split("-")
-    if len(parts) < 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise SpecError(f"--sizes: {text!r} is not widths joined by '-', such as 3-4-2")
+    if len(parts) < 2 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise SpecError(f"--sizes: {_brief(text)} is not widths joined by '-', such as 3-4-2")
+    if len(parts) - 1 > MAX_DEPTH:
+        raise SpecError(f"--sizes: {len(parts) - 1} layers; at most {MAX_DEPTH}")
+    for p in parts:  # counted before int(), which refuses more than 4300 digits
+        if len(p.lstrip("0")) > len(str(MAX_WIDTH)) or int(p) > MAX_WIDTH:
+            digits = p.lstrip("0")
+            shown = digits if len(digits) <= 12 else f"{digits[:8]}… ({len(digits)} digits)"
+            raise SpecError(f"--sizes: width {shown} is too large; at most {MAX_WIDTH}")
+        if int(p) < 1:
+            raise SpecError(f"--sizes: {_brief(text)} has a width of 0; widths are positive integers, such as 3-4-2")
     return tuple(int(p) for p in parts)
 
 
