@@ -185,7 +185,9 @@ def to_latex(spec: Spec | str, **prove_args) -> str:
 
 
 def run_latex(args) -> int:
-    from .report import check_budget
+    import sys
+
+    from .report import announce, check_budget, working
 
     spec, note = load_with_sizes(args.spec, args.sizes)
     if not args.output.endswith(".tex"):
@@ -198,8 +200,9 @@ def run_latex(args) -> int:
             f"latex: {spec.name} has {spec.n_params} parameters, too many to write out (at most "
             f"{MAX_DOCUMENT_PARAMS}); write it at reduced widths with --sizes, and prove the full network "
             f"with: python -m derive prove {args.spec}")
-    check_budget(spec, "full", args, "latex")
-    proof = prove(spec, oracle="all")
+    estimate = check_budget(spec, "full", args, "latex")
+    with working(f"proving {spec.n_params} partials for the document", announce(spec, estimate) and sys.stderr.isatty()):
+        proof = prove(spec, oracle="all")
     proof.note = note[:1].upper() + note[1:] + "." if note else ""
     write_atomically(Path(args.output), render(proof), "-o")
     print(f"wrote {args.output}: {proof.summary()}")

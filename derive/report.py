@@ -160,7 +160,7 @@ def announce(spec, estimate: budget.Estimate) -> bool:
     return True
 
 
-def _working(label: str, enabled: bool):
+def working(label: str, enabled: bool):
     """A spinner with the elapsed time on stderr (on a terminal) for work that reports no steps."""
     if not enabled:
         return nullcontext()
@@ -189,7 +189,7 @@ def run_prove(args) -> int:
         else:
             render_scale(proof, Console(highlight=False))
         return EXIT_OK if proof.ok else EXIT_REFUTED
-    with _working(f"proving {spec.n_params} partials in full mode (estimated {budget.duration(estimate.seconds)})",
+    with working(f"proving {spec.n_params} partials in full mode (estimated {budget.duration(estimate.seconds)})",
                   terminal and long):
         proof = prove(spec, oracle="all")
     proof.note = note
