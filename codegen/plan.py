@@ -19,7 +19,7 @@ from functools import cache, cached_property
 from importlib import resources
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from derive import activations
 from derive.costs import COSTS
@@ -206,6 +206,8 @@ class Planner:
             return sp.Symbol(expr.arg.name)  # a bias broadcast over the batch
         if isinstance(expr, HadamardProduct):
             return sp.Mul(*[self.scalar(a) for a in expr.args])
+        if isinstance(expr, HadamardPower):  # a ∘ a, as SymPy writes a Hadamard square (a width-1 softmax)
+            return self.scalar(expr.base) ** expr.exp
         if isinstance(expr, MatAdd):
             return sp.Add(*[self.scalar(a) for a in expr.args])
         if isinstance(expr, MatMul):

@@ -102,6 +102,9 @@ class ArrayPrinter(_HelperCalls, NumPyPrinter):
     def _print_HadamardProduct(self, expr):
         return " * ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
 
+    def _print_HadamardPower(self, expr):
+        return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}**{self.parenthesize(expr.exp, PRECEDENCE['Pow'])}"
+
     def _print_MatAdd(self, expr):
         return " + ".join(self._print(a) for a in expr.args).replace("+ -", "- ")
 
@@ -184,6 +187,9 @@ class FormulaPrinter(StrPrinter):
 
     def _print_HadamardProduct(self, expr):
         return " ∘ ".join(self.parenthesize(a, precedence(expr)) for a in expr.args)
+
+    def _print_HadamardPower(self, expr):
+        return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}∘{self.parenthesize(expr.exp, PRECEDENCE['Pow'])}"
 
     def _print_rowsum(self, expr):
         return f"rowsum({self._print(expr.args[0])})"

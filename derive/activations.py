@@ -36,6 +36,11 @@ class Activation:
         return self.definition(z)
 
     @property
+    def polynomial(self) -> bool:
+        """sigma(z) is a polynomial in z (identity): a = sigma(z) needs no atom of its own."""
+        return self.elementwise and self.expr.is_polynomial(z) is True
+
+    @property
     def prime(self) -> sp.Expr:
         """sigma'(z) by sympy.diff of the definition."""
         return _prime(self.name)

@@ -3,8 +3,10 @@
 Layers are numbered as in the sources: layer 0 is the input, layer L the output.
 Neuron indices are 0-based, as in the 2-2-2 note (w^{(l)}_{jk}: from neuron k of
 layer l-1 to neuron j of layer l). Each neuron's activation a^{(l)}_j is an atom
-(a fresh symbol standing for sigma(z^{(l)}_j)); the composed form, with sigma applied
-to its argument all the way down, is built separately for the sympy.diff oracle.
+(a fresh symbol standing for sigma(z^{(l)}_j)), except where sigma is a polynomial
+(identity): there a = sigma(z) exactly, and `reduction` gives that value to every
+proof. The composed form, with sigma applied to its argument all the way down, is
+built separately for the sympy.diff oracle.
 """
 
 from __future__ import annotations
@@ -106,6 +108,23 @@ class Network:
 
     def layer_params(self, l: int) -> list[Param]:
         return [p for p in self.params if p.layer == l]
+
+    @cached_property
+    def reduction(self) -> dict:
+        """a^{(l)}_j -> its value in the atoms below, for each neuron whose activation is a polynomial.
+
+        An identity neuron's a equals its z exactly, so it is no atom of its own: it stays a
+        node of the graph (the chain rule differentiates with respect to it), and every proof
+        replaces it by sigma(z), written in the atoms of the layers below.
+        """
+        out: dict = {}
+        for e in range(self.E):
+            for l in range(1, self.L + 1):
+                act = self.acts[l]
+                if act.polynomial:
+                    for j in range(self.sizes[l]):
+                        out[self.a[e][l][j]] = act.definition(self.z[e][l][j].xreplace(out))
+        return out
 
     # -- local derivatives: sympy.diff of one node's own expression ----------
     def activation_of(self, e: int, l: int, j: int, zs) -> sp.Expr:

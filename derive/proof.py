@@ -32,8 +32,20 @@ BACKEND = "symengine" if se is not None else "sympy"
 # exact identity and counterexamples
 # ---------------------------------------------------------------------------
 
-def relations(net: Network) -> dict:
-    """Identities every value of the atoms satisfies: softmax outputs and one-hot targets sum to 1."""
+class Relations(dict):
+    """Every relation the atoms satisfy, as a substitution; `kept` is the part that leaves every atom in place."""
+
+    def __init__(self, kept: dict, reduction: dict):
+        super().__init__({**{k: v.xreplace(kept) for k, v in reduction.items()}, **kept})
+        self.kept = kept
+
+
+def relations(net: Network) -> Relations:
+    """Identities every value of the atoms satisfies.
+
+    Softmax outputs and one-hot targets sum to 1; an identity neuron's a is its z
+    (Network.reduction), written in the atoms below.
+    """
     rule = {}
     for e in range(net.E):
         for l in range(1, net.L + 1):
@@ -43,7 +55,7 @@ def relations(net: Network) -> dict:
         if net.cost.one_hot:
             y = net.y[e]
             rule[y[-1]] = 1 - sp.Add(*y[:-1])
-    return rule
+    return Relations(rule, net.reduction)
 
 
 def is_identity(lhs: sp.Expr, rhs: sp.Expr, rule: dict | None = None, backend: str | None = None) -> bool:
@@ -51,8 +63,17 @@ def is_identity(lhs: sp.Expr, rhs: sp.Expr, rule: dict | None = None, backend: s
 
     The expansion runs in SymEngine when it is installed (about 25 times faster) and
     in SymPy otherwise or when asked; the tests check that both give the same verdicts.
+    An identity neuron's a is replaced by its z only when the atoms as they stand do
+    not close it: that expansion can be large, and most identities need no reduction.
     """
     diff = lhs - rhs
+    kept = getattr(rule, "kept", None)
+    if kept is not None and len(kept) < len(rule) and _expands_to_zero(diff, kept, backend):
+        return True  # holds whatever values the atoms take, so also where a = z
+    return _expands_to_zero(diff, rule, backend)
+
+
+def _expands_to_zero(diff: sp.Expr, rule: dict | None, backend: str | None) -> bool:
     if rule:
         diff = diff.xreplace(rule)
     if (backend or BACKEND) == "symengine":
@@ -295,8 +316,9 @@ def simplify_output_delta(net: Network, forms: MatrixForms, rule: dict) -> tuple
     value = forms.evaluated["BP1"]
     L, n = net.L, net.sizes[net.L]
     entries = [value[0, j] if forms.row else value[j, 0] for j in range(n)]
-    back = {v: k for k, v in rule.items()}  # show softmax/one-hot substitutions undone where they stand alone
-    simplified = [sp.factor(sp.cancel(sp.together(e.xreplace(rule)))).xreplace(back) for e in entries]
+    kept = getattr(rule, "kept", rule)  # shown in the atoms as they stand: a^L - y, not its z written out
+    back = {v: k for k, v in kept.items()}  # show softmax/one-hot substitutions undone where they stand alone
+    simplified = [sp.factor(sp.cancel(sp.together(e.xreplace(kept)))).xreplace(back) for e in entries]
     plain = all(is_identity(e, net.a[0][L][j] - net.y[0][j], rule) for j, e in enumerate(entries))
     return simplified, plain
 
