@@ -78,7 +78,6 @@ TOP_KEYS = ("spec", "sizes", "examples", "layers", "description", "claim")
 CLAIM_KEYS = ("name", "lhs", "rhs", "latex", "example", "note")
 WITNESS_TRIES = 8
 REL_TOL = 1e-9
-MAX_CASES = 64  # joint values of finitely-valued atoms tried when deciding that a denominator is 0 everywhere
 
 
 # ---------------------------------------------------------------------------
@@ -381,11 +380,13 @@ class Context:
             raise Undefined("no value at this point")
         return f
 
-    def cases(self, expr) -> list[dict]:
-        """Every joint value of the finitely-valued atoms in expr, as substitutions ([] if none, or too many).
+    def choices(self, expr) -> tuple[dict, list[tuple[sp.Symbol, int]]]:
+        """The finitely-valued atoms in expr, each group written through one choice symbol t in 0..m-1.
 
         A one-hot target is one of the unit vectors; a piecewise-linear neuron (ReLU) is on one
-        of its pieces, where sigma' is the piece's slope and a = slope * z + offset.
+        of its pieces, where sigma' is the piece's slope and a = slope * z + offset. Each group's
+        values are interpolated in its t (Lagrange), so expr becomes a polynomial in the t's whose
+        values at the grid points are exactly expr on every joint case.
         """
         net, free, groups = self.net, expr.free_symbols, []
         for e in range(self.E):
@@ -398,12 +399,23 @@ class Context:
                     a, ap = net.a[e][l][j], net.ap[e][l][j]
                     if a in free or ap in free:
                         groups.append([{a: v * net.z[e][l][j] + c, ap: v} for v, c in ps])
-        if not groups or math.prod(len(g) for g in groups) > MAX_CASES:
-            return []
-        return [{k: v for part in choice for k, v in part.items()} for choice in itertools.product(*groups)]
+        sub, grid = {}, []
+        for g, values in enumerate(groups):
+            t, m = sp.Dummy(f"t{g}"), len(values)
+            basis = [sp.prod([(t - i) / sp.Integer(k - i) for i in range(m) if i != k]) for k in range(m)]
+            for atom in values[0]:
+                sub[atom] = sp.Add(*[b * case[atom] for b, case in zip(basis, values)])
+            grid.append((t, m))
+        return sub, grid
 
     def is_zero(self, value) -> bool:
-        """value is 0 at every point of the network: exactly, given the relations, on every joint case of its atoms."""
+        """value is 0 at every point of the network: exactly, given the relations, on every joint case of its atoms.
+
+        The joint cases are decided all at once, not one by one: a polynomial whose degree in each
+        choice symbol t is below the number m of its values is 0 on the grid only if it is 0 as a
+        polynomial, so the numerator is reduced modulo t(t - 1)...(t - m + 1) in each t and then
+        tested as an identity.
+        """
         value = sp.sympify(value)
         if value.is_number:
             return value == 0
@@ -411,9 +423,15 @@ class Context:
             if expanded_terms(value) > MAX_TERMS:
                 raise ClaimError(f"too large to prove exactly: a denominator's expansion may have more than {MAX_TERMS} "
                                  "terms")
-            cases = [{}] if is_identity(value, sp.Integer(0), self.rule) else self.cases(value)
-            self._zero[value] = bool(cases) and all(
-                is_identity(value.xreplace(case), sp.Integer(0), self.rule) for case in cases)
+            zero = is_identity(value, sp.Integer(0), self.rule)
+            if not zero:
+                sub, grid = self.choices(value)
+                if grid:
+                    numerator = sp.expand(sp.numer(sp.together(value.xreplace(sub))))
+                    for t, m in grid:
+                        numerator = sp.rem(numerator, sp.prod([t - i for i in range(m)]), t)
+                    zero = is_identity(sp.expand(numerator), sp.Integer(0), self.rule)
+            self._zero[value] = zero
         return self._zero[value]
 
 

@@ -682,6 +682,43 @@ def test_a_denominator_that_is_zero_everywhere_is_an_error(request, fixture, lhs
     assert v.error_field == ("latex" if latex else "rhs") and "\n" not in v.error_line()
 
 
+RELU_S = "+".join(f"(relu_prime(z1[{j}]) - relu_prime(z1[{j}])**2)" for j in range(7))  # 0 on both pieces
+
+
+@pytest.fixture(scope="module")
+def relu271():
+    """Seven ReLU neurons: 2^7 joint cases of their pieces, too many to list one by one."""
+    return Context(_spec("net222", sizes=[2, 7, 1], activation=["relu", "sigmoid"], convention="column",
+                         bias="separate"))
+
+
+@pytest.fixture(scope="module")
+def onehot_batch():
+    """Nine one-hot targets in each of two examples: 81 joint cases."""
+    return Context(_spec("net222", sizes=[2, 2, 9], activation=["sigmoid", "softmax"], cost="log_likelihood",
+                         batch="mean", examples=2))
+
+
+@pytest.mark.parametrize("fixture,lhs,rhs", [
+    ("relu271", "dC/dw2[0,0]", f"delta2[0]*a1[0] + 0/({RELU_S})"),
+    ("relu271", "dC/dw2[0,0]", f"delta2[0]*a1[0] * ({RELU_S})/({RELU_S})"),
+    ("relu271", "dC/dw2[0,0]", f"delta2[0]*a1[0] + 0*({RELU_S})**-1"),
+    ("onehot_batch", "delta2[0]", "a2[0] - y[0] + 0/(y.T[0,0]*y.T[0,1] + y.T[1,0]*y.T[1,1])"),
+    ("onehot_batch", "delta2[0]", "a2[0] - y[0] + 0/(y.T[0,0]*y.T[1,0]*y.T[0,1]*y.T[1,1])"),
+])
+def test_a_denominator_zero_on_every_one_of_many_joint_cases_is_an_error(request, fixture, lhs, rhs):
+    # the joint cases are decided at once (a polynomial reduced modulo each choice's values), not listed
+    v = check(request.getfixturevalue(fixture), lhs, rhs)
+    assert v.verdict == "ERROR" and "division by zero" in v.message, (v.verdict, v.message)
+
+
+def test_a_denominator_nonzero_on_one_of_many_joint_cases_is_no_error(relu271):
+    # zero on one case of 128 (every neuron on its zero piece), nonzero on the others: no ERROR
+    total = "+".join(f"relu_prime(z1[{j}])" for j in range(7))
+    v = check(relu271, "dC/dw2[0,0]", f"delta2[0]*a1[0] * ({total})/({total})")
+    assert v.verdict == "PROVEN", (v.verdict, v.message)
+
+
 @pytest.mark.parametrize("fixture,lhs,rhs,verdict", [
     ("net222", "dC/dw2[0,0]", "delta2[0]*a1[0] * x[0]/x[0]", "PROVEN"),  # 0 only where x[0] = 0
     ("net222", "dC/dw2[0,0]", "delta2[0]*a1[0] * (x[0] - x[1])/(x[0] - x[1])", "PROVEN"),
