@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from itertools import combinations
 from typing import Callable
 
 import mpmath
@@ -44,6 +45,16 @@ class Activation:
     def prime(self) -> sp.Expr:
         """sigma'(z) by sympy.diff of the definition."""
         return _prime(self.name)
+
+    @property
+    def kinks(self) -> tuple[sp.Expr, ...] | None:
+        """The z where sigma is not differentiable (ReLU: 0), found in the definition; None if unknown."""
+        return _kinks(self.name)
+
+    @property
+    def pieces(self) -> tuple[tuple[sp.Expr, sp.Expr], ...] | None:
+        """(slope, offset) on each piece between the kinks of a piecewise-linear sigma; None otherwise."""
+        return _pieces(self.name)
 
     @property
     def output_form(self) -> sp.Expr | None:
@@ -90,6 +101,54 @@ def get(name: str) -> Activation:
 # ---------------------------------------------------------------------------
 # Derivatives, found by SymPy
 # ---------------------------------------------------------------------------
+
+@cache
+def _kinks(name: str) -> tuple[sp.Expr, ...] | None:
+    """The z where an elementwise activation is not differentiable (ReLU: 0), from its SymPy definition; None if unknown.
+
+    Every Heaviside, sign, Abs or DiracDelta of u, every Max or Min of u and v, every
+    Piecewise condition u < v switches where u - v = 0.
+    """
+    act = ACTIVATIONS[name]
+    if not act.elementwise:
+        return ()
+    switches = []
+    for expr in (act.expr, act.prime):
+        for f in sp.preorder_traversal(expr):
+            if isinstance(f, (sp.Heaviside, sp.sign, sp.Abs, sp.DiracDelta)):
+                switches.append(f.args[0])
+            elif isinstance(f, (sp.Max, sp.Min)):
+                switches += [u - v for u, v in combinations(f.args, 2)]
+            elif isinstance(f, sp.Piecewise):
+                switches += [c.lhs - c.rhs for _, c in f.args if isinstance(c, sp.core.relational.Relational)]
+    out: set = set()
+    for u in switches:
+        roots = sp.solveset(u, z, sp.S.Reals)
+        if not isinstance(roots, sp.FiniteSet):
+            return None
+        out |= set(roots)
+    return tuple(sorted(out, key=float))
+
+
+@cache
+def _pieces(name: str) -> tuple[tuple[sp.Expr, sp.Expr], ...] | None:
+    """(slope, offset) of a piecewise-linear activation on each piece between its kinks (ReLU: (0, 0), (1, 0)); else None."""
+    ks = _kinks(name)
+    if not ks:
+        return None
+    act = ACTIVATIONS[name]
+    bounds = [ks[0] - 3, *ks, ks[-1] + 3]
+    out = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        found = set()
+        for p in (lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3):
+            slope = act.prime.subs(z, p)
+            found.add((slope, act.expr.subs(z, p) - slope * p))
+        if len(found) != 1 or not all(x.is_Rational for x in next(iter(found))):
+            return None
+        out.append(found.pop())
+    return tuple(out)
+
 
 @cache
 def _prime(name: str) -> sp.Expr:

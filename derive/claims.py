@@ -38,21 +38,18 @@ cannot be read (one line on stderr naming the claim and the position).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
 from . import claim_cost, claim_fast
-from .activations import ACTIVATIONS
-from .activations import z as _z
 from .chain import ChainRule
 from .claim_ir import (MAX_TERMS, ClaimError, Evaluator, Invalid, Leaves, Node, ShapeError, expanded_terms,
                        is_matrix, latex_of, position, shape_of, size_text, text_of)
@@ -86,54 +83,6 @@ REL_TOL = 1e-9
 
 class Undefined(ArithmeticError):
     """A value with no number at a point: a denominator is 0 there."""
-
-
-@cache
-def kinks(name: str) -> tuple[sp.Expr, ...] | None:
-    """The z where an elementwise activation is not differentiable (ReLU: 0), from its SymPy definition; None if unknown.
-
-    Every Heaviside, sign, Abs or DiracDelta of u, every Max or Min of u and v, every
-    Piecewise condition u < v switches where u - v = 0.
-    """
-    act = ACTIVATIONS[name]
-    if not act.elementwise:
-        return ()
-    switches = []
-    for expr in (act.expr, act.prime):
-        for f in sp.preorder_traversal(expr):
-            if isinstance(f, (sp.Heaviside, sp.sign, sp.Abs, sp.DiracDelta)):
-                switches.append(f.args[0])
-            elif isinstance(f, (sp.Max, sp.Min)):
-                switches += [u - v for u, v in itertools.combinations(f.args, 2)]
-            elif isinstance(f, sp.Piecewise):
-                switches += [c.lhs - c.rhs for _, c in f.args if isinstance(c, sp.core.relational.Relational)]
-    out: set = set()
-    for u in switches:
-        roots = sp.solveset(u, _z, sp.S.Reals)
-        if not isinstance(roots, sp.FiniteSet):
-            return None
-        out |= set(roots)
-    return tuple(sorted(out, key=float))
-
-
-@cache
-def pieces(name: str) -> tuple[tuple[sp.Expr, sp.Expr], ...] | None:
-    """(slope, offset) of a piecewise-linear activation on each piece between its kinks (ReLU: (0, 0), (1, 0)); else None."""
-    ks = kinks(name)
-    if not ks:
-        return None
-    act = ACTIVATIONS[name]
-    bounds = [ks[0] - 3, *ks, ks[-1] + 3]
-    out = []
-    for lo, hi in zip(bounds, bounds[1:]):
-        found = set()
-        for p in (lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3):
-            slope = act.prime.subs(_z, p)
-            found.add((slope, act.expr.subs(_z, p) - slope * p))
-        if len(found) != 1 or not all(x.is_Rational for x in next(iter(found))):
-            return None
-        out.append(found.pop())
-    return tuple(out)
 
 
 @dataclass
@@ -354,7 +303,7 @@ class Context:
         """A pre-activation of layer l on (or within rounding of) a kink of the layer's activation."""
         if not self.net.acts[l].elementwise:
             return False
-        ks = kinks(self.spec.activation[l - 1]) or ()
+        ks = self.net.acts[l].kinks or ()
         return any(abs(zv - float(k)) <= 1e-9 * (1 + abs(float(k))) for k in ks)
 
     def number(self, value, pt: Point):
@@ -394,7 +343,7 @@ class Context:
                 ys = net.y[e]
                 groups.append([{y: sp.Integer(int(i == hot)) for i, y in enumerate(ys)} for hot in range(len(ys))])
             for l in range(1, self.L + 1):
-                ps = pieces(self.spec.activation[l - 1]) if net.acts[l].elementwise else None
+                ps = net.acts[l].pieces
                 for j in range(self.sizes[l] if ps else 0):
                     a, ap = net.a[e][l][j], net.ap[e][l][j]
                     if a in free or ap in free:
