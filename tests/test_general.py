@@ -417,6 +417,96 @@ def test_a_formula_with_no_value_anywhere_says_why(setting):
     assert prove_theorem(M, "BP2", 1.0 * M.formula("BP2")).verdict == "PROVEN"
 
 
+_AS_WRITTEN = {"evaluate": False}
+
+
+def _over(x, formula, *more):
+    """formula * more * x / x, built as written: SymPy would cancel x against 1/x before anything could judge x."""
+    return sp.Mul(formula, *more, x, sp.Pow(x, -1, **_AS_WRITTEN), **_AS_WRITTEN)
+
+
+def _bp2_with(M, *factors):
+    """BP2 with more factors inside the sum over k, built as written."""
+    l, j, k, e = M.l, M.j, M.k, (M.e if M.batch else None)
+    body = sp.Mul(M.weight(l + 1, k, j), M.D(l + 1, k, e), *factors, **_AS_WRITTEN)
+    return sp.Mul(sp.Sum(body, (k, 0, M.width(l + 1) - 1)), sigma_prime(M.Z(l, j, e)), **_AS_WRITTEN)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_formula_that_divides_by_zero_everywhere_is_never_proven(setting):
+    """A denominator is judged as written, before SymPy cancels it: 0/0 and x/0 are no value, at no width."""
+    M = Model(setting)
+    l, j, k, e = M.l, M.j, M.k, (M.e if M.batch else None)
+    n_up, f = M.width(l + 1), M.formula("BP2")
+    zero = sp.Add(n_up, -n_up, **_AS_WRITTEN)
+    every = "the formula divides by zero at every width"
+    cases = {
+        sp.Add(f, sp.Mul(0, sp.Pow(zero, -1, **_AS_WRITTEN), **_AS_WRITTEN), **_AS_WRITTEN): every,  # f + 0/0
+        _over(zero, f): every,  # f * 0/0
+        _over(zero, f, 2): every,  # never REFUTED either: where 0/0 is, there is no value to differ
+        _over(sp.Pow(zero, 2, **_AS_WRITTEN), f): every,
+        sp.Mul(f, sp.Pow(zero, l, **_AS_WRITTEN), sp.Pow(zero, -l, **_AS_WRITTEN), **_AS_WRITTEN): every,
+        _over((n_up + 1) ** 2 - n_up ** 2 - 2 * n_up - 1, f): every,  # 0 once expanded
+        _over(sp.Add(sp.Sum(M.weight(l + 1, k, j), (k, 0, n_up - 1)),
+                     -sp.Sum(M.weight(l + 1, M.q, j), (M.q, 0, n_up - 1)), **_AS_WRITTEN), f): every,  # renamed index
+        _over(sp.Add(M.D(l, j, e), -CostPartial(M.Z(l, j, e)), **_AS_WRITTEN), f): every,  # delta is dC/dz
+        _over(sp.Add(M.A(l, j, e), -sigma(M.Z(l, j, e)), **_AS_WRITTEN), f): every,  # a is sigma(z)
+        _bp2_with(M, sp.Add(k, -k, **_AS_WRITTEN), sp.Pow(sp.Add(k, -k, **_AS_WRITTEN), -1, **_AS_WRITTEN)): every,
+        sp.Add(f, sp.Mul(n_up, sp.Pow(0, -1, **_AS_WRITTEN), **_AS_WRITTEN), **_AS_WRITTEN): every,  # n/0
+        _over(sigma(sp.Mul(M.Z(l, j, e), zero, sp.Pow(zero, -1, **_AS_WRITTEN), **_AS_WRITTEN)), f): every,
+        sp.Add(f, sp.Mul(0, sp.log(zero, evaluate=False), **_AS_WRITTEN), **_AS_WRITTEN): "has no value at any width",
+        f * sp.zoo: "has no value at any width",
+    }
+    for candidate, needle in cases.items():
+        thm = prove_theorem(M, "BP2", candidate)
+        step = thm.steps[-1]
+        assert step.rule == "formula" and thm.verdict == "UNPROVEN", (text(candidate), step.evidence_text())
+        assert needle in step.evidence_text() and step.counterexample is None, step.evidence_text()
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_denominator_zero_somewhere_is_judged_before_it_cancels(setting):
+    """x/x where x is 0 at some width, layer or index (or is not shown nonzero) is not proven; a counterexample
+    is taken only where every denominator as written is nonzero."""
+    M = Model(setting)
+    l, j, k, e = M.l, M.j, M.k, (M.e if M.batch else None)
+    n_l, n_up, f = M.width(l), M.width(l + 1), M.formula("BP2")
+    cases = {
+        _over(n_up - 1, f): "divides by zero at n_{l+1} = 1",
+        _over(j, f): "divides by zero at j = 0",
+        _over(l - 1, f): "divides by zero at l = 1",
+        _over(n_up - 1.0, f): "divides by zero at n_{l+1} = 1",  # a float is its exact value
+        _over(n_l - n_up, f): "divides by zero at n_{l+1} = 1, n_{l} = 1",
+        _bp2_with(M, k, sp.Pow(k, -1, **_AS_WRITTEN)): "divides by zero at k = 0",  # the sum's first term
+        _bp2_with(M, k - 5, sp.Pow(k - 5, -1, **_AS_WRITTEN)): "divides by zero at k = 5",  # from n_{l+1} = 6 on
+        _over(sigma_prime(M.Z(l, j, e)), f): "which is not shown nonzero",  # sigma is arbitrary: sigma' may be 0
+        _over(M.D(l + 1, j, e), f): "which is not shown nonzero",
+        _over(n_l * n_up - 36, f): "which is not shown nonzero",  # 0 at 6 x 6, beyond the widths tried
+    }
+    for candidate, needle in cases.items():
+        thm = prove_theorem(M, "BP2", candidate)
+        assert thm.verdict == "UNPROVEN" and needle in thm.steps[-1].evidence_text(), thm.steps[-1].evidence_text()
+    # twice the formula is wrong wherever it has a value: refuted, but never at j = 0, where j/j has none
+    thm = prove_theorem(M, "BP2", _over(j, f, 2))
+    ce = thm.steps[-1].counterexample
+    assert thm.verdict == "REFUTED" and dict(ce.indices)[j] != 0
+    assert ce.rhs == 2 * ce.lhs != 0
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_denominator_nonzero_as_written_is_proven(setting):
+    """x/x for an x shown nonzero everywhere is 1, whatever shape it was written in."""
+    M = Model(setting)
+    l, k = M.l, M.k
+    n_l, n_up, f = M.width(l), M.width(l + 1), M.formula("BP2")
+    one = sp.Add(n_up ** 2, -n_up * n_up, 1, **_AS_WRITTEN)  # 1 once evaluated
+    for candidate in (sp.Mul(f, sp.Pow(one, -1, **_AS_WRITTEN), **_AS_WRITTEN), _over(n_up, f), _over(M.B, f),
+                      _over(n_l + n_up, f), _over(2 * n_up, f), _over(l, f), _over(n_up - sp.Rational(1, 2), f),
+                      _bp2_with(M, k + 1, sp.Pow(k + 1, -1, **_AS_WRITTEN))):
+        thm = prove_theorem(M, "BP2", candidate)
+        assert thm.verdict == "PROVEN", (text(candidate), thm.steps[-1].evidence_text())
+
+
 def test_the_concrete_network_of_a_counterexample_is_the_chain_rule():
     """Its gradients (from a^L back to a^0) against sympy.diff of the composed cost, with a polynomial sigma."""
     from fractions import Fraction
