@@ -78,16 +78,20 @@ class TextReader:
 
     # -- the walk --------------------------------------------------------------------
     def read(self) -> Node:
+        return check_size(self.walk(self.parse()))
+
+    def parse(self) -> ast.AST:
+        """Python's tree of the source, its characters, size and depth checked: both sides of a claim start here."""
         precheck(self.source, TEXT_HINTS)
         try:
             tree = ast.parse(self.wrapped, mode="eval")
         except SyntaxError as exc:
             at = self._offset(exc.lineno or 1, max((exc.offset or 1) - 1, 0))
             raise ClaimError(f"not a formula: {exc.msg}", (at, at + 1)) from None
-        except (RecursionError, MemoryError, ValueError) as exc:
+        except (RecursionError, MemoryError, ValueError):
             raise ClaimError("cannot be read: nested too deeply or too large", (0, 0)) from None
         self._check_tree(tree)
-        return check_size(self.walk(tree.body))
+        return tree.body
 
     def _check_tree(self, tree: ast.AST) -> None:
         """Depth and size of Python's tree, iteratively, before the recursive walk."""
@@ -294,39 +298,47 @@ class Lhs:
         return f"({body}).T" if self.transposed else body
 
 
-_LHS = re.compile(r"^\s*(?:dC\s*/\s*d(?P<p>[wWb])(?P<pl>\d+)|(?P<d>delta)(?P<dl>\d+))\s*"
-                  r"(?:\[\s*(?P<i>\d+)\s*(?:,\s*(?P<k>\d+)\s*)?\])?\s*$")
-_LHS_T = re.compile(r"^\s*\(\s*(?P<inner>[^()]*)\)\s*\.T\s*$")
+_LHS_FORMS = "dC/dw2[j,k], dC/db2[j], dC/dW2, dC/dw2, dC/db2, delta2, delta2[j] or (dC/dW2).T"
 
 
 def read_lhs(source: str, shape: Shape) -> Lhs:
-    """dC/dw2[j,k], dC/db2[j], dC/dW2, dC/dw2, dC/db2, delta2, delta2[j], or (dC/dW2).T."""
-    transposed = False
-    m_t = _LHS_T.match(source)
-    if m_t:
-        transposed, source_inner = True, m_t.group("inner")
-    else:
-        source_inner = source
+    """dC/dw2[j,k], dC/db2[j], dC/dW2, dC/dw2, dC/db2, delta2, delta2[j], or (dC/dW2).T.
+
+    Read by the right-hand side's reader (its characters, Python's tree, its names and
+    its indices), so that a literal means the same on both sides, or is the same error.
+    """
     if len(source) > 200:
         raise ClaimError("a left-hand side is a name such as dC/dw2[0,1] or delta1", (0, 0))
-    m = _LHS.match(source_inner)
-    if not m:
-        raise ClaimError(f"'{source.strip()}' is not a left-hand side; use dC/dw2[j,k], dC/db2[j], dC/dW2, dC/dw2, "
-                         "dC/db2, delta2, delta2[j] or (dC/dW2).T", (0, len(source)))
-    kind = m.group("p") or "delta"
-    layer = int(m.group("pl") or m.group("dl"))
-    check_layer("w" if kind != "delta" else "delta", layer, shape, (0, len(source)))
+    reader = TextReader(source, shape)
+    whole = (0, len(source))
+    try:
+        tree = reader.parse()
+    except ClaimError as exc:  # the right-hand side's words, and what was read
+        raise ClaimError(f"'{source.strip()}' is not a left-hand side: {exc.message}", exc.span) from None
+    transposed = isinstance(tree, ast.Attribute) and tree.attr == "T"
+    node = tree.value if transposed else tree
+    partial = (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.left, ast.Name)
+               and node.left.id == "dC")
+    named = node.right if partial else node  # dw2[j,k] after dC/, or delta2[j]
+    base = named.value if isinstance(named, ast.Subscript) else named
+    m = None
+    if isinstance(base, ast.Name) and base.id.startswith("d" if partial else "delta"):
+        m = _LAYERED_NAME.match(base.id[1:] if partial else base.id)
+    if m is None or m.group(1) not in (("w", "W", "b") if partial else ("delta",)):
+        raise ClaimError(f"'{source.strip()}' is not a left-hand side; use {_LHS_FORMS}", whole)
+    kind, layer = m.group(1), int(m.group(2))
+    check_layer("w" if kind != "delta" else "delta", layer, shape, whole)
     index = None
-    if m.group("i") is not None:
-        index = (int(m.group("i")),) + ((int(m.group("k")),) if m.group("k") is not None else ())
+    if isinstance(named, ast.Subscript):
+        index = reader.index(named.slice)  # the right-hand side's index reader
         want = 2 if kind == "w" else 1
         if kind == "W":
-            raise ClaimError("dC/dW2 is the whole matrix; one partial is dC/dw2[j,k]", (0, len(source)))
+            raise ClaimError("dC/dW2 is the whole matrix; one partial is dC/dw2[j,k]", whole)
         if len(index) != want:
             raise ClaimError(f"dC/d{kind}{layer} takes {want} ind{'ices' if want == 2 else 'ex'}"
-                             if kind != "delta" else f"delta{layer} takes one index", (0, len(source)))
+                             if kind != "delta" else f"delta{layer} takes one index", whole)
     if transposed and index is not None:
-        raise ClaimError("a single partial has no transpose", (0, len(source)))
+        raise ClaimError("a single partial has no transpose", whole)
     return Lhs(kind, layer, index, transposed)
 
 

@@ -160,6 +160,45 @@ def test_left_hand_side_errors(source, needle):
     assert needle in fails(read_lhs, source).message
 
 
+@pytest.mark.parametrize("literal,value", [("1", 1), ("0x1", 1), ("0o1", 1), ("0b1", 1), ("1_0", 10), ("(1)", 1)])
+def test_an_index_literal_reads_the_same_on_both_sides(literal, value):
+    """One number reader: a literal the right-hand side reads as n is n on the left too."""
+    assert read_text(f"w2[{literal},0]", PAREN).index == (value, 0)
+    assert read_lhs(f"dC/dw2[{literal},0]", PAREN).index == (value, 0)
+    assert read_lhs(f"delta1[{literal}]", PAREN).index == (value,)
+
+
+@pytest.mark.parametrize("literal", ["١", "１", "²", "True", "1.0", "1e0", "1j", "-1", "j", "0:1"])
+def test_an_index_literal_is_the_same_error_on_both_sides(literal):
+    """Not a whole number as Python writes one (an Arabic-Indic or full-width digit is none): an error on either
+    side, for the same reason."""
+    right = fails(read_text, f"w2[{literal},0]").message
+    assert right in fails(read_lhs, f"dC/dw2[{literal},0]").message
+    assert fails(read_text, f"delta1[{literal}]").message in fails(read_lhs, f"delta1[{literal}]").message
+
+
+@pytest.mark.parametrize("name", ["w٢", "ｗ2", "w２"])
+def test_a_layer_is_written_in_ascii_digits_on_both_sides(name):
+    right = fails(read_text, f"{name}[0,0]").message
+    assert right.startswith("character") and right in fails(read_lhs, f"dC/d{name}[0,0]").message
+
+
+def test_claims_file_reads_each_literal_the_same_on_both_sides(tmp_path):
+    """Through check_file: the same digit is the same ERROR in lhs and rhs, and 0x1 is 1 in both."""
+    from derive.claims import check_file
+
+    right = "(a2[1] - T[1]) * a2[1] * (1 - a2[1]) * a1[0]"
+    claims = [("dC/dw2[١,0]", right), ("dC/dw2[1,0]", right.replace("a2[1] - T", "a2[١] - T")),
+              ("dC/dw2[0x1,0]", right), ("dC/dw2[1,0]", right.replace("a2[1] - T", "a2[0x1] - T"))]
+    body = 'spec = "net222"\n' + "".join(f'[[claim]]\nname = "c{i}"\nlhs = "{lhs}"\nrhs = "{rhs}"\n'
+                                       for i, (lhs, rhs) in enumerate(claims))
+    path = tmp_path / "digits.toml"
+    path.write_text(body, encoding="utf-8")
+    verdicts = check_file(path).verdicts
+    assert [v.verdict for v in verdicts] == ["ERROR", "ERROR", "PROVEN", "PROVEN"]
+    assert all("character '١' is not allowed" in v.message for v in verdicts[:2]), [v.message for v in verdicts]
+
+
 # ---------------------------------------------------------------------------
 # LaTeX
 # ---------------------------------------------------------------------------
