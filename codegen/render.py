@@ -9,6 +9,7 @@ whose body the C printer writes from the same SymPy expressions.
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,26 @@ def literal(text: str) -> str:
 
 def command(spec: Spec) -> str:
     target = spec.name if spec.name in builtin_names() and spec.source.startswith("derive/specs/") else spec.source
-    return f"python -m codegen {plain(target)}"
+    # quoted for a POSIX shell: pasted there, the line names the file and runs nothing else
+    return f"python -m codegen {shlex.quote(plain(target))}"
+
+
+@dataclass(frozen=True)
+class OutputRange:
+    """The values an output activation takes (as rounded), where a cost takes their logs."""
+
+    low: int
+    high: int
+    rows_sum_to_one: bool  # each row is a distribution (its sum is 1 up to rounding)
+    text: str  # the range, for an error message
+
+
+# Facts of the activations themselves; they belong in derive/activations.py's table. A log cost
+# whose output activation is missing here is refused when generating, not printed unchecked.
+OUTPUT_RANGES = {
+    "sigmoid": OutputRange(0, 1, False, "entries in [0, 1]"),
+    "softmax": OutputRange(0, 1, True, "rows of entries in [0, 1] that sum to 1"),
+}
 
 
 @dataclass
@@ -253,6 +273,15 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
     cost_plain = r.cost_printer.doprint(plan.cost_term)
     cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
     floored = log_floors(plan.cost_term, r.cost_printer)
+    output_range, output_of_z = None, None
+    if floored:  # the cost takes logs of the output: only the activation's own values have them
+        act = spec.activation[-1]
+        if act not in OUTPUT_RANGES:
+            raise AssertionError(f"{spec.name}: the cost takes logs of a {act} output, whose range OUTPUT_RANGES lacks")
+        output_range = OUTPUT_RANGES[act]
+    if cost_z is not None:  # the cost through z{L}: the output it belongs to, computed again from z{L}
+        step = next(s for s in reversed(plan.forward) if s.lhs == f"a{L}")
+        output_of_z = r.cost_printer.doprint(step.expr)
     helpers = sorted(p.used_helpers | r.cost_printer.used_helpers)
     kernels = fwd.kernels + bwd.kernels
     context = dict(
@@ -291,6 +320,8 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         cost_term_z=cost_z,
         cost_term_z_doc=formula(plan.cost_term_z) if plan.cost_term_z is not None else None,
         cost_floored=floored,
+        output_range=output_range,
+        output_of_z=output_of_z,
         helpers=helpers,
         kernels_file=plain(f"{spec.name}_kernels.cu"),
         has_kernels=bool(kernels),

@@ -164,12 +164,34 @@ def _finite(a):
     return math.isfinite(numpy.vdot(a, a)) or bool(numpy.isfinite(a).all())
 
 
+def _not_finite_key(values):
+    """The first key of PARAM_SHAPES whose array in `values` (in that order) has a NaN or inf, or None."""
+    if all(map(_finite, values)):
+        return None
+    return next(key for key, value in zip(PARAM_SHAPES, values) if not numpy.isfinite(value).all())
+
+
 def _not_finite(where, x, params):
     """Name the argument that holds a NaN or inf; if none does, the pre-activation overflowed."""
     for name, value in [("x", x)] + [(f"params[{k!r}]", params[k]) for k in PARAM_SHAPES]:
         if not numpy.isfinite(value).all():
             raise ValueError(f"{name}: contains NaN or inf (shape {tuple(value.shape)}), expected finite values")
     raise ValueError(f"{where}: overflowed to inf from finite x and params (x shape {tuple(x.shape)}); scale the input down")
+
+
+def _generator(rng):
+    """numpy.random.default_rng(rng) for a Generator (a BitGenerator, a SeedSequence, None) or a seed: an
+    integer from 0 or a list of them. A bool is an int to NumPy, not a seed: it is refused."""
+    given = (numpy.random.Generator, numpy.random.BitGenerator, numpy.random.SeedSequence, type(None))
+    seeds = [] if isinstance(rng, given) else list(rng.flat) if isinstance(rng, numpy.ndarray) else (
+        list(rng) if isinstance(rng, (list, tuple)) else [rng])
+    if isinstance(rng, given) or seeds and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, (bool, numpy.bool_)) for s in seeds):
+        try:
+            return numpy.random.default_rng(rng)
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator")
 
 
 # -- the interface -------------------------------------------------------------------
@@ -184,10 +206,7 @@ def init_params(rng=0, dtype=numpy.float64):
         kind = None
     if kind is None or kind not in _FLOATS:
         raise ValueError(f"dtype: {dtype!r}, expected numpy.float32 or numpy.float64")
-    try:
-        rng = numpy.random.default_rng(rng)
-    except (TypeError, ValueError):
-        raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator") from None
+    rng = _generator(rng)
     params = {}
     for key in PARAM_SHAPES:
         if key.startswith("W"):
@@ -251,6 +270,8 @@ def cost(output, y, cache=None):
     The cost needs only the output; a cache, when given, is checked like backward's.
     """
     a2 = _check_array("output", output, (_BATCH, 2))
+    if not _finite(a2):
+        raise ValueError(f"output: contains NaN or inf (shape {tuple(a2.shape)}), expected finite values")
     y = _check_target(y, a2)
     if cache is not None:
         _cache(cache)
@@ -262,15 +283,25 @@ def sgd_step(params, grads, eta):
 
         W1_new = W1 - gamma*dC_dW1
         W2_new = W2 - gamma*dC_dW2
-    with gamma = eta.
+    with gamma = eta. A gradient with a NaN or inf, or a step that overflows, is refused before
+    anything is written.
     """
     first = params.get("W1") if isinstance(params, dict) else None
     dtype = first.dtype if type(first) is numpy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
-    _params(params, dtype)
-    _params(grads, dtype, "grads")
+    values = _params(params, dtype)
+    steps = _params(grads, dtype, "grads")
     for key in PARAM_SHAPES:
         if not params[key].flags.writeable:
             raise ValueError(f"params[{key!r}]: read-only, expected a writeable array: sgd_step updates params in place")
     eta = _rate(eta)
-    for key in PARAM_SHAPES:
-        params[key] -= eta * grads[key]
+    for what, arrays in (("grads", steps), ("params", values)):
+        key = _not_finite_key(arrays)
+        if key is not None:
+            raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
+    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
+        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
+    key = _not_finite_key(new)
+    if key is not None:
+        raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
+    for key, value in zip(PARAM_SHAPES, new):
+        params[key][...] = value

@@ -37,6 +37,16 @@ _CACHE_WIDTHS = (3, 4, 4, 4, 4, 2, 2)  # columns of each, in CACHE_KEYS order
 _BATCH = None  # rows of x: None for any batch size
 _FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float32, numpy.float64)}
+_ROUNDING = 4 * (SIZES[-1] + 2)  # units in the last place an output entry or row sum may be off by rounding
+
+
+def sigmoid(z, out=None):
+    """exp(z)/(exp(z) + 1) = 1/(1 + exp(-z)) for every z: z is capped below log(max float), so
+    exp cannot overflow. At the cap the sigmoid already rounds to 1: the cap changes no value.
+    """
+    t = cupy.minimum(z, _EXP_CAP[z.dtype.type], out=out)
+    cupy.exp(t, out=t)
+    return cupy.divide(t, t + 1, out=t)
 
 
 def softplus(z, out=None):
@@ -168,6 +178,29 @@ def _cached(cache, key, output):
     return _same_dtype(f"cache[{key!r}]", _check_array(f"cache[{key!r}]", value, output.shape), output, "the output")
 
 
+def _same_output(output, again, key):
+    """The cost through cache[key] is output's only when output is the output forward returned with that
+    cache: the activation of cache[key], computed again (`again`), up to rounding. A view or copy of it
+    passes; an output changed since, in place or not, or one from another call does not."""
+    eps, tiny = numpy.finfo(output.dtype).eps, numpy.finfo(output.dtype).tiny
+    close = abs(output - again) <= _ROUNDING * eps * abs(again) + tiny
+    if not close.all():
+        i = numpy.unravel_index(int(cupy.flatnonzero(~close)[0]), output.shape)
+        at = tuple(map(int, i))
+        raise ValueError(f"output: not the output forward returned with cache (entry {at} is {float(output[i])!r}, "
+                         f"sigmoid(cache[{key!r}]) is {float(again[i])!r}); expected the output and cache "
+                         "of one forward call, or no cache")
+
+
+def _in_range(output):
+    """Nothing, when output can be a sigmoid's output, whose logs the cost takes: entries in [0, 1]."""
+    inside = (output >= 0) & (output <= 1)  # NaN is not
+    if not inside.all():
+        i = numpy.unravel_index(int(cupy.flatnonzero(~inside)[0]), output.shape)
+        raise ValueError(f"output: entry {tuple(map(int, i))} is {float(output[i])!r}, expected entries in [0, 1] "
+                         "(a sigmoid's outputs, whose logs the cost takes)")
+
+
 def _rate(eta):
     """eta as a float, when it is a finite real number (not a bool)."""
     if isinstance(eta, numbers.Real) and not isinstance(eta, bool):
@@ -185,12 +218,34 @@ def _all_finite(*arrays):
     return bool(cupy.stack([cupy.isfinite(a).all() for a in arrays]).all())
 
 
+def _not_finite_key(values):
+    """The first key of PARAM_SHAPES whose array in `values` (in that order) has a NaN or inf, or None."""
+    if _all_finite(*values):
+        return None
+    return next(key for key, value in zip(PARAM_SHAPES, values) if not cupy.isfinite(value).all())
+
+
 def _not_finite(where, x, params):
     """Name the argument that holds a NaN or inf; if none does, the pre-activation overflowed."""
     for name, value in [("x", x)] + [(f"params[{k!r}]", params[k]) for k in PARAM_SHAPES]:
         if not cupy.isfinite(value).all():
             raise ValueError(f"{name}: contains NaN or inf (shape {tuple(value.shape)}), expected finite values")
     raise ValueError(f"{where}: overflowed to inf from finite x and params (x shape {tuple(x.shape)}); scale the input down")
+
+
+def _generator(rng):
+    """numpy.random.default_rng(rng) for a Generator (a BitGenerator, a SeedSequence, None) or a seed: an
+    integer from 0 or a list of them. A bool is an int to NumPy, not a seed: it is refused."""
+    given = (numpy.random.Generator, numpy.random.BitGenerator, numpy.random.SeedSequence, type(None))
+    seeds = [] if isinstance(rng, given) else list(rng.flat) if isinstance(rng, numpy.ndarray) else (
+        list(rng) if isinstance(rng, (list, tuple)) else [rng])
+    if isinstance(rng, given) or seeds and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, (bool, numpy.bool_)) for s in seeds):
+        try:
+            return numpy.random.default_rng(rng)
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator")
 
 
 # -- the interface -------------------------------------------------------------------
@@ -205,10 +260,7 @@ def init_params(rng=0, dtype=numpy.float64):
         kind = None
     if kind is None or kind not in _FLOATS:
         raise ValueError(f"dtype: {dtype!r}, expected numpy.float32 or numpy.float64")
-    try:
-        rng = numpy.random.default_rng(rng)
-    except (TypeError, ValueError):
-        raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator") from None
+    rng = _generator(rng)
     params = {}
     for key in PARAM_SHAPES:
         if key.startswith("W"):
@@ -286,15 +338,20 @@ def cost(output, y, cache=None):
     """C = sum over the rows and outputs of -y*log(a3) - (1 - y)*log(1 - a3)
 
     cache: the dict forward returned with this output. With it the logs are taken through
-    z3 (y*softplus(-z3) + (1 - y)*softplus(z3)), exact for every z.
+    z3 (y*softplus(-z3) + (1 - y)*softplus(z3)), exact for every z; an output that is not
+    sigmoid(z3) of that cache (up to rounding) is refused.
     From the output alone they are logs of the output as rounded: where it is within the
     smallest normal float of 0 or 1 (a saturated sigmoid) a log would be -inf, so it
     is floored there, the cost is not exact, and a RuntimeWarning says so.
     """
     a3 = _check_array("output", output, (_BATCH, 2))
+    if not _all_finite(a3):
+        raise ValueError(f"output: contains NaN or inf (shape {tuple(a3.shape)}), expected finite values")
+    _in_range(a3)
     y = _check_target(y, a3)
     if cache is not None:
         z3 = _cached(cache, "z3", a3)
+        _same_output(a3, sigmoid(z3), "z3")
         return float(cupy.sum(y*softplus(-z3) + (1 - y)*softplus(z3)))
     tiny = numpy.finfo(a3.dtype).tiny
     floored = int(cupy.count_nonzero(((a3 < tiny) & (y != 0)) | ((1 - a3 < tiny) & (y - 1 != 0))))
@@ -314,12 +371,22 @@ def sgd_step(params, grads, eta):
         b2_new = b2 - gamma*dC_db2
         W3_new = W3 - gamma*dC_dW3
         b3_new = b3 - gamma*dC_db3
-    with gamma = eta.
+    with gamma = eta. A gradient with a NaN or inf, or a step that overflows, is refused before
+    anything is written.
     """
     first = params.get("W1") if isinstance(params, dict) else None
     dtype = first.dtype if type(first) is cupy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
-    _params(params, dtype)
-    _params(grads, dtype, "grads")
+    values = _params(params, dtype)
+    steps = _params(grads, dtype, "grads")
     eta = _rate(eta)
-    for key in PARAM_SHAPES:
-        params[key] -= eta * grads[key]
+    for what, arrays in (("grads", steps), ("params", values)):
+        key = _not_finite_key(arrays)
+        if key is not None:
+            raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
+    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
+        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
+    key = _not_finite_key(new)
+    if key is not None:
+        raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
+    for key, value in zip(PARAM_SHAPES, new):
+        params[key][...] = value

@@ -16,6 +16,7 @@ import importlib.util
 import itertools
 import os
 import re
+import shlex
 import subprocess
 import sys
 import warnings
@@ -473,6 +474,93 @@ def test_cost_from_the_output_is_quiet_and_close_where_nothing_is_floored(output
         assert got == pytest.approx(_mp_cost(cost, z, y), rel=rel, abs=1e-30)
 
 
+LOG_COSTS = [("sigmoid", "cross_entropy"), ("softmax", "log_likelihood")]
+
+
+def _forward_one_layer(output, cost, dtype, tmp_path, z=((2.5, -4, 0.5), (-1, 3, 0))):
+    module = module_for(_one_layer(output, cost), tmp_path)
+    out, cache = module.forward({"W1": np.array(z, dtype=dtype)}, np.eye(2, dtype=dtype))
+    return module, out, cache, np.array(Y_FOR[cost], dtype=dtype)
+
+
+@pytest.mark.parametrize("output,cost", LOG_COSTS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cost_takes_the_cache_only_with_its_own_output(output, cost, dtype, tmp_path):
+    """Through the cache the cost is that of the cache's z: an output that is not sigma(z) is refused."""
+    module, out, cache, y = _forward_one_layer(output, cost, dtype, tmp_path)
+    want = module.cost(out, y, cache)
+    assert module.cost(out.copy(), y, cache) == module.cost(np.asfortranarray(out), y, cache) == want
+    other, _ = module.forward({"W1": np.array([[1, 2, -3], [0.5, 0, 1]], dtype=dtype)}, np.eye(2, dtype=dtype))
+    uniform = np.full_like(out, 1 / 3)
+    not_its_own = r"^output: not the output forward returned with cache \(entry \(\d, \d\) is .*\); expected the output and cache of one forward call, or no cache$"
+    for bad in (other, uniform, out[::-1].copy()):
+        with pytest.raises(ValueError, match=not_its_own):
+            module.cost(bad, y, cache)
+        module.cost(bad, y)  # without the cache: the cost of that output
+    out[0] = out[1]  # changed in place after forward, a distribution still
+    with pytest.raises(ValueError, match=not_its_own):
+        module.cost(out, y, cache)
+
+
+def test_the_reported_cost_with_another_output_and_the_cache():
+    module, spec = builtin("rowmajor"), load_spec("rowmajor")
+    params, x, y = data(spec, 3, np.random.default_rng(0))
+    out, cache = module.forward(params, x)
+    with pytest.raises(ValueError, match=r"^output: not the output forward returned with cache"):
+        module.cost(out * 0 + 0.5, y, cache)
+
+
+@pytest.mark.parametrize("output,cost", LOG_COSTS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_log_cost_refuses_an_output_outside_the_activations_range(output, cost, dtype, tmp_path):
+    """An output no sigmoid or softmax gives has no cost under a log: a ValueError naming output and the range."""
+    module, out, cache, y = _forward_one_layer(output, cost, dtype, tmp_path)
+    entry = r"^output: entry \(\d, \d\) is .*, expected (rows of )?entries in \[0, 1\]"
+    bad_entries = [out + 5, out - 1, -out, out * 2]
+    if output == "softmax":  # entries in [0, 1] whose rows are not distributions
+        row = r"^output: row \d sums to .*, expected rows of entries in \[0, 1\] that sum to 1 up to rounding"
+        for bad in (out * 0.9, out + 0.01, out * (1 + 1e-4)):
+            for cache_or_none in (None, cache):
+                with pytest.raises(ValueError, match=row):
+                    module.cost(bad.astype(dtype), y, cache_or_none)
+    for bad in bad_entries:
+        for cache_or_none in (None, cache):
+            with pytest.raises(ValueError, match=entry):
+                module.cost(bad.astype(dtype), y, cache_or_none)
+    for bad in (np.nan, np.inf, -np.inf):
+        nonfinite = out.copy()
+        nonfinite[1, 2] = bad
+        with pytest.raises(ValueError, match=r"^output: contains NaN or inf \(shape \(2, 3\)\), expected finite values$"):
+            module.cost(nonfinite, y)
+    # saturated outputs (0 and 1 as rounded) are a sigmoid's or softmax's: taken, with the floor's warning
+    module, out, cache, y = _forward_one_layer(output, cost, dtype, tmp_path, z=((1e4, -1e4, 3.5), (-1e4, 20.25, -0.5)))
+    assert ((out == 0) | (out == 1)).any()
+    module.cost(out, y, cache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        module.cost(out, y)
+
+
+def test_the_reported_output_outside_the_sigmoids_range():
+    module, spec = builtin("rowmajor"), load_spec("rowmajor")
+    params, x, y = data(spec, 3, np.random.default_rng(0))
+    out, _ = module.forward(params, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^output: entry \(0, 0\) is .*, expected entries in \[0, 1\] \(a sigmoid's outputs"):
+            module.cost(out + 5, y)
+
+
+def test_a_quadratic_cost_takes_any_finite_output_but_no_nan():
+    """No log: the quadratic cost of any finite array is what it says; a NaN or inf is still refused."""
+    module, params, x, y = _ok()
+    out, _ = module.forward(params, x)
+    assert module.cost(out + 5, y) == pytest.approx(0.5 * ((out + 5 - y) ** 2).sum() / 3, rel=1e-12)
+    out[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^output: contains NaN or inf"):
+        module.cost(out, y)
+
+
 def test_stable_log_forms_are_identities():
     """The rewrites the cost uses with the cache: log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z)."""
     z = sp.Symbol("z", real=True)
@@ -705,9 +793,40 @@ def test_sgd_step_refuses_read_only_parameters():
     np.testing.assert_array_equal(params["W1"], before)  # nothing updated: the check comes first
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("key", ["W1", "b2"])
+def test_sgd_step_refuses_a_gradient_or_parameter_that_is_not_finite(bad, key):
+    module, params, x, y = _ok()
+    grads = module.backward(params, module.forward(params, x)[1], y)
+    before = {k: v.copy() for k, v in params.items()}
+    wrong = {k: v.copy() for k, v in grads.items()}
+    wrong[key].flat[-1] = bad
+    with pytest.raises(ValueError, match=rf"^grads\['{key}'\]: contains NaN or inf \(shape \(\d+, \d+\)\), expected finite values$"):
+        module.sgd_step(params, wrong, 0.1)
+    wrong = {k: v.copy() for k, v in params.items()}
+    wrong[key].flat[0] = bad
+    with pytest.raises(ValueError, match=rf"^params\['{key}'\]: contains NaN or inf"):
+        module.sgd_step(wrong, grads, 0.1)
+    assert all((params[k] == before[k]).all() for k in params)
+
+
+def test_sgd_step_refuses_a_step_that_overflows_and_writes_nothing():
+    module, params, x, y = _ok()
+    grads = {k: np.full_like(v, 1e10) for k, v in params.items()}
+    before = {k: v.copy() for k, v in params.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^eta: 1e\+300 makes params\['W1'\] - eta\*grads\['W1'\] overflow to inf; expected a smaller eta$"):
+            module.sgd_step(params, grads, 1e300)
+    assert all((params[k] == before[k]).all() for k in params)
+
+
 @pytest.mark.parametrize("rng,dtype,match", [
     ("seed", np.float64, r"^rng: 'seed', expected a seed"), (-1, np.float64, r"^rng: -1, expected a seed"),
-    (1.5, np.float64, r"^rng: 1.5, expected a seed"),
+    (1.5, np.float64, r"^rng: 1.5, expected a seed"), (True, np.float64, r"^rng: True, expected a seed"),
+    (False, np.float64, r"^rng: False, expected a seed"), (np.True_, np.float64, r"^rng: np.True_, expected a seed"),
+    ([1, True], np.float64, r"^rng: \[1, True\], expected a seed"), (np.array([0, 1]) > 0, np.float64, r"^rng: array"),
+    ([], np.float64, r"^rng: \[\], expected a seed"), ([[1, 2]], np.float64, r"^rng: \[\[1, 2\]\], expected a seed"),
     (0, "no such type", r"^dtype: 'no such type', expected numpy.float32 or numpy.float64$"),
     (0, np.int32, r"^dtype: .*int32.*, expected numpy.float32"), (0, np.float16, r"^dtype: .*float16.*, expected"),
     (0, object, r"^dtype: .*object.*, expected"), (0, [1, 2], r"^dtype: \[1, 2\], expected"),
@@ -715,6 +834,15 @@ def test_sgd_step_refuses_read_only_parameters():
 def test_init_params_refuses_a_bad_seed_or_dtype(rng, dtype, match):
     with pytest.raises(ValueError, match=match):
         builtin("nielsen").init_params(rng, dtype)
+
+
+def test_init_params_takes_seeds_and_generators_as_numpy_does():
+    init = builtin("nielsen").init_params
+    w = init(3)["W1"]
+    for same in (np.int64(3), np.uint8(3), [3], np.array([3]), np.random.default_rng(3), np.random.SeedSequence(3)):
+        np.testing.assert_array_equal(init(same)["W1"], w)
+    np.testing.assert_array_equal(init([1, 2])["W1"], np.random.default_rng([1, 2]).standard_normal((30, 784)) / np.sqrt(784))
+    assert init(None)["W1"].shape == (30, 784)
 
 
 def test_single_example_spec_takes_one_row():
@@ -868,7 +996,7 @@ def _hostile_spec_file(path: Path) -> Path:
 
 def _assert_escaped(files: dict[str, str], source: str):
     """Every generated file: one header line that names the source escaped, no line break but newlines."""
-    header = f"Generated by `python -m codegen {plain(source)}` from {plain(source)}. Do not edit."
+    header = f"Generated by `python -m codegen {shlex.quote(plain(source))}` from {plain(source)}. Do not edit."
     assert ast.literal_eval(f'"{plain(source)}"') == source
     for fname, text in files.items():
         assert text.splitlines() == text.split("\n")[:-1], fname  # no \r, \x85, \u2028, ... anywhere
@@ -913,6 +1041,32 @@ def test_the_reported_file_name_through_the_command_line(tmp_path):
     module = importlib.util.module_from_spec(where)
     where.loader.exec_module(module)
     assert not hasattr(builtins, "PWNED") and module.SIZES == (2, 2, 2)
+
+
+SHELL_NAMES = ["h$(touch PW).toml", "h\u2026$(touch PW).toml", "a;touch PW;b.toml", "a|touch PW&.toml",
+               "$HOME {a,b} [x] ~user #c.toml", "it's \"q\" `touch PW`.toml", "-rf.toml", "a\nb\\c.toml"]
+
+
+@pytest.mark.parametrize("name", SHELL_NAMES, ids=range(len(SHELL_NAMES)))
+def test_the_header_command_pasted_in_a_shell_names_the_file_and_runs_nothing(name, tmp_path):
+    """The header's command is quoted for a POSIX shell after the escaping: one word, run by nothing."""
+    path = _hostile_spec_file(tmp_path / "specs" / name)
+    files = generate(load_spec(str(path)))
+    _assert_escaped(files, str(path))
+    for text in files.values():
+        command = text.split("\n")[0].split("`")[1]
+        assert shlex.split(command) == ["python", "-m", "codegen", plain(str(path))]
+        echoed = subprocess.run(["sh", "-c", command.replace("python -m codegen", "printf %s", 1)], cwd=tmp_path,
+                                capture_output=True, text=True, check=True).stdout
+        assert echoed == plain(str(path)) and not (tmp_path / "PW").exists()
+        if plain(name) == name:  # nothing escaped: the shell names exactly the file
+            assert Path(echoed).read_bytes() == path.read_bytes()
+
+
+def test_builtin_headers_are_the_bare_names():
+    for name in builtin_names():
+        for fname, text in generate(load_spec(name)).items():
+            assert text.split("\n")[0].endswith(f"Generated by `python -m codegen {name}` from derive/specs/{name}.toml. Do not edit.")
 
 
 @settings(max_examples=300, deadline=None)

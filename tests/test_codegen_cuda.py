@@ -303,3 +303,27 @@ def test_cupy_cost_from_a_saturated_output_warns_like_numpy(cpu_cupy, tmp_path):
     with pytest.warns(RuntimeWarning, match=floored):
         want = ref.cost(out, y)
     assert plain == want < mod.cost(out, y, cache) == ref.cost(out, y, cache)
+
+
+def test_cupy_module_refuses_what_numpy_refuses(cpu_cupy, tmp_path):
+    """Another output with the cache, an output no sigmoid gives, a NaN gradient, a bool seed: the same errors."""
+    spec = load_spec("rowmajor")
+    ref, mod = _pair(spec, tmp_path)
+    rng = np.random.default_rng(6)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in ref.init_params(2).items()}
+    x, y = rng.standard_normal((4, 3)), rng.uniform(0.1, 0.9, (4, 2))
+    out, cache = mod.forward(params, x)
+    assert mod.cost(out.copy(), y, cache) == pytest.approx(ref.cost(*ref.forward(params, x)[:1], y, cache), rel=1e-12)
+    for module in (ref, mod):
+        with pytest.raises(ValueError, match=r"^output: not the output forward returned with cache"):
+            module.cost(out * 0 + 0.5, y, cache)
+        with pytest.raises(ValueError, match=r"^output: entry \(0, 0\) is .*, expected entries in \[0, 1\]"):
+            module.cost(out + 5, y)
+        grads = module.backward(params, cache, y)
+        grads["b2"][0, 1] = np.nan
+        before = {k: v.copy() for k, v in params.items()}
+        with pytest.raises(ValueError, match=r"^grads\['b2'\]: contains NaN or inf"):
+            module.sgd_step(params, grads, 0.1)
+        assert all((params[k] == before[k]).all() for k in params)
+        with pytest.raises(ValueError, match=r"^rng: True, expected a seed"):
+            module.init_params(True)
