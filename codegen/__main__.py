@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 from derive import budget
 from derive.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, DeriveError, debugging, report_broken_pipe,
-                           report_internal)
-from derive.files import read_user_file
+                           report_internal, brief, decimal, short_words, shown)
+from derive.files import exists, named, read_user_file
 from derive.proof import prove
 from derive.spec import builtin_names, load_spec
 
@@ -31,16 +32,13 @@ MAX_GENERATED_BYTES = 64 * 1024 * 1024  # --check reads at most this much of a f
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for every other bad input
-        raise DeriveError(f"{self.prog}: {message}")
+        raise DeriveError(f"{self.prog}: {short_words(message)}")
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1e9:
-        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of seconds above 0")
+    value = decimal(text)  # ASCII digits only: float() reads '٣' as 3
+    if value is None or not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not a number of seconds above 0")
     return value
 
 
@@ -76,17 +74,20 @@ def write_all(out: Path, files: dict[str, str]) -> None:
     Raises DeriveError naming what could not be written; then no temporary file is left,
     no folder this call made, and nothing is replaced unless every file was staged.
     """
-    for name in files:
-        if (out / name).is_dir() or ((out / name).exists() and not (out / name).is_file()):
-            raise DeriveError(f"--out {out}: {name} exists there and is not a regular file; nothing written")
-    made = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        for name in files:
+            if (out / name).is_dir() or ((out / name).exists() and not (out / name).is_file()):
+                raise DeriveError(f"--out {named(out)}: {name} exists there and is not a regular file; nothing written")
+        made = [p for p in (out, *out.parents) if not p.exists()]
+    except OSError as exc:  # a name longer than the file system allows, a folder that cannot be searched
+        raise DeriveError(f"--out {named(out)}: cannot write there ({exc.strerror or exc})") from None
     staged: list[tuple[str, Path]] = []
     mask = os.umask(0)
     os.umask(mask)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name in sorted(files):
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=out)  # short: any name the target may have fits
             staged.append((tmp, out / name))
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write(files[name])
@@ -104,8 +105,20 @@ def write_all(out: Path, files: dict[str, str]) -> None:
             except OSError:
                 break
         if isinstance(exc, OSError):
-            raise DeriveError(f"cannot write to {out}: {exc.strerror or exc}") from None
+            raise DeriveError(f"--out {named(out)}: cannot write there ({exc.strerror or exc}); nothing written") from None
         raise
+
+
+def _check_out(out: Path, checking: bool) -> None:
+    """--out must be a folder, or (when writing) a name where one can be made; --check needs it to exist."""
+    try:
+        there = exists(out, "folder")
+    except DeriveError as exc:
+        raise DeriveError(f"--out {exc}") from None
+    if there and not out.is_dir():
+        raise DeriveError(f"--out {named(out)}: not a folder")
+    if checking and not out.is_dir():
+        raise DeriveError(f"--out {named(out)}: no such folder; --check compares the files of an existing one")
 
 
 def check(out: Path, files: dict[str, str], all_builtins: bool) -> list[str]:
@@ -129,7 +142,7 @@ def main(argv=None) -> int:
     try:
         return run(argv)
     except DeriveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(shown(f"error: {exc}"), file=sys.stderr)  # one line, whatever a path or a value held
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -149,6 +162,7 @@ def run(argv=None) -> int:
     out = args.out or default_out()
     everything = not args.specs and args.backend == "all"
     specs = [load_spec(name) for name in names]  # a bad name or file fails before anything is written
+    _check_out(out, args.check)
     if not args.check:  # the proof below runs at the planner's widths: refuse one that cannot finish first
         for spec in map(small_spec, specs):
             budget.check(budget.full(spec), args.max_seconds,
@@ -158,15 +172,15 @@ def run(argv=None) -> int:
     if args.check:
         stale = check(out, files, everything)
         if stale:
-            fix = "python -m codegen" + ("" if everything else " " + " ".join(args.specs))
+            fix = "python -m codegen" + ("" if everything else " " + " ".join(map(shlex.quote, args.specs)))
             fix += "" if args.backend == "all" else f" --backend {args.backend}"
-            fix += "" if args.out is None else f" --out {args.out}"
-            print(f"{out}: {len(stale)} stale file(s):", file=sys.stderr)
+            fix += "" if args.out is None else f" --out {shlex.quote(str(args.out))}"
+            print(shown(f"{out}: {len(stale)} stale file(s):"), file=sys.stderr)
             for name in stale:
-                print(f"  {name}", file=sys.stderr)
-            print(f"regenerate with: {fix}", file=sys.stderr)
+                print(shown(f"  {name}"), file=sys.stderr)
+            print(shown(f"regenerate with: {fix}"), file=sys.stderr)
             return 1
-        print(f"{out}: {len(files)} generated files up to date")
+        print(shown(f"{out}: {len(files)} generated files up to date"))
         return 0
     # nothing is written that derive/ has not proven: the forms printed are the ones of the
     # spec at the planner's widths, and each of their partials must be proven exactly
@@ -177,7 +191,7 @@ def run(argv=None) -> int:
         print(f"{spec.name} at {'-'.join(map(str, spec.sizes))}: {proof.summary()}")
     write_all(out, files)
     for name in sorted(files):
-        print(out / name)
+        print(shown(str(out / name)))
     return 0
 
 

@@ -10,8 +10,9 @@ mini-batch SGD (`sgd_step`). A quarter of the digits is held out and only scored
                             [--seed S] [--plot curve.png]
 
 Exit codes: 0 trained, 2 bad input (a spec whose sizes do not fit the digits, a missing
-optional package, a --plot path that cannot be written), 3 an unexpected internal error
-(BACKPROP_DERIVE_DEBUG=1 shows its traceback).
+optional package, a --plot path that cannot be written) or training that diverged (the
+weights or activations overflowed: a smaller --eta is the usual cure), 3 an unexpected
+internal error (BACKPROP_DERIVE_DEBUG=1 shows its traceback).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from derive.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, DeriveError, debugging, report_broken_pipe,
-                           report_internal)
+from derive.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, DeriveError, brief, debugging, decimal,
+                           report_broken_pipe, report_internal, short_words, shown)
 from derive.files import check_writable, write_atomically
 from derive.spec import Spec, load_spec, validate
 
@@ -64,21 +65,43 @@ def accuracy(module, params, x, y) -> float:
     return float((out.argmax(axis=1) == y.argmax(axis=1)).mean())
 
 
+class Diverged(DeriveError):
+    """Training left the floating-point range: a property of the run (the step size), not a bug."""
+
+
+# the generated module refuses a value that is not finite with a ValueError saying so (its template:
+# "contains NaN or inf", "overflowed to inf", "overflow to inf"); the digits are finite, so the run diverged
+_NOT_FINITE = ("NaN or inf", "overflow")
+
+
+def _diverged(epoch: int, epochs: int, eta: float, why: str) -> Diverged:
+    return Diverged(f"training diverged at epoch {epoch} of {epochs} with --eta {eta:g} ({why}); "
+                    f"try a smaller --eta, such as {eta / 10:g}")
+
+
 def train(module, params, data, epochs: int, batch: int, eta: float, seed: int, progress=None):
-    """Mini-batch SGD; returns one (epoch, training cost, test accuracy) per epoch."""
+    """Mini-batch SGD; returns one (epoch, training cost, test accuracy) per epoch; Diverged if it overflows."""
     x_train, x_test, y_train, y_test = data
     rng = np.random.default_rng(seed)
     history = []
     task = progress.add_task("training", total=epochs) if progress else None
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(x_train))
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch]
-            out, cache = module.forward(params, x_train[rows])
-            module.sgd_step(params, module.backward(params, cache, y_train[rows]), eta)
-        out, cache = module.forward(params, x_train)
-        cost = module.cost(out, y_train, cache)
-        acc = accuracy(module, params, x_test, y_test)
+        try:
+            with np.errstate(all="ignore"):  # the module checks its values itself: no warning lines
+                for start in range(0, len(order), batch):
+                    rows = order[start : start + batch]
+                    out, cache = module.forward(params, x_train[rows])
+                    module.sgd_step(params, module.backward(params, cache, y_train[rows]), eta)
+                out, cache = module.forward(params, x_train)
+                cost = module.cost(out, y_train, cache)
+                acc = accuracy(module, params, x_test, y_test)
+        except (ValueError, FloatingPointError) as exc:
+            if not any(text in str(exc) for text in _NOT_FINITE):
+                raise
+            raise _diverged(epoch, epochs, eta, "the weights or activations overflowed") from None
+        if not np.isfinite(cost):
+            raise _diverged(epoch, epochs, eta, f"the cost is {cost}")
         history.append((epoch, cost, acc))
         if progress:
             progress.update(task, advance=1, description=f"epoch {epoch}: cost {cost:.4f}, test accuracy {acc:.1%}")
@@ -110,7 +133,7 @@ def plot(history, path: Path) -> None:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for every other bad input
-        raise DeriveError(f"{self.prog}: {message}")
+        raise DeriveError(f"{self.prog}: {short_words(message)}")
 
 
 def _whole(low: int, high: int):
@@ -118,17 +141,25 @@ def _whole(low: int, high: int):
     def parse(text: str) -> int:
         digits = text.strip()
         if not (digits.isascii() and digits.isdigit()) or len(digits.lstrip("0")) > len(str(high)) \
-                or not low <= int(digits) <= high:
-            raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a whole number from {low} to {high}")
-        return int(digits)
+                or not low <= int(digits.lstrip("0") or "0") <= high:
+            raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not a whole number from {low} to {high}")
+        return int(digits.lstrip("0") or "0")
     return parse
+
+
+def _rate(text: str) -> float:
+    """A learning rate: a finite positive number in ASCII digits (float() reads '٣' as 3)."""
+    value = decimal(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not a finite positive number, such as 0.5")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m codegen.train", description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=_whole(1, 10**6), default=30)
     p.add_argument("--batch", type=_whole(1, 10**6), default=16, help="mini-batch size (default 16)")
-    p.add_argument("--eta", type=float, default=0.5, help="learning rate (default 0.5)")
+    p.add_argument("--eta", type=_rate, default=0.5, help="learning rate (default 0.5)")
     p.add_argument("--hidden", type=_whole(1, 4096), default=32, help="hidden width of the built-in digits spec (default 32)")
     p.add_argument("--spec", help=f"a spec of your own instead: sizes {INPUTS}-...-{CLASSES}")
     p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="seed of the split, the initial weights and the batches")
@@ -140,7 +171,7 @@ def main(argv=None) -> int:
     try:
         return run(argv)
     except DeriveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(shown(f"error: {exc}"), file=sys.stderr)  # one line, whatever a path or a value held
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -156,8 +187,6 @@ def main(argv=None) -> int:
 def run(argv=None) -> int:
     args = parser().parse_args(argv)
     # bad input is found before any training
-    if not 0 < args.eta < float("inf"):
-        raise DeriveError("--eta must be a positive number")
     spec = load_spec(args.spec) if args.spec else digits_spec(args.hidden)
     if spec.sizes[0] != INPUTS or spec.sizes[-1] != CLASSES or spec.batch == "single":
         raise DeriveError(f"{spec.source}: sizes {'-'.join(map(str, spec.sizes))} and batch '{spec.batch}' do not fit "
@@ -180,7 +209,7 @@ def run(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="codegen_train_") as folder:
         module = load_generated(spec, Path(folder))
         params = module.init_params(args.seed)
-        console.print(f"{spec.name}: {'-'.join(map(str, spec.sizes))}, {', '.join(spec.activation)}, {spec.cost}; "
+        console.print(f"{spec.name}: {'-'.join(map(str, spec.sizes))}, {', '.join(dict.fromkeys(spec.activation))}, {spec.cost}; "
                       f"{len(data[0])} training and {len(data[1])} held-out digits; batch {args.batch}, eta {args.eta}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
@@ -189,7 +218,7 @@ def run(argv=None) -> int:
     console.print(f"held-out accuracy after {args.epochs} epochs: {final:.2%} ({round(final * len(data[1]))} of {len(data[1])})")
     if args.plot:
         plot(history, args.plot)
-        console.print(f"learning curve: {args.plot}")
+        console.print(shown(f"learning curve: {args.plot}"), markup=False)
     return 0
 
 

@@ -3,21 +3,29 @@
 The model counts what the work grows with; its coefficients are fitted to timings of
 proof.prove (24 networks) and of single oracle partials (29, widths 2 to 784, depths 1 to 8)
 on the 2-core machine while it was busy with other work, and checked against the README's
-"How proof cost grows" table: within about a factor of 3 either way (nielsen: 23 s
-estimated, 8.5 to 11 s measured on a quiet machine; 64-64-64-64: 50 s estimated, 101 s measured).
+"How proof cost grows" table (sigmoid): within about a factor of 3.5 either way (8-8-8-8-8:
+105 s estimated, 47 s measured; 16-16-16-16: 144 s and 43 s; 32-32-32: 62 s and 54 s;
+64-64-64-64 scalable: 50 s and 101 s), and against deep networks whose expansion does not
+grow (measured on the same machine, full mode): width 1, identity, 40 and 64 layers: 0.9 s
+and 2.8 s estimated, 1.1 s and 2.8 s measured; width 1, ReLU or sigmoid, 20 layers: 0.3 s
+estimated, 0.5 s and 0.8 s measured; width 2, ReLU, 12 layers, augmented bias: 57 s
+estimated, 34 s measured.
 
 - the full mode lists every chain-rule path and expands every partial: a weight of layer l
   has P(l) = n_{l+1} ... n_L paths to C, and each path's product of σ' factors expands to
-  about 2^(L-l) monomials, so the work is Σ_l (parameters of layer l) · P(l) · 2^(L-l) · L,
-  plus the paths listed and the explicit matrix forms;
+  G(l) monomials, the product of each σ''s growth (`growth`: the monomials of σ' written
+  through a, 2 for sigmoid's a(1 - a) and tanh's 1 - a², 1 for a constant or an atom such
+  as ReLU's) over the layers after l of width above 1 (a factor every path shares cancels
+  as it stands); the work is Σ_l (parameters of layer l) · P(l) · G(l) · L, plus the paths
+  listed, the explicit matrix forms, and sympy.diff through L compositions for each parameter;
 - the scalable mode's own work (building the graph, the matrix forms, the staged
   comparison) grows with the parameters (a little faster with the fan-in) and with the
   unrolled products' n_{l-1} n_l n_{l+1}; its sampled sympy.diff oracle costs, per sampled
   partial, the path from the parameter to C composed and expanded: the same
-  P(l) · 2^(L-l) growth, which is what makes a deep network infeasible in either mode.
+  P(l) · G(l) growth, which is what makes a deep, wide sigmoid network infeasible in either mode.
 
 A batch of E examples multiplies the work by E; a logarithmic cost (rational identities)
-by 3; a softmax output (a full Jacobian) by n_L · 2^(L-2).
+by 3; a softmax output (a full Jacobian) by n_L and the growth of the hidden layers after the first.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+
+import sympy as sp
 
 from .activations import ACTIVATIONS
 from .costs import COSTS
@@ -38,7 +48,7 @@ FULL_AUTO_PARAMS = 600
 BASE_MB = 95.0  # Python, SymPy, SymEngine and the package, imported
 
 # fitted coefficients: seconds (or MB) per unit of the counts above
-_FULL = dict(start=0.21, forms=3.6e-5, paths=1.56e-3, terms=6.2e-5, mb_paths=1.7e-3, mb_terms=1.8e-3)
+_FULL = dict(start=0.21, forms=3.6e-5, paths=1.56e-3, terms=6.2e-5, depth=8.4e-6, mb_paths=1.7e-3, mb_terms=1.8e-3)
 _SCALE = dict(start=0.3, params=3.5e-5, unrolled=1.5e-6, mb_params=9e-3)
 # one sampled partial of layer l: the composition it walks (the parameters downstream) and its
 # expansion; the larger of a linear fit (right for large expansions) and a power-law fit (mid-range)
@@ -93,14 +103,34 @@ def physical_mb() -> float:
         return 8192.0
 
 
-def _layers(spec: Spec) -> list[tuple[int, int, float]]:
-    """(layer, parameters, P(l) · 2^(L-l)) for each weight layer l: what one partial of it expands to."""
+def growth(activation: str) -> float:
+    """How many terms one σ' factor of this activation turns each term of an expanded product into.
+
+    σ' as a polynomial in a = σ(z) (sigmoid's a(1 - a) = a - a², tanh's 1 - a²) multiplies the
+    terms by its number of monomials; a constant σ' (identity) or one left as an atom (ReLU's
+    Heaviside, softplus's) multiplies them by 1.
+    """
+    form = ACTIVATIONS[activation].output_form if ACTIVATIONS[activation].elementwise else None
+    return float(len(sp.Add.make_args(sp.expand(form)))) if form is not None else 1.0
+
+
+def _layers(spec: Spec) -> list[tuple[int, int, float, float]]:
+    """(layer, parameters, paths P(l), what one partial of it expands to) for each weight layer l.
+
+    A path from layer l to C crosses the σ' of layers l .. L-1 (the output's is the cost's
+    business, in _hardness), and each σ' multiplies the terms by its growth, except a factor
+    that every path shares: the partial's own neuron's, and that of a layer of width 1. Both
+    sides of the identity have it in the same place (SymPy cancels what is the same, and
+    proof._is_zero takes shared factors out of a large expansion), so it adds nothing.
+    """
     n, L = spec.sizes, spec.depth
     extra = 0 if spec.bias == "none" else 1
+    grows = [growth(act) for act in spec.activation]
     out = []
     for l in range(1, L + 1):
         paths = math.prod(float(w) for w in n[l + 1:])  # floats: 4096^63 has no place in an exact count
-        out.append((l, (n[l - 1] + extra) * n[l], paths * 2.0 ** (L - l)))
+        expansion = paths * math.prod(g for m, g in enumerate(grows[:L - 1], 1) if m > l and n[m] > 1)
+        out.append((l, (n[l - 1] + extra) * n[l], paths, expansion))
     return out
 
 
@@ -108,7 +138,7 @@ def _hardness(spec: Spec) -> float:
     """How much harder each expansion is than a quadratic cost on an elementwise output."""
     factor = 3.0 if COSTS[spec.cost].rational else 1.0
     if not ACTIVATIONS[spec.activation[-1]].elementwise:
-        factor *= spec.sizes[-1] * 2.0 ** max(0, spec.depth - 2)
+        factor *= spec.sizes[-1] * math.prod(growth(act) for act in spec.activation[1:-1])
     return factor
 
 
@@ -117,10 +147,11 @@ def full(spec: Spec) -> Estimate:
     c, E, L, hard = _FULL, spec.examples, spec.depth, _hardness(spec)
     layers = _layers(spec)
     n = spec.n_params
-    paths = sum(count * (expansion / 2.0 ** (L - l)) for l, count, expansion in layers)
-    terms = sum(count * expansion for _, count, expansion in layers) * L
-    largest = max(expansion for _, _, expansion in layers) * L
-    seconds = c["start"] + E * (c["forms"] * n ** 1.5 + hard * (c["paths"] * paths + c["terms"] * terms))
+    paths = sum(count * paths for _, count, paths, _ in layers)
+    terms = sum(count * expansion for _, count, _, expansion in layers) * L
+    largest = max(expansion for *_, expansion in layers) * L
+    seconds = c["start"] + E * (c["forms"] * n ** 1.5 + c["depth"] * n * L**2
+                                + hard * (c["paths"] * paths + c["terms"] * terms))
     mb = BASE_MB + E * (_SCALE["mb_params"] * n + hard * (c["mb_paths"] * paths + c["mb_terms"] * largest))
     return Estimate(seconds, mb, "full mode: every path listed, sympy.diff on every partial")
 
@@ -136,9 +167,9 @@ def oracle_counts(spec: Spec, sample: int) -> list[int]:
     layers = _layers(spec)
     sample = min(sample, spec.n_params)
     per_group = max(1, sample // oracle_groups(spec))
-    counts = [min(count, per_group * groups_per_layer) for _, count, _ in layers]
+    counts = [min(count, per_group * groups_per_layer) for _, count, *_ in layers]
     short = sample - sum(counts)  # topped up from the other groups
-    for i, (_, count, _) in enumerate(layers):
+    for i, (_, count, *_) in enumerate(layers):
         if short <= 0:
             break
         more = min(short, count - counts[i])
@@ -159,7 +190,7 @@ def scalable(spec: Spec, sample: int = 50) -> Estimate:
     own = c["start"] + E * (c["params"] * fan_in + c["unrolled"] * unrolled)
     layers = _layers(spec)
     oracle, largest = 0.0, 0.0
-    for (l, _, expansion), k in zip(layers, oracle_counts(spec, sample)):
+    for (l, _, _, expansion), k in zip(layers, oracle_counts(spec, sample)):
         if k:
             oracle += k * _oracle_partial(spec, l, expansion, hard)
             largest = max(largest, expansion * (L - l + 1))

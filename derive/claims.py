@@ -56,12 +56,13 @@ from .claim_ir import (MAX_TERMS, ClaimError, Evaluator, Invalid, Leaves, Node, 
 from .claim_latex import read_latex
 from .claim_repair import Repair, find, ratio
 from .claim_text import Lhs, Shape, lhs_from_tree, read_lhs, read_text
-from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUTED, DeriveError
+from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUTED, DeriveError, brief, shown
+from .files import exists, read_user_file  # a regular file only, read with a bound (st_size is 0 for devices)
 from .matrix import MatrixForms
 from .network import Network
 from .notation import PROFILES, text_name
 from .proof import is_identity, relations
-from .spec import Spec, builtin_names, load_spec, parse_sizes, validate
+from .spec import MAX_EXAMPLES, Spec, builtin_names, load_spec, parse_sizes, validate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -791,7 +792,6 @@ def _bad(path, message: str):
 
 def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
     """(spec, layer style or '', claims, a note on reduced sizes) from a claims file; DeriveError naming what is wrong."""
-    from .files import read_user_file  # a regular file only, read with a bound (st_size is 0 for devices)
 
     path = Path(path)
     data = read_user_file(path, MAX_FILE_BYTES, "claims file")
@@ -808,11 +808,11 @@ def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
         _bad(path, "malformed TOML: nested too deeply")
     for key in table:
         if key not in TOP_KEYS:
-            _bad(path, f"unknown key '{key}'; a claims file has {', '.join(TOP_KEYS)}")
+            _bad(path, f"unknown key {brief(key)}; a claims file has {', '.join(TOP_KEYS)}")
     spec, note = _spec_of(path, table)
     layers = table.get("layers", "")
     if layers not in ("", "paren", "bare"):
-        _bad(path, f"layers = {layers!r}: 'paren' (a^{{(l)}}_j) or 'bare' (Nielsen's a^l_j)")
+        _bad(path, f"layers = {brief(layers)}: 'paren' (a^{{(l)}}_j) or 'bare' (Nielsen's a^l_j)")
     raw = table.get("claim")
     if raw is None:
         _bad(path, "no claims: add [[claim]] tables with name, lhs and rhs (or latex)")
@@ -832,10 +832,10 @@ def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:
     name = table.get("spec")
     if not isinstance(name, str) or not name:
         _bad(path, "spec: give a built-in name (" + ", ".join(builtin_names()) + ") or a spec file, relative to this file")
-    if name not in builtin_names() and not Path(name).suffix and not (path.parent / name).exists():
-        _bad(path, f"spec: unknown spec '{name}': not a built-in name ({', '.join(builtin_names())}) "
-                   "and no such file next to the claims file")
     try:
+        if name not in builtin_names() and not Path(name).suffix and not exists(path.parent / name, "spec"):
+            _bad(path, f"spec: unknown spec {brief(name)}: not a built-in name ({', '.join(builtin_names())}) "
+                       "and no such file next to the claims file")
         spec = load_spec(name) if name in builtin_names() else load_spec(path.parent / name)
         own = spec.sizes
         if "sizes" in table:
@@ -843,7 +843,7 @@ def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:
             if isinstance(sizes, str):
                 sizes = parse_sizes(sizes)
             elif not (isinstance(sizes, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in sizes)):
-                _bad(path, f"sizes = {sizes!r}: a list of widths, inputs first, such as [3, 4, 2]")
+                _bad(path, f"sizes = {brief(sizes)}: a list of widths, inputs first, such as [3, 4, 2]")
             spec = spec.with_sizes(tuple(sizes))
         if "examples" in table:
             data = spec.as_dict()
@@ -867,7 +867,7 @@ def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
     label = f"claim {i}" + (f" '{name}'" if isinstance(name, str) and name.isprintable() and len(name) <= 200 else "")
     for key in c:
         if key not in CLAIM_KEYS:
-            _bad(path, f"{label}: unknown key '{key}'; a claim has {', '.join(CLAIM_KEYS)}")
+            _bad(path, f"{label}: unknown key {brief(key)}; a claim has {', '.join(CLAIM_KEYS)}")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
         _bad(path, f"{label}: name must be a short string on one line")
     if name in names:
@@ -881,8 +881,9 @@ def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
     if "lhs" not in c and "rhs" in c:
         _bad(path, f"{label}: lhs is missing (dC/dw2[0,1], dC/db2[0], dC/dW2, delta2, delta2[0], ...)")
     example = c.get("example", 0)
-    if not isinstance(example, int) or isinstance(example, bool) or example < 0:
-        _bad(path, f"{label}: example must be a whole number from 0")
+    if not isinstance(example, int) or isinstance(example, bool) or not 0 <= example < MAX_EXAMPLES:
+        _bad(path, f"{label}: example must be a whole number from 0 to {MAX_EXAMPLES - 1} (an example of the batch; "
+                   f"a batch has at most {MAX_EXAMPLES}), not {brief(example)}")
     return Claim(name, c.get("lhs"), c.get("rhs"), c.get("latex"), example, i, c.get("note", ""))
 
 
@@ -896,23 +897,6 @@ def check_file(path: str | Path) -> Report:
 # ---------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------
-
-def shown(text: str, pad: str | None = None) -> str:
-    """Text from a file, safe to print: every control or invisible character escaped (\\x1b, \\u202e).
-
-    With pad, a new line stays one and is indented by pad, so that nothing quoted can
-    begin a line of its own (a forged verdict); without, it is escaped as \\n too.
-    """
-    out = []
-    for ch in text:
-        if ch == "\n" and pad is not None:
-            out.append("\n" + pad)
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append(ch.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
-
 
 def _json_text(data) -> str:
     """JSON whose strings escape every character a terminal would act on (json.dumps leaves C1 and bidi controls raw)."""

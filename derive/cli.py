@@ -12,25 +12,25 @@ import argparse
 import re
 import sys
 
-from .errors import EXIT_INTERRUPTED, DeriveError, debugging, report_broken_pipe, report_internal
+from .errors import (EXIT_INTERRUPTED, DeriveError, brief, debugging, decimal, report_broken_pipe, report_internal,
+                     short_words, shown)
 
 DEFAULT_SPEC = "net222"
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for every other bad input
-        raise DeriveError(f"{self.prog}: {message}")
+        raise DeriveError(f"{self.prog}: {short_words(message)}")
 
 
 MAX_JOBS = 64
 
 
 def _whole(text: str, low: int, high: int, what: str) -> int:
-    """ASCII digits only, counted before int() (which refuses more than 4300 of them)."""
-    digits = text.strip()
-    if not re.fullmatch(r"[0-9]+", digits) or len(digits.lstrip("0")) > len(str(high)) or not low <= int(digits) <= high:
-        shown = text if len(text) <= 24 else text[:20] + f"… ({len(text)} characters)"
-        raise argparse.ArgumentTypeError(f"{shown!r} is not {what}")
+    """ASCII digits only, counted (leading zeros dropped) before int(), which refuses more than 4300 of them."""
+    digits = text.strip().lstrip("0") or "0"
+    if not re.fullmatch(r"[0-9]+", text.strip()) or len(digits) > len(str(high)) or not low <= int(digits) <= high:
+        raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not {what}")
     return int(digits)
 
 
@@ -47,10 +47,10 @@ def _jobs(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{0,6})?", text.strip()) or float(text) <= 0:
-        shown = text if len(text) <= 24 else text[:20] + "…"
-        raise argparse.ArgumentTypeError(f"{shown!r} is not a number of seconds above 0")
-    return float(text)
+    value = decimal(text)  # ASCII digits only: float() reads '٣' as 3, and 'nan'
+    if value is None or not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not a number of seconds above 0")
+    return value
 
 
 COMMANDS = ("prove", "latex", "check", "general")
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             return general.run(args)
         raise DeriveError(f"unknown command {args.command!r}")
     except DeriveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(shown(f"error: {exc}"), file=sys.stderr)  # one line, whatever a path or a value held
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

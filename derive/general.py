@@ -31,7 +31,6 @@ every layer of a network of any depth; BP3 and BP4 then give every gradient.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -1991,27 +1990,23 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from rich.console import Console
 
+    from .errors import shown
+    from .files import check_writable, named
     from .latex import write_atomically
 
     target = None
     if args.latex is not None:
         target = Path(args.latex)
         if target.suffix != ".tex":
-            raise DeriveError(f"--latex {args.latex}: the output must be a .tex file")
-        folder = target.parent
-        if not folder.is_dir():
-            raise DeriveError(f"--latex {args.latex}: folder {folder} does not exist")
-        if target.is_dir():
-            raise DeriveError(f"--latex {args.latex}: that is a folder; name a .tex file")
-        if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-            raise DeriveError(f"--latex {args.latex}: cannot write there (permission denied)")
+            raise DeriveError(f"--latex {named(args.latex)}: the output must be a .tex file")
+        check_writable(target, "--latex")  # before the proof: a folder, a missing one, a name too long
     settings = tuple(dict.fromkeys(args.setting)) if args.setting else SETTINGS
     proof = prove_general(settings)
     console = Console(highlight=False, soft_wrap=True)
     render(proof, console, brief=args.brief)
     console.print()
     if target is not None:
-        write_atomically(target, to_latex(proof))
-        console.print(f"wrote {target}")
+        write_atomically(target, to_latex(proof), "--latex")
+        console.print(shown(f"wrote {target}"), markup=False)
     console.print(proof.summary())
     return EXIT_OK if proof.ok else EXIT_REFUTED

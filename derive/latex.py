@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -10,7 +11,7 @@ from pathlib import Path
 import jinja2
 import sympy as sp
 
-from .errors import EXIT_OK, EXIT_REFUTED, DeriveError
+from .errors import EXIT_OK, EXIT_REFUTED, DeriveError, shown
 from .files import check_writable, write_atomically  # noqa: F401 (general.py writes through latex.write_atomically)
 from .notation import PROFILES, Profile, latex, latex_names, layer, matrix_latex_names
 from .proof import Proof, prove
@@ -199,14 +200,15 @@ def run_latex(args) -> int:
         raise DeriveError(
             f"latex: {spec.name} has {spec.n_params} parameters, too many to write out (at most "
             f"{MAX_DOCUMENT_PARAMS}); write it at reduced widths with --sizes, and prove the full network "
-            f"with: python -m derive prove {args.spec}")
+            f"with: python -m derive prove {shlex.quote(args.spec)}"
+            + (f" --sizes {shlex.quote(args.sizes)}" if args.sizes is not None else ""))
     estimate = check_budget(spec, "full", args, "latex")
     with working(f"proving {spec.n_params} partials for the document", announce(spec, estimate) and sys.stderr.isatty()):
         proof = prove(spec, oracle="all")
     proof.note = note[:1].upper() + note[1:] + "." if note else ""
     write_atomically(Path(args.output), render(proof), "-o")
-    print(f"wrote {args.output}: {proof.summary()}")
+    print(shown(f"wrote {args.output}: {proof.summary()}"))
     if args.pdf:
         pdf = compile_pdf(Path(args.output))
-        print(f"wrote {pdf}")
+        print(shown(f"wrote {pdf}"))
     return EXIT_OK if proof.ok else EXIT_REFUTED

@@ -15,8 +15,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from .activations import ACTIVATIONS
 from .costs import COSTS
-from .errors import SpecError
-from .files import read_user_file
+from .errors import SpecError, shown
+from .errors import brief as _brief
+from .files import exists, read_user_file
 
 CONVENTIONS = ("row", "column")
 BIASES = ("augmented", "separate", "none")
@@ -26,6 +27,7 @@ REQUIRED = ("name", "sizes", "activation", "cost", "convention", "bias", "batch"
 OPTIONAL = ("examples", "description")
 MAX_WIDTH = 4096
 MAX_DEPTH = 64
+MAX_EXAMPLES = 64  # examples in a batch
 MAX_SPEC_BYTES = 1024 * 1024  # a spec is a few lines; this bounds what a wrong path can make us read
 
 
@@ -90,7 +92,7 @@ def load_spec(name_or_path: str | Path | Spec) -> Spec:
         data = resources.files("derive.specs").joinpath(text_name + ".toml").read_bytes()
         return _parse(data, f"derive/specs/{text_name}.toml")
     path = Path(text_name)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not exists(path, "spec file", SpecError):
         raise SpecError(
             f"unknown spec {_brief(text_name)}: not a built-in name ({', '.join(builtin_names())}) "
             "and no such file"
@@ -119,17 +121,6 @@ def _max_digits() -> int:
     return sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
 
 
-def _brief(value, limit: int = 60) -> str:
-    """repr(value), cut to about `limit` characters (an integer of thousands of digits has no repr in one line)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3 * limit:
-        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
-    if isinstance(value, (list, tuple)) and len(value) > 8:
-        return "[" + ", ".join(_brief(v, 12) for v in value[:6]) + f", ... ({len(value)} items)]"
-    text = repr(value) if not isinstance(value, (list, tuple)) else (
-        "[" + ", ".join(_brief(v, limit // 2) for v in value) + "]")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _fail(source: str, field: str, problem: str) -> None:
     raise SpecError(f"{source}: field '{field}': {problem}")
 
@@ -147,8 +138,8 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
         raise SpecError(f"{source}: a spec is a TOML table with keys {', '.join(REQUIRED)}")
     for key in table:
         if key not in REQUIRED + OPTIONAL:
-            shown = str(key) if len(str(key)) <= 60 else str(key)[:59] + "…"
-            _fail(source, shown, f"unknown key; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
+            key = str(key) if len(str(key)) <= 60 else str(key)[:59] + "…"
+            _fail(source, shown(key), f"unknown key; valid keys: {', '.join(REQUIRED + OPTIONAL)}")
     for key in REQUIRED:
         if key not in table:
             _fail(source, key, f"missing; a spec needs {', '.join(REQUIRED)}")
@@ -199,8 +190,8 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
     notation = _choice(table, source, "notation", NOTATIONS)
 
     examples = table.get("examples", 1 if batch == "single" else 2)
-    if not isinstance(examples, int) or isinstance(examples, bool) or not 1 <= examples <= 64:
-        _fail(source, "examples", f"{_brief(examples)} is not an integer from 1 to 64")
+    if not isinstance(examples, int) or isinstance(examples, bool) or not 1 <= examples <= MAX_EXAMPLES:
+        _fail(source, "examples", f"{_brief(examples)} is not an integer from 1 to {MAX_EXAMPLES}")
     if batch == "single" and examples != 1:
         _fail(source, "examples", f"{_brief(examples)} examples with batch = 'single'; use 'mean' or 'sum'")
     description = table.get("description", "")
@@ -222,27 +213,27 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
     )
 
 
-def parse_sizes(text: str) -> tuple[int, ...]:
-    """'3-4-2' -> (3, 4, 2), for --sizes."""
+def parse_sizes(text: str, flag: str = "--sizes") -> tuple[int, ...]:
+    """'3-4-2' -> (3, 4, 2), for --sizes (or a claims file's sizes = "3-4-2")."""
     parts = text.split("-")
     if len(parts) < 2 or not all(p.isascii() and p.isdigit() for p in parts):
-        raise SpecError(f"--sizes: {_brief(text)} is not widths joined by '-', such as 3-4-2")
+        raise SpecError(f"{flag}: {_brief(text)} is not widths joined by '-', such as 3-4-2")
     if len(parts) - 1 > MAX_DEPTH:
-        raise SpecError(f"--sizes: {len(parts) - 1} layers; at most {MAX_DEPTH}")
-    for p in parts:  # counted before int(), which refuses more than 4300 digits
-        if len(p.lstrip("0")) > len(str(MAX_WIDTH)) or int(p) > MAX_WIDTH:
-            digits = p.lstrip("0")
+        raise SpecError(f"{flag}: {len(parts) - 1} layers; at most {MAX_DEPTH}")
+    widths = [p.lstrip("0") or "0" for p in parts]  # leading zeros dropped before int(), which refuses 4300 digits
+    for digits in widths:
+        if len(digits) > len(str(MAX_WIDTH)) or int(digits) > MAX_WIDTH:
             shown = digits if len(digits) <= 12 else f"{digits[:8]}… ({len(digits)} digits)"
-            raise SpecError(f"--sizes: width {shown} is too large; at most {MAX_WIDTH}")
-        if int(p) < 1:
-            raise SpecError(f"--sizes: {_brief(text)} has a width of 0; widths are positive integers, such as 3-4-2")
-    return tuple(int(p) for p in parts)
+            raise SpecError(f"{flag}: width {shown} is too large; at most {MAX_WIDTH}")
+        if int(digits) < 1:
+            raise SpecError(f"{flag}: {_brief(text)} has a width of 0; widths are positive integers, such as 3-4-2")
+    return tuple(int(digits) for digits in widths)
 
 
 def load_with_sizes(name_or_path: str, sizes_text: str | None) -> tuple[Spec, str]:
     """A spec, with --sizes applied, and the note a report makes of reduced widths ("" if none)."""
     spec = load_spec(name_or_path)
-    if not sizes_text:
+    if sizes_text is None:
         return spec, ""
     sizes = parse_sizes(sizes_text)
     if sizes == spec.sizes:
