@@ -295,17 +295,10 @@ class Context:
                 for l in range(1, self.L + 1):
                     for j in range(self.sizes[l]):
                         pt.z.append((float(vals[self.net.zsym[e][l][j]]), e, l, j))
-            if any(self._at_kink(l, zv) for zv, _, l, _ in pt.z):
+            if self.net.on_kink(vals):
                 continue  # sigma' has no value there (SymPy's Heaviside(0) is 1/2): a witness must be off the kinks
             self._points.append(pt)
         return self._points[i]
-
-    def _at_kink(self, l: int, zv: float) -> bool:
-        """A pre-activation of layer l on (or within rounding of) a kink of the layer's activation."""
-        if not self.net.acts[l].elementwise:
-            return False
-        ks = self.net.acts[l].kinks or ()
-        return any(abs(zv - float(k)) <= 1e-9 * (1 + abs(float(k))) for k in ks)
 
     def number(self, value, pt: Point):
         """A SymPy value (scalar or Matrix) at a point, as a float or a float array (nan where an entry is undefined).

@@ -254,6 +254,21 @@ class Network:
                     vals[s] = sp.Rational(int(rng.integers(1, 8)), 8)
         return vals
 
+    def on_kink(self, vals: dict) -> bool:
+        """Some pre-activation in vals lies on (or within rounding of) a kink of its layer's activation.
+
+        There sigma' has no value (SymPy's Heaviside(0) = 1/2 would invent one), so no witness may be
+        drawn at such a point.
+        """
+        for l in range(1, self.L + 1):
+            ks = self.acts[l].kinks if self.acts[l].elementwise else ()
+            for k in ks or ():
+                k = float(k)
+                for e in range(self.E):
+                    if any(abs(float(vals[s]) - k) <= 1e-9 * (1 + abs(k)) for s in self.zsym[e][l]):
+                        return True
+        return False
+
     def forward_values(self, free: dict, dps: int = 30) -> dict:
         """Values of every atom (a, sigma') from values of the free symbols, at dps digits."""
         vals = dict(free)

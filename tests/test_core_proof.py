@@ -124,3 +124,19 @@ def test_counterexample_values_reproduce_the_difference(net222):
     vals = net222.forward_values(free)
     assert float(sp.N(bad.chain.xreplace(vals))) == pytest.approx(ce.lhs, rel=1e-12)
     assert float(sp.N(bad.matrix.xreplace(vals))) == pytest.approx(ce.rhs, rel=1e-12)
+
+
+def test_a_counterexample_is_never_drawn_on_a_kink():
+    # sigma'^2 for sigma' differs from the truth only at ReLU's z = 0, where SymPy's Heaviside(0) = 1/2:
+    # the draws are multiples of 1/8, so z = 0 comes up; no witness may be drawn there
+    from derive.spec import validate
+
+    spec = validate({"name": "r", "sizes": [1, 8, 1], "activation": ["relu", "sigmoid"], "cost": "quadratic",
+                     "convention": "column", "bias": "separate", "batch": "single", "notation": "nielsen"})
+    net = Network(spec)
+    forms = MatrixForms(net)
+    bp2 = next(f for f in forms.forms if f.key == "BP2[1]")
+    wrong = Form("BP2[1]", "", bp2.lhs, HadamardProduct(bp2.expr, forms.sym["sp1"]), "delta", 1)
+    checks = check_form(net, wrong, forms)
+    assert not any(c.counterexample for c in checks)
+    assert not all(c.proven for c in checks)  # sigma'^2 = sigma' is no polynomial identity: unproven, not refuted
