@@ -26,7 +26,7 @@ from derive.costs import COSTS
 from derive.errors import DeriveError
 from derive.matrix import MatrixForms
 from derive.network import Network
-from derive.proof import has_denominator
+from derive.proof import deep_stack, has_denominator
 from derive.spec import Spec, validate
 
 from .printers import formula, rowsum
@@ -368,5 +368,6 @@ def stable_logs(output_activation: str, A: sp.Symbol, Z: sp.Symbol) -> dict:
     return {}
 
 
+@deep_stack
 def make_plan(spec: Spec) -> Plan:
     return Planner(spec).plan()

@@ -28,7 +28,8 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from .matrix import Form, MatrixForms
 from .network import Network, Param
-from .proof import find_counterexample, has_denominator, is_identity, oracle_partial, rational_zero, relations
+from .proof import (deep_stack, find_counterexample, has_denominator, is_identity, oracle_partial, rational_zero,
+                    relations)
 from .spec import Spec, load_spec
 
 CHUNK = 2000  # entries per task when the work is spread over processes
@@ -347,6 +348,7 @@ def _oracle_sample(net: Network, sample: int, seed: int) -> list[Param]:
     return sorted(picked, key=net.params.index)
 
 
+@deep_stack
 def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, jobs: int = 1,
                    forms: list[Form] | None = None, extra: dict | None = None, progress: bool = False) -> ScaleProof:
     """Prove every partial of a (large) network.

@@ -1,6 +1,7 @@
 """Specs at the edges of what the validator allows: identity neurons, outputs of width 1, deep networks."""
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -8,14 +9,15 @@ import sympy as sp
 
 from codegen.render import BACKENDS, generate
 from derive.activations import ACTIVATIONS
+from derive.chain import ChainRule
 from derive.claims import check_file
 from derive.costs import COSTS
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
-from derive.proof import is_identity, prove, relations
+from derive.proof import check_form, is_identity, oracle_partial, prove, relations
 from derive.scale import prove_scalable
-from derive.spec import validate
-from tests.test_codegen import data, module_for, three_oracles
+from derive.spec import MAX_DEPTH, validate
+from tests.test_codegen import assert_gradients, autograd_gradients, data, module_for, three_oracles
 
 
 def _spec(sizes, activation, cost="quadratic", convention="column", bias="separate", batch="single", **extra):
@@ -119,3 +121,88 @@ def test_width_one_outputs_generate_correct_modules(cost, output, convention, bi
     rng = np.random.default_rng(5)
     params, x, y = data(spec, 1 if batch == "single" else 3, rng)
     three_oracles(module, spec, params, x, y)
+
+
+# ---------------------------------------------------------------------------
+# deep networks (issue 12, item 9): SymPy recurses once per level of the composed cost
+# ---------------------------------------------------------------------------
+
+def test_forty_layers_proven_with_the_oracle_on_every_partial():
+    proof = prove(_spec([1] * 41, "sigmoid"))
+    assert proof.ok and all(c.oracle is not None for c in proof.partials)
+
+
+def test_the_deepest_network_the_validator_allows():
+    spec = _spec([1] * (MAX_DEPTH + 1), ["tanh"] * (MAX_DEPTH - 1) + ["sigmoid"], "cross_entropy")
+    net = Network(spec)
+    first = net.params[0]  # w1[0,0]: its path to C passes through every layer
+    chain = ChainRule(net).derive(first).value
+    assert is_identity(oracle_partial(net, first), chain, relations(net))
+    assert prove(net, oracle="none").ok
+    assert sorted(generate(spec, BACKENDS)) == ["edge_cupy.py", "edge_kernels.cu", "edge_numpy.py"]
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_the_deepest_network_is_generated_and_correct(width, tmp_path):
+    spec = _spec([width] * (MAX_DEPTH + 1), "tanh", batch="mean")
+    module = module_for(spec, tmp_path)
+    rng = np.random.default_rng(11)
+    params, x, y = data(spec, 2, rng)
+    out, cache = module.forward(params, x)
+    grads = module.backward(params, cache, y)
+    assert_gradients(grads, autograd_gradients(spec, params, x, y), 1e-9, 1e-13, "autograd")
+
+
+def test_scalable_mode_at_forty_layers():
+    assert prove_scalable(_spec([1] * 41, "softplus", bias="augmented"), sample=1).ok
+
+
+def test_a_difference_of_long_products_is_decided_without_expanding_them():
+    """Expanding prod(1 - a_i^2) over 40 layers makes 2^40 terms; the shared factor is taken out instead."""
+    a = sp.symbols("a0:40")
+    b, y = sp.symbols("b y")
+    P = sp.Mul(*[1 - s**2 for s in a])
+    assert is_identity(P * (b + 1) ** 2, P * (b**2 + 2 * b + 1))
+    assert not is_identity(P * (b + 1) ** 2, P * (b**2 + 1))
+    assert is_identity(P * b * (1 - b) * ((1 - y) / (1 - b) - y / b), P * (b - y))  # sigmoid with cross-entropy
+    assert not is_identity(P * b * (1 - b) * ((1 - y) / (1 - b) - y / b), P * (y - b))
+    for backend in ("sympy", "symengine"):
+        assert is_identity(P * (b + 1) ** 2 - P * b**2, P * (2 * b + 1), backend=backend)
+
+
+def test_a_batch_of_long_products_is_decided_example_by_example():
+    """Two examples, each its own product of 40 sigma' factors, inside an update's -gamma*(...)."""
+    a, c = sp.symbols("a0:40"), sp.symbols("c0:40")
+    b, y, gamma = sp.symbols("b y gamma")
+    P, Q = sp.Mul(*[1 - s**2 for s in a]), sp.Mul(*[s * (1 - s) for s in c])
+    cross_entropy = b * (1 - b) * ((1 - y) / (1 - b) - y / b)
+    lhs = -gamma * (P * cross_entropy + Q * (b + 1) ** 2)
+    assert is_identity(lhs, -gamma * (P * (b - y) + Q * (b**2 + 2 * b + 1)))
+    assert not is_identity(lhs, -gamma * (P * (b - y) + Q * (b**2 + 1)))  # refused without 2^80 terms
+
+
+def test_a_slip_in_a_deep_batch_network_is_refuted_with_a_counterexample():
+    net = Network(_spec([1] * 41, ["tanh"] * 39 + ["sigmoid"], "cross_entropy", batch="mean"))
+    forms = MatrixForms(net)
+    S = forms.sym
+    right = Form("BP2[1]", "", S["delta1"], sp.HadamardProduct(S["w2"].T * S["delta2"], S["sp1"]), "delta", 1)
+    assert all(c.proven for c in check_form(net, right, forms))
+    slip = Form("BP2[1]", "", S["delta1"], sp.HadamardProduct(S["w2"].T * S["delta2"], S["a1"]), "delta", 1)
+    checks = check_form(net, slip, forms)  # a instead of sigma'
+    assert checks and all(not c.proven and c.counterexample is not None for c in checks)
+
+
+def test_deep_stack_runs_in_place_when_nested_and_restores_the_limit():
+    import sys
+
+    from derive.proof import deep_stack
+
+    limit = sys.getrecursionlimit()
+    inner = deep_stack(lambda: sys.getrecursionlimit())
+    outer = deep_stack(lambda: (inner(), threading.current_thread().name))
+    seen, name = outer()
+    assert seen > limit and name.startswith("deep")
+    assert sys.getrecursionlimit() == limit
+    with pytest.raises(ZeroDivisionError):  # an error in the thread reaches the caller
+        deep_stack(lambda: 1 / 0)()
+    assert sys.getrecursionlimit() == limit
