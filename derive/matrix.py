@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import sympy as sp
-from sympy import HadamardProduct, MatrixSymbol, OneMatrix
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
 
 from .network import Network, Param
 
@@ -140,7 +140,10 @@ class MatrixForms:
             a = S[f"a{L}"]
             ag = HadamardProduct(a, g)
             ones = OneMatrix(n[L], n[L])
-            bp1 = ag - HadamardProduct(a, ag * ones if row else ones * ag)
+            # built unevaluated: at width 1 SymPy's `*` drops the 1x1 ones as an identity and merges
+            # a ∘ (a ∘ g) into a∘2 ∘ g, a form the printers of the report and the document do not read
+            spread = MatMul(ag, ones) if row else MatMul(ones, ag)
+            bp1 = MatAdd(MatMul(-1, HadamardProduct(spread, a)), ag)
         self._add(Form("BP1", "output error", self.delta(L), bp1, "delta", L))
         # BP2
         for l in range(L - 1, 0, -1):

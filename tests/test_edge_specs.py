@@ -1,6 +1,8 @@
 """Specs at the edges of what the validator allows: identity neurons, outputs of width 1, deep networks."""
 
 import itertools
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -14,9 +16,11 @@ from derive.claims import check_file
 from derive.costs import COSTS
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
+from derive.notation import text
 from derive.proof import check_form, is_identity, oracle_partial, prove, relations
 from derive.scale import prove_scalable
 from derive.spec import MAX_DEPTH, validate
+from tests.conftest import needs_pdflatex
 from tests.test_codegen import assert_gradients, autograd_gradients, data, module_for, three_oracles
 
 
@@ -111,6 +115,27 @@ def test_width_one_outputs_are_proven_in_both_modes(cost, output, convention, bi
     assert prove_scalable(spec).ok
 
 
+@pytest.mark.parametrize("convention", ["row", "column"])
+def test_width_one_softmax_forms_keep_their_shape(convention):
+    """BP1 of a softmax output reads a ∘ g - ((a ∘ g) 1 1ᵀ) ∘ a at every width; SymPy's a∘2 is never in the form."""
+    forms = MatrixForms(Network(_spec([2, 1], "softmax", "log_likelihood", convention)), evaluate=False)
+    bp1 = forms.form("BP1").expr
+    assert not bp1.has(sp.HadamardPower) and bp1.has(sp.OneMatrix)
+    assert text(bp1) == ("-1*(((a1 * grad_a(C)) @ ones) * a1) + a1 * grad_a(C)" if convention == "row"
+                         else "-1*((ones @ (a1 * grad_a(C))) * a1) + a1 * grad_a(C)")
+
+
+@needs_pdflatex
+def test_width_one_softmax_document_compiles(tmp_path):
+    spec_file = tmp_path / "one.toml"
+    spec_file.write_text('name = "one"\nsizes = [2, 1]\nactivation = "softmax"\ncost = "log_likelihood"\n'
+                         'convention = "row"\nbias = "augmented"\nbatch = "single"\nnotation = "net222"\n')
+    r = subprocess.run([sys.executable, "-m", "derive", "latex", str(spec_file), "-o", str(tmp_path / "one.tex"), "--pdf"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "one.pdf").exists()
+
+
 @pytest.mark.parametrize("cost, output", WIDTH_ONE)
 @pytest.mark.parametrize("convention, bias, batch", [("row", "augmented", "mean"), ("column", "none", "single")])
 def test_width_one_outputs_generate_correct_modules(cost, output, convention, bias, batch, tmp_path):
@@ -193,8 +218,6 @@ def test_a_slip_in_a_deep_batch_network_is_refuted_with_a_counterexample():
 
 
 def test_deep_stack_runs_in_place_when_nested_and_restores_the_limit():
-    import sys
-
     from derive.proof import deep_stack
 
     limit = sys.getrecursionlimit()
