@@ -16,8 +16,7 @@ import tempfile
 from pathlib import Path
 
 from derive import budget
-from derive.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, DeriveError, debugging, report_broken_pipe,
-                           report_internal, brief, decimal, short_words, shown)
+from derive.errors import DeriveError, brief, decimal, guarded, short_words, shown
 from derive.files import exists, named, read_user_file
 from derive.proof import prove
 from derive.spec import builtin_names, load_spec
@@ -139,20 +138,7 @@ def check(out: Path, files: dict[str, str], all_builtins: bool) -> list[str]:
 
 
 def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except DeriveError as exc:
-        print(shown(f"error: {exc}"), file=sys.stderr)  # one line, whatever a path or a value held
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return report_broken_pipe()
-    except Exception as exc:  # RecursionError and MemoryError too: a bug, never a verdict
-        if debugging():
-            raise
-        return report_internal(exc)
+    return guarded(run, argv)
 
 
 def run(argv=None) -> int:

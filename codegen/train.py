@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from derive.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, DeriveError, brief, debugging, decimal,
-                           report_broken_pipe, report_internal, short_words, shown)
+from derive.errors import DeriveError, brief, decimal, guarded, short_words, shown
 from derive.files import check_writable, write_atomically
 from derive.spec import Spec, load_spec, validate
 
@@ -168,20 +167,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except DeriveError as exc:
-        print(shown(f"error: {exc}"), file=sys.stderr)  # one line, whatever a path or a value held
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return report_broken_pipe()
-    except Exception as exc:  # RecursionError and MemoryError too: a bug, never a verdict
-        if debugging():
-            raise
-        return report_internal(exc)
+    return guarded(run, argv)
 
 
 def run(argv=None) -> int:

@@ -12,8 +12,7 @@ import argparse
 import re
 import sys
 
-from .errors import (EXIT_INTERRUPTED, DeriveError, brief, debugging, decimal, report_broken_pipe, report_internal,
-                     short_words, shown)
+from .errors import DeriveError, brief, decimal, guarded, short_words
 
 DEFAULT_SPEC = "net222"
 
@@ -106,37 +105,27 @@ def _budget_argument(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
-            argv = ["prove", *argv]  # the default command
-        args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
-        if args.command == "prove":
-            from .report import run_prove
+    return guarded(_main, sys.argv[1:] if argv is None else argv)
 
-            return run_prove(args)
-        if args.command == "latex":
-            from .latex import run_latex
 
-            return run_latex(args)
-        if args.command == "check":
-            from . import claims
+def _main(argv: list[str]) -> int:
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["prove", *argv]  # the default command
+    args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
+    if args.command == "prove":
+        from .report import run_prove
 
-            return claims.run(args)
-        if args.command == "general":
-            from . import general
+        return run_prove(args)
+    if args.command == "latex":
+        from .latex import run_latex
 
-            return general.run(args)
-        raise DeriveError(f"unknown command {args.command!r}")
-    except DeriveError as exc:
-        print(shown(f"error: {exc}"), file=sys.stderr)  # one line, whatever a path or a value held
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return report_broken_pipe()
-    except Exception as exc:  # RecursionError and MemoryError too: a bug, never a verdict
-        if debugging():
-            raise
-        return report_internal(exc)
+        return run_latex(args)
+    if args.command == "check":
+        from . import claims
+
+        return claims.run(args)
+    if args.command == "general":
+        from . import general
+
+        return general.run(args)
+    raise DeriveError(f"unknown command {args.command!r}")

@@ -115,6 +115,24 @@ def report_internal(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def guarded(run, *args) -> int:
+    """run(*args)'s exit code, every failure turned into one line on stderr and its documented exit code."""
+    try:
+        return run(*args)
+    except DeriveError as exc:
+        print(shown(f"error: {exc}"), file=sys.stderr)  # one line, whatever a path or a value held
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return report_broken_pipe()
+    except Exception as exc:  # RecursionError and MemoryError too: a bug, never a verdict
+        if debugging():
+            raise
+        return report_internal(exc)
+
+
 def report_broken_pipe() -> int:
     """stdout's reader is gone: say nothing more (a later flush would fail again); EXIT_BROKEN_PIPE."""
     try:
