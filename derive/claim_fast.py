@@ -33,7 +33,7 @@ import sympy as sp
 
 from .claim_cost import estimate
 from .claim_ir import MAX_WORK, Leaf, Node, Num, Op, walk, work_of
-from .proof import has_denominator, rational_zero
+from .proof import ToSymEngine, has_denominator, rational_zero
 
 MAX_FAST_OPS = 5_000_000  # SymEngine's scalar operations are some ten to a hundred times cheaper than SymPy's
 MAX_FAST_TOTAL_TERMS = 3_000_000
@@ -52,7 +52,7 @@ class Held:
     def __init__(self, ctx):
         self.ctx = ctx
         self.net = ctx.net
-        self._sym: dict = {}
+        self.conv = ToSymEngine()
         self._z: dict = {}
         self._dz: dict = {}
         self._delta: dict = {}
@@ -63,15 +63,6 @@ class Held:
         self._dC: dict = {}
         self.scale = se.sympify(self.net.scale)
         self.rule = {self.conv(k): self.conv(v) for k, v in ctx.rule.items()}
-
-    def conv(self, x):
-        """SymPy -> SymEngine, symbols converted once."""
-        if isinstance(x, sp.Symbol):
-            y = self._sym.get(x)
-            if y is None:
-                y = self._sym[x] = se.Symbol(x.name)
-            return y
-        return se.sympify(x)
 
     def matrix(self, m: sp.Matrix) -> se.DenseMatrix:
         return se.DenseMatrix(m.rows, m.cols, [self.conv(x) for x in m])

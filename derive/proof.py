@@ -31,6 +31,21 @@ except ImportError:  # pragma: no cover - symengine is a dependency, SymPy is th
 BACKEND = "symengine" if se is not None else "sympy"
 
 
+class ToSymEngine:
+    """SymPy -> SymEngine, each symbol converted once (a SymEngine graph shares its symbols)."""
+
+    def __init__(self):
+        self._symbols: dict = {}
+
+    def __call__(self, x):
+        if isinstance(x, sp.Symbol):
+            y = self._symbols.get(x)
+            if y is None:
+                y = self._symbols[x] = se.Symbol(x.name)
+            return y
+        return se.sympify(x)
+
+
 # ---------------------------------------------------------------------------
 # deep networks: SymPy recurses once per level of an expression
 # ---------------------------------------------------------------------------

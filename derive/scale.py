@@ -28,7 +28,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from .matrix import Form, MatrixForms
 from .network import Network, Param
-from .proof import (deep_stack, find_counterexample, has_denominator, is_identity, oracle_partial, rational_zero,
+from .proof import (ToSymEngine, deep_stack, find_counterexample, has_denominator, is_identity, oracle_partial, rational_zero,
                     relations)
 from .spec import Spec, load_spec
 
@@ -86,7 +86,7 @@ class Graph:
 
     def __init__(self, net: Network):
         self.net = net
-        self._conv: dict = {}
+        self.conv = ToSymEngine()
         self._index: dict = {}  # edge lists grouped by neuron, built on first use
         n, L = net.sizes, net.L
         c = self.conv
@@ -124,15 +124,6 @@ class Graph:
                             self.da_dz[e][l][m, j] = c(net.da_dz(e, l, m, j))
         self.dC_da = [[c(sp.diff(net.C, a)) for a in net.a[e][L]] for e in range(net.E)]
         self.adjoint = self._accumulate()
-
-    def conv(self, x):
-        """SymPy -> SymEngine, with symbols converted once."""
-        if isinstance(x, sp.Symbol):
-            y = self._conv.get(x)
-            if y is None:
-                y = self._conv[x] = se.Symbol(x.name)
-            return y
-        return se.sympify(x)
 
     def _accumulate(self) -> list[list[list]]:
         """dC/dz^{(l)}_j for every example, from C backwards: one pass over the edges."""
