@@ -7,7 +7,7 @@ from derive.proof import prove
 
 
 @pytest.fixture(scope="session")
-def net222():
+def network222():
     return Network("net222")
 
 

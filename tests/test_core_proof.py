@@ -19,13 +19,13 @@ def test_all_twelve_partials_proven(proof222):
         "12/12 partials of C proven equal to the matrix form (chain rule = sympy.diff = δA)")
 
 
-def test_chain_rule_is_a_real_sum_over_paths(net222):
-    chain = ChainRule(net222)
-    hidden = next(p for p in net222.params if p.name == "w1[0,0]")
+def test_chain_rule_is_a_real_sum_over_paths(network222):
+    chain = ChainRule(network222)
+    hidden = next(p for p in network222.params if p.name == "w1[0,0]")
     d = chain.derive(hidden)
     assert d.n_paths == 2 and len(d.paths) == 2
-    a0, a1, a2, y = net222.a[0][0], net222.a[0][1], net222.a[0][2], net222.y[0]
-    w2 = net222.w[2]
+    a0, a1, a2, y = network222.a[0][0], network222.a[0][1], network222.a[0][2], network222.y[0]
+    w2 = network222.w[2]
     # path through output neuron m: dz1/dw = a0[0], da1/dz1 = a1(1-a1), dz2/da1 = w2[m,0], da2/dz2, dC/da2
     for m, path in enumerate(d.paths):
         values = [f.value for f in path.factors]
@@ -33,22 +33,22 @@ def test_chain_rule_is_a_real_sum_over_paths(net222):
     assert [f.head for f in d.paths[0].factors] == ["z1_0", "a1_0", "z2_0", "a2_0", "C"]
 
 
-def test_paths_equal_reverse_accumulation(net222):
-    chain = ChainRule(net222)
-    for p in net222.params:
+def test_paths_equal_reverse_accumulation(network222):
+    chain = ChainRule(network222)
+    for p in network222.params:
         assert is_identity(chain.derive(p, list_paths=True).value, chain.accumulated(p))
 
 
-def test_oracle_is_independent_sympy_diff(net222):
+def test_oracle_is_independent_sympy_diff(network222):
     """The oracle differentiates the composed cost: it contains no atom before the rule."""
-    C, rule = net222.composed
-    assert not (C.free_symbols & {s for row in net222.a[0][1:] for s in row})
-    p = net222.params[0]
-    assert is_identity(oracle_partial(net222, p), ChainRule(net222).derive(p).value)
+    C, rule = network222.composed
+    assert not (C.free_symbols & {s for row in network222.a[0][1:] for s in row})
+    p = network222.params[0]
+    assert is_identity(oracle_partial(network222, p), ChainRule(network222).derive(p).value)
 
 
-def test_matrix_forms_have_the_notes_shapes(net222):
-    forms = MatrixForms(net222)
+def test_matrix_forms_have_the_notes_shapes(network222):
+    forms = MatrixForms(network222)
     ev = forms.evaluated
     assert ev["dC/dW1"].shape == (3, 2) and ev["dC/dW2"].shape == (3, 2)
     assert ev["dC/dW2 (transposed)"].shape == (2, 3)
@@ -93,10 +93,10 @@ def _mutants(forms: MatrixForms):
 
 @pytest.mark.parametrize("mutation", ["w instead of w^T", "lost sigma'", "two swapped indices", "sign flip",
                                       "bias 1 dropped from A0"])
-def test_wrong_forms_are_refused_with_a_counterexample(net222, mutation):
-    forms = MatrixForms(net222)
+def test_wrong_forms_are_refused_with_a_counterexample(network222, mutation):
+    forms = MatrixForms(network222)
     extra, mutants = _mutants(forms)
-    checks = check_form(net222, mutants[mutation], forms, extra)
+    checks = check_form(network222, mutants[mutation], forms, extra)
     refused = [c for c in checks if not c.proven]
     assert refused, mutation
     for c in refused:
@@ -107,21 +107,21 @@ def test_wrong_forms_are_refused_with_a_counterexample(net222, mutation):
         assert {"w1_0_0", "a0_0", "y_0"} <= set(ce.values)
 
 
-def test_right_forms_pass_check_form(net222):
-    forms = MatrixForms(net222)
+def test_right_forms_pass_check_form(network222):
+    forms = MatrixForms(network222)
     for form in forms.forms:
-        assert all(c.proven for c in check_form(net222, form, forms)), form.key
+        assert all(c.proven for c in check_form(network222, form, forms)), form.key
 
 
-def test_counterexample_values_reproduce_the_difference(net222):
+def test_counterexample_values_reproduce_the_difference(network222):
     """Recompute both sides from the witness alone: the forward pass, then the formulas."""
-    forms = MatrixForms(net222)
+    forms = MatrixForms(network222)
     extra, mutants = _mutants(forms)
-    bad = next(c for c in check_form(net222, mutants["lost sigma'"], forms, extra) if not c.proven)
+    bad = next(c for c in check_form(network222, mutants["lost sigma'"], forms, extra) if not c.proven)
     ce = bad.counterexample
     free = {s: sp.Rational(ce.values[str(s)]) for s in
-            [p.symbol for p in net222.params] + net222.a[0][0] + net222.y[0]}
-    vals = net222.forward_values(free)
+            [p.symbol for p in network222.params] + network222.a[0][0] + network222.y[0]}
+    vals = network222.forward_values(free)
     assert float(sp.N(bad.chain.xreplace(vals))) == pytest.approx(ce.lhs, rel=1e-12)
     assert float(sp.N(bad.matrix.xreplace(vals))) == pytest.approx(ce.rhs, rel=1e-12)
 
