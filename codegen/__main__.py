@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from derive import budget
-from derive.errors import DeriveError, brief, decimal, guarded, short_words, shown
+from derive.arguments import Parser, seconds
+from derive.errors import DeriveError, guarded, shown
 from derive.files import exists, named, read_user_file
 from derive.proof import prove
 from derive.spec import builtin_names, load_spec
@@ -29,20 +30,8 @@ GENERATED = ("_numpy.py", "_cupy.py", "_kernels.cu")
 MAX_GENERATED_BYTES = 64 * 1024 * 1024  # --check reads at most this much of a file it compares
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, as for every other bad input
-        raise DeriveError(f"{self.prog}: {short_words(message)}")
-
-
-def _seconds(text: str) -> float:
-    value = decimal(text)  # ASCII digits only: float() reads '٣' as 3
-    if value is None or not 0 < value < 1e9:
-        raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not a number of seconds above 0")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="python -m codegen",
         description="Print the proven matrix forms as NumPy and CuPy forward/backward modules.",
     )
@@ -52,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder to write into (default: generated/)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 naming every file in the folder that differs from a fresh generation")
-    p.add_argument("--max-seconds", type=_seconds, default=budget.MAX_SECONDS, metavar="S",
+    p.add_argument("--max-seconds", type=seconds, default=budget.MAX_SECONDS, metavar="S",
                    help=f"refuse a spec whose proof is estimated to take longer (default {budget.MAX_SECONDS:g})")
     return p
 

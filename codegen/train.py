@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from derive.errors import DeriveError, brief, decimal, guarded, short_words, shown
+from derive.arguments import Parser, whole
+from derive.errors import DeriveError, brief, decimal, guarded, shown
 from derive.files import check_writable, write_atomically
 from derive.spec import Spec, load_spec, validate
 
@@ -130,22 +131,6 @@ def plot(history, path: Path) -> None:
     write_atomically(path, png.getvalue(), "--plot")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, as for every other bad input
-        raise DeriveError(f"{self.prog}: {short_words(message)}")
-
-
-def _whole(low: int, high: int):
-    """An argparse type: a whole number from low to high, its digits counted before int()."""
-    def parse(text: str) -> int:
-        digits = text.strip()
-        if not (digits.isascii() and digits.isdigit()) or len(digits.lstrip("0")) > len(str(high)) \
-                or not low <= int(digits.lstrip("0") or "0") <= high:
-            raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not a whole number from {low} to {high}")
-        return int(digits.lstrip("0") or "0")
-    return parse
-
-
 def _rate(text: str) -> float:
     """A learning rate: a finite positive number in ASCII digits (float() reads '٣' as 3)."""
     value = decimal(text)
@@ -155,13 +140,13 @@ def _rate(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m codegen.train", description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=_whole(1, 10**6), default=30)
-    p.add_argument("--batch", type=_whole(1, 10**6), default=16, help="mini-batch size (default 16)")
+    p = Parser(prog="python -m codegen.train", description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=whole(1, 10**6), default=30)
+    p.add_argument("--batch", type=whole(1, 10**6), default=16, help="mini-batch size (default 16)")
     p.add_argument("--eta", type=_rate, default=0.5, help="learning rate (default 0.5)")
-    p.add_argument("--hidden", type=_whole(1, 4096), default=32, help="hidden width of the built-in digits spec (default 32)")
+    p.add_argument("--hidden", type=whole(1, 4096), default=32, help="hidden width of the built-in digits spec (default 32)")
     p.add_argument("--spec", help=f"a spec of your own instead: sizes {INPUTS}-...-{CLASSES}")
-    p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="seed of the split, the initial weights and the batches")
+    p.add_argument("--seed", type=whole(0, 2**32 - 1), default=0, help="seed of the split, the initial weights and the batches")
     p.add_argument("--plot", type=Path, help="save the learning curve (PNG) here; needs matplotlib")
     return p
 

@@ -9,47 +9,16 @@ Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
-from .errors import DeriveError, brief, decimal, guarded, short_words
+from .arguments import Parser, seconds, whole
+from .errors import DeriveError, guarded
 
 DEFAULT_SPEC = "net222"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, as for every other bad input
-        raise DeriveError(f"{self.prog}: {short_words(message)}")
-
-
 MAX_JOBS = 64
-
-
-def _whole(text: str, low: int, high: int, what: str) -> int:
-    """ASCII digits only, counted (leading zeros dropped) before int(), which refuses more than 4300 of them."""
-    digits = text.strip().lstrip("0") or "0"
-    if not re.fullmatch(r"[0-9]+", text.strip()) or len(digits) > len(str(high)) or not low <= int(digits) <= high:
-        raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not {what}")
-    return int(digits)
-
-
-def _positive(text: str) -> int:
-    return _whole(text, 1, 10**9, "a positive integer (1 to 10^9)")
-
-
-def _seed(text: str) -> int:
-    return _whole(text, 0, 2**64 - 1, "a seed: a whole number from 0 to 2^64 - 1")
-
-
-def _jobs(text: str) -> int:
-    return _whole(text, 1, MAX_JOBS, f"a positive integer of at most {MAX_JOBS}")
-
-
-def _seconds(text: str) -> float:
-    value = decimal(text)  # ASCII digits only: float() reads '٣' as 3, and 'nan'
-    if value is None or not 0 < value < 1e9:
-        raise argparse.ArgumentTypeError(f"{brief(text, 24)} is not a number of seconds above 0")
-    return value
+_positive = whole(1, 10**9, "a positive integer (1 to 10^9)")
+_seed = whole(0, 2**64 - 1, "a seed: a whole number from 0 to 2^64 - 1")
+_jobs = whole(1, MAX_JOBS, f"a positive integer of at most {MAX_JOBS}")
 
 
 COMMANDS = ("prove", "latex", "check", "general")
@@ -59,9 +28,9 @@ EXIT_CODES = ("exit codes: 0 everything proven, 1 something refuted or unproven,
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; the check and general modules are imported only when their command runs (or for --help)."""
-    parser = _Parser(prog="python -m derive", description="Prove backpropagation's matrix forms from the chain rule.",
+    parser = Parser(prog="python -m derive", description="Prove backpropagation's matrix forms from the chain rule.",
                      epilog=EXIT_CODES)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     p = sub.add_parser("prove", help="prove every partial of a network (the default)")
     p.add_argument("spec", nargs="?", default=DEFAULT_SPEC, help="a built-in spec name or a spec file")
@@ -100,7 +69,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def _budget_argument(p: argparse.ArgumentParser) -> None:
     from .budget import MAX_SECONDS
 
-    p.add_argument("--max-seconds", type=_seconds, default=MAX_SECONDS, metavar="S",
+    p.add_argument("--max-seconds", type=seconds, default=MAX_SECONDS, metavar="S",
                    help=f"refuse, before starting, a proof estimated to take longer (default {MAX_SECONDS:g})")
 
 
