@@ -9,10 +9,10 @@ Context is what every claims file pays once, so the ratio says what a claim adds
 
 Targets (issue 12, item 15), on a 2-core machine:
 - BP1-BP4 over a batch of 64 examples proven in a few seconds (the deltas held,
-  derive.claim_fast); the "exact check" column times the same claim through the full
+  derive.claims.fast); the "exact check" column times the same claim through the full
   evaluation (every delta in the atoms) for comparison, where it is quick enough;
 - the 40-40-8 chains w1 @ w1.T @ ... @ delta1 @ x.T of 3, 7 and 15 products refused
-  within a second, from their estimate (derive.claim_cost), before anything is evaluated.
+  within a second, from their estimate (derive.claims.cost), before anything is evaluated.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from derive import claim_cost, claim_fast
+from derive.claims import cost as claim_cost
+from derive.claims import fast as claim_fast
 from derive.claims import Claim, Context, check_claim
 from derive.spec import load_spec, validate
 

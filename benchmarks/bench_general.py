@@ -27,7 +27,7 @@ def main() -> None:
     peak = max(r["peak_mb"] for r in cli)
     sympy_only = wall([sys.executable, "-c", "import sympy"], repeat=5)
 
-    from derive.general import prove_general
+    from derive.proofs.general import prove_general
 
     prove_general()  # warm the caches SymPy builds on first use
     inside = []

@@ -15,11 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from derive import budget
+from derive.proofs import budget
 from derive.arguments import Parser, seconds
 from derive.errors import DeriveError, guarded, shown
 from derive.files import exists, named, read_user_file
-from derive.proof import prove
+from derive.proofs.concrete import prove
 from derive.spec import builtin_names, load_spec
 
 from .plan import small_spec

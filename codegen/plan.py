@@ -21,12 +21,12 @@ from importlib import resources
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
-from derive import activations
-from derive.costs import COSTS
+from derive.tables import activations
+from derive.tables.costs import COSTS
 from derive.errors import DeriveError
 from derive.matrix import MatrixForms
 from derive.network import Network
-from derive.proof import deep_stack, has_denominator
+from derive.proofs.concrete import deep_stack, has_denominator
 from derive.spec import Spec, validate
 
 from .printers import formula, rowsum

@@ -1,5 +1,5 @@
 """python -m derive: see derive.cli."""
 
-from .cli import main
+from derive.cli import main
 
 raise SystemExit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from .errors import DeriveError, brief, decimal, short_words
+from derive.errors import DeriveError, brief, decimal, short_words
 
 
 class Parser(argparse.ArgumentParser):

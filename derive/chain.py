@@ -15,7 +15,7 @@ from functools import cached_property
 
 import sympy as sp
 
-from .network import Network, Param
+from derive.network import Network, Param
 
 MAX_LISTED_PATHS = 64
 

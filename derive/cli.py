@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .arguments import Parser, seconds, whole
-from .errors import DeriveError, guarded
+from derive.arguments import Parser, seconds, whole
+from derive.errors import DeriveError, guarded
 
 DEFAULT_SPEC = "net222"
 MAX_JOBS = 64
@@ -56,18 +56,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check your own formulas (a claims TOML file)")
     every = sub.add_parser("general", help="prove BP1-BP4 for every width and depth")
     if command in ("check", None):
-        from . import claims  # it owns its subcommand's arguments
+        from derive import claims  # it owns its subcommand's arguments
 
         claims.add_arguments(check)
     if command in ("general", None):
-        from . import general
+        from derive.proofs import general
 
         general.add_arguments(every)
     return parser
 
 
 def _budget_argument(p: argparse.ArgumentParser) -> None:
-    from .budget import MAX_SECONDS
+    from derive.proofs.budget import MAX_SECONDS
 
     p.add_argument("--max-seconds", type=seconds, default=MAX_SECONDS, metavar="S",
                    help=f"refuse, before starting, a proof estimated to take longer (default {MAX_SECONDS:g})")
@@ -82,19 +82,19 @@ def _main(argv: list[str]) -> int:
         argv = ["prove", *argv]  # the default command
     args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
     if args.command == "prove":
-        from .report import run_prove
+        from derive.report.terminal import run_prove
 
         return run_prove(args)
     if args.command == "latex":
-        from .latex import run_latex
+        from derive.report.latex import run_latex
 
         return run_latex(args)
     if args.command == "check":
-        from . import claims
+        from derive import claims
 
         return claims.run(args)
     if args.command == "general":
-        from . import general
+        from derive.proofs import general
 
         return general.run(args)
     raise DeriveError(f"unknown command {args.command!r}")

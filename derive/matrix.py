@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
 
-from .network import Network, Param
+from derive.network import Network, Param
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Form:
 
 class MatrixForms:
     def __init__(self, net: Network, evaluate: bool = True):
-        """evaluate=False keeps only the abstract forms (derive.scale evaluates them in SymEngine)."""
+        """evaluate=False keeps only the abstract forms (derive.proofs.scalable evaluates them in SymEngine)."""
         self.net = net
         self.evaluate = evaluate
         self.row = net.spec.convention == "row"

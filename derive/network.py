@@ -17,9 +17,9 @@ from functools import cached_property
 import mpmath
 import sympy as sp
 
-from . import activations
-from .costs import COSTS
-from .spec import Spec, load_spec
+from derive.tables import activations
+from derive.tables.costs import COSTS
+from derive.spec import Spec, load_spec
 
 
 @dataclass(frozen=True)

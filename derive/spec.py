@@ -13,11 +13,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from .activations import ACTIVATIONS
-from .costs import COSTS
-from .errors import SpecError, shown
-from .errors import brief as _brief
-from .files import exists, read_user_file
+from derive.tables.activations import ACTIVATIONS
+from derive.tables.costs import COSTS
+from derive.errors import SpecError, shown
+from derive.errors import brief as _brief
+from derive.files import exists, read_user_file
 
 CONVENTIONS = ("row", "column")
 BIASES = ("augmented", "separate", "none")

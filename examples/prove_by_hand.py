@@ -7,7 +7,7 @@ from sympy import HadamardProduct
 
 from derive import MatrixForms, Network, check_form, prove
 from derive.matrix import Form
-from derive.notation import text
+from derive.tables.notations import text
 
 proof = prove("net222")
 print(proof.summary())

@@ -3,7 +3,7 @@ import shutil
 import pytest
 
 from derive.network import Network
-from derive.proof import prove
+from derive.proofs.concrete import prove
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sympy import HadamardProduct
 
-from derive.activations import ACTIVATIONS
+from derive.tables.activations import ACTIVATIONS
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
-from derive.proof import check_form, is_identity, prove
+from derive.proofs.concrete import check_form, is_identity, prove
 from derive.spec import load_spec, validate
 from tests.conftest import needs_pdflatex
 
@@ -132,7 +132,7 @@ def test_each_profile_compiles(tmp_path, name, sizes):
 ])
 def test_oracle_patterns_equal_the_fully_composed_diff(settings):
     """The fast oracle (path-only composition, one diff per neuron) = sympy.diff of the whole composed C."""
-    from derive.proof import oracle_partial, relations
+    from derive.proofs.concrete import oracle_partial, relations
     net = Network(validate(dict(name="t", sizes=[2, 2, 3], notation="nielsen", **settings)))
     C, rule = net.composed
     for p in net.params:

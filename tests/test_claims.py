@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from derive.claim_repair import KINDS
+from derive.claims.repair import KINDS
 from derive.claims import Claim, Context, check_claim, check_file, load_claims
 from derive.errors import DeriveError
 from derive.spec import load_spec, validate

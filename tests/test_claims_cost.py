@@ -3,10 +3,12 @@
 import pytest
 import sympy as sp
 
-from derive import claim_cost, claim_fast, claims
-from derive.claim_cost import estimate, leaf_shape, size
+from derive import claims
+from derive.claims import cost as claim_cost
+from derive.claims import fast as claim_fast
+from derive.claims.cost import estimate, leaf_shape, size
 from derive.claims import Claim, Context, check_claim, read_claim
-from derive.proof import is_identity
+from derive.proofs.concrete import is_identity
 from derive.spec import load_spec, validate
 
 

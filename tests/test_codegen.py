@@ -37,8 +37,8 @@ from codegen.__main__ import main as codegen_main
 from codegen.render import BACKENDS, generate, literal, plain
 from codegen.plan import helper_names, stable_logs
 from codegen.render import param_shapes
-from derive.activations import ACTIVATIONS, _softmax_def
-from derive.costs import COSTS
+from derive.tables.activations import ACTIVATIONS, _softmax_def
+from derive.tables.costs import COSTS
 from derive.errors import SpecError
 from derive.spec import builtin_names, load_spec, validate
 

@@ -7,7 +7,7 @@ from sympy import HadamardProduct, MatrixSymbol
 from derive.chain import ChainRule
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
-from derive.proof import check_form, is_identity, oracle_partial
+from derive.proofs.concrete import check_form, is_identity, oracle_partial
 
 
 def test_all_twelve_partials_proven(proof222):

@@ -10,15 +10,15 @@ import pytest
 import sympy as sp
 
 from codegen.render import BACKENDS, generate
-from derive.activations import ACTIVATIONS
+from derive.tables.activations import ACTIVATIONS
 from derive.chain import ChainRule
 from derive.claims import check_file
-from derive.costs import COSTS
+from derive.tables.costs import COSTS
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
-from derive.notation import text
-from derive.proof import check_form, is_identity, oracle_partial, prove, relations
-from derive.scale import prove_scalable
+from derive.tables.notations import text
+from derive.proofs.concrete import check_form, is_identity, oracle_partial, prove, relations
+from derive.proofs.scalable import prove_scalable
 from derive.spec import MAX_DEPTH, validate
 from tests.conftest import needs_pdflatex
 from tests.test_codegen import assert_gradients, autograd_gradients, data, module_for, three_oracles
@@ -218,7 +218,7 @@ def test_a_slip_in_a_deep_batch_network_is_refuted_with_a_counterexample():
 
 
 def test_deep_stack_runs_in_place_when_nested_and_restores_the_limit():
-    from derive.proof import deep_stack
+    from derive.proofs.concrete import deep_stack
 
     limit = sys.getrecursionlimit()
     inner = deep_stack(lambda: sys.getrecursionlimit())

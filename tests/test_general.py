@@ -15,13 +15,13 @@ import types
 import pytest
 import sympy as sp
 
-from derive import general
+from derive.proofs import general
 from derive.errors import DeriveError
-from derive.general import (
+from derive.proofs.general import (
     RULES, SETTINGS, CostPartial, LocalPartial, Model, canonical, check_theorem, concrete_agreement,
     equal_by_linearity, prove_general, prove_setting, prove_theorem, sigma, sigma_prime, text, to_latex,
 )
-from derive.proof import prove
+from derive.proofs.concrete import prove
 from derive.spec import validate
 from tests.conftest import needs_pdflatex
 

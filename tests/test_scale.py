@@ -11,8 +11,8 @@ from sympy import HadamardProduct, MatrixSymbol
 from derive.chain import ChainRule
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
-from derive.proof import is_identity, prove
-from derive.scale import Graph, prove_scalable
+from derive.proofs.concrete import is_identity, prove
+from derive.proofs.scalable import Graph, prove_scalable
 from derive.spec import load_spec, validate
 
 

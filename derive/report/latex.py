@@ -11,11 +11,11 @@ from pathlib import Path
 import jinja2
 import sympy as sp
 
-from .errors import EXIT_OK, EXIT_REFUTED, DeriveError, shown
-from .files import check_writable, write_atomically  # noqa: F401 (general.py writes through latex.write_atomically)
-from .notation import PROFILES, Profile, latex, latex_names, layer, matrix_latex_names
-from .proof import Proof, prove
-from .spec import Spec, load_spec, load_with_sizes
+from derive.errors import EXIT_OK, EXIT_REFUTED, DeriveError, shown
+from derive.files import check_writable, write_atomically  # noqa: F401 (general.py writes through latex.write_atomically)
+from derive.tables.notations import PROFILES, Profile, latex, latex_names, layer, matrix_latex_names
+from derive.proofs.concrete import Proof, prove
+from derive.spec import Spec, load_spec, load_with_sizes
 
 MAX_LISTED = 24  # partials whose chain-rule derivation is written out in full
 MAX_EXPLICIT = 40  # entries of a matrix written out explicitly
@@ -26,7 +26,7 @@ PDFLATEX_SECONDS = 120
 def environment() -> jinja2.Environment:
     """Jinja2 set up strictly: LaTeX braces are left alone with custom delimiters."""
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("derive", "templates"),
+        loader=jinja2.PackageLoader("derive.report", "templates"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -188,7 +188,7 @@ def to_latex(spec: Spec | str, **prove_args) -> str:
 def run_latex(args) -> int:
     import sys
 
-    from .report import announce, check_budget, working
+    from derive.report.terminal import announce, check_budget, working
 
     spec, note = load_with_sizes(args.spec, args.sizes)
     if not args.output.endswith(".tex"):

@@ -2,11 +2,11 @@
 
 `python -m derive check CLAIMS.toml` reads a TOML file naming a spec and a list of
 claims, each a left-hand side (dC/dw2[0,1], dC/dW2, delta1, ...) and a right-hand
-side in text (`rhs`, read by derive.claim_text) or LaTeX (`latex`, read by
-derive.claim_latex). The truth comes from the core: partials from
+side in text (`rhs`, read by derive.claims.text) or LaTeX (`latex`, read by
+derive.claims.latex). The truth comes from the core: partials from
 ChainRule(net).derive(param).value, deltas from ChainRule.delta, matrices from
 MatrixForms(net).values. A claim is PROVEN when every entry is an exact identity
-(derive.proof.is_identity with derive.proof.relations); REFUTED with a numeric
+(derive.proofs.concrete.is_identity with derive.proofs.concrete.relations); REFUTED with a numeric
 witness, the wrong and the holding entries, a plain shape error, and the nearest
 repair that is itself proven; UNPROVEN when it is not an identity in the atoms
 and no sample point tells the sides apart; ERROR when it cannot be read, or when a
@@ -15,9 +15,9 @@ can cancel it). Sample points are never on an activation's kink (ReLU at z = 0, 
 sigma' does not exist), and a witness is a point where both sides are defined.
 
 Cost: a claim through deltas is first compared with one layer's deltas held as
-symbols (derive.claim_fast: exact, and BP1-BP4 over a batch of 64 in a second); what
+symbols (derive.claims.fast: exact, and BP1-BP4 over a batch of 64 in a second); what
 that does not prove goes to the full check, whose work is estimated from the tree's
-shapes first (derive.claim_cost) and refused as an ERROR, naming the estimate and the
+shapes first (derive.claims.cost) and refused as an ERROR, naming the estimate and the
 limit, when it is beyond the limits.
 
 Activations: sigma(z1[0]) is the atom a1[0], sigma_prime(z1[0]) the network's
@@ -49,20 +49,21 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from . import claim_cost, claim_fast
-from .chain import ChainRule
-from .claim_ir import (MAX_TERMS, ClaimError, Evaluator, Invalid, Leaves, Node, ShapeError, expanded_terms,
+from derive.claims import cost as claim_cost
+from derive.claims import fast as claim_fast
+from derive.chain import ChainRule
+from derive.claims.tree import (MAX_TERMS, ClaimError, Evaluator, Invalid, Leaves, Node, ShapeError, expanded_terms,
                        is_matrix, latex_of, position, shape_of, size_text, text_of)
-from .claim_latex import read_latex
-from .claim_repair import Repair, find, ratio
-from .claim_text import Lhs, Shape, lhs_from_tree, read_lhs, read_text
-from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUTED, DeriveError, brief, shown
-from .files import exists, read_user_file  # a regular file only, read with a bound (st_size is 0 for devices)
-from .matrix import MatrixForms
-from .network import Network
-from .notation import PROFILES, text_name
-from .proof import is_identity, relations
-from .spec import MAX_EXAMPLES, Spec, builtin_names, load_spec, parse_sizes, validate
+from derive.claims.latex import read_latex
+from derive.claims.repair import Repair, find, ratio
+from derive.claims.text import Lhs, Shape, lhs_from_tree, read_lhs, read_text
+from derive.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUTED, DeriveError, brief, shown
+from derive.files import exists, read_user_file  # a regular file only, read with a bound (st_size is 0 for devices)
+from derive.matrix import MatrixForms
+from derive.network import Network
+from derive.tables.notations import PROFILES, text_name
+from derive.proofs.concrete import is_identity, relations
+from derive.spec import MAX_EXAMPLES, Spec, builtin_names, load_spec, parse_sizes, validate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -639,7 +640,7 @@ def check_claim(ctx: Context, claim: Claim) -> Verdict:
     lhs, tree, shown = read
     field_name = "latex" if claim.latex is not None else "rhs"
     if claim_fast.prove(ctx, lhs, tree, claim.example, claim.latex is None):
-        return Verdict(claim, "PROVEN", lhs.text())  # exact, one layer's deltas held as symbols (derive.claim_fast)
+        return Verdict(claim, "PROVEN", lhs.text())  # exact, one layer's deltas held as symbols (derive.claims.fast)
     too_large = claim_cost.refusal(ctx, lhs, tree, claim.latex is None)  # before the truth and the evaluation
     if too_large is not None:
         return _fail(claim, field_name, claim.source, too_large, lhs.text())

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .activations import ACTIVATIONS
-from .claim_ir import (LAYERED, MAX_NUMBER_DIGITS, TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, check_exponent,
+from derive.tables.activations import ACTIVATIONS
+from derive.claims.tree import (LAYERED, MAX_NUMBER_DIGITS, TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, check_exponent,
                        check_size, fold_power, number, precheck)
 
 _LAYERED_NAME = re.compile(rf"^({'|'.join(LAYERED)})(\d+)$")
@@ -95,7 +95,7 @@ class TextReader:
 
     def _check_tree(self, tree: ast.AST) -> None:
         """Depth and size of Python's tree, iteratively, before the recursive walk."""
-        from .claim_ir import MAX_DEPTH, MAX_NODES
+        from derive.claims.tree import MAX_DEPTH, MAX_NODES
 
         stack, count = [(tree, 0)], 0
         while stack:

@@ -1,6 +1,6 @@
 """The tree a claim is read into, its limits, its evaluation and its printing.
 
-Both readers (derive.claim_text walks Python's ast with a whitelist, derive.claim_latex
+Both readers (derive.claims.text walks Python's ast with a whitelist, derive.claims.latex
 runs a Lark grammar) produce the same small tree of Num, Leaf and Op nodes; nothing a
 user wrote is ever executed. The tree is evaluated exactly in SymPy, for the proof, and
 in floating point, to sift candidate repairs quickly; both evaluations share one set of
@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
-from .activations import ACTIVATIONS
+from derive.tables.activations import ACTIVATIONS
 
 # -- limits: checked before and during parsing, so hostile input fails fast ----------
 MAX_CLAIM_CHARS = 10_000  # characters in one right-hand side

@@ -9,11 +9,11 @@ from contextlib import nullcontext
 from rich.console import Console
 from rich.table import Table
 
-from . import budget
-from .errors import EXIT_OK, EXIT_REFUTED
-from .notation import text
-from .proof import Check, Proof, prove
-from .spec import load_with_sizes
+from derive.proofs import budget
+from derive.errors import EXIT_OK, EXIT_REFUTED
+from derive.tables.notations import text
+from derive.proofs.concrete import Check, Proof, prove
+from derive.spec import load_with_sizes
 
 ORACLE_ALL_LIMIT = budget.FULL_AUTO_PARAMS  # partials; above it sympy.diff runs on a sample
 
@@ -179,7 +179,7 @@ def run_prove(args) -> int:
     terminal = not args.json and sys.stderr.isatty()
     long = announce(spec, estimate)
     if mode == "scalable":
-        from .scale import prove_scalable
+        from derive.proofs.scalable import prove_scalable
 
         proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs, progress=terminal)
         proof.note = note

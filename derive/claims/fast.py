@@ -20,7 +20,7 @@ or its repair. So a wrong claim is refuted exactly as before.
 
 The evaluator takes a strict part of the claim language: sizes must match exactly (no
 broadcasting) and denominators must be nonzero numbers; a claim outside it goes to the
-full check. Its work is bounded first by derive.claim_cost's estimate, with the held
+full check. Its work is bounded first by derive.claims.cost's estimate, with the held
 deltas counted as one symbol an entry.
 """
 
@@ -31,9 +31,9 @@ import weakref
 import symengine as se
 import sympy as sp
 
-from .claim_cost import estimate
-from .claim_ir import MAX_WORK, Leaf, Node, Num, Op, walk, work_of
-from .proof import ToSymEngine, has_denominator, rational_zero
+from derive.claims.cost import estimate
+from derive.claims.tree import MAX_WORK, Leaf, Node, Num, Op, walk, work_of
+from derive.proofs.concrete import ToSymEngine, has_denominator, rational_zero
 
 MAX_FAST_OPS = 5_000_000  # SymEngine's scalar operations are some ten to a hundred times cheaper than SymPy's
 MAX_FAST_TOTAL_TERMS = 3_000_000
@@ -337,7 +337,7 @@ class _Eval:
 
 
 def _rational_zero(d) -> bool:
-    """A difference with denominators (cross-entropy, softmax) is 0 over one denominator, as derive.proof has it."""
+    """A difference with denominators (cross-entropy, softmax) is 0 over one denominator, as derive.proofs.concrete has it."""
     expr = sp.sympify(d)
     return has_denominator(expr) and rational_zero(expr)
 

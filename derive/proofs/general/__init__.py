@@ -43,7 +43,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 from sympy.simplify.simplify import factor_sum
 
-from .errors import EXIT_OK, EXIT_REFUTED, DeriveError
+from derive.errors import EXIT_OK, EXIT_REFUTED, DeriveError
 
 INDEX = {"integer": True, "nonnegative": True}
 WIDTH = {"integer": True, "positive": True}
@@ -1791,7 +1791,7 @@ def prove_general(settings=SETTINGS, candidates: dict | None = None) -> GeneralP
 
 
 # ---------------------------------------------------------------------------
-# a concrete instance: the general formulas at fixed widths against derive.chain and derive.proof
+# a concrete instance: the general formulas at fixed widths against derive.chain and derive.proofs.concrete
 # ---------------------------------------------------------------------------
 
 @dataclass
@@ -1810,11 +1810,11 @@ def concrete_agreement(spec, proof: GeneralProof | None = None) -> list[Agreemen
     The spec must have separate biases, elementwise activations and batch "single" or
     "sum". delta^L comes from BP1 and every lower delta from BP2 applied layer by layer
     (the induction, written out); BP3 and BP4 then give each gradient. Each is compared
-    with the concrete chain rule (derive.chain) and the matrix-form entry of derive.proof.prove.
+    with the concrete chain rule (derive.chain) and the matrix-form entry of derive.proofs.concrete.prove.
     """
-    from .network import Network
-    from .proof import is_identity, prove, relations
-    from .spec import load_spec
+    from derive.network import Network
+    from derive.proofs.concrete import is_identity, prove, relations
+    from derive.spec import load_spec
 
     spec = load_spec(spec)
     if spec.bias != "separate" or spec.batch == "mean":
@@ -1971,7 +1971,7 @@ def _latex_context(proof: GeneralProof) -> dict:
 
 def to_latex(proof: GeneralProof) -> str:
     """The proof as a standalone LaTeX document (Jinja2 template general.tex.j2)."""
-    from .latex import environment
+    from derive.report.latex import environment
 
     return environment().get_template("general.tex.j2").render(**_latex_context(proof))
 
@@ -1990,9 +1990,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from .errors import shown
-    from .files import check_writable, named
-    from .latex import write_atomically
+    from derive.errors import shown
+    from derive.files import check_writable, named
+    from derive.report.latex import write_atomically
 
     target = None
     if args.latex is not None:

@@ -26,11 +26,11 @@ import symengine as se
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
-from .matrix import Form, MatrixForms
-from .network import Network, Param
-from .proof import (ToSymEngine, deep_stack, find_counterexample, has_denominator, is_identity, oracle_partial, rational_zero,
+from derive.matrix import Form, MatrixForms
+from derive.network import Network, Param
+from derive.proofs.concrete import (ToSymEngine, deep_stack, find_counterexample, has_denominator, is_identity, oracle_partial, rational_zero,
                     relations)
-from .spec import Spec, load_spec
+from derive.spec import Spec, load_spec
 
 CHUNK = 2000  # entries per task when the work is spread over processes
 

@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .claim_ir import LAYERED, Leaf, Node, Num, Op, at, substitute, walk, work_of
+from derive.claims.tree import LAYERED, Leaf, Node, Num, Op, at, substitute, walk, work_of
 
 KINDS = ("transpose", "order", "transpose result", "swap indices", "neuron", "layer", "bias", "sign", "factor")
 MAX_CANDIDATES = 3_000

@@ -1,4 +1,4 @@
-"""Claims written in LaTeX, read by a Lark grammar (derive/claim_latex.lark) into the claim tree.
+"""Claims written in LaTeX, read by a Lark grammar (derive/claims/latex.lark) into the claim tree.
 
 The grammar is LALR, so a parse takes time linear in the claim; the source's size and
 bracket depth are checked before it runs and the tree's depth after, so the recursive
@@ -20,9 +20,9 @@ from importlib import resources
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
-from .claim_ir import (LATEX_HINTS, MAX_DEPTH, MAX_NODES, MAX_SUM_RANGE, ClaimError, Leaf, Node, Num, Op,
+from derive.claims.tree import (LATEX_HINTS, MAX_DEPTH, MAX_NODES, MAX_SUM_RANGE, ClaimError, Leaf, Node, Num, Op,
                        check_exponent, check_size, fold_power, number, precheck)
-from .claim_text import Shape, check_layer
+from derive.claims.text import Shape, check_layer
 
 _FUNCTIONS = {"sigma": None, "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "ReLU": "relu",
               "LReLU": "leaky_relu", "leaky_relu": "leaky_relu", "softplus": "softplus", "id": "identity",
@@ -32,7 +32,7 @@ _LAYERED = {"a": "a", "z": "z", "w": "w", "b": "b", "W": "W", "A": "A", "D": "D"
 
 @cache
 def parser() -> Lark:
-    grammar = resources.files("derive").joinpath("claim_latex.lark").read_text(encoding="utf-8")
+    grammar = resources.files("derive.claims").joinpath("latex.lark").read_text(encoding="utf-8")
     return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True)
 
 

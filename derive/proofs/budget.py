@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .activations import ACTIVATIONS
-from .costs import COSTS
-from .errors import DeriveError
-from .spec import Spec
+from derive.tables.activations import ACTIVATIONS
+from derive.tables.costs import COSTS
+from derive.errors import DeriveError
+from derive.spec import Spec
 
 MAX_SECONDS = 600.0  # the default budget: a proof estimated longer is refused before it starts
 ANNOUNCE_SECONDS = 10.0  # a proof estimated longer says so before it starts, and shows progress

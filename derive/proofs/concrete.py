@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from .chain import ChainRule, Derivation
-from .matrix import Form, MatrixForms
-from .network import Network, Param
-from .spec import Spec, load_spec
+from derive.chain import ChainRule, Derivation
+from derive.matrix import Form, MatrixForms
+from derive.network import Network, Param
+from derive.spec import Spec, load_spec
 
 try:
     import symengine as se

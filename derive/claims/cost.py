@@ -10,7 +10,7 @@ beyond the limits is refused with an ERROR that names the estimate and the limit
 instead of running for minutes and being refused afterwards.
 
 A delta is counted either in full (an expression in the network's atoms, as the exact
-check has it) or held from a layer up (derive.claim_fast keeps δ of that layer as a
+check has it) or held from a layer up (derive.claims.fast keeps δ of that layer as a
 symbol), which is what makes a batch's BP4 cheap.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .claim_ir import MAX_TERMS, MAX_WORK, ClaimError, Leaf, Node, Num, expanded_terms, work_of
+from derive.claims.tree import MAX_TERMS, MAX_WORK, ClaimError, Leaf, Node, Num, expanded_terms, work_of
 
 # measured on the 2-core machine: some 60 µs an operation and 20 µs a term (the witness and the repair
 # search included), so a check at both limits takes about half a minute
