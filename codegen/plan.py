@@ -187,8 +187,8 @@ class Planner:
 
     def activation(self, l: int, arg: sp.Expr) -> sp.Expr:
         act = self.net.acts[l]
-        if act.numpy in self.helpers:
-            return helper(act.numpy)(arg)
+        if act.stable in self.helpers:
+            return helper(act.stable)(arg)
         return act.definition(arg)
 
     def scalar(self, expr) -> sp.Expr:
@@ -347,7 +347,7 @@ def as_helper(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
         return expr
     for name in helper_names("py"):
         act = activations.ACTIVATIONS.get(name)
-        if act is None or not act.elementwise or act.numpy != name:
+        if act is None or not act.elementwise or act.stable != name:
             continue
         if sp.simplify(expr - act.definition(var)) == 0:
             return helper(name)(var)

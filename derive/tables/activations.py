@@ -23,13 +23,33 @@ LEAK = sp.Rational(1, 100)
 
 
 @dataclass(frozen=True)
+class OutputRange:
+    """The values an output activation takes (as rounded), where a cost takes their logs."""
+
+    low: int
+    high: int
+    rows_sum_to_one: bool  # each row is a distribution (its sum is 1 up to rounding)
+    text: str  # the range, for an error message
+
+
+def _helper(name: str) -> type[sp.Function]:
+    """A function that the generated code prints as a call to its stable helper `name`."""
+    return sp.Function(name)
+
+
+@dataclass(frozen=True)
 class Activation:
     name: str
     definition: Callable[[sp.Expr], sp.Expr]
-    latex: str
-    numpy: str
-    sample: tuple[float, float]
+    latex: str  # in documents and claims' output
+    sample: tuple[float, float]  # the range of z that tests sample
     elementwise: bool = True
+    stable: str | None = None  # the generated module's stable helper that computes it (templates/helpers/<stable>.*.j2)
+    stable_logs: Callable[[sp.Expr], dict] | None = None  # z -> {log a: ..., log(1 - a): ...}, finite for every z
+    output_range: OutputRange | None = None  # its values, where a cost takes their logs
+    claim_names: tuple[str, ...] = ()  # other names a claim may call it by (text and LaTeX)
+    claim_latex: str | None = None  # how a claim's formula prints it, when not `latex`
+    notation_sigma: bool = False  # a document writes it as the notation's own sigma letter
 
     # -- derived from the definition, never typed in ----------------------
     @property
@@ -76,17 +96,34 @@ def _softmax_def(j: int, zs) -> sp.Expr:
     return sp.exp(zs[j]) / sp.Add(*[sp.exp(v) for v in zs])
 
 
-#            name          definition                                  LaTeX              numpy name      sample z
+UNIT = OutputRange(0, 1, False, "entries in [0, 1]")
+SIMPLEX = OutputRange(0, 1, True, "rows of entries in [0, 1] that sum to 1")
+
+
+def _sigmoid_logs(z: sp.Expr) -> dict:
+    """log sigma(z) = -softplus(-z), log(1 - sigma(z)) = -softplus(z) (tests/test_codegen.py proves both)."""
+    return {"log_a": -_helper("softplus")(-z), "log_one_minus_a": -_helper("softplus")(z)}
+
+
+def _softmax_logs(z: sp.Expr) -> dict:
+    """log softmax(z) = log_softmax(z), taken along each row."""
+    return {"log_a": _helper("log_softmax")(z)}
+
+
+#            name          definition                           LaTeX                      sample z
 ACTIVATIONS: dict[str, Activation] = {
     act.name: act
     for act in [
-        Activation("sigmoid",    lambda v: 1 / (1 + sp.exp(-v)),            r"\sigma",          "sigmoid",      (-4.0, 4.0)),
-        Activation("tanh",       lambda v: sp.tanh(v),                       r"\tanh",           "tanh",         (-3.0, 3.0)),
-        Activation("relu",       lambda v: sp.Max(0, v),                     r"\operatorname{ReLU}", "relu",    (-3.0, 3.0)),
-        Activation("leaky_relu", lambda v: sp.Max(LEAK * v, v),              r"\operatorname{LReLU}", "leaky_relu", (-3.0, 3.0)),
-        Activation("softplus",   lambda v: sp.log(1 + sp.exp(v)),            r"\operatorname{softplus}", "softplus", (-4.0, 4.0)),
-        Activation("identity",   lambda v: v,                                r"\operatorname{id}", "identity",  (-3.0, 3.0)),
-        Activation("softmax",    _softmax_def,                               r"\operatorname{softmax}", "softmax", (-4.0, 4.0), elementwise=False),
+        Activation("sigmoid",    lambda v: 1 / (1 + sp.exp(-v)),     r"\sigma",                 (-4.0, 4.0),
+                   stable="sigmoid", stable_logs=_sigmoid_logs, output_range=UNIT,
+                   claim_latex=r"\operatorname{sigmoid}", notation_sigma=True),
+        Activation("tanh",       lambda v: sp.tanh(v),                r"\tanh",                  (-3.0, 3.0)),
+        Activation("relu",       lambda v: sp.Max(0, v),              r"\operatorname{ReLU}",    (-3.0, 3.0), claim_names=("ReLU",)),
+        Activation("leaky_relu", lambda v: sp.Max(LEAK * v, v),       r"\operatorname{LReLU}",   (-3.0, 3.0), claim_names=("LReLU",)),
+        Activation("softplus",   lambda v: sp.log(1 + sp.exp(v)),     r"\operatorname{softplus}", (-4.0, 4.0), stable="softplus"),
+        Activation("identity",   lambda v: v,                         r"\operatorname{id}",      (-3.0, 3.0), claim_names=("id",)),
+        Activation("softmax",    _softmax_def,                        r"\operatorname{softmax}", (-4.0, 4.0), elementwise=False,
+                   stable="softmax", stable_logs=_softmax_logs, output_range=SIMPLEX),
     ]
 }
 
