@@ -1,4 +1,4 @@
-"""The command line: python -m derive [prove|latex|check|general] ...
+"""The command line: python -m derive [prove|latex|check|general] ...: every subcommand's arguments and handler.
 
 Exit codes: 0 everything proven, 1 something refuted or unproven, 2 bad input,
 3 an unexpected internal error (a bug; BACKPROP_DERIVE_DEBUG=1 shows its traceback),
@@ -9,10 +9,16 @@ Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+from pathlib import Path
 
 from derive.arguments import Parser, seconds, whole
-from derive.errors import DeriveError, guarded
+from derive.errors import EXIT_OK, EXIT_REFUTED, DeriveError, guarded, shown
+from derive.files import check_writable, named, write_atomically
+from derive.proofs import budget
+from derive.spec import load_with_sizes
 
 DEFAULT_SPEC = "net222"
 MAX_JOBS = 64
@@ -27,7 +33,7 @@ EXIT_CODES = ("exit codes: 0 everything proven, 1 something refuted or unproven,
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; the check and general modules are imported only when their command runs (or for --help)."""
+    """The parser of every subcommand."""
     parser = Parser(prog="python -m derive", description="Prove backpropagation's matrix forms from the chain rule.",
                      epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
@@ -53,24 +59,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--pdf", action="store_true", help="also compile it with pdflatex")
     _budget_argument(p)
 
-    check = sub.add_parser("check", help="check your own formulas (a claims TOML file)")
-    every = sub.add_parser("general", help="prove BP1-BP4 for every width and depth")
-    if command in ("check", None):
-        from derive import claims  # it owns its subcommand's arguments
+    p = sub.add_parser("check", help="check your own formulas (a claims TOML file)")
+    p.add_argument("claims", help="a claims TOML file: spec = ..., then [[claim]] tables with name, lhs, rhs or latex")
+    p.add_argument("--json", action="store_true", help="print the verdicts as a JSON list")
 
-        claims.add_arguments(check)
-    if command in ("general", None):
-        from derive.proofs import general
-
-        general.add_arguments(every)
+    p = sub.add_parser("general", help="prove BP1-BP4 for every width and depth")
+    p.add_argument("--latex", metavar="FILE.tex", help="also write the proof as a standalone LaTeX document")
+    settings = None
+    if command in ("general", None):  # SymPy loads only for the command that needs it (or for --help)
+        from derive.proofs.general import SETTINGS as settings
+    p.add_argument("--setting", action="append", choices=settings,
+                   help="prove only this setting (repeatable; default: all four)")
+    p.add_argument("--brief", action="store_true", help="only each theorem's verdict and the summary")
     return parser
 
 
 def _budget_argument(p: argparse.ArgumentParser) -> None:
-    from derive.proofs.budget import MAX_SECONDS
-
-    p.add_argument("--max-seconds", type=seconds, default=MAX_SECONDS, metavar="S",
-                   help=f"refuse, before starting, a proof estimated to take longer (default {MAX_SECONDS:g})")
+    p.add_argument("--max-seconds", type=seconds, default=budget.MAX_SECONDS, metavar="S",
+                   help=f"refuse, before starting, a proof estimated to take longer (default {budget.MAX_SECONDS:g})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,20 +87,146 @@ def _main(argv: list[str]) -> int:
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["prove", *argv]  # the default command
     args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
-    if args.command == "prove":
-        from derive.report.terminal import run_prove
+    handlers = {"prove": run_prove, "latex": run_latex, "check": run_check, "general": run_general}
+    if args.command not in handlers:
+        raise DeriveError(f"unknown command {args.command!r}")
+    return handlers[args.command](args)
 
-        return run_prove(args)
-    if args.command == "latex":
-        from derive.report.latex import run_latex
 
-        return run_latex(args)
-    if args.command == "check":
-        from derive import claims
+# ---------------------------------------------------------------------------
+# before a proof starts: its estimated cost
+# ---------------------------------------------------------------------------
 
-        return claims.run(args)
-    if args.command == "general":
-        from derive.proofs import general
+def check_budget(spec, mode: str, args, command: str = "prove") -> budget.Estimate:
+    """Refuse, before anything starts, a run estimated beyond --max-seconds or this machine's memory."""
+    max_seconds = getattr(args, "max_seconds", budget.MAX_SECONDS)
+    sample = getattr(args, "sample", 50)
+    estimate = budget.full(spec) if mode == "full" else budget.scalable(spec, sample)
+    instead = "prove it at smaller widths or depth with --sizes"
+    if command == "prove":
+        least = budget.oracle_groups(spec)  # the sample takes at least one partial of each group
+        other = budget.scalable(spec, sample if mode == "full" else least)
+        if mode == "full" and budget.fits(other, max_seconds):
+            instead = f"use --mode scalable ({other.text()})"
+        elif mode == "scalable" and sample > least and budget.fits(other, max_seconds):
+            instead = f"sample fewer partials with --sample {least} ({other.text()})"
+    budget.check(estimate, max_seconds, f"{command} {spec.name} at sizes {budget.sizes_text(spec)}", instead)
+    return estimate
 
-        return general.run(args)
-    raise DeriveError(f"unknown command {args.command!r}")
+
+def announce(spec, estimate: budget.Estimate) -> bool:
+    """Say on stderr what a long run will cost; whether it is long (then progress is shown on a terminal)."""
+    if estimate.seconds < budget.ANNOUNCE_SECONDS:
+        return False
+    print(f"{spec.name} at sizes {budget.sizes_text(spec)}: estimated {estimate.text()} ({estimate.what})", file=sys.stderr)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# the handlers: each proves or checks, renders through derive.report, returns the exit code
+# ---------------------------------------------------------------------------
+
+def run_prove(args) -> int:
+    from rich.console import Console
+
+    from derive.proofs.concrete import prove
+    from derive.report.terminal import as_json, render, working
+
+    spec, note = load_with_sizes(args.spec, args.sizes)
+    mode = args.mode if args.mode != "auto" else budget.auto_mode(spec)
+    estimate = check_budget(spec, mode, args)
+    terminal = not args.json and sys.stderr.isatty()
+    long = announce(spec, estimate)
+    if mode == "scalable":
+        from derive.proofs.scalable import prove_scalable
+        from derive.report.terminal import render_scale
+
+        proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs, progress=terminal)
+        proof.note = note
+        if args.json:
+            json.dump(proof.as_json(), sys.stdout, indent=1)
+            print()
+        else:
+            render_scale(proof, Console(highlight=False))
+        return EXIT_OK if proof.ok else EXIT_REFUTED
+    with working(f"proving {spec.n_params} partials in full mode (estimated {budget.duration(estimate.seconds)})",
+                  terminal and long):
+        proof = prove(spec, oracle="all")
+    proof.note = note
+    if args.json:
+        json.dump(as_json(proof), sys.stdout, indent=1)
+        print()
+    else:
+        render(proof, Console(highlight=False), brief=args.brief)
+    return EXIT_OK if proof.ok else EXIT_REFUTED
+
+
+def run_latex(args) -> int:
+    from derive.proofs.concrete import prove
+    from derive.report.latex import MAX_DOCUMENT_PARAMS, compile_pdf, render
+    from derive.report.terminal import working
+
+    spec, note = load_with_sizes(args.spec, args.sizes)
+    if not args.output.endswith(".tex"):
+        raise DeriveError(f"-o {args.output}: the output must be a .tex file")
+    check_writable(args.output, "-o")  # before the proof, so a wrong path costs nothing
+    if args.pdf:
+        check_writable(Path(args.output).with_suffix(".pdf"), "--pdf")
+    if spec.n_params > MAX_DOCUMENT_PARAMS:
+        raise DeriveError(
+            f"latex: {spec.name} has {spec.n_params} parameters, too many to write out (at most "
+            f"{MAX_DOCUMENT_PARAMS}); write it at reduced widths with --sizes, and prove the full network "
+            f"with: python -m derive prove {shlex.quote(args.spec)}"
+            + (f" --sizes {shlex.quote(args.sizes)}" if args.sizes is not None else ""))
+    estimate = check_budget(spec, "full", args, "latex")
+    with working(f"proving {spec.n_params} partials for the document", announce(spec, estimate) and sys.stderr.isatty()):
+        proof = prove(spec, oracle="all")
+    proof.note = note[:1].upper() + note[1:] + "." if note else ""
+    write_atomically(Path(args.output), render(proof), "-o")
+    print(shown(f"wrote {args.output}: {proof.summary()}"))
+    if args.pdf:
+        pdf = compile_pdf(Path(args.output))
+        print(shown(f"wrote {pdf}"))
+    return EXIT_OK if proof.ok else EXIT_REFUTED
+
+
+def run_check(args) -> int:
+    from derive.claims import check_file
+    from derive.report.claims import _json_text, render
+
+    report = check_file(args.claims)
+    if args.json:
+        print(_json_text([v.as_json() for v in report.verdicts]))
+    else:
+        from rich.console import Console
+
+        render(report, Console(highlight=False, soft_wrap=True))
+    errors = [v for v in report.verdicts if v.verdict == "ERROR"]
+    if errors:
+        more = f" (and {len(errors) - 1} more claim{'s' if len(errors) > 2 else ''} that cannot be read)" if len(errors) > 1 else ""
+        print(f"error: {shown(report.path)}: {errors[0].error_line()}{more}", file=sys.stderr)
+    return report.exit_code
+
+
+def run_general(args) -> int:
+    from rich.console import Console
+
+    from derive.proofs.general import SETTINGS, prove_general
+    from derive.report.general import render, to_latex
+
+    target = None
+    if args.latex is not None:
+        target = Path(args.latex)
+        if target.suffix != ".tex":
+            raise DeriveError(f"--latex {named(args.latex)}: the output must be a .tex file")
+        check_writable(target, "--latex")  # before the proof: a folder, a missing one, a name too long
+    settings = tuple(dict.fromkeys(args.setting)) if args.setting else SETTINGS
+    proof = prove_general(settings)
+    console = Console(highlight=False, soft_wrap=True)
+    render(proof, console, brief=args.brief)
+    console.print()
+    if target is not None:
+        write_atomically(target, to_latex(proof), "--latex")
+        console.print(shown(f"wrote {target}"), markup=False)
+    console.print(proof.summary())
+    return EXIT_OK if proof.ok else EXIT_REFUTED

@@ -19,8 +19,9 @@ from derive.proofs import general
 from derive.errors import DeriveError
 from derive.proofs.general import (
     RULES, SETTINGS, CostPartial, LocalPartial, Model, canonical, check_theorem, concrete_agreement,
-    equal_by_linearity, prove_general, prove_setting, prove_theorem, sigma, sigma_prime, text, to_latex,
+    equal_by_linearity, prove_general, prove_setting, prove_theorem, sigma, sigma_prime, text,
 )
+from derive.report.general import to_latex
 from derive.proofs.concrete import prove
 from derive.spec import validate
 from tests.conftest import needs_pdflatex
@@ -652,7 +653,9 @@ def test_cli_exits_1_when_a_step_is_not_proven(monkeypatch, capsys):
     real = general.prove_general
     monkeypatch.setattr(general, "prove_general",
                         lambda settings: real(settings, candidates={"column": {"BP4": wrong}}))
-    code = general.run(types.SimpleNamespace(latex=None, setting=["column"], brief=True))
+    from derive import cli
+
+    code = cli.run_general(types.SimpleNamespace(latex=None, setting=["column"], brief=True))
     out = capsys.readouterr().out
     assert code == 1
     assert "counterexample at" in out and out.strip().splitlines()[-1].endswith("column BP4 (refuted)")

@@ -265,14 +265,14 @@ def _boom(*args, **kwargs):
 
 @pytest.mark.parametrize("error", [RuntimeError("boom\nsecond line"), RecursionError("too deep"), MemoryError()])
 def test_an_internal_error_is_exit_3(monkeypatch, capsys, error):
-    import derive.report.terminal
+    import derive.cli
     from derive.cli import main
 
     def fail(args):
         raise error
 
     monkeypatch.delenv("BACKPROP_DERIVE_DEBUG", raising=False)
-    monkeypatch.setattr(derive.report.terminal, "run_prove", fail)
+    monkeypatch.setattr(derive.cli, "run_prove", fail)
     assert main(["prove", "net222"]) == EXIT_INTERNAL == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"internal error: {type(error).__name__}")
@@ -280,11 +280,11 @@ def test_an_internal_error_is_exit_3(monkeypatch, capsys, error):
 
 
 def test_debug_shows_the_traceback(monkeypatch):
-    import derive.report.terminal
+    import derive.cli
     from derive.cli import main
 
     monkeypatch.setenv("BACKPROP_DERIVE_DEBUG", "1")
-    monkeypatch.setattr(derive.report.terminal, "run_prove", _boom)
+    monkeypatch.setattr(derive.cli, "run_prove", _boom)
     with pytest.raises(RuntimeError, match="boom"):
         main(["prove", "net222"])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -11,11 +10,11 @@ from pathlib import Path
 import jinja2
 import sympy as sp
 
-from derive.errors import EXIT_OK, EXIT_REFUTED, DeriveError, shown
-from derive.files import check_writable, write_atomically  # noqa: F401 (general.py writes through latex.write_atomically)
+from derive.errors import DeriveError
+from derive.files import check_writable, write_atomically
 from derive.tables.notations import PROFILES, Profile, latex, latex_names, layer, matrix_latex_names
 from derive.proofs.concrete import Proof, prove
-from derive.spec import Spec, load_spec, load_with_sizes
+from derive.spec import Spec, load_spec
 
 MAX_LISTED = 24  # partials whose chain-rule derivation is written out in full
 MAX_EXPLICIT = 40  # entries of a matrix written out explicitly
@@ -183,32 +182,3 @@ def compile_pdf(tex: Path) -> Path:
 def to_latex(spec: Spec | str, **prove_args) -> str:
     """Prove a spec and return the LaTeX document."""
     return render(prove(load_spec(spec), **prove_args))
-
-
-def run_latex(args) -> int:
-    import sys
-
-    from derive.report.terminal import announce, check_budget, working
-
-    spec, note = load_with_sizes(args.spec, args.sizes)
-    if not args.output.endswith(".tex"):
-        raise DeriveError(f"-o {args.output}: the output must be a .tex file")
-    check_writable(args.output, "-o")  # before the proof, so a wrong path costs nothing
-    if args.pdf:
-        check_writable(Path(args.output).with_suffix(".pdf"), "--pdf")
-    if spec.n_params > MAX_DOCUMENT_PARAMS:
-        raise DeriveError(
-            f"latex: {spec.name} has {spec.n_params} parameters, too many to write out (at most "
-            f"{MAX_DOCUMENT_PARAMS}); write it at reduced widths with --sizes, and prove the full network "
-            f"with: python -m derive prove {shlex.quote(args.spec)}"
-            + (f" --sizes {shlex.quote(args.sizes)}" if args.sizes is not None else ""))
-    estimate = check_budget(spec, "full", args, "latex")
-    with working(f"proving {spec.n_params} partials for the document", announce(spec, estimate) and sys.stderr.isatty()):
-        proof = prove(spec, oracle="all")
-    proof.note = note[:1].upper() + note[1:] + "." if note else ""
-    write_atomically(Path(args.output), render(proof), "-o")
-    print(shown(f"wrote {args.output}: {proof.summary()}"))
-    if args.pdf:
-        pdf = compile_pdf(Path(args.output))
-        print(shown(f"wrote {pdf}"))
-    return EXIT_OK if proof.ok else EXIT_REFUTED

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import nullcontext
 
@@ -10,10 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from derive.proofs import budget
-from derive.errors import EXIT_OK, EXIT_REFUTED
 from derive.tables.notations import text
-from derive.proofs.concrete import Check, Proof, prove
-from derive.spec import load_with_sizes
+from derive.proofs.concrete import Check, Proof
 
 ORACLE_ALL_LIMIT = budget.FULL_AUTO_PARAMS  # partials; above it sympy.diff runs on a sample
 
@@ -135,31 +132,6 @@ def render_scale(proof, console: Console) -> None:
     console.print(proof.summary(), soft_wrap=True)
 
 
-def check_budget(spec, mode: str, args, command: str = "prove") -> budget.Estimate:
-    """Refuse, before anything starts, a run estimated beyond --max-seconds or this machine's memory."""
-    max_seconds = getattr(args, "max_seconds", budget.MAX_SECONDS)
-    sample = getattr(args, "sample", 50)
-    estimate = budget.full(spec) if mode == "full" else budget.scalable(spec, sample)
-    instead = "prove it at smaller widths or depth with --sizes"
-    if command == "prove":
-        least = budget.oracle_groups(spec)  # the sample takes at least one partial of each group
-        other = budget.scalable(spec, sample if mode == "full" else least)
-        if mode == "full" and budget.fits(other, max_seconds):
-            instead = f"use --mode scalable ({other.text()})"
-        elif mode == "scalable" and sample > least and budget.fits(other, max_seconds):
-            instead = f"sample fewer partials with --sample {least} ({other.text()})"
-    budget.check(estimate, max_seconds, f"{command} {spec.name} at sizes {budget.sizes_text(spec)}", instead)
-    return estimate
-
-
-def announce(spec, estimate: budget.Estimate) -> bool:
-    """Say on stderr what a long run will cost; whether it is long (then progress is shown on a terminal)."""
-    if estimate.seconds < budget.ANNOUNCE_SECONDS:
-        return False
-    print(f"{spec.name} at sizes {budget.sizes_text(spec)}: estimated {estimate.text()} ({estimate.what})", file=sys.stderr)
-    return True
-
-
 def working(label: str, enabled: bool):
     """A spinner with the elapsed time on stderr (on a terminal) for work that reports no steps."""
     if not enabled:
@@ -170,32 +142,3 @@ def working(label: str, enabled: bool):
                         console=Console(file=sys.stderr), transient=True)
     progress.add_task(label, total=None)
     return progress
-
-
-def run_prove(args) -> int:
-    spec, note = load_with_sizes(args.spec, args.sizes)
-    mode = args.mode if args.mode != "auto" else budget.auto_mode(spec)
-    estimate = check_budget(spec, mode, args)
-    terminal = not args.json and sys.stderr.isatty()
-    long = announce(spec, estimate)
-    if mode == "scalable":
-        from derive.proofs.scalable import prove_scalable
-
-        proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs, progress=terminal)
-        proof.note = note
-        if args.json:
-            json.dump(proof.as_json(), sys.stdout, indent=1)
-            print()
-        else:
-            render_scale(proof, Console(highlight=False))
-        return EXIT_OK if proof.ok else EXIT_REFUTED
-    with working(f"proving {spec.n_params} partials in full mode (estimated {budget.duration(estimate.seconds)})",
-                  terminal and long):
-        proof = prove(spec, oracle="all")
-    proof.note = note
-    if args.json:
-        json.dump(as_json(proof), sys.stdout, indent=1)
-        print()
-    else:
-        render(proof, Console(highlight=False), brief=args.brief)
-    return EXIT_OK if proof.ok else EXIT_REFUTED

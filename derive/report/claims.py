@@ -1,0 +1,98 @@
+"""The verdicts of a claims file, as a person reads them in a terminal and as JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from derive.claims import Report
+from derive.errors import shown
+
+
+def _json_text(data) -> str:
+    """JSON whose strings escape every character a terminal would act on (json.dumps leaves C1 and bidi controls raw)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return re.sub(r"[^\n -~]", lambda m: m.group() if m.group().isprintable() else json.dumps(m.group())[1:-1], text)
+
+
+def _spec_line(report: Report) -> str:
+    s = report.spec
+    parts = [f"{s.name}", "-".join(map(str, s.sizes)), ", ".join(dict.fromkeys(s.activation)), f"{s.cost} cost",
+             f"{s.convention} convention", f"bias {s.bias}",
+             f"batch {s.batch}" + (f" of {s.examples} example{'s' if s.examples > 1 else ''}" if s.batch != "single" else "")]
+    line = f"{report.path}: " + ", ".join(parts)
+    return line + (f"; {report.note}" if report.note else "")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _entries_text(entries: list[dict], shown: int = 8) -> str:
+    text = ", ".join(f"[{e['entry'][0]},{e['entry'][1]}] {e['name']}" for e in entries[:shown])
+    return text + (f", ... ({len(entries) - shown} more in --json)" if len(entries) > shown else "")
+
+
+def render(report: Report, console) -> None:
+    from rich.text import Text
+
+    styles = {"PROVEN": "green", "REFUTED": "red", "UNPROVEN": "yellow", "ERROR": "magenta"}
+    pad = " " * 10
+
+    def out(text: str, style: str = "") -> None:
+        """One line of the report; what came from the file cannot move the cursor or start a line of its own."""
+        console.print(Text(shown(text, pad), style=style), soft_wrap=True)
+
+    out(_spec_line(report))
+    for v in report.verdicts:
+        c = v.claim
+        head = Text.assemble((f"{v.verdict:<10}", styles[v.verdict]), shown(c.name, pad))
+        console.print(head, soft_wrap=True)
+        lhs = v.lhs or (c.lhs or "")
+        stated = c.source.strip()
+        if c.latex is not None and "=" in stated:
+            out(f"{pad}{stated}")
+        else:
+            out(f"{pad}{lhs} = {stated}")
+        if c.example:
+            out(f"{pad}(example {c.example})")
+        if c.note:
+            out(f"{pad}{c.note}", style="dim")
+        if v.verdict == "ERROR":
+            where = ", ".join(x for x in (v.error_field, v.error_position) if x)
+            out(f"{pad}{where}: {v.message}")
+            continue
+        if v.verdict == "UNPROVEN":
+            out(f"{pad}{v.message}")
+        if v.shape_error:
+            out(f"{pad}shape: {v.shape_error}")
+        if v.wrong_entries:
+            total = len(v.wrong_entries) + len(v.holding_entries)
+            out(f"{pad}wrong entries ({len(v.wrong_entries)} of {total}): {_entries_text(v.wrong_entries)}")
+            if v.holding_entries:
+                out(f"{pad}these hold ({len(v.holding_entries)} of {total}): {_entries_text(v.holding_entries)}")
+        w = v.witness
+        if w:
+            values = ", ".join(f"{k}={_fmt(x)}" for k, x in w["values"].items())
+            neurons = ", ".join(f"{k}={_fmt(x)}" for k, x in w["neurons"].items())
+            if "entry" in w:
+                r, cc = w["entry"]
+                sides = f"entry [{r},{cc}] ({w['entry_name']}) is {_fmt(w['lhs'][r][cc])}, the claim gives {_fmt(w['rhs'][r][cc])}"
+            else:
+                sides = f"{lhs} is {_fmt(w['lhs'])}, the claim gives {_fmt(w['rhs'])}"
+            out(f"{pad}witness: {sides}")
+            out(f"{pad}  at {values}")
+            out(f"{pad}  where {neurons}")
+        if v.repair:
+            out(f"{pad}repair: {v.repair.text}")
+            for r in v.other_repairs:
+                out(f"{pad}    or: {r.text}")
+        elif v.verdict == "REFUTED":
+            out(f"{pad}no single change (a transpose, an index, a neuron, a layer, the bias's 1, "
+                "a sign, a constant factor) makes it hold")
+    counts = {k: sum(v.verdict == k for v in report.verdicts) for k in ("PROVEN", "REFUTED", "UNPROVEN", "ERROR")}
+    n = len(report.verdicts)
+    summary = ", ".join(f"{counts[k]} {k.lower()}" for k in counts if counts[k] or k in ("PROVEN", "REFUTED"))
+    out(f"{n} claim{'s' if n != 1 else ''}: {summary}")
+
+
