@@ -43,7 +43,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--sizes", help="replace the widths, e.g. 3-4-2")
     p.add_argument("--mode", choices=("auto", "full", "scalable"), default="auto",
                    help="full: every path listed and sympy.diff on every partial; scalable: reverse accumulation "
-                        "and a sampled oracle; auto picks full up to 600 parameters")
+                        f"and a sampled oracle; auto picks full up to {budget.FULL_AUTO_PARAMS} parameters")
     p.add_argument("--sample", type=_positive, default=50, help="partials the sampled sympy.diff oracle checks (scalable mode)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the oracle sample (a whole number from 0)")
     p.add_argument("--jobs", type=_jobs, default=1,
