@@ -13,7 +13,8 @@ import sympy as sp
 
 from derive.chain import ChainRule
 from derive.network import Network
-from derive.proofs.concrete import is_identity, oracle_partial
+from derive.proofs.concrete import oracle_partial
+from derive.proofs.identity import is_identity
 from derive.spec import load_spec
 
 NAIVE_PER_LAYER = 3

@@ -9,7 +9,8 @@ from sympy import HadamardProduct
 from derive.tables.activations import ACTIVATIONS
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
-from derive.proofs.concrete import check_form, is_identity, prove
+from derive.proofs.concrete import check_form, prove
+from derive.proofs.identity import is_identity
 from derive.spec import load_spec, validate
 from tests.conftest import needs_pdflatex
 
@@ -132,7 +133,8 @@ def test_each_profile_compiles(tmp_path, name, sizes):
 ])
 def test_oracle_patterns_equal_the_fully_composed_diff(settings):
     """The fast oracle (path-only composition, one diff per neuron) = sympy.diff of the whole composed C."""
-    from derive.proofs.concrete import oracle_partial, relations
+    from derive.proofs.concrete import oracle_partial
+    from derive.proofs.identity import relations
     net = Network(validate(dict(name="t", sizes=[2, 2, 3], notation="nielsen", **settings)))
     C, rule = net.composed
     for p in net.params:

@@ -8,7 +8,7 @@ from derive.claims import cost as claim_cost
 from derive.claims import fast as claim_fast
 from derive.claims.cost import estimate, leaf_shape, size
 from derive.claims import Claim, Context, check_claim, read_claim
-from derive.proofs.concrete import is_identity
+from derive.proofs.identity import is_identity
 from derive.spec import load_spec, validate
 
 

@@ -7,7 +7,8 @@ from sympy import HadamardProduct, MatrixSymbol
 from derive.chain import ChainRule
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
-from derive.proofs.concrete import check_form, is_identity, oracle_partial
+from derive.proofs.concrete import check_form, oracle_partial
+from derive.proofs.identity import is_identity
 
 
 def test_all_twelve_partials_proven(proof222):

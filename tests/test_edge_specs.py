@@ -17,7 +17,8 @@ from derive.tables.costs import COSTS
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
 from derive.tables.notations import text
-from derive.proofs.concrete import check_form, is_identity, oracle_partial, prove, relations
+from derive.proofs.concrete import check_form, oracle_partial, prove
+from derive.proofs.identity import is_identity, relations
 from derive.proofs.scalable import prove_scalable
 from derive.spec import MAX_DEPTH, validate
 from tests.conftest import needs_pdflatex
@@ -218,7 +219,7 @@ def test_a_slip_in_a_deep_batch_network_is_refuted_with_a_counterexample():
 
 
 def test_deep_stack_runs_in_place_when_nested_and_restores_the_limit():
-    from derive.proofs.concrete import deep_stack
+    from derive.proofs.identity import deep_stack
 
     limit = sys.getrecursionlimit()
     inner = deep_stack(lambda: sys.getrecursionlimit())

@@ -11,7 +11,8 @@ from sympy import HadamardProduct, MatrixSymbol
 from derive.chain import ChainRule
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
-from derive.proofs.concrete import is_identity, prove
+from derive.proofs.concrete import prove
+from derive.proofs.identity import is_identity
 from derive.proofs.scalable import Graph, prove_scalable
 from derive.spec import load_spec, validate
 

@@ -33,7 +33,7 @@ import sympy as sp
 
 from derive.claims.cost import estimate
 from derive.claims.tree import MAX_WORK, Leaf, Node, Num, Op, walk, work_of
-from derive.proofs.concrete import ToSymEngine, has_denominator, rational_zero
+from derive.proofs.identity import ToSymEngine, has_denominator, rational_zero
 
 MAX_FAST_OPS = 5_000_000  # SymEngine's scalar operations are some ten to a hundred times cheaper than SymPy's
 MAX_FAST_TOTAL_TERMS = 3_000_000
@@ -337,7 +337,7 @@ class _Eval:
 
 
 def _rational_zero(d) -> bool:
-    """A difference with denominators (cross-entropy, softmax) is 0 over one denominator, as derive.proofs.concrete has it."""
+    """A difference with denominators (cross-entropy, softmax) is 0 over one denominator, as derive.proofs.identity has it."""
     expr = sp.sympify(d)
     return has_denominator(expr) and rational_zero(expr)
 

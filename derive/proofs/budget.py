@@ -121,7 +121,7 @@ def _layers(spec: Spec) -> list[tuple[int, int, float, float]]:
     business, in _hardness), and each σ' multiplies the terms by its growth, except a factor
     that every path shares: the partial's own neuron's, and that of a layer of width 1. Both
     sides of the identity have it in the same place (SymPy cancels what is the same, and
-    proof._is_zero takes shared factors out of a large expansion), so it adds nothing.
+    derive.proofs.identity takes shared factors out of a large expansion), so it adds nothing.
     """
     n, L = spec.sizes, spec.depth
     extra = 0 if spec.bias == "none" else 1

@@ -28,8 +28,9 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from derive.matrix import Form, MatrixForms
 from derive.network import Network, Param
-from derive.proofs.concrete import (ToSymEngine, deep_stack, find_counterexample, has_denominator, is_identity, oracle_partial, rational_zero,
-                    relations)
+from derive.proofs.concrete import oracle_partial
+from derive.proofs.identity import (ToSymEngine, deep_stack, find_counterexample, has_denominator, is_identity, rational_zero,
+                                    relations)
 from derive.spec import Spec, load_spec
 
 CHUNK = 2000  # entries per task when the work is spread over processes
