@@ -356,7 +356,7 @@ def test_a_claim_whose_exact_check_would_explode_is_refused(net222):
 def test_long_lists_of_entries_are_shortened_in_the_terminal(tmp_path):
     from rich.console import Console
 
-    from derive.claims import render
+    from derive.report.claims import render
 
     f = _write(tmp_path, 'spec = "nielsen"\nsizes = [6, 5, 2]\nexamples = 1\n[[claim]]\nname = "t"\nlatex = '
                          "'\\frac{\\partial C}{\\partial w^1} = (\\delta^1 (x)^T) \\odot 2'\n"
@@ -806,7 +806,7 @@ def _rendered(report):
 
     from rich.console import Console
 
-    from derive.claims import render
+    from derive.report.claims import render
 
     out = io.StringIO()
     render(report, Console(file=out, highlight=False, soft_wrap=True, color_system=None, width=200))

@@ -3,11 +3,16 @@
 import pytest
 import sympy as sp
 
-from derive import claims
+from derive.claims import Claim, Context, check_claim, read_claim
+from derive.claims import check as claim_check
 from derive.claims import cost as claim_cost
 from derive.claims import fast as claim_fast
 from derive.claims.cost import estimate, leaf_shape, size
-from derive.claims import Claim, Context, check_claim, read_claim
+from derive.claims.evaluate import Evaluator
+from derive.claims.printing import text_of
+from derive.claims.text import Lhs
+from derive.claims.tree import ClaimError
+from derive.claims.truth import SymLeaves
 from derive.proofs.identity import is_identity
 from derive.spec import load_spec, validate
 
@@ -63,7 +68,7 @@ def no_full_check(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the full check ran")
 
-    monkeypatch.setattr(claims, "ClaimCheck", refuse)
+    monkeypatch.setattr(claim_check, "ClaimCheck", refuse)
 
 
 def _chain(products: int) -> str:
@@ -139,7 +144,7 @@ def test_leaf_shapes_are_the_evaluated_ones(small, name):
         for l in layers:
             try:
                 value = ctx.matrix(kind, l)
-            except claims.ClaimError:  # no biases, D of a batch or of softmax
+            except ClaimError:  # no biases, D of a batch or of softmax
                 continue
             assert leaf_shape(ctx, kind, l) == tuple(value.shape), (name, kind, l)
 
@@ -157,7 +162,7 @@ def test_leaf_shapes_are_the_evaluated_ones(small, name):
 def test_estimated_shapes_are_the_evaluated_ones(small, fixture, lhs, rhs):
     ctx = small(fixture)
     lhs_, tree = _read(ctx, lhs, rhs)
-    value = claims.Evaluator(claims.SymLeaves(ctx, 0), claims.text_of, broadcast=True)(tree)
+    value = Evaluator(SymLeaves(ctx, 0), text_of, broadcast=True)(tree)
     expected = tuple(value.shape) if isinstance(value, sp.MatrixBase) else None
     assert size(ctx, tree, broadcast=True).shape == expected
 
@@ -253,10 +258,10 @@ def test_the_held_truth_is_the_chain_rule(small, name):
     held = claim_fast.held_of(ctx)
     lhss = []
     for l in range(1, ctx.L + 1):
-        lhss += [claims.Lhs("delta", l), claims.Lhs("delta", l, (0,)), claims.Lhs("w", l), claims.Lhs("W", l),
-                 claims.Lhs("W", l, transposed=True), claims.Lhs("w", l, (0, 1))]
+        lhss += [Lhs("delta", l), Lhs("delta", l, (0,)), Lhs("w", l), Lhs("W", l),
+                 Lhs("W", l, transposed=True), Lhs("w", l, (0, 1))]
         if ctx.spec.bias != "none":
-            lhss += [claims.Lhs("b", l), claims.Lhs("b", l, (0,))]
+            lhss += [Lhs("b", l), Lhs("b", l, (0,))]
     deltas = {held.held(e, l, j): ctx.chain.delta(e, l, j) for e in range(ctx.E) for l in range(1, ctx.L + 1)
               for j in range(ctx.sizes[l])}
     by_name = {str(k): v for k, v in deltas.items()}

@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from derive.claims.tree import ClaimError, Leaf, Num, Op, latex_of, position, text_of
 from derive.claims.latex import read_latex
-from derive.claims.text import Lhs, Shape, read_lhs, read_text
+from derive.claims.printing import latex_of, text_of
+from derive.claims.text import Lhs, read_lhs, read_text
+from derive.claims.tree import ClaimError, Leaf, Num, Op, Shape, position
 
 PAREN = Shape(2, ("sigmoid", "sigmoid"), "paren")
 BARE = Shape(2, ("sigmoid", "sigmoid"), "bare")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.claims.tree import MAX_TERMS, MAX_WORK, ClaimError, Leaf, Node, Num, expanded_terms, work_of
+from derive.claims.tree import MAX_TERMS, MAX_WORK, ClaimError, Leaf, Node, Num, work_of
 
 # measured on the 2-core machine: some 60 µs an operation and 20 µs a term (the witness and the repair
 # search included), so a check at both limits takes about half a minute
@@ -349,3 +349,61 @@ def refusal(ctx, lhs, tree: Node, broadcast: bool) -> ClaimError | None:
                           (0, 0))
     return ClaimError(f"too large to prove exactly: {why}; check it at smaller sizes (the claims file's "
                       f"sizes = [3, 4, 2]; now {now})", (0, 0))
+
+
+def expanded_terms(expr, cap: int = MAX_TERMS) -> int:
+    """An upper bound on the terms of expr brought over one denominator and expanded, saturating above cap.
+
+    Each subexpression is estimated as (numerator terms, denominator terms): a sum of
+    fractions multiplies out every other denominator, as `together` does, so a deep
+    continued fraction is seen to explode before anything is expanded.
+    """
+    top = cap + 1
+    memo: dict = {}
+
+    def mul(a: int, b: int) -> int:
+        return min(top, a * b)
+
+    def power(b: int, n: int) -> int:
+        """Terms of (t_1 + ... + t_b)**n: at most the monomials of degree n in b terms."""
+        if b <= 1:
+            return b
+        if n * (b - 1).bit_length() <= 64 and b**n <= top:
+            return b**n
+        return min(top, math.comb(n + b - 1, b - 1)) if b < 4096 else top
+
+    def est(e) -> tuple[int, int]:
+        if e in memo:
+            return memo[e]
+        if e.is_Atom:
+            r = (1, 1)
+        elif e.is_Add:
+            parts = [est(a) for a in e.args]
+            den = 1
+            for _, d in parts:
+                den = mul(den, d)
+            num = 0
+            for i, (n, _) in enumerate(parts):
+                others = 1
+                for j, (_, d) in enumerate(parts):
+                    if j != i:
+                        others = mul(others, d)
+                num = min(top, num + mul(n, others))
+            r = (num, den)
+        elif e.is_Mul:
+            num = den = 1
+            for a in e.args:
+                n, d = est(a)
+                num, den = mul(num, n), mul(den, d)
+            r = (num, den)
+        elif e.is_Pow and e.exp.is_Integer:
+            n, d = est(e.base)
+            k = int(e.exp)
+            r = (power(n, k), power(d, k)) if k >= 0 else (power(d, -k), power(n, -k))
+        else:
+            r = (min(top, sum(est(a)[0] for a in e.args) or 1), 1)
+        memo[e] = r
+        return r
+
+    n, d = est(sp.sympify(expr))
+    return min(top, n + (d if d > 1 else 0))

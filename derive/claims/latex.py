@@ -21,12 +21,12 @@ from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
 from derive.claims.tree import (LATEX_HINTS, MAX_DEPTH, MAX_NODES, MAX_SUM_RANGE, ClaimError, Leaf, Node, Num, Op,
-                       check_exponent, check_size, fold_power, number, precheck)
-from derive.claims.text import Shape, check_layer
+                                Shape, check_exponent, check_layer, check_size, fold_power, number, precheck)
+from derive.tables.activations import ACTIVATIONS
 
-_FUNCTIONS = {"sigma": None, "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "ReLU": "relu",
-              "LReLU": "leaky_relu", "leaky_relu": "leaky_relu", "softplus": "softplus", "id": "identity",
-              "identity": "identity", "softmax": "softmax", "diag": "diag"}
+# a function's name in a claim -> the activation it applies (None: the spec's own sigma), or diag
+_FUNCTIONS = ({"sigma": None} | {alias: name for name, act in ACTIVATIONS.items() for alias in (name, *act.claim_names)}
+              | {"diag": "diag"})
 _LAYERED = {"a": "a", "z": "z", "w": "w", "b": "b", "W": "W", "A": "A", "D": "D", "\\delta": "delta"}
 
 

@@ -46,7 +46,7 @@ class Candidate:
 
 
 class Search(Protocol):
-    """Everything the search needs from a claim being checked (derive.claims.ClaimCheck provides it)."""
+    """Everything the search needs from a claim being checked (derive.claims.check.ClaimCheck provides it)."""
 
     printer: Callable[[Node], str]
     sizes: tuple[int, ...]

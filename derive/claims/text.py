@@ -18,32 +18,15 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from derive.claims.tree import (LAYERED, MAX_NUMBER_DIGITS, TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, Shape,
+                                check_exponent, check_layer, check_size, fold_power, number, precheck)
 from derive.tables.activations import ACTIVATIONS
-from derive.claims.tree import (LAYERED, MAX_NUMBER_DIGITS, TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, check_exponent,
-                       check_size, fold_power, number, precheck)
 
 _LAYERED_NAME = re.compile(rf"^({'|'.join(LAYERED)})(\d+)$")
 _SCALAR_NAMES = ("w", "b", "a", "z", "delta")  # a name of one of these kinds followed by [...] is one scalar
 FUNCTIONS = ("sigma", "sigma_prime", "diag", "grad_a") + tuple(ACTIVATIONS) + tuple(f"{a}_prime" for a in ACTIVATIONS)
 VOCABULARY = ("w2[j,k] b2[j] a1[j] x[k] z1[j] T[j] y[j] delta2[j] C w2 W2 b2 a1 A1 z1 delta1 D1 T x ones "
               "sigma() sigma_prime() diag() grad_a(C)")
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What a reader needs to know of the network: its depth and the activations by layer."""
-
-    L: int
-    activations: tuple[str, ...]  # layer 1..L
-    style: str = "paren"  # how LaTeX writes a layer: "paren" a^{(l)}_j, "bare" a^l_j
-
-
-def check_layer(kind: str, layer: int, shape: Shape, span) -> int:
-    low = 0 if kind in ("a", "A") else 1
-    if not low <= layer <= shape.L:
-        what = "0 (the inputs)" if low == 0 else "1"
-        raise ClaimError(f"{kind}{layer}: there is no layer {layer}; {kind} runs over layers {what} to {shape.L}", span)
-    return layer
 
 
 class TextReader:
@@ -371,4 +354,4 @@ def _plain(leaf: Leaf):
     return tuple(leaf.index)
 
 
-__all__ = ["Lhs", "Shape", "TextReader", "lhs_from_tree", "read_lhs", "read_text"]
+__all__ = ["Lhs", "TextReader", "lhs_from_tree", "read_lhs", "read_text"]

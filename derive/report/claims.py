@@ -7,6 +7,7 @@ import re
 
 from derive.claims import Report
 from derive.errors import shown
+from derive.verdict import Verdict
 
 
 def _json_text(data) -> str:
@@ -36,7 +37,7 @@ def _entries_text(entries: list[dict], shown: int = 8) -> str:
 def render(report: Report, console) -> None:
     from rich.text import Text
 
-    styles = {"PROVEN": "green", "REFUTED": "red", "UNPROVEN": "yellow", "ERROR": "magenta"}
+    styles = {Verdict.PROVEN: "green", Verdict.REFUTED: "red", Verdict.UNPROVEN: "yellow", Verdict.ERROR: "magenta"}
     pad = " " * 10
 
     def out(text: str, style: str = "") -> None:
@@ -58,11 +59,11 @@ def render(report: Report, console) -> None:
             out(f"{pad}(example {c.example})")
         if c.note:
             out(f"{pad}{c.note}", style="dim")
-        if v.verdict == "ERROR":
+        if v.verdict == Verdict.ERROR:
             where = ", ".join(x for x in (v.error_field, v.error_position) if x)
             out(f"{pad}{where}: {v.message}")
             continue
-        if v.verdict == "UNPROVEN":
+        if v.verdict == Verdict.UNPROVEN:
             out(f"{pad}{v.message}")
         if v.shape_error:
             out(f"{pad}shape: {v.shape_error}")
@@ -87,12 +88,9 @@ def render(report: Report, console) -> None:
             out(f"{pad}repair: {v.repair.text}")
             for r in v.other_repairs:
                 out(f"{pad}    or: {r.text}")
-        elif v.verdict == "REFUTED":
+        elif v.verdict == Verdict.REFUTED:
             out(f"{pad}no single change (a transpose, an index, a neuron, a layer, the bias's 1, "
                 "a sign, a constant factor) makes it hold")
-    counts = {k: sum(v.verdict == k for v in report.verdicts) for k in ("PROVEN", "REFUTED", "UNPROVEN", "ERROR")}
-    n = len(report.verdicts)
-    summary = ", ".join(f"{counts[k]} {k.lower()}" for k in counts if counts[k] or k in ("PROVEN", "REFUTED"))
-    out(f"{n} claim{'s' if n != 1 else ''}: {summary}")
+    out(report.summary())
 
 

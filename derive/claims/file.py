@@ -1,0 +1,170 @@
+"""A claims file: its TOML read and checked against the limits, every claim checked, and the result.
+
+The file names a spec (built in, or a file next to it), optionally smaller sizes, a
+batch and the layer style, and a list of [[claim]] tables; what is wrong with it is one
+line naming the key or the claim.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from derive.claims.check import Claim, ClaimVerdict, check_claim
+from derive.claims.truth import Context
+from derive.errors import DeriveError, brief, shown
+from derive.files import exists, read_user_file  # a regular file only, read with a bound (st_size is 0 for devices)
+from derive.spec import MAX_EXAMPLES, Spec, builtin_names, load_spec, parse_sizes, validate
+from derive.verdict import Verdict, exit_code
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_CLAIMS = 500
+MAX_PARAMS = 2_000  # claims build every matrix explicitly; larger specs are checked at reduced sizes
+TOP_KEYS = ("spec", "sizes", "examples", "layers", "description", "claim")
+CLAIM_KEYS = ("name", "lhs", "rhs", "latex", "example", "note")
+
+
+@dataclass
+class Report:
+    """The verdicts on every claim of a file (a derive.verdict.Result)."""
+
+    path: str
+    spec: Spec
+    note: str  # the sizes it was checked at, when not the spec's own
+    verdicts: list[ClaimVerdict]
+
+    @property
+    def ok(self) -> bool:
+        return all(v.verdict.ok for v in self.verdicts)
+
+    def counts(self) -> dict[Verdict, int]:
+        """How many claims got each verdict a claim can get."""
+        words = (Verdict.PROVEN, Verdict.REFUTED, Verdict.UNPROVEN, Verdict.ERROR)
+        return {k: sum(v.verdict == k for v in self.verdicts) for k in words}
+
+    def summary(self) -> str:
+        """'3 claims: 2 proven, 1 refuted' (proven and refuted always named, the others when there are any)."""
+        counts, n = self.counts(), len(self.verdicts)
+        named = ", ".join(f"{c} {k.lower()}" for k, c in counts.items() if c or k in (Verdict.PROVEN, Verdict.REFUTED))
+        return f"{n} claim{'s' if n != 1 else ''}: {named}"
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(v.verdict for v in self.verdicts)
+
+    def to_json(self) -> list[dict]:
+        return [v.as_json() for v in self.verdicts]
+
+
+def _bad(path, message: str):
+    raise DeriveError(shown(f"{path}: {message}"))  # one line, whatever the file put in a key or a name
+
+
+def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
+    """(spec, layer style or '', claims, a note on reduced sizes) from a claims file; DeriveError naming what is wrong."""
+
+    path = Path(path)
+    data = read_user_file(path, MAX_FILE_BYTES, "claims file")
+    try:
+        table = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        _bad(path, "not UTF-8 text; a claims file is TOML")
+    except tomllib.TOMLDecodeError as exc:
+        _bad(path, f"malformed TOML: {exc}")
+    except ValueError:  # Python converts integers of at most sys.get_int_max_str_digits() digits
+        _bad(path, f"malformed TOML: an integer of more than {sys.get_int_max_str_digits()} digits; "
+                   "the numbers of a claims file are small")
+    except (RecursionError, MemoryError):
+        _bad(path, "malformed TOML: nested too deeply")
+    for key in table:
+        if key not in TOP_KEYS:
+            _bad(path, f"unknown key {brief(key)}; a claims file has {', '.join(TOP_KEYS)}")
+    spec, note = _spec_of(path, table)
+    layers = table.get("layers", "")
+    if layers not in ("", "paren", "bare"):
+        _bad(path, f"layers = {brief(layers)}: 'paren' (a^{{(l)}}_j) or 'bare' (Nielsen's a^l_j)")
+    raw = table.get("claim")
+    if raw is None:
+        _bad(path, "no claims: add [[claim]] tables with name, lhs and rhs (or latex)")
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        _bad(path, "'claim' must be an array of tables: [[claim]]")
+    if not raw:
+        _bad(path, "no claims")
+    if len(raw) > MAX_CLAIMS:
+        _bad(path, f"{len(raw)} claims; at most {MAX_CLAIMS} in one file")
+    claims, names = [], set()
+    for i, c in enumerate(raw, 1):
+        claims.append(_claim_of(path, i, c, names))
+    return spec, layers, claims, note
+
+
+def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:
+    name = table.get("spec")
+    if not isinstance(name, str) or not name:
+        _bad(path, "spec: give a built-in name (" + ", ".join(builtin_names()) + ") or a spec file, relative to this file")
+    try:
+        if name not in builtin_names() and not Path(name).suffix and not exists(path.parent / name, "spec"):
+            _bad(path, f"spec: unknown spec {brief(name)}: not a built-in name ({', '.join(builtin_names())}) "
+                       "and no such file next to the claims file")
+        spec = load_spec(name) if name in builtin_names() else load_spec(path.parent / name)
+        own = spec.sizes
+        if "sizes" in table:
+            sizes = table["sizes"]
+            if isinstance(sizes, str):
+                sizes = parse_sizes(sizes)
+            elif not (isinstance(sizes, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in sizes)):
+                _bad(path, f"sizes = {brief(sizes)}: a list of widths, inputs first, such as [3, 4, 2]")
+            spec = spec.with_sizes(tuple(sizes))
+        if "examples" in table:
+            data = spec.as_dict()
+            data["examples"] = table["examples"]
+            spec = validate(data, spec.source)
+    except DeriveError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        _bad(path, f"spec: {exc}")
+    if spec.n_params > MAX_PARAMS:
+        _bad(path, f"spec {spec.name} has {spec.n_params} parameters; claims are checked on networks of at most "
+                   f"{MAX_PARAMS}: add sizes = [3, 4, 2] (any small widths) to check it at reduced widths")
+    note = ""
+    if spec.sizes != own:
+        note = f"at sizes {'-'.join(map(str, spec.sizes))} (the spec's own are {'-'.join(map(str, own))})"
+    return spec, note
+
+
+def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
+    name = c.get("name")
+    label = f"claim {i}" + (f" '{name}'" if isinstance(name, str) and name.isprintable() and len(name) <= 200 else "")
+    for key in c:
+        if key not in CLAIM_KEYS:
+            _bad(path, f"{label}: unknown key {brief(key)}; a claim has {', '.join(CLAIM_KEYS)}")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        _bad(path, f"{label}: name must be a short string on one line")
+    if name in names:
+        _bad(path, f"{label}: another claim has the same name")
+    names.add(name)
+    for key in ("lhs", "rhs", "latex", "note"):
+        if key in c and not isinstance(c[key], str):
+            _bad(path, f"{label}: {key} must be a string")
+    if ("rhs" in c) == ("latex" in c):
+        _bad(path, f"{label}: give the right-hand side as rhs (text) or as latex, one of the two")
+    if "lhs" not in c and "rhs" in c:
+        _bad(path, f"{label}: lhs is missing (dC/dw2[0,1], dC/db2[0], dC/dW2, delta2, delta2[0], ...)")
+    example = c.get("example", 0)
+    if not isinstance(example, int) or isinstance(example, bool) or not 0 <= example < MAX_EXAMPLES:
+        _bad(path, f"{label}: example must be a whole number from 0 to {MAX_EXAMPLES - 1} (an example of the batch; "
+                   f"a batch has at most {MAX_EXAMPLES}), not {brief(example)}")
+    return Claim(name, c.get("lhs"), c.get("rhs"), c.get("latex"), example, i, c.get("note", ""))
+
+
+def check_file(path: str | Path) -> Report:
+    """Read a claims file and check every claim in it."""
+    spec, layers, claims, note = load_claims(path)
+    ctx = Context(spec, layers or None)
+    return Report(str(path), spec, note, [check_claim(ctx, c) for c in claims])
