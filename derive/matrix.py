@@ -82,16 +82,18 @@ class MatrixForms:
                 self._ms(f"A{l}", *A.shape, A)
             else:
                 self.sym[f"A{l}"] = self.sym[f"a{l}"]
+        convention = net.spec.convention
         for l in range(1, L + 1):
-            kmax = n[l - 1] + (1 if aug else 0)
-            W = sp.zeros(kmax, n[l]) if row else sp.zeros(n[l], kmax)
+            layer = net.layers[l]
+            shapes = dict(layer.params(n[l - 1], n[l], convention, net.spec.bias))
+            W = sp.zeros(*shapes["W"])
             for (j, k), s in net.w[l].items():
-                W[(k, j) if row else (j, k)] = s
+                W[layer.weight_index(j, k, convention)] = s
             self._ms(f"W{l}", *W.shape, W)
             w = sp.Matrix(n[l], n[l - 1], lambda j, k: net.w[l][j, k])
             self._ms(f"w{l}", *w.shape, w)
-            if net.spec.bias == "separate":
-                bvec = sp.Matrix(1, n[l], net.b[l]) if row else sp.Matrix(n[l], 1, net.b[l])
+            if "b" in shapes:
+                bvec = sp.Matrix(*shapes["b"], net.b[l])
                 self._ms(f"b{l}", *bvec.shape, bvec)
             if net.acts[l].elementwise:
                 self._ms(f"sp{l}", *self._shape(n[l]), self._batch(n[l], lambda e, j, l=l: net.sigma_prime[e][l][j]))
@@ -127,7 +129,7 @@ class MatrixForms:
             self.values[form.lhs] = value
 
     def _build(self) -> None:
-        net, row, S = self.net, self.row, self.sym
+        net, row, S, convention = self.net, self.row, self.sym, self.net.spec.convention
         n, L, B = net.sizes, net.L, net.E
         scale = net.scale
         for l in range(1, L + 1):
@@ -147,17 +149,16 @@ class MatrixForms:
         self._add(Form("BP1", "output error", self.delta(L), bp1, "delta", L))
         # BP2
         for l in range(L - 1, 0, -1):
-            w = S[f"w{l + 1}"]
-            back = self.delta(l + 1) * w if row else w.T * self.delta(l + 1)
+            back = net.layers[l + 1].back(S[f"w{l + 1}"], self.delta(l + 1), convention)
             self._add(Form(f"BP2[{l}]", "error of a hidden layer", self.delta(l),
                            HadamardProduct(back, S[f"sp{l}"]), "delta", l))
         # BP3, BP4 in the spec's own layout
         for l in range(1, L + 1):
-            d, A = self.delta(l), S[f"A{l - 1}"]
-            dW = scale * (A.T * d if row else d * A.T)
+            d, A, layer = self.delta(l), S[f"A{l - 1}"], net.layers[l]
+            dW = scale * layer.grad_weights(A, d, convention)
             self._add(Form(f"dC/dW{l}", "change matrix", self._ms(f"dC_dW{l}", *S[f"W{l}"].shape), dW, "grad", l, f"W{l}"))
-            if net.spec.bias == "separate":
-                db = scale * (S["ones_B"].T * d if row else d * S["ones_B"])
+            if f"b{l}" in S:
+                db = scale * layer.grad_bias(d, S["ones_B"], convention)
                 self._add(Form(f"dC/db{l}", "bias gradient", self._ms(f"dC_db{l}", *S[f"b{l}"].shape), db, "grad", l, f"b{l}"))
         for e in range(B):
             self._single_example_forms(e)
@@ -181,12 +182,13 @@ class MatrixForms:
         self._add(Form(f"BP1 (D){tag}", "output error, diagonal form" if net.acts[L].elementwise
                        else "output error, full Jacobian", col[L], D(L) * S[f"g_col{x}"], "delta_col", L, example=e))
         for l in range(L - 1, 0, -1):
+            back = net.layers[l + 1].back_column(S[f"w{l + 1}"])
             self._add(Form(f"BP2[{l}] (D){tag}", "hidden error, diagonal form", col[l],
-                           D(l) * S[f"w{l + 1}"].T * col[l + 1], "delta_col", l, example=e))
+                           D(l) * back * col[l + 1], "delta_col", l, example=e))
             # the unrolled product D^l (w^{l+1})^T ... D^L grad C
             prod = [D(l)]
             for m in range(l + 1, L + 1):
-                prod += [S[f"w{m}"].T, D(m)]
+                prod += [net.layers[m].back_column(S[f"w{m}"]), D(m)]
             prod.append(S[f"g_col{x}"])
             self._add(Form(f"BP2[{l}] (unrolled){tag}", "hidden error, unrolled product", col[l],
                            sp.MatMul(*prod), "delta_col", l, example=e))
@@ -194,16 +196,13 @@ class MatrixForms:
             for l in range(1, L + 1):
                 T = self._ms(f"dC_dW{l}_T", n[l], S[f"A{l - 1}"].shape[1])
                 self._add(Form(f"dC/dW{l} (transposed)", "transposed change matrix", T,
-                               col[l] * S[f"A{l - 1}"], "gradT", l, f"W{l}"))
+                               net.layers[l].change_transposed(col[l], S[f"A{l - 1}"]), "gradT", l, f"W{l}"))
 
     def _forward(self) -> None:
         """z{l} = W{l} A{l-1} (+ b{l} 1ᵀ), or A{l-1} W{l} (+ 1 b{l}) in the row convention."""
-        S, row, n = self.sym, self.row, self.net.sizes
-        for l in range(1, self.net.L + 1):
-            W, A = S[f"W{l}"], S[f"A{l - 1}"]
-            z = A * W if row else W * A
-            if self.net.spec.bias == "separate":
-                z = z + (S["ones_B"] * S[f"b{l}"] if row else S[f"b{l}"] * S["ones_B"].T)
+        S, n, net = self.sym, self.net.sizes, self.net
+        for l in range(1, net.L + 1):
+            z = net.layers[l].forward(S[f"W{l}"], S[f"A{l - 1}"], S.get(f"b{l}"), S["ones_B"], net.spec.convention)
             form = Form(f"z{l}", "pre-activation", self._ms(f"z{l}", *self._shape(n[l])), z, "z", l)
             self.forward.append(form)
             if self.evaluate:

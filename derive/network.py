@@ -19,6 +19,7 @@ import sympy as sp
 
 from derive.tables import activations
 from derive.tables.costs import COSTS
+from derive.tables.layers import DENSE
 from derive.spec import Spec, load_spec
 
 
@@ -51,6 +52,7 @@ class Network:
         n, L, E = spec.sizes, spec.depth, spec.examples
         self.sizes, self.L, self.E = n, L, E
         self.acts = [None] + [activations.get(name) for name in spec.activation]
+        self.layers = [None] + [DENSE] * L  # a spec's layers are all dense today
         sfx = (lambda e: "") if E == 1 else (lambda e: f"_e{e}")
 
         # parameters ------------------------------------------------------
@@ -65,14 +67,12 @@ class Network:
                     wl[j, k] = sp.Symbol(f"w{l}_{j}_{k}")
             self.w.append(wl)
             self.b.append([sp.Symbol(f"b{l}_{j}") for j in range(n[l])] if spec.bias == "separate" else [])
-            order = sorted(wl, key=(lambda jk: (jk[1], jk[0])) if spec.convention == "row" else None)
-            for j, k in order:
-                bias = k == n[l - 1]
-                idx = (k, j) if spec.convention == "row" else (j, k)
-                self.params.append(Param(wl[j, k], l, "w", j, k, f"W{l}", idx, bias))
+            layer = self.layers[l]
+            at = {jk: layer.weight_index(*jk, spec.convention) for jk in wl}
+            for j, k in sorted(wl, key=at.get):  # in the order the parameter matrix stores them
+                self.params.append(Param(wl[j, k], l, "w", j, k, f"W{l}", at[j, k], k == n[l - 1]))
             for j, sym in enumerate(self.b[l]):
-                idx = (0, j) if spec.convention == "row" else (j, 0)
-                self.params.append(Param(sym, l, "b", j, None, f"b{l}", idx, True))
+                self.params.append(Param(sym, l, "b", j, None, f"b{l}", layer.bias_index(j, spec.convention), True))
         self.param_by_symbol = {p.symbol: p for p in self.params}
         self.param_at = {(p.matrix, p.index): p for p in self.params}  # ("W2", (j, k)) -> its Param
 
@@ -94,13 +94,11 @@ class Network:
 
     # ------------------------------------------------------------------
     def _z_expr(self, e: int, l: int, j: int) -> sp.Expr:
-        prev = self.a[e][l - 1]
-        terms = [self.w[l][j, k] * prev[k] for k in range(len(prev))]
-        if self.spec.bias == "augmented":
-            terms.append(self.w[l][j, len(prev)])  # the weight of the constant input 1
-        elif self.spec.bias == "separate":
-            terms.append(self.b[l][j])
-        return sp.Add(*terms)
+        """z^{(l)}_j of example e, by the layer's own forward definition."""
+        kmax = self.sizes[l - 1] + (1 if self.spec.bias == "augmented" else 0)
+        weights = [self.w[l][j, k] for k in range(kmax)]
+        bias = self.b[l][j] if self.b[l] else None
+        return self.layers[l].z(weights, self.a[e][l - 1], bias)
 
     @property
     def inputs(self) -> list[list[sp.Symbol]]:
