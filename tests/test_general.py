@@ -7,6 +7,7 @@ the concrete proofs of the core.
 """
 
 import copy
+import json
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import sympy as sp
 
 from derive.proofs import general
+from derive.proofs.general import instance, rules
 from derive.errors import DeriveError
 from derive.proofs.general import (
     RULES, SETTINGS, CostPartial, LocalPartial, Model, canonical, check_theorem, concrete_agreement,
@@ -48,6 +50,32 @@ def test_every_theorem_in_every_setting_is_proven(proof):
     assert all(s.verdict in ("GIVEN", "PROVEN") for s in proof.steps)
     assert all(r.verdict == "PROVEN" for r in proof.rule_checks)
     assert "BP1 and BP2 together cover every depth by induction" in proof.summary()
+
+
+def test_the_proof_is_a_result_its_json_plain_data(proof):
+    from derive.verdict import Result, Verdict
+
+    assert isinstance(proof, Result) and proof.exit_code == 0 and proof.verdict is Verdict.PROVEN
+    data = proof.to_json()
+    assert json.loads(json.dumps(data)) == data
+    assert data["verdict"] == "PROVEN" and data["summary"] == proof.summary()
+    assert [s["setting"] for s in data["settings"]] == list(SETTINGS)
+    assert data["settings"][0]["theorems"][0] == {
+        "theorem": "BP1", "verdict": "PROVEN", "statement": "δ^(L)[j] = ∂C/∂a^(L)[j]*σ'(z^(L)[j])", "failed": []}
+    assert [r["verdict"] for r in data["rule_checks"]] == ["PROVEN", "PROVEN"]
+    M = Model("column")
+    _, wrong = _wrong(M, "a^l in BP4")
+    bad = prove_general(["column"], candidates={"column": {"BP4": wrong}})
+    data = json.loads(json.dumps(bad.to_json()))
+    assert not bad.ok and bad.exit_code == 1 and data["verdict"] == "REFUTED"
+    bp4 = data["settings"][0]["theorems"][3]
+    thm = bad.theorems[3]
+    assert bp4["theorem"] == "BP4" and bp4["verdict"] == "REFUTED"
+    assert bp4["statement"] == f"{text(thm.lhs)} = {text(wrong)}"
+    (failed,) = bp4["failed"]  # the formula step; every step before it holds
+    assert failed["rule"] == "formula" and failed["verdict"] == "REFUTED"
+    assert failed["evidence"] == thm.steps[-1].evidence_text() and failed["evidence"].startswith("counterexample at ")
+    assert all(t["failed"] == [] for t in data["settings"][0]["theorems"][:3])
 
 
 def test_steps_are_data_with_statement_rule_and_verdict(proof):
@@ -244,7 +272,7 @@ def test_a_defined_quantity_written_by_its_definition_is_proven(setting, case):
 def test_canonical_writes_each_defined_quantity_one_way():
     for setting in SETTINGS:
         M = Model(setting)
-        ctx = prove_theorem(M, "BP2").context  # 1 <= l <= L - 1
+        ctx = prove_theorem(M, "BP2").scope  # 1 <= l <= L - 1
         l, k, e = M.l, M.k, (M.e if M.batch else None)
         i = sp.Symbol("i", integer=True, nonnegative=True)
         assert canonical(M, CostPartial(M.Z(l + 1, k, e)), ctx) == M.D(l + 1, k, e)
@@ -518,7 +546,7 @@ def test_the_concrete_network_of_a_counterexample_is_the_chain_rule():
         M = Model(setting)
         widths, B = {0: 2, 1: 3, 2: 2}, (2 if M.batch else 1)
         f = lambda t: t * t / 2 + t / 3 + 1  # noqa: E731
-        net = general._Network(M, 2, widths, B, np.random.default_rng(1), activation=(f, lambda t: t + Fraction(1, 3)))
+        net = instance.Instance(M, 2, widths, B, np.random.default_rng(1), activation=(f, lambda t: t + Fraction(1, 3)))
         t = sp.Symbol("t")
         x = {(e, k): sp.Symbol(f"x{e}{k}") for e in range(B) for k in range(2)}
         w = {(lay, i, k): sp.Symbol(f"w{lay}{i}{k}") for lay in (1, 2) for i in range(widths[lay])
@@ -567,7 +595,7 @@ def _tamper(setting, key, pick, change):
      lambda s, M: s.data.update(piecewise=s.data["piecewise"].xreplace({M.width(M.l): M.width(M.l + 1)}))),
     ("chain rule through layer l+2", lambda st: next(i for i, s in enumerate(st) if s.rule == "chain"),
      lambda s, M: (s.data.update(layer=M.l + 2),
-                   setattr(s, "rhs", general._chain_sum(M, s.data["x"], "z", M.l + 2, s.data["i"], None)))),
+                   setattr(s, "rhs", rules.chain_sum(M, s.data["x"], "z", M.l + 2, s.data["i"], None)))),
     ("hypothesis one layer too low", lambda st: next(i for i, s in enumerate(st) if s.rule == "hypothesis"),
      lambda s, M: s.data.update(layer=M.l)),
     ("definition of another neuron", lambda st: 0,
@@ -711,11 +739,11 @@ def test_a_guard_is_dropped_only_when_sympy_decides_it_over_the_index_ranges():
     M = Model("column")
     j, k, n_l, n_up, n_down = M.j, M.k, M.width(M.l), M.width(M.l + 1), M.width(M.l - 1)
     in_layer_l = {j: (0, n_l - 1), k: (0, n_down - 1)}
-    assert general._decide(j <= n_l - 1, in_layer_l)[0] is True
-    assert general._decide(j >= n_l, in_layer_l)[0] is False
-    assert general._decide(j <= n_up - 1, in_layer_l)[0] is None  # another layer's width: not decided
-    assert general._decide(sp.And(j <= n_l - 1, k <= n_down - 1), in_layer_l)[0] is True
+    assert rules.decide(j <= n_l - 1, in_layer_l)[0] is True
+    assert rules.decide(j >= n_l, in_layer_l)[0] is False
+    assert rules.decide(j <= n_up - 1, in_layer_l)[0] is None  # another layer's width: not decided
+    assert rules.decide(sp.And(j <= n_l - 1, k <= n_down - 1), in_layer_l)[0] is True
     same_width = {j: (0, n_l - 1), k: (0, n_l - 1)}
-    assert general._decide(sp.And(j <= n_l - 1, k <= n_l - 1), same_width)[0] is None  # conservative
+    assert rules.decide(sp.And(j <= n_l - 1, k <= n_l - 1), same_width)[0] is None  # conservative
     pw = sp.Piecewise((M.w[M.l, j, k], j <= n_up - 1), (0, True))
-    assert general._discharge(pw, in_layer_l) is None
+    assert rules.discharge(pw, in_layer_l) is None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from derive.proofs.general import GIVEN, PROVEN, REFUTED, RULES, UNPROVEN, GeneralProof, _render, latex, tex_words, text
+from derive.proofs.general import RULES, GeneralProof, latex, render_parts, tex_words, text
+from derive.verdict import Verdict
 
 _SHOWN = ("chain", "range")  # rules whose evidence (premise, witness) the terminal shows under the step
 
@@ -11,7 +12,8 @@ def render(proof: GeneralProof, console, brief: bool = False) -> None:
     """The proof step by step: each line the equation and the rule used (Rich Text: no markup in the math)."""
     from rich.text import Text
 
-    mark = {GIVEN: ("·", "dim"), PROVEN: ("✓", "green"), REFUTED: ("✗", "bold red"), UNPROVEN: ("?", "yellow")}
+    mark = {Verdict.GIVEN: ("·", "dim"), Verdict.PROVEN: ("✓", "green"), Verdict.REFUTED: ("✗", "bold red"),
+            Verdict.UNPROVEN: ("?", "yellow")}
     console.print(Text("Rules SymPy cannot apply to a symbolic number of terms, checked at small sizes:", style="bold"))
     for r in proof.rule_checks:
         sym, style = mark[r.verdict]
@@ -26,7 +28,7 @@ def render(proof: GeneralProof, console, brief: bool = False) -> None:
             if brief and thm.ok:
                 continue
             for a in thm.assumptions:
-                console.print(Text("      assuming " + _render(a, "text"), style="dim"))
+                console.print(Text("      assuming " + render_parts(a, "text"), style="dim"))
             for c in thm.chains:
                 for i, s in enumerate(c.steps):
                     sym, style = mark[s.verdict]
@@ -58,7 +60,7 @@ def _latex_context(proof: GeneralProof) -> dict:
             theorems.append({
                 "title": thm.title, "statement": f"{latex(thm.lhs)} = {latex(thm.formula)}",
                 "verdict": thm.verdict.lower(), "stuck": tex_words(thm.stuck),
-                "assumptions": [_render(a, "latex") for a in thm.assumptions],
+                "assumptions": [render_parts(a, "latex") for a in thm.assumptions],
                 "chains": chains,
             })
         settings.append({"title": st.model.title_tex(), "theorems": theorems})
