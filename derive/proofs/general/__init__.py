@@ -42,10 +42,9 @@ from derive.proofs.general.instance import find_counterexample
 from derive.proofs.general.model import INDEX, SETTINGS, THEOREMS, WIDTH, Model
 from derive.proofs.general.printing import latex, render_parts, tex_words, text
 from derive.proofs.general.rules import equal_by_linearity
-from derive.proofs.general.steps import (
-    RULES, Chain, Counterexample, GeneralProof, Rule, RuleCheck, Scope, Setting, Step, Theorem,
-)
+from derive.proofs.general.steps import RULES, Chain, GeneralProof, Rule, RuleCheck, Scope, Setting, Step, Theorem
 from derive.proofs.general.theorems import check_theorem, prove_general, prove_setting, prove_theorem
+from derive.proofs.identity import Counterexample  # the one counterexample type; general's carry sizes and indices
 
 __all__ = [
     "INDEX", "RULES", "SETTINGS", "THEOREMS", "WIDTH", "Agreement", "Chain", "CostPartial", "Counterexample",

@@ -34,7 +34,8 @@ def concrete_agreement(spec, proof: GeneralProof | None = None) -> list[Agreemen
     with the concrete chain rule (derive.chain) and the matrix-form entry of derive.proofs.concrete.prove.
     """
     from derive.network import Network
-    from derive.proofs.concrete import is_identity, prove, relations
+    from derive.proofs.concrete import prove
+    from derive.proofs.identity import is_identity, relations
     from derive.spec import load_spec
 
     spec = load_spec(spec)

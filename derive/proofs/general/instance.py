@@ -12,8 +12,9 @@ from sympy import Sum
 
 from derive.proofs.general.functions import CostPartial, LocalPartial, sigma, sigma_prime
 from derive.proofs.general.model import Model
-from derive.proofs.general.steps import Counterexample, Scope
+from derive.proofs.general.steps import Scope
 from derive.proofs.general.written import divisors_kept
+from derive.proofs.identity import Counterexample
 
 
 COUNTER_WIDTHS = (2, 1, 3, 5)  # tried for each symbolic width (and B) on its own; 2 everywhere first

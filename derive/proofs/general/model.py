@@ -9,6 +9,7 @@ from sympy import IndexedBase, Sum
 from derive.errors import DeriveError
 from derive.proofs.general.functions import CostPartial, sigma, sigma_prime
 from derive.proofs.general.printing import compact, text
+from derive.tables.layers import DENSE
 
 INDEX = {"integer": True, "nonnegative": True}
 WIDTH = {"integer": True, "positive": True}
@@ -76,9 +77,9 @@ class Model:
 
     # -- definitions ---------------------------------------------------------
     def z_definition(self, layer, j, e, dummy) -> sp.Expr:
-        """z^layer_j = sum_k w^layer_{jk} a^{layer-1}_k + b^layer_j (row: sum_k a_k W_{kj} + b_j)."""
-        term = self.weight(layer, j, dummy) * self.A(layer - 1, dummy, e)
-        return Sum(term, (dummy, 0, self.last(layer - 1))) + self.bias(layer, j)
+        """z^layer_j = sum_k w^layer_{jk} a^{layer-1}_k + b^layer_j (row: sum_k a_k W_{kj} + b_j): the dense layer's."""
+        return DENSE.symbolic_z(lambda k: self.weight(layer, j, k), lambda k: self.A(layer - 1, k, e),
+                                self.bias(layer, j), dummy, self.last(layer - 1))
 
     def definition(self, head, dummy=None) -> sp.Expr:
         """The defining expression of an entry: z (with dummy as the summation index), a, or delta."""

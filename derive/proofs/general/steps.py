@@ -9,6 +9,7 @@ import sympy as sp
 
 from derive.proofs.general.model import Model
 from derive.proofs.general.printing import Range, latex, render_parts, text
+from derive.proofs.identity import Counterexample
 from derive.verdict import Verdict, exit_code
 
 
@@ -73,30 +74,6 @@ RULES = {r.key: r for r in (
          r"network that obeys every definition, widths 1, 2, 3, "
          r"5, where both sides are defined and differ", "rule"),
 )}
-
-@dataclass(frozen=True)
-class Counterexample:
-    """Exact values at which the two sides differ: layer, widths, indices and every entry (σ, C arbitrary)."""
-
-    values: tuple  # (entry, Rational): sigma'(z), dC/da, delta, w, a ... as SymPy objects
-    lhs: sp.Rational
-    rhs: sp.Rational
-    sizes: tuple = ()  # (symbol, int): l, L, the widths, B
-    indices: tuple = ()  # (symbol, int): the free indices
-    layer_widths: tuple = ()  # (layer, width) of the whole network, 0..L
-
-    def parts(self) -> list:
-        out: list = ["counterexample at "]
-        for sym, v in (*self.sizes, *self.indices):
-            out += [sp.Eq(sym, v, evaluate=False), ", "]
-        out[-1] = ": the sides are "
-        out += [sp.Ne(self.lhs, self.rhs, evaluate=False), " with "]
-        for x, v in self.values:
-            out += [sp.Eq(x, v, evaluate=False), ", "]
-        return out[:-1]
-
-    def text(self) -> str:
-        return render_parts(self.parts(), "text")
 
 
 @dataclass
