@@ -229,4 +229,4 @@ def run_general(args) -> int:
         write_atomically(target, to_latex(proof), "--latex")
         console.print(shown(f"wrote {target}"), markup=False)
     console.print(proof.summary())
-    return EXIT_OK if proof.ok else EXIT_REFUTED
+    return proof.exit_code
