@@ -28,8 +28,8 @@ has no atom that would keep the proof exact.
 
 Vectors (a1, z1, delta1, T or y, x, grad_a(C), sigma_prime(z1)) are columns, one
 per example of a batch, and `ones` is a column of ones, one per example; A1 is the
-row (a1, 1) with an augmented bias, else a1 as a row, one row per example; w2 is [j, k]; W2, b2, dC/dW2 and dC/db2 are in the spec's
-own layout. Scalars of one example (a1[0], delta2[0], ...) name the claim's
+row (a1, 1) with an augmented bias, else a1 as a row, one row per example; w2 is
+[j, k]; W2, b2, dC/dW2 and dC/db2 are in the spec's own layout. Scalars of one example (a1[0], delta2[0], ...) name the claim's
 `example` (0 unless it says), while dC/dw2[j,k] is the derivative of the whole C.
 
 Exit codes: 0 every claim PROVEN, 1 any REFUTED or UNPROVEN, 2 the file or a claim

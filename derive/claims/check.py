@@ -233,7 +233,8 @@ def check_claim(ctx: Context, claim: Claim) -> ClaimVerdict:
     lhs, tree, shown = read
     field_name = "latex" if claim.latex is not None else "rhs"
     if claim_fast.prove(ctx, lhs, tree, claim.example, claim.latex is None):
-        return ClaimVerdict(claim, Verdict.PROVEN, lhs.text())  # exact, one layer's deltas held as symbols (derive.claims.fast)
+        # exact, one layer's deltas held as symbols (derive.claims.fast)
+        return ClaimVerdict(claim, Verdict.PROVEN, lhs.text())
     too_large = claim_cost.refusal(ctx, lhs, tree, claim.latex is None)  # before the truth and the evaluation
     if too_large is not None:
         return _fail(claim, field_name, claim.source, too_large, lhs.text())

@@ -20,14 +20,14 @@ from importlib import resources
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
-from derive.claims.tree import (LATEX_HINTS, MAX_DEPTH, MAX_NODES, MAX_SUM_RANGE, ClaimError, Leaf, Node, Num, Op,
-                                Shape, check_exponent, check_layer, check_size, fold_power, number, precheck)
+from derive.claims.tree import (LATEX_HINTS, LATEX_NAMES, MAX_DEPTH, MAX_NODES, MAX_SUM_RANGE, ClaimError, Leaf, Node,
+                                Num, Op, Shape, check_exponent, check_layer, check_size, fold_power, number, precheck)
 from derive.tables.activations import ACTIVATIONS
 
 # a function's name in a claim -> the activation it applies (None: the spec's own sigma), or diag
 _FUNCTIONS = ({"sigma": None} | {alias: name for name, act in ACTIVATIONS.items() for alias in (name, *act.claim_names)}
               | {"diag": "diag"})
-_LAYERED = {"a": "a", "z": "z", "w": "w", "b": "b", "W": "W", "A": "A", "D": "D", "\\delta": "delta"}
+_LAYERED = {latex: kind for kind, latex in LATEX_NAMES.items()}  # \delta -> delta, a -> a, ...
 
 
 @cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
-from derive.claims.tree import Leaf, Node, Num, Op
+from derive.claims.tree import LATEX_NAMES, Leaf, Node, Num, Op
 from derive.tables.activations import ACTIVATIONS
 
 _PREC = {"add": 10, "sub": 10, "neg": 20, "mul": 30, "dot": 30, "matmul": 30, "had": 30, "div": 30,
@@ -86,7 +86,6 @@ def _text_leaf(leaf: Leaf) -> str:
     return f"{base}[{','.join(_idx_text(i) for i in leaf.index)}]"
 
 
-_LATEX_BASE = {"w": "w", "W": "W", "b": "b", "a": "a", "A": "A", "z": "z", "delta": r"\delta", "D": "D"}
 # each row's claim spelling (its LaTeX unless it says otherwise); a claim's bare sigma is \sigma
 _ACT_LATEX = {name: act.claim_latex or act.latex for name, act in ACTIVATIONS.items()} | {None: r"\sigma"}
 
@@ -160,7 +159,7 @@ def _latex_leaf(leaf: Leaf, style: str) -> str:
     if leaf.kind == "y" or (leaf.kind == "a" and leaf.layer == 0 and leaf.alias == "x"):
         base = "x" if leaf.kind == "a" else (leaf.alias if leaf.alias in ("T", "y") else "y")
         return f"{base}_{idx}" if idx else base
-    base = _LATEX_BASE[leaf.kind]
+    base = LATEX_NAMES[leaf.kind]
     if style == "bare":
         sup = str(leaf.layer) if leaf.layer < 10 else f"{{{leaf.layer}}}"
         return f"{base}^{sup}" + (f"_{idx}" if idx else "")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
+from derive.tables.layers import DENSE
+
 # -- limits: checked before and during parsing, so hostile input fails fast ----------
 MAX_CLAIM_CHARS = 10_000  # characters in one right-hand side
 MAX_NESTING = 100  # depth of ( [ { in the source
@@ -175,7 +177,8 @@ class Op(Node):
     param: object = None
 
 
-LAYERED = ("w", "W", "b", "a", "A", "z", "delta", "D")
+LAYERED = DENSE.claim_names  # w W b a A z delta D: the names that carry a layer number
+LATEX_NAMES = {kind: r"\delta" if kind == "delta" else kind for kind in LAYERED}  # how LaTeX writes each
 
 
 def walk(node: Node, path: tuple = ()):

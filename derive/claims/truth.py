@@ -115,9 +115,11 @@ class Context:
                 raise ClaimError(f"the spec {self.spec.name} has no biases", span)
             if self.spec.bias == "separate":
                 value = V[S[f"b{l}"]]
-            else:
-                entries = [net.w[l][j, n[l - 1]] for j in range(n[l])]
-                value = sp.Matrix(1, n[l], entries) if self.row else sp.Matrix(n[l], 1, entries)
+            else:  # each neuron's weight of the constant input 1, laid out as the layer's own b would be
+                layer, conv = net.layers[l], self.spec.convention
+                value = sp.zeros(*dict(layer.params(n[l - 1], n[l], conv, "separate"))["b"])
+                for j in range(n[l]):
+                    value[layer.bias_index(j, conv)] = net.w[l][j, n[l - 1]]
         elif kind == "a":
             value = oriented(f"a{l}")
         elif kind == "A":
