@@ -19,6 +19,7 @@ from derive.errors import EXIT_OK, EXIT_REFUTED, DeriveError, guarded, shown
 from derive.files import check_writable, named, write_atomically
 from derive.proofs import budget
 from derive.spec import load_with_sizes
+from derive.verdict import Verdict
 
 DEFAULT_SPEC = "net222"
 MAX_JOBS = 64
@@ -196,12 +197,12 @@ def run_check(args) -> int:
 
     report = check_file(args.claims)
     if args.json:
-        print(_json_text([v.as_json() for v in report.verdicts]))
+        print(_json_text(report.to_json()))
     else:
         from rich.console import Console
 
         render(report, Console(highlight=False, soft_wrap=True))
-    errors = [v for v in report.verdicts if v.verdict == "ERROR"]
+    errors = [v for v in report.verdicts if v.verdict == Verdict.ERROR]
     if errors:
         more = f" (and {len(errors) - 1} more claim{'s' if len(errors) > 2 else ''} that cannot be read)" if len(errors) > 1 else ""
         print(f"error: {shown(report.path)}: {errors[0].error_line()}{more}", file=sys.stderr)

@@ -24,6 +24,9 @@ class Verdict(str, Enum):
 
     __format__ = str.__format__
 
+    def __repr__(self) -> str:
+        return repr(self.value)  # in a list or a dict it reads as the word, as before the enum
+
     @property
     def ok(self) -> bool:
         return self in (Verdict.PROVEN, Verdict.GIVEN)
