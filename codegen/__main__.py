@@ -1,7 +1,8 @@
 """python -m codegen [SPEC ...] [--backend numpy|cupy|all] [--out DIR] [--check]
 
-Writing proves each spec's forms first (at the widths they are read at) and writes nothing
-unless every partial is proven; --check only compares, so it stays fast.
+Every file is printed from a proof: each spec's forms are proven first (at the widths they
+are read at), and nothing is written or compared unless every partial is proven; --check
+then only compares.
 Exit codes: 0 done (or up to date), 1 --check found stale files, 2 bad input or an unproven form,
 3 an unexpected internal error (BACKPROP_DERIVE_DEBUG=1 shows its traceback).
 """
@@ -15,16 +16,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from derive.proofs import budget
 from derive.arguments import Parser, seconds
 from derive.errors import DeriveError, guarded, shown
 from derive.files import exists, named, read_user_file
-from derive.proofs.concrete import prove
+from derive.proofs import budget
 from derive.spec import builtin_names, load_spec
 
-from .plan import small_spec
-
-from .render import BACKENDS, default_out, generate, package_init
+from .backends import BACKENDS
+from .plan import prove_forms, small_spec
+from .render import default_out, generate, package_init
 
 GENERATED = ("_numpy.py", "_cupy.py", "_kernels.cu")
 MAX_GENERATED_BYTES = 64 * 1024 * 1024  # --check reads at most this much of a file it compares
@@ -46,11 +46,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def expected_files(specs, backends, with_init: bool) -> dict[str, str]:
-    """specs: names, TOML paths or Spec objects."""
+def expected_files(specs, backends, with_init: bool, proofs=None) -> dict[str, str]:
+    """specs: names, TOML paths or Spec objects; proofs: each one's `prove_forms` (made here when None)."""
     files: dict[str, str] = {}
-    for spec in specs:
-        files.update(generate(load_spec(spec), backends))
+    for spec, proof in zip(specs, proofs or [None] * len(specs)):
+        files.update(generate(load_spec(spec), backends, proof))
     if with_init:
         files["__init__.py"] = package_init(sorted(builtin_names()))
     return files
@@ -138,12 +138,17 @@ def run(argv=None) -> int:
     everything = not args.specs and args.backend == "all"
     specs = [load_spec(name) for name in names]  # a bad name or file fails before anything is written
     _check_out(out, args.check)
-    if not args.check:  # the proof below runs at the planner's widths: refuse one that cannot finish first
-        for spec in map(small_spec, specs):
-            budget.check(budget.full(spec), args.max_seconds,
-                         f"{spec.source}: proving its forms at sizes {budget.sizes_text(spec)}",
-                         "give it fewer layers")
-    files = expected_files(specs, backends, with_init=everything or out == default_out())
+    for spec in map(small_spec, specs):  # the proofs run at the planner's widths: refuse one that cannot finish first
+        budget.check(budget.full(spec), args.max_seconds,
+                     f"{spec.source}: proving its forms at sizes {budget.sizes_text(spec)}",
+                     "give it fewer layers")
+    # nothing is printed that derive/ has not proven: the forms of each spec at the planner's
+    # widths, every partial proven exactly
+    proofs = [prove_forms(spec) for spec in specs]
+    for proof in proofs:
+        if not proof.ok:
+            raise DeriveError(f"{proof.spec.source}: the matrix forms are not proven ({proof.summary()}); nothing written")
+    files = expected_files(specs, backends, with_init=everything or out == default_out(), proofs=proofs)
     if args.check:
         stale = check(out, files, everything)
         if stale:
@@ -157,13 +162,8 @@ def run(argv=None) -> int:
             return 1
         print(shown(f"{out}: {len(files)} generated files up to date"))
         return 0
-    # nothing is written that derive/ has not proven: the forms printed are the ones of the
-    # spec at the planner's widths, and each of their partials must be proven exactly
-    for spec in map(small_spec, specs):
-        proof = prove(spec)
-        if not proof.ok:
-            raise DeriveError(f"{spec.source}: the matrix forms are not proven ({proof.summary()}); nothing written")
-        print(f"{spec.name} at {'-'.join(map(str, spec.sizes))}: {proof.summary()}")
+    for proof in proofs:
+        print(f"{proof.spec.name} at {'-'.join(map(str, proof.spec.sizes))}: {proof.summary()}")
     write_all(out, files)
     for name in sorted(files):
         print(shown(str(out / name)))

@@ -1,15 +1,16 @@
-"""What a generated module computes, step by step, read from what derive/ proved.
+"""What a generated module computes, line by line, read from a proof derive/ made.
 
-The steps come from `derive.matrix.MatrixForms`: the forward forms z{l}, BP1, BP2 and
-the gradient forms, each a SymPy matrix expression over MatrixSymbols. The elementwise
-parts come from derive too: the cost gradient g is the `sympy.diff` that matrix.py
-took, sigma' is the activation table's output form (or its `sympy.diff` in z). Nothing
-here differentiates: the planner only re-orients, splits and simplifies (`cancel`,
-exact) what it is given.
+`make_plan(proof)` takes a `derive.proofs.concrete.Proof` that is ok and prints only
+what it proved: the proof's matrix forms (the forward forms z{l}, BP1, BP2 and the
+gradient forms, SymPy matrix expressions over MatrixSymbols) on the proof's network.
+The elementwise parts come from derive too: the cost gradient g is the `sympy.diff`
+that matrix.py took, sigma' is the activation table's output form (or its `sympy.diff`
+in z), the stable logs and output ranges are the table's. Nothing here differentiates:
+the planner only re-orients, splits and simplifies (`cancel`, exact) what it is given.
 
-The forms do not depend on the widths, so they are read from the same spec at widths
-of at most 3 (and two examples for a batch spec, so that the batch scale 1/B is a
-visible coefficient): generation is fast for a network of any size.
+The forms do not depend on the widths, so they are proven and read at widths of at
+most 3 (and two examples for a batch spec, so that the batch scale 1/B is a visible
+coefficient): `prove_forms(spec)` is that proof, fast for a network of any size.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ from importlib import resources
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
-from derive.tables import activations
-from derive.tables.costs import COSTS
 from derive.errors import DeriveError
-from derive.matrix import MatrixForms
-from derive.network import Network
-from derive.proofs.concrete import deep_stack, has_denominator
+from derive.proofs.concrete import Proof, deep_stack, prove
 from derive.spec import Spec, validate
+from derive.tables.activations import ACTIVATIONS, OutputRange
+from derive.tables.costs import COSTS
 
 from .printers import formula, rowsum
 
@@ -50,13 +49,13 @@ def helper(name: str):
 
 
 @dataclass(frozen=True)
-class Step:
-    """One line (or fused group of lines) of generated code: lhs = expr."""
+class Line:
+    """One line of generated code, lhs = expr (a CUDA backend fuses runs of elementwise ones)."""
 
     lhs: str
     kind: str  # "matrix" (products, sums over the batch), "elementwise" (scalar expr over arrays), "call"
     expr: object
-    note: str = ""  # the equation this step implements, in the spec's notation
+    note: str = ""  # why the line is there, when its left side does not say: the form it computes
     out: str | None = None  # a buffer the result may overwrite (dead afterwards)
 
 
@@ -67,8 +66,8 @@ class NotElementwise(DeriveError):
 @dataclass
 class Plan:
     spec: Spec
-    forward: list[Step] = field(default_factory=list)
-    backward: list[Step] = field(default_factory=list)
+    forward: list[Line] = field(default_factory=list)
+    backward: list[Line] = field(default_factory=list)
     cache_keys: list[str] = field(default_factory=list)
     equations: list[tuple[str, str]] = field(default_factory=list)  # (key, formula) for docstrings
     forward_equations: list[tuple[str, str]] = field(default_factory=list)
@@ -79,6 +78,7 @@ class Plan:
     sigma_prime: dict[int, sp.Expr] = field(default_factory=dict)
     g: sp.Expr | None = None  # dC/da{L} of one entry
     updates: list[str] = field(default_factory=list)  # the proven update forms, for sgd_step
+    output_range: OutputRange | None = None  # the output activation's values (the table's), where a cost takes logs
     output_delta: sp.Expr | None = None  # BP1 as the code computes it
     output_delta_cancelled: bool = False  # g * sigma' had a common factor that cancel() removed
     carried_scale: bool = False  # the mean's 1/B is applied once, to delta{L}, and carried by BP2 (see carry_scale)
@@ -93,10 +93,10 @@ def small_spec(spec: Spec) -> Spec:
 
 
 class Planner:
-    def __init__(self, spec: Spec):
+    def __init__(self, proof: Proof, spec: Spec):
         self.spec = spec
-        self.net = Network(small_spec(spec))
-        self.forms = MatrixForms(self.net, evaluate=False)
+        self.net = proof.net
+        self.forms = proof.forms
         self.row = spec.convention == "row"
         self.L = spec.depth
         self.aug = spec.bias == "augmented"
@@ -150,9 +150,9 @@ class Planner:
                 if not linear_in(form.expr, deltas):
                     raise AssertionError(f"{form.key} is not linear in delta: the 1/B cannot be carried")
         lhs = f"delta{self.L}"
-        at = max(i for i, step in enumerate(plan.backward) if step.lhs == lhs)
+        at = max(i for i, line in enumerate(plan.backward) if line.lhs == lhs)
         note = "the mean's 1/B, once: BP2 and the gradients are linear in delta"
-        plan.backward.insert(at + 1, Step(lhs, "elementwise", INV_B * sp.Symbol(lhs), note))
+        plan.backward.insert(at + 1, Line(lhs, "elementwise", INV_B * sp.Symbol(lhs), note))
         plan.carried_scale = True
 
     # -- elementwise parts, as scalar expressions over whole arrays ------------------
@@ -179,10 +179,10 @@ class Planner:
         if l not in self._sp:
             act = self.net.acts[l]
             if act.output_form is not None:
-                self._sp[l] = act.output_form.xreplace({activations.a: sp.Symbol(f"a{l}")})
+                self._sp[l] = renamed(act.output_form, sp.Symbol(f"a{l}"))
             else:
                 zl = sp.Symbol(f"z{l}")
-                self._sp[l] = as_helper(act.prime.xreplace({activations.z: zl}), zl)
+                self._sp[l] = as_helper(renamed(act.prime, zl), zl)
         return self._sp[l]
 
     def activation(self, l: int, arg: sp.Expr) -> sp.Expr:
@@ -227,11 +227,11 @@ class Planner:
         except NotElementwise:
             return None
 
-    def split(self, lhs: str, expr, note: str) -> list[Step]:
+    def split(self, lhs: str, expr, note: str) -> list[Line]:
         """A matrix product or sum first, then the elementwise rest applied in place."""
         whole = self.scalar_or_none(expr)
         if whole is not None:
-            return [Step(lhs, "elementwise", lowest_terms(whole), note)]
+            return [Line(lhs, "elementwise", lowest_terms(whole), note)]
         own = sp.Symbol(lhs)
         for cls, op in ((HadamardProduct, sp.Mul), (MatAdd, sp.Add)):
             if isinstance(expr, cls):
@@ -239,11 +239,11 @@ class Planner:
                 inner = [a for a, s in parts if s is None]
                 if len(inner) == 1:
                     rest = [s for a, s in parts if a is not inner[0]]
-                    steps = [Step(lhs, "matrix", inner[0], note)]
+                    steps = [Line(lhs, "matrix", inner[0], note)]
                     if op(own, *rest) != own:  # sigma' = 1 (identity) leaves nothing to do
-                        steps.append(Step(lhs, "elementwise", op(own, *rest)))
+                        steps.append(Line(lhs, "elementwise", op(own, *rest)))
                     return steps
-        return [Step(lhs, "matrix", expr, note)]
+        return [Line(lhs, "matrix", expr, note)]
 
     # -- the plan --------------------------------------------------------------
     def plan(self) -> Plan:
@@ -258,16 +258,17 @@ class Planner:
         # backward: BP1, BP2 (in place), then the gradients, in the order derive lists them
         for form in self.forms.forms:
             if form.truth == "delta":
-                steps = self.split(form.lhs.name, self.orient(form.lhs, form.expr), form.key)
-                if form.key == "BP1" and steps[0].kind == "elementwise":
-                    plan.output_delta = steps[0].expr
-                    plan.output_delta_cancelled = steps[0].expr != self.scalar(self.orient(form.lhs, form.expr))
-                plan.backward += steps
-                plan.equations.append((form.key, f"{form.lhs.name} = {formula(form.expr)}"))
+                oriented = self.orient(form.lhs, form.expr)
+                lines = self.split(form.lhs.name, oriented, form.key)
+                if form.key == "BP1" and lines[0].kind == "elementwise":
+                    plan.output_delta = lines[0].expr
+                    plan.output_delta_cancelled = lines[0].expr != self.scalar(oriented)
+                plan.backward += lines
+                plan.equations.append((form.key, f"{form.lhs.name} = {formula(oriented)}"))
             elif form.truth == "grad":
-                expr = self.unscaled(self.orient(form.lhs, form.expr))
-                plan.backward.append(Step(form.lhs.name, "matrix", expr, form.key))
-                plan.equations.append((form.key, f"{form.lhs.name} = {formula(form.expr.xreplace(doc_rule))}"))
+                oriented = self.orient(form.lhs, form.expr)
+                plan.backward.append(Line(form.lhs.name, "matrix", self.unscaled(oriented)))  # its name says what it is
+                plan.equations.append((form.key, f"{form.lhs.name} = {formula(oriented.xreplace(doc_rule))}"))
         for form in self.forms.forms:
             if form.truth == "update":
                 M = self.forms.sym[form.matrix]
@@ -278,30 +279,32 @@ class Planner:
         if spec.batch == "mean":
             self.carry_scale(plan)
         needs = set()
-        for step in plan.backward:
-            needs |= names_in(step.expr)
+        for line in plan.backward:
+            needs |= names_in(line.expr)
 
         # the cost, and through z{L} where the logs need it to stay finite
         cost = COSTS[spec.cost]
         A, Z = sp.Symbol(f"a{L}"), sp.Symbol(f"z{L}")
         plan.cost_term = cost.definition([A], [Y])
-        logs = stable_logs(spec.activation[-1], A, Z)
+        output = self.net.acts[L]
+        logs = stable_logs(output.stable_logs(Z), A) if output.stable_logs else {}
         if plan.cost_term.has(sp.log) and logs:
             plan.cost_term_z = plan.cost_term.xreplace(logs)
             needs.add(f"z{L}")
+        plan.output_range = output.output_range
 
         # forward
         for form in self.forms.forward:
             l = form.layer
             z = self.orient(form.lhs, form.expr)
             if self.aug:
-                plan.forward.append(Step(f"A{l - 1}", "call", helper("with_ones")(sp.Symbol(f"a{l - 1}")), "A = [a, 1]"))
+                plan.forward.append(Line(f"A{l - 1}", "call", helper("with_ones")(sp.Symbol(f"a{l - 1}")), "A = [a, 1]"))
             plan.forward += self.split(f"z{l}", z, "")
-            plan.forward_equations.append((form.key, f"z{l} = {formula(form.expr)}"))
+            plan.forward_equations.append((form.key, f"z{l} = {formula(z)}"))
             zl = sp.Symbol(f"z{l}")
             out = None if f"z{l}" in needs else f"z{l}"
             kind = "elementwise" if self.net.acts[l].elementwise else "call"
-            plan.forward.append(Step(f"a{l}", kind, self.activation(l, zl), f"a{l} = {spec.activation[l - 1]}(z{l})", out))
+            plan.forward.append(Line(f"a{l}", kind, self.activation(l, zl), out=out))
         needs |= {f"a{L}"}
         order = [f"{p}{l}" for l in range(L + 1) for p in ("A", "a", "z")]
         plan.cache_keys = [n for n in order if n in needs]
@@ -332,7 +335,7 @@ def linear_in(expr: sp.MatrixExpr, symbols) -> bool:
 
 def lowest_terms(expr: sp.Expr) -> sp.Expr:
     """A rational expression cancelled exactly (g * sigma' = a - y for a matched cost); others as they are."""
-    if has_denominator(expr):
+    if any(p.exp.is_negative for p in expr.atoms(sp.Pow)):  # a denominator
         return sp.factor(sp.cancel(sp.together(expr)))
     return expr
 
@@ -345,29 +348,43 @@ def as_helper(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
     """
     if not expr.has(sp.exp):
         return expr
-    for name in helper_names("py"):
-        act = activations.ACTIVATIONS.get(name)
-        if act is None or not act.elementwise or act.stable != name:
-            continue
-        if sp.simplify(expr - act.definition(var)) == 0:
-            return helper(name)(var)
+    helpers = helper_names("py")
+    for act in sorted(ACTIVATIONS.values(), key=lambda act: act.stable or ""):
+        if act.elementwise and act.stable in helpers and sp.simplify(expr - act.definition(var)) == 0:
+            return helper(act.stable)(var)
     return expr
 
 
-def stable_logs(output_activation: str, A: sp.Symbol, Z: sp.Symbol) -> dict:
-    """log(a) and log(1 - a) of the output written through z, finite for every z.
+def renamed(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """A table's expression in its one variable (sigma' in z, or in a = sigma(z)), written in `var`."""
+    return expr.xreplace({own: var for own in expr.free_symbols})  # none for a constant (identity: 1)
 
-    Each is an identity of the definitions (tests/test_codegen.py proves them exactly):
-    log sigma(z) = -softplus(-z), log(1 - sigma(z)) = -softplus(z), log softmax(z) = log_softmax(z).
-    """
-    softplus, log_softmax = helper("softplus"), helper("log_softmax")
-    if output_activation == "sigmoid":
-        return {sp.log(A): -softplus(-Z), sp.log(1 - A): -softplus(Z)}
-    if output_activation == "softmax":
-        return {sp.log(A): log_softmax(Z)}
-    return {}
+
+def stable_logs(logs: dict, A: sp.Symbol) -> dict:
+    """The table's stable logs of the output (`Activation.stable_logs(z)`) as a rule for a cost in A:
+    log(A) and log(1 - A) written through z, finite for every z."""
+    rule = {sp.log(A): logs["log_a"]}
+    if "log_one_minus_a" in logs:
+        rule[sp.log(1 - A)] = logs["log_one_minus_a"]
+    return rule
+
+
+def prove_forms(spec: Spec) -> Proof:
+    """The proof make_plan reads: the spec's matrix forms, proven at the planner's widths."""
+    return prove(small_spec(spec))
 
 
 @deep_stack
-def make_plan(spec: Spec) -> Plan:
-    return Planner(spec).plan()
+def make_plan(proof: Proof, spec: Spec | None = None) -> Plan:
+    """The plan of `spec`'s module (default: the proof's spec), from the proof of its forms.
+
+    The proof must be ok and be of small_spec(spec) (`prove_forms(spec)`): the planner prints
+    the forms it proved, at the widths it proved them, and the module takes the spec's widths.
+    """
+    spec = spec or proof.spec
+    if not proof.ok:
+        raise DeriveError(f"{spec.source}: the matrix forms are not proven ({proof.summary()}); nothing is printed from them")
+    if proof.spec.as_dict() != small_spec(spec).as_dict():
+        raise DeriveError(f"{spec.source}: the proof is of {proof.spec.name} at sizes {'-'.join(map(str, proof.spec.sizes))}, "
+                          f"not of the forms this module prints: prove them with codegen.plan.prove_forms(spec)")
+    return Planner(proof, spec).plan()

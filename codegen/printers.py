@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.codegen.ast import float32, float64, real
-from sympy.matrices.expressions import MatrixSymbol, Transpose
+from sympy.matrices.expressions import MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
@@ -183,10 +183,27 @@ class CudaPrinter(_HelperCalls, C99CodePrinter):
 
 
 class FormulaPrinter(StrPrinter):
-    """Formulas for docstrings and comments: `*` for products, `∘` for Hadamard products."""
+    """Formulas for docstrings and comments, as the code computes them: `@` for matrix products,
+    `∘` for Hadamard products, `*` for a number times a matrix and for products of entries."""
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_matrices()
+        if len(mats) == 2 and _is_ones(mats[0]):  # ones_B @ b: the row b added to every row of the batch
+            mats = mats[1:]
+        code = " @ ".join(map(self._operand, mats))
+        if len(mats) > 1 and coeff != 1:
+            code = f"({code})"
+        return code if coeff == 1 else f"-{code}" if coeff == -1 else f"{self._print(coeff)}*{code}"
 
     def _print_HadamardProduct(self, expr):
-        return " ∘ ".join(self.parenthesize(a, precedence(expr)) for a in expr.args)
+        return " ∘ ".join(self._operand(a) if a.is_MatMul or a.is_MatAdd else self.parenthesize(a, precedence(expr))
+                          for a in expr.args)
+
+    def _operand(self, m) -> str:
+        """A factor of a product: a name or a transpose of one as it is, anything else in parentheses."""
+        if isinstance(m, (MatrixSymbol, Transpose, OneMatrix)):
+            return self._print(m)
+        return f"({self._print(m)})"
 
     def _print_HadamardPower(self, expr):
         return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}∘{self.parenthesize(expr.exp, PRECEDENCE['Pow'])}"

@@ -1,9 +1,10 @@
 """Turn a plan into code: the lines of each function for one backend, the CUDA kernels, the files.
 
-NumPy runs each step as written, elementwise steps in place where the equation allows
-(`z1 += b1`, `delta1 *= a1*(1 - a1)`, `sigmoid(z1, out=z1)`). CuPy keeps the matrix
-products as cuBLAS calls and fuses each run of elementwise steps into one CUDA kernel
-whose body the C printer writes from the same SymPy expressions.
+What differs between backends is read from their records (codegen/backends.py). A backend
+that runs lines as written does elementwise lines in place where the equation allows and the
+record lets it (`z1 += b1`, `delta1 *= a1*(1 - a1)`, `sigmoid(z1, out=z1)`); a fused one
+(CuPy) keeps the matrix products as cuBLAS calls and fuses each run of elementwise lines
+into one CUDA kernel whose body the C printer writes from the same SymPy expressions.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import jinja2
 import sympy as sp
 
 from derive.errors import SpecError
+from derive.proofs.concrete import Proof
 from derive.spec import Spec, builtin_names, validate
 
-from .plan import Plan, Step, helper_names, make_plan, names_in
-from .printers import ArrayPrinter, CudaPrinter, CuPyArrayPrinter, formula, rowsum
+from .backends import BACKENDS, Backend
+from .plan import Line, Plan, helper_names, make_plan, names_in, prove_forms
+from .printers import CudaPrinter, formula, rowsum
 
-BACKENDS = ("numpy", "cupy")
 DTYPES = (("f64", "double"), ("f32", "float"))
 THREADS = 256
 
@@ -66,24 +68,6 @@ def command(spec: Spec) -> str:
     return f"python -m codegen {shlex.quote(plain(target))}"
 
 
-@dataclass(frozen=True)
-class OutputRange:
-    """The values an output activation takes (as rounded), where a cost takes their logs."""
-
-    low: int
-    high: int
-    rows_sum_to_one: bool  # each row is a distribution (its sum is 1 up to rounding)
-    text: str  # the range, for an error message
-
-
-# Facts of the activations themselves; they belong in derive/activations.py's table. A log cost
-# whose output activation is missing here is refused when generating, not printed unchecked.
-OUTPUT_RANGES = {
-    "sigmoid": OutputRange(0, 1, False, "entries in [0, 1]"),
-    "softmax": OutputRange(0, 1, True, "rows of entries in [0, 1] that sum to 1"),
-}
-
-
 @dataclass
 class Kernel:
     """One fused elementwise kernel: its arrays, its per-element expressions, its launch."""
@@ -104,71 +88,70 @@ class Function:
 
 
 class Renderer:
-    def __init__(self, plan: Plan, backend: str):
+    def __init__(self, plan: Plan, backend: Backend):
         self.plan, self.backend = plan, backend
-        cls = ArrayPrinter if backend == "numpy" else CuPyArrayPrinter
         helpers = helper_names("py")
         batch = {f"{p}{l}" for l in range(plan.spec.depth + 1) for p in ("a", "A", "delta")}
-        dot = "tdot" if backend == "numpy" else None  # cuBLAS has no slow K = 1 case to avoid
-        ones = "ones_B" if backend == "numpy" else None  # CuPy: a reduction kernel, no array of ones to fill
-        self.printer = cls(plan.names, helpers, batch_dot=dot, batch=batch, ones=ones)
-        self.cost_printer = cls(plan.names, helpers, floor_logs="tiny")
-        self.xp = backend
+        self.printer = backend.printer(plan.names, helpers, batch_dot=backend.batch_dot, batch=batch,
+                                       ones=backend.batch_ones)
+        self.cost_printer = backend.printer(plan.names, helpers, floor_logs="tiny")
+        self.xp = backend.xp
 
     # -- one function's body ---------------------------------------------------
-    def body(self, steps: list[Step], live_at_end: list[str], fn: str, checks: dict[str, list[str]]) -> Function:
+    def body(self, lines: list[Line], live_at_end: list[str], fn: str, checks: dict[str, list[str]]) -> Function:
         out = Function()
         defined: set[str] = set()
         temps = sp.numbered_symbols("t")
         i = 0
-        while i < len(steps):
-            step = steps[i]
-            if step.kind == "elementwise" and self.backend == "cupy":
+        while i < len(lines):
+            line = lines[i]
+            if line.kind == "elementwise" and self.backend.fused:
                 j = i
-                while j < len(steps) and steps[j].kind == "elementwise":
+                while j < len(lines) and lines[j].kind == "elementwise":
                     j += 1
                 live = set(live_at_end)
-                for later in steps[j:]:
+                for later in lines[j:]:
                     live |= names_in(later.expr)
-                out.lines += self.fuse(steps[i:j], live, defined, fn, out)
-                defined |= {s.lhs for s in steps[i:j]}
+                out.lines += self.fuse(lines[i:j], live, defined, fn, out)
+                defined |= {s.lhs for s in lines[i:j]}
                 i = j
                 continue
-            out.lines += self.line(step, defined, temps)
-            defined.add(step.lhs)
-            if i + 1 == len(steps) or steps[i + 1].lhs != step.lhs:
-                out.lines += checks.get(step.lhs, [])
+            out.lines += self.line(line, defined, temps)
+            defined.add(line.lhs)
+            if i + 1 == len(lines) or lines[i + 1].lhs != line.lhs:
+                out.lines += checks.get(line.lhs, [])
             i += 1
         return out
 
-    def line(self, step: Step, defined: set[str], temps) -> list[str]:
+    def line(self, line: Line, defined: set[str], temps) -> list[str]:
         p = self.printer
-        note = f"  # {step.note}" if step.note else ""
-        expr = step.expr
-        if step.kind == "matrix":
-            return [f"{step.lhs} = {p.doprint(expr)}{note}"]
-        if step.kind == "elementwise" and step.lhs in defined:
-            own = sp.Symbol(step.lhs)
+        note = f"  # {line.note}" if line.note else ""
+        expr = line.expr
+        if line.kind == "matrix":
+            return [f"{line.lhs} = {p.doprint(expr)}{note}"]
+        in_place = self.backend.in_place
+        if line.kind == "elementwise" and line.lhs in defined and in_place:
+            own = sp.Symbol(line.lhs)
             for cls, op in ((sp.Add, "+="), (sp.Mul, "*=")):
                 if isinstance(expr, cls) and own in expr.args:
                     rest = cls(*[a for a in expr.args if a != own])
-                    return [f"{step.lhs} {op} {p.doprint(rest)}{note}"]
-        code = p.call_into(expr, step.out) if step.out else None
-        if code or step.kind == "call":  # into the dead buffer, or a call as it prints
-            return [f"{step.lhs} = {code or p.doprint(expr)}{note}"]
+                    return [f"{line.lhs} {op} {p.doprint(rest)}{note}"]
+        code = p.call_into(expr, line.out) if line.out and in_place else None
+        if code or line.kind == "call":  # into the dead buffer, or a call as it prints
+            return [f"{line.lhs} = {code or p.doprint(expr)}{note}"]
         replacements, (reduced,) = sp.cse([expr], symbols=temps)
         lines = [f"{t} = {p.doprint(v)}" for t, v in replacements]
-        return lines + [f"{step.lhs} = {p.doprint(reduced)}{note}"]
+        return lines + [f"{line.lhs} = {p.doprint(reduced)}{note}"]
 
     # -- CuPy: a run of elementwise steps as one kernel -------------------------
-    def fuse(self, group: list[Step], live: set[str], defined: set[str], fn: str, function: Function) -> list[str]:
+    def fuse(self, group: list[Line], live: set[str], defined: set[str], fn: str, function: Function) -> list[str]:
         value: dict[str, sp.Expr] = {}
         order: list[str] = []
-        for step in group:
-            expr = step.expr.xreplace({sp.Symbol(n): v for n, v in value.items()})
-            value[step.lhs] = expr
-            if step.lhs not in order:
-                order.append(step.lhs)
+        for line in group:
+            expr = line.expr.xreplace({sp.Symbol(n): v for n, v in value.items()})
+            value[line.lhs] = expr
+            if line.lhs not in order:
+                order.append(line.lhs)
         outputs = [n for n in order if n in live]
         lines: list[str] = []
         # sums over a row are not elementwise: computed first, read per row
@@ -248,25 +231,44 @@ def orientation_note(spec: Spec) -> list[str]:
         "Arrays are batch-first: x is (B, n0), one example per row. The spec is written in the",
         "column convention (z = W a + b, examples as columns), so every batch quantity (a, z,",
         f"delta) is stored as the transpose of the spec's: {example}",
-        "and w2.T*delta2 becomes delta2 @ W2. The parameters keep the spec's own layout.",
+        "and w2.T @ delta2 becomes delta2 @ W2. The parameters keep the spec's own layout.",
     ]
 
 
+def backend_code(backend: Backend, output: str) -> dict[str, str | None]:
+    """The lines of the argument checks and of init_params where backends differ, from the record."""
+    kept = backend.contiguous or "{}"
+    return dict(
+        params_in_forward=("values = " if backend.checks_inputs else "") + "_params(params, a0.dtype)",
+        param_layout=f" or not {backend.is_contiguous.format('v')}" if backend.is_contiguous else "",
+        param_kept=kept.format("value"),
+        cache_fast=f"[{kept.format('v')} for v in values]" if backend.contiguous else "values",
+        cache_kept=kept.format("value"),
+        target_finite=backend.target_finite.format("y"),
+        target_kept=kept.format("y"),
+        output_finite=backend.finite.format(output),
+        each_finite=backend.each_finite.format("values"),
+        from_host=backend.from_host.format("value"),
+        read_only=backend.read_only.format("params[key]") if backend.read_only else None,
+    )
+
+
 def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = None) -> tuple[str, list[Kernel]]:
+    """The module of `plan` for the backend of that name, and the CUDA kernels it launches (fused backends)."""
     env = env or environment()
     spec, L = plan.spec, plan.spec.depth
+    backend = BACKENDS[backend]
     r = Renderer(plan, backend)
-    xp = backend
     params = param_shapes(spec)
     p = r.printer
-    # forward: a finiteness check after each pre-activation (NumPy) or of the inputs (CuPy, one sync)
+    # forward: a finiteness check of the inputs (one transfer from a device) or after each pre-activation
     checks: dict[str, list[str]] = {}
-    if backend == "numpy":
+    if backend.checks_inputs:
+        prelude = [f"if not {backend.finite.format('x, *values')}:", "    _not_finite(\"x and params\", x, params)"]
+    else:
         prelude = []
         for l in range(1, L + 1):
-            checks[f"z{l}"] = [f"if not _finite(z{l}):", f"    _not_finite(\"z{l}\", x, params)"]
-    else:
-        prelude = ["if not _all_finite(x, *values):", "    _not_finite(\"x and params\", x, params)"]
+            checks[f"z{l}"] = [f"if not {backend.finite.format(f'z{l}')}:", f"    _not_finite(\"z{l}\", x, params)"]
     fwd = r.body(plan.forward, plan.cache_keys + [f"a{L}"], "forward", checks)
     bwd = r.body(plan.backward, [name for name, _ in _grad_names(spec)], "backward", {})
     term = formula(plan.cost_term)
@@ -275,18 +277,23 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
     floored = log_floors(plan.cost_term, r.cost_printer)
     output_range, output_of_z = None, None
     if floored:  # the cost takes logs of the output: only the activation's own values have them
-        act = spec.activation[-1]
-        if act not in OUTPUT_RANGES:
-            raise AssertionError(f"{spec.name}: the cost takes logs of a {act} output, whose range OUTPUT_RANGES lacks")
-        output_range = OUTPUT_RANGES[act]
+        if plan.output_range is None:
+            raise AssertionError(f"{spec.name}: the cost takes logs of a {spec.activation[-1]} output, "
+                                 "whose row in the activation table gives no output_range")
+        output_range = plan.output_range
     if cost_z is not None:  # the cost through z{L}: the output it belongs to, computed again from z{L}
-        step = next(s for s in reversed(plan.forward) if s.lhs == f"a{L}")
-        output_of_z = r.cost_printer.doprint(step.expr)
+        line = next(s for s in reversed(plan.forward) if s.lhs == f"a{L}")
+        output_of_z = r.cost_printer.doprint(line.expr)
     helpers = sorted(p.used_helpers | r.cost_printer.used_helpers)
     kernels = fwd.kernels + bwd.kernels
+    std = {"math", "numbers"} | ({"os"} if backend.fused else set()) | ({"warnings"} if floored else set())
     context = dict(
         backend=backend,
-        xp=xp,
+        xp=backend.xp,
+        std_imports=sorted(std),
+        lib_imports=sorted({backend.import_line, "import numpy"}),
+        code=backend_code(backend, f"a{L}"),
+        depth=L,
         command=command(spec),
         source=plain(spec.source),
         spec_name=plain(spec.name),
@@ -398,22 +405,25 @@ def checked(spec: Spec) -> Spec:
     return spec
 
 
-def generate(spec: Spec, backends=BACKENDS) -> dict[str, str]:
-    """File name -> text for one spec: <name>_numpy.py, <name>_cupy.py and <name>_kernels.cu."""
+def generate(spec: Spec, backends=BACKENDS, proof: Proof | None = None) -> dict[str, str]:
+    """File name -> text for one spec: <name>_<backend>.py for each backend named, <name>_kernels.cu for a fused one.
+
+    proof: the proof of the spec's forms that the modules print (`prove_forms(spec)`); made here when not given.
+    """
     spec = checked(spec)
-    plan = make_plan(spec)
+    plan = make_plan(proof or prove_forms(spec), spec)
     env = environment()
     files: dict[str, str] = {}
-    for backend in backends:
-        text, kernels = render_module(plan, backend, env)
-        files[f"{spec.name}_{backend}.py"] = text
-        if backend == "cupy":
+    for name in backends:
+        text, kernels = render_module(plan, name, env)
+        files[f"{spec.name}_{name}.py"] = text
+        if BACKENDS[name].fused:
             files[f"{spec.name}_kernels.cu"] = render_kernels(plan, kernels, env)
     return files
 
 
 def load_generated(spec: Spec, folder: Path, backend: str = "numpy"):
-    """Generate the spec's `backend` module into `folder` (its kernels file too) and import it."""
+    """Prove the spec's forms, generate its `backend` module into `folder` (its kernels file too) and import it."""
     folder = Path(folder)
     for fname, text in generate(spec, [backend]).items():
         (folder / fname).write_text(text, encoding="utf-8")

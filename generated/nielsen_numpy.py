@@ -7,11 +7,16 @@ Network 784-30-10, activations sigmoid, sigmoid; cost quadratic, batch "mean"
 Arrays are batch-first: x is (B, n0), one example per row. The spec is written in the
 column convention (z = W a + b, examples as columns), so every batch quantity (a, z,
 delta) is stored as the transpose of the spec's: z1 = a0 @ W1.T + b1.T is (W1 a0 + b1)ᵀ
-and w2.T*delta2 becomes delta2 @ W2. The parameters keep the spec's own layout.
+and w2.T @ delta2 becomes delta2 @ W2. The parameters keep the spec's own layout.
 
-Interface: init_params, forward, backward, cost, sgd_step. Inputs are checked: an array
-that is not a numpy.ndarray (a subclass, a list), or has the wrong shape or dtype or a
-non-finite value, raises ValueError naming the argument.
+The docstrings write each line as the code computes it: `@` is a matrix product, `∘` a
+product entry by entry, `*` a number times an array; g, sp{l} and the cost are formulas
+of one entry.
+
+Interface: forward, backward, cost, sgd_step, init_params, in that order below; the stable
+helpers they call and the argument checks follow them. Inputs are checked: an array that is
+not a numpy.ndarray (a subclass, a list), or has the wrong shape or dtype or a non-finite
+value, raises ValueError naming the argument.
 float32 in, float32 out; float64 in, float64 out.
 """
 
@@ -35,6 +40,131 @@ _FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float32, numpy.float64)}
 
 
+def forward(params, x):
+    """The forward pass: the output a2 and the cache backward needs.
+
+        z1 = a0 @ W1.T + b1.T, a1 = sigmoid(z1)
+        z2 = a1 @ W2.T + b2.T, a2 = sigmoid(z2)
+
+    x: (B, 784) float32 or float64. The cache keeps a0, a1, a2.
+    """
+    a0 = _check_array("x", x, (_BATCH, 784))
+    W1, b1, W2, b2 = _params(params, a0.dtype)
+    z1 = a0 @ W1.T
+    z1 += b1.T
+    if not _finite(z1):
+        _not_finite("z1", x, params)
+    a1 = sigmoid(z1, out=z1)
+    z2 = a1 @ W2.T
+    z2 += b2.T
+    if not _finite(z2):
+        _not_finite("z2", x, params)
+    a2 = sigmoid(z2, out=z2)
+    return a2, {"a0": a0, "a1": a1, "a2": a2}
+
+
+def backward(params, cache, y):
+    """The gradient of the cost with respect to every parameter (same keys and shapes).
+
+        BP1      delta2 = g ∘ sp2
+        BP2[1]   delta1 = (delta2 @ W2) ∘ sp1
+        dC/dW1   dC_dW1 = (1/B)*(delta1.T @ a0)
+        dC/db1   dC_db1 = (1/B)*(delta1.T @ ones_B)
+        dC/dW2   dC_dW2 = (1/B)*(delta2.T @ a1)
+        dC/db2   dC_db2 = (1/B)*(delta2.T @ ones_B)
+    where g = dC/da2 entry by entry (sympy.diff of the cost) and sp{l} = sigma'(z{l}):
+        g = a2 - y
+        sp1 = a1*(1 - a1)
+        sp2 = a2*(1 - a2)
+    The code keeps (1/B)*delta{l} in delta{l}: the mean's 1/B is applied once, after BP1, and
+    BP2 and the gradient forms carry it (each is linear in delta, checked when generating).
+    """
+    a0, a1, a2 = _cache(cache)
+    W1, b1, W2, b2 = _params(params, a2.dtype)
+    y = _check_target(y, a2)
+    inv_B = 1.0 / a2.shape[0]
+    ones_B = numpy.ones((a2.shape[0], 1), dtype=a2.dtype)  # sums over the batch are products with it
+    delta2 = a2*(1 - a2)*(a2 - y)  # BP1
+    delta2 *= inv_B  # the mean's 1/B, once: BP2 and the gradients are linear in delta
+    delta1 = delta2 @ W2  # BP2[1]
+    delta1 *= a1*(1 - a1)
+    dC_dW1 = tdot(delta1, a0)
+    dC_db1 = delta1.T @ ones_B
+    dC_dW2 = tdot(delta2, a1)
+    dC_db2 = delta2.T @ ones_B
+    return {"W1": dC_dW1, "b1": dC_db1, "W2": dC_dW2, "b2": dC_db2}
+
+
+def cost(output, y, cache=None):
+    """C = (1/B) sum over the rows and outputs of (a2 - y)**2/2
+
+    The cost needs only the output; a cache, when given, is checked like backward's.
+    """
+    a2 = _check_array("output", output, (_BATCH, 10))
+    if not _finite(a2):
+        raise ValueError(f"output: contains NaN or inf (shape {tuple(a2.shape)}), expected finite values")
+    y = _check_target(y, a2)
+    inv_B = 1.0 / a2.shape[0]
+    if cache is not None:
+        _cache(cache)
+    return float(inv_B*numpy.sum((1/2)*(a2 - y)**2))
+
+
+def sgd_step(params, grads, eta):
+    """One gradient-descent step, in place (params[key] -= eta*grads[key]): the proven update forms
+
+        W1_new = W1 - gamma*dC_dW1
+        b1_new = b1 - gamma*dC_db1
+        W2_new = W2 - gamma*dC_dW2
+        b2_new = b2 - gamma*dC_db2
+    with gamma = eta. A gradient with a NaN or inf, or a step that overflows, is refused before
+    anything is written.
+    """
+    first = params.get("W1") if isinstance(params, dict) else None
+    dtype = first.dtype if type(first) is numpy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
+    values = _params(params, dtype)
+    steps = _params(grads, dtype, "grads")
+    for key in PARAM_SHAPES:
+        if not params[key].flags.writeable:
+            raise ValueError(f"params[{key!r}]: read-only, expected a writeable array: sgd_step updates params in place")
+    eta = _rate(eta)
+    for what, arrays in (("grads", steps), ("params", values)):
+        key = _not_finite_key(arrays)
+        if key is not None:
+            raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
+    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
+        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
+    key = _not_finite_key(new)
+    if key is not None:
+        raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
+    for key, value in zip(PARAM_SHAPES, new):
+        params[key][...] = value
+
+
+def init_params(rng=0, dtype=numpy.float64):
+    """W{l} drawn from N(0, 1/n_(l-1)) and every bias 0, in the spec's layout (PARAM_SHAPES).
+
+    rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
+    """
+    try:
+        kind = numpy.dtype(dtype)
+    except (TypeError, ValueError):
+        kind = None
+    if kind is None or kind not in _FLOATS:
+        raise ValueError(f"dtype: {dtype!r}, expected numpy.float32 or numpy.float64")
+    rng = _generator(rng)
+    params = {}
+    for key in PARAM_SHAPES:
+        if key.startswith("W"):
+            fan_in = SIZES[int(key[1:]) - 1]
+            value = rng.standard_normal(PARAM_SHAPES[key]) / numpy.sqrt(fan_in)
+        else:
+            value = numpy.zeros(PARAM_SHAPES[key])
+        params[key] = value.astype(kind)
+    return params
+
+
+# -- the stable helpers the functions above call ---------------------------------------
 def sigmoid(z, out=None):
     """exp(z)/(exp(z) + 1) = 1/(1 + exp(-z)) for every z: z is capped below log(max float), so
     exp cannot overflow. At the cap the sigmoid already rounds to 1: the cap changes no value.
@@ -55,7 +185,7 @@ def tdot(u, v):
     return u.T @ v
 
 
-# -- validation --------------------------------------------------------------------
+# -- argument checks: every input is refused with its name before any arithmetic -------
 def _expected(shape):
     return "(" + ", ".join("B" if n is None else str(n) for n in shape) + ")"
 
@@ -190,128 +320,3 @@ def _generator(rng):
         except (TypeError, ValueError):
             pass
     raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator")
-
-
-# -- the interface -------------------------------------------------------------------
-def init_params(rng=0, dtype=numpy.float64):
-    """W{l} drawn from N(0, 1/n_(l-1)) and every bias 0, in the spec's layout (PARAM_SHAPES).
-
-    rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
-    """
-    try:
-        kind = numpy.dtype(dtype)
-    except (TypeError, ValueError):
-        kind = None
-    if kind is None or kind not in _FLOATS:
-        raise ValueError(f"dtype: {dtype!r}, expected numpy.float32 or numpy.float64")
-    rng = _generator(rng)
-    params = {}
-    for key in PARAM_SHAPES:
-        if key.startswith("W"):
-            fan_in = SIZES[int(key[1:]) - 1]
-            value = rng.standard_normal(PARAM_SHAPES[key]) / numpy.sqrt(fan_in)
-        else:
-            value = numpy.zeros(PARAM_SHAPES[key])
-        params[key] = value.astype(kind)
-    return params
-
-
-def forward(params, x):
-    """The forward pass: the output a2 and the cache backward needs.
-
-        z1 = W1*a0 + b1*ones_B.T, a1 = sigmoid(z1)
-        z2 = W2*a1 + b2*ones_B.T, a2 = sigmoid(z2)
-
-    x: (B, 784) float32 or float64. The cache keeps a0, a1, a2.
-    """
-    a0 = _check_array("x", x, (_BATCH, 784))
-    W1, b1, W2, b2 = _params(params, a0.dtype)
-    z1 = a0 @ W1.T
-    z1 += b1.T
-    if not _finite(z1):
-        _not_finite("z1", x, params)
-    a1 = sigmoid(z1, out=z1)  # a1 = sigmoid(z1)
-    z2 = a1 @ W2.T
-    z2 += b2.T
-    if not _finite(z2):
-        _not_finite("z2", x, params)
-    a2 = sigmoid(z2, out=z2)  # a2 = sigmoid(z2)
-    return a2, {"a0": a0, "a1": a1, "a2": a2}
-
-
-def backward(params, cache, y):
-    """The gradient of the cost with respect to every parameter (same keys and shapes).
-
-        BP1      delta2 = g ∘ sp2
-        BP2[1]   delta1 = (w2.T*delta2) ∘ sp1
-        dC/dW1   dC_dW1 = (1/B)*delta1*a0.T
-        dC/db1   dC_db1 = (1/B)*delta1*ones_B
-        dC/dW2   dC_dW2 = (1/B)*delta2*a1.T
-        dC/db2   dC_db2 = (1/B)*delta2*ones_B
-    where g = dC/da2 entry by entry (sympy.diff of the cost) and sp{l} = sigma'(z{l}):
-        g = a2 - y
-        sp1 = a1*(1 - a1)
-        sp2 = a2*(1 - a2)
-    The code keeps (1/B)*delta{l} in delta{l}: the mean's 1/B is applied once, after BP1, and
-    BP2 and the gradient forms carry it (each is linear in delta, checked when generating).
-    """
-    a0, a1, a2 = _cache(cache)
-    W1, b1, W2, b2 = _params(params, a2.dtype)
-    y = _check_target(y, a2)
-    inv_B = 1.0 / a2.shape[0]
-    ones_B = numpy.ones((a2.shape[0], 1), dtype=a2.dtype)  # sums over the batch are products with it
-    delta2 = a2*(1 - a2)*(a2 - y)  # BP1
-    delta2 *= inv_B  # the mean's 1/B, once: BP2 and the gradients are linear in delta
-    delta1 = delta2 @ W2  # BP2[1]
-    delta1 *= a1*(1 - a1)
-    dC_dW1 = tdot(delta1, a0)  # dC/dW1
-    dC_db1 = delta1.T @ ones_B  # dC/db1
-    dC_dW2 = tdot(delta2, a1)  # dC/dW2
-    dC_db2 = delta2.T @ ones_B  # dC/db2
-    return {"W1": dC_dW1, "b1": dC_db1, "W2": dC_dW2, "b2": dC_db2}
-
-
-def cost(output, y, cache=None):
-    """C = (1/B) sum over the rows and outputs of (a2 - y)**2/2
-
-    The cost needs only the output; a cache, when given, is checked like backward's.
-    """
-    a2 = _check_array("output", output, (_BATCH, 10))
-    if not _finite(a2):
-        raise ValueError(f"output: contains NaN or inf (shape {tuple(a2.shape)}), expected finite values")
-    y = _check_target(y, a2)
-    inv_B = 1.0 / a2.shape[0]
-    if cache is not None:
-        _cache(cache)
-    return float(inv_B*numpy.sum((1/2)*(a2 - y)**2))
-
-
-def sgd_step(params, grads, eta):
-    """One gradient-descent step, in place (params[key] -= eta*grads[key]): the proven update forms
-
-        W1_new = W1 - gamma*dC_dW1
-        b1_new = b1 - gamma*dC_db1
-        W2_new = W2 - gamma*dC_dW2
-        b2_new = b2 - gamma*dC_db2
-    with gamma = eta. A gradient with a NaN or inf, or a step that overflows, is refused before
-    anything is written.
-    """
-    first = params.get("W1") if isinstance(params, dict) else None
-    dtype = first.dtype if type(first) is numpy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
-    values = _params(params, dtype)
-    steps = _params(grads, dtype, "grads")
-    for key in PARAM_SHAPES:
-        if not params[key].flags.writeable:
-            raise ValueError(f"params[{key!r}]: read-only, expected a writeable array: sgd_step updates params in place")
-    eta = _rate(eta)
-    for what, arrays in (("grads", steps), ("params", values)):
-        key = _not_finite_key(arrays)
-        if key is not None:
-            raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
-    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
-        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
-    key = _not_finite_key(new)
-    if key is not None:
-        raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
-    for key, value in zip(PARAM_SHAPES, new):
-        params[key][...] = value

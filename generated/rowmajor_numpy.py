@@ -8,9 +8,14 @@ Arrays are batch-first: x is (B, n0), one example per row. The spec is written i
 the row convention (z = a W + b with row vectors), which is batch-first already, so
 each line is the equation as the spec writes it.
 
-Interface: init_params, forward, backward, cost, sgd_step. Inputs are checked: an array
-that is not a numpy.ndarray (a subclass, a list), or has the wrong shape or dtype or a
-non-finite value, raises ValueError naming the argument.
+The docstrings write each line as the code computes it: `@` is a matrix product, `∘` a
+product entry by entry, `*` a number times an array; g, sp{l} and the cost are formulas
+of one entry.
+
+Interface: forward, backward, cost, sgd_step, init_params, in that order below; the stable
+helpers they call and the argument checks follow them. Inputs are checked: an array that is
+not a numpy.ndarray (a subclass, a list), or has the wrong shape or dtype or a non-finite
+value, raises ValueError naming the argument.
 float32 in, float32 out; float64 in, float64 out.
 """
 
@@ -38,6 +43,157 @@ _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float3
 _ROUNDING = 4 * (SIZES[-1] + 2)  # units in the last place an output entry or row sum may be off by rounding
 
 
+def forward(params, x):
+    """The forward pass: the output a3 and the cache backward needs.
+
+        z1 = a0 @ W1 + b1, a1 = relu(z1)
+        z2 = a1 @ W2 + b2, a2 = relu(z2)
+        z3 = a2 @ W3 + b3, a3 = sigmoid(z3)
+
+    x: (B, 3) float32 or float64. The cache keeps a0, a1, z1, a2, z2, a3, z3.
+    """
+    a0 = _check_array("x", x, (_BATCH, 3))
+    W1, b1, W2, b2, W3, b3 = _params(params, a0.dtype)
+    z1 = a0 @ W1
+    z1 += b1
+    if not _finite(z1):
+        _not_finite("z1", x, params)
+    a1 = numpy.maximum(0, z1)
+    z2 = a1 @ W2
+    z2 += b2
+    if not _finite(z2):
+        _not_finite("z2", x, params)
+    a2 = numpy.maximum(0, z2)
+    z3 = a2 @ W3
+    z3 += b3
+    if not _finite(z3):
+        _not_finite("z3", x, params)
+    a3 = sigmoid(z3)
+    return a3, {"a0": a0, "a1": a1, "z1": z1, "a2": a2, "z2": z2, "a3": a3, "z3": z3}
+
+
+def backward(params, cache, y):
+    """The gradient of the cost with respect to every parameter (same keys and shapes).
+
+        BP1      delta3 = g ∘ sp3
+        BP2[2]   delta2 = (delta3 @ W3.T) ∘ sp2
+        BP2[1]   delta1 = (delta2 @ W2.T) ∘ sp1
+        dC/dW1   dC_dW1 = a0.T @ delta1
+        dC/db1   dC_db1 = ones_B.T @ delta1
+        dC/dW2   dC_dW2 = a1.T @ delta2
+        dC/db2   dC_db2 = ones_B.T @ delta2
+        dC/dW3   dC_dW3 = a2.T @ delta3
+        dC/db3   dC_db3 = ones_B.T @ delta3
+    where g = dC/da3 entry by entry (sympy.diff of the cost) and sp{l} = sigma'(z{l}):
+        g = (1 - y)/(1 - a3) - y/a3
+        sp1 = Heaviside(z1)
+        sp2 = Heaviside(z2)
+        sp3 = a3*(1 - a3)
+    and g ∘ sp3 cancels exactly to delta3 = a3 - y, which is what the code computes.
+    """
+    a0, a1, z1, a2, z2, a3, z3 = _cache(cache)
+    W1, b1, W2, b2, W3, b3 = _params(params, a3.dtype)
+    y = _check_target(y, a3)
+    ones_B = numpy.ones((a3.shape[0], 1), dtype=a3.dtype)  # sums over the batch are products with it
+    delta3 = a3 - y  # BP1
+    delta2 = delta3 @ W3.T  # BP2[2]
+    delta2 *= numpy.heaviside(z2, 0.5)
+    delta1 = delta2 @ W2.T  # BP2[1]
+    delta1 *= numpy.heaviside(z1, 0.5)
+    dC_dW1 = tdot(a0, delta1)
+    dC_db1 = ones_B.T @ delta1
+    dC_dW2 = tdot(a1, delta2)
+    dC_db2 = ones_B.T @ delta2
+    dC_dW3 = tdot(a2, delta3)
+    dC_db3 = ones_B.T @ delta3
+    return {"W1": dC_dW1, "b1": dC_db1, "W2": dC_dW2, "b2": dC_db2, "W3": dC_dW3, "b3": dC_db3}
+
+
+def cost(output, y, cache=None):
+    """C = sum over the rows and outputs of -y*log(a3) - (1 - y)*log(1 - a3)
+
+    cache: the dict forward returned with this output. With it the logs are taken through
+    z3 (y*softplus(-z3) + (1 - y)*softplus(z3)), exact for every z; an output that is not
+    sigmoid(z3) of that cache (up to rounding) is refused.
+    From the output alone they are logs of the output as rounded: where it is within the
+    smallest normal float of 0 or 1 (a saturated sigmoid) a log would be -inf, so it
+    is floored there, the cost is not exact, and a RuntimeWarning says so.
+    """
+    a3 = _check_array("output", output, (_BATCH, 2))
+    if not _finite(a3):
+        raise ValueError(f"output: contains NaN or inf (shape {tuple(a3.shape)}), expected finite values")
+    _in_range(a3)
+    y = _check_target(y, a3)
+    if cache is not None:
+        z3 = _cached(cache, "z3", a3)
+        _same_output(a3, sigmoid(z3), "z3")
+        return float(numpy.sum(y*softplus(-z3) + (1 - y)*softplus(z3)))
+    tiny = numpy.finfo(a3.dtype).tiny
+    floored = int(numpy.count_nonzero(((a3 < tiny) & (y != 0)) | ((1 - a3 < tiny) & (y - 1 != 0))))
+    if floored:
+        warnings.warn(f"cost: {floored} output entries are within the smallest normal float of 0 or 1 where the cost "
+                      "takes their log; those logs are floored and the cost is not exact: pass the cache forward "
+                      "returned, cost(output, y, cache)", RuntimeWarning, stacklevel=2)
+    return float(numpy.sum(-y*numpy.log(numpy.maximum(a3, tiny)) - (1 - y)*numpy.log(numpy.maximum(1 - a3, tiny))))
+
+
+def sgd_step(params, grads, eta):
+    """One gradient-descent step, in place (params[key] -= eta*grads[key]): the proven update forms
+
+        W1_new = W1 - gamma*dC_dW1
+        b1_new = b1 - gamma*dC_db1
+        W2_new = W2 - gamma*dC_dW2
+        b2_new = b2 - gamma*dC_db2
+        W3_new = W3 - gamma*dC_dW3
+        b3_new = b3 - gamma*dC_db3
+    with gamma = eta. A gradient with a NaN or inf, or a step that overflows, is refused before
+    anything is written.
+    """
+    first = params.get("W1") if isinstance(params, dict) else None
+    dtype = first.dtype if type(first) is numpy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
+    values = _params(params, dtype)
+    steps = _params(grads, dtype, "grads")
+    for key in PARAM_SHAPES:
+        if not params[key].flags.writeable:
+            raise ValueError(f"params[{key!r}]: read-only, expected a writeable array: sgd_step updates params in place")
+    eta = _rate(eta)
+    for what, arrays in (("grads", steps), ("params", values)):
+        key = _not_finite_key(arrays)
+        if key is not None:
+            raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
+    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
+        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
+    key = _not_finite_key(new)
+    if key is not None:
+        raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
+    for key, value in zip(PARAM_SHAPES, new):
+        params[key][...] = value
+
+
+def init_params(rng=0, dtype=numpy.float64):
+    """W{l} drawn from N(0, 1/n_(l-1)) and every bias 0, in the spec's layout (PARAM_SHAPES).
+
+    rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
+    """
+    try:
+        kind = numpy.dtype(dtype)
+    except (TypeError, ValueError):
+        kind = None
+    if kind is None or kind not in _FLOATS:
+        raise ValueError(f"dtype: {dtype!r}, expected numpy.float32 or numpy.float64")
+    rng = _generator(rng)
+    params = {}
+    for key in PARAM_SHAPES:
+        if key.startswith("W"):
+            fan_in = SIZES[int(key[1:]) - 1]
+            value = rng.standard_normal(PARAM_SHAPES[key]) / numpy.sqrt(fan_in)
+        else:
+            value = numpy.zeros(PARAM_SHAPES[key])
+        params[key] = value.astype(kind)
+    return params
+
+
+# -- the stable helpers the functions above call ---------------------------------------
 def sigmoid(z, out=None):
     """exp(z)/(exp(z) + 1) = 1/(1 + exp(-z)) for every z: z is capped below log(max float), so
     exp cannot overflow. At the cap the sigmoid already rounds to 1: the cap changes no value.
@@ -63,7 +219,7 @@ def tdot(u, v):
     return u.T @ v
 
 
-# -- validation --------------------------------------------------------------------
+# -- argument checks: every input is refused with its name before any arithmetic -------
 def _expected(shape):
     return "(" + ", ".join("B" if n is None else str(n) for n in shape) + ")"
 
@@ -227,154 +383,3 @@ def _generator(rng):
         except (TypeError, ValueError):
             pass
     raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator")
-
-
-# -- the interface -------------------------------------------------------------------
-def init_params(rng=0, dtype=numpy.float64):
-    """W{l} drawn from N(0, 1/n_(l-1)) and every bias 0, in the spec's layout (PARAM_SHAPES).
-
-    rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
-    """
-    try:
-        kind = numpy.dtype(dtype)
-    except (TypeError, ValueError):
-        kind = None
-    if kind is None or kind not in _FLOATS:
-        raise ValueError(f"dtype: {dtype!r}, expected numpy.float32 or numpy.float64")
-    rng = _generator(rng)
-    params = {}
-    for key in PARAM_SHAPES:
-        if key.startswith("W"):
-            fan_in = SIZES[int(key[1:]) - 1]
-            value = rng.standard_normal(PARAM_SHAPES[key]) / numpy.sqrt(fan_in)
-        else:
-            value = numpy.zeros(PARAM_SHAPES[key])
-        params[key] = value.astype(kind)
-    return params
-
-
-def forward(params, x):
-    """The forward pass: the output a3 and the cache backward needs.
-
-        z1 = a0*W1 + ones_B*b1, a1 = relu(z1)
-        z2 = a1*W2 + ones_B*b2, a2 = relu(z2)
-        z3 = a2*W3 + ones_B*b3, a3 = sigmoid(z3)
-
-    x: (B, 3) float32 or float64. The cache keeps a0, a1, z1, a2, z2, a3, z3.
-    """
-    a0 = _check_array("x", x, (_BATCH, 3))
-    W1, b1, W2, b2, W3, b3 = _params(params, a0.dtype)
-    z1 = a0 @ W1
-    z1 += b1
-    if not _finite(z1):
-        _not_finite("z1", x, params)
-    a1 = numpy.maximum(0, z1)  # a1 = relu(z1)
-    z2 = a1 @ W2
-    z2 += b2
-    if not _finite(z2):
-        _not_finite("z2", x, params)
-    a2 = numpy.maximum(0, z2)  # a2 = relu(z2)
-    z3 = a2 @ W3
-    z3 += b3
-    if not _finite(z3):
-        _not_finite("z3", x, params)
-    a3 = sigmoid(z3)  # a3 = sigmoid(z3)
-    return a3, {"a0": a0, "a1": a1, "z1": z1, "a2": a2, "z2": z2, "a3": a3, "z3": z3}
-
-
-def backward(params, cache, y):
-    """The gradient of the cost with respect to every parameter (same keys and shapes).
-
-        BP1      delta3 = g ∘ sp3
-        BP2[2]   delta2 = (delta3*w3) ∘ sp2
-        BP2[1]   delta1 = (delta2*w2) ∘ sp1
-        dC/dW1   dC_dW1 = a0.T*delta1
-        dC/db1   dC_db1 = ones_B.T*delta1
-        dC/dW2   dC_dW2 = a1.T*delta2
-        dC/db2   dC_db2 = ones_B.T*delta2
-        dC/dW3   dC_dW3 = a2.T*delta3
-        dC/db3   dC_db3 = ones_B.T*delta3
-    where g = dC/da3 entry by entry (sympy.diff of the cost) and sp{l} = sigma'(z{l}):
-        g = (1 - y)/(1 - a3) - y/a3
-        sp1 = Heaviside(z1)
-        sp2 = Heaviside(z2)
-        sp3 = a3*(1 - a3)
-    and g ∘ sp3 cancels exactly to delta3 = a3 - y, which is what the code computes.
-    """
-    a0, a1, z1, a2, z2, a3, z3 = _cache(cache)
-    W1, b1, W2, b2, W3, b3 = _params(params, a3.dtype)
-    y = _check_target(y, a3)
-    ones_B = numpy.ones((a3.shape[0], 1), dtype=a3.dtype)  # sums over the batch are products with it
-    delta3 = a3 - y  # BP1
-    delta2 = delta3 @ W3.T  # BP2[2]
-    delta2 *= numpy.heaviside(z2, 0.5)
-    delta1 = delta2 @ W2.T  # BP2[1]
-    delta1 *= numpy.heaviside(z1, 0.5)
-    dC_dW1 = tdot(a0, delta1)  # dC/dW1
-    dC_db1 = ones_B.T @ delta1  # dC/db1
-    dC_dW2 = tdot(a1, delta2)  # dC/dW2
-    dC_db2 = ones_B.T @ delta2  # dC/db2
-    dC_dW3 = tdot(a2, delta3)  # dC/dW3
-    dC_db3 = ones_B.T @ delta3  # dC/db3
-    return {"W1": dC_dW1, "b1": dC_db1, "W2": dC_dW2, "b2": dC_db2, "W3": dC_dW3, "b3": dC_db3}
-
-
-def cost(output, y, cache=None):
-    """C = sum over the rows and outputs of -y*log(a3) - (1 - y)*log(1 - a3)
-
-    cache: the dict forward returned with this output. With it the logs are taken through
-    z3 (y*softplus(-z3) + (1 - y)*softplus(z3)), exact for every z; an output that is not
-    sigmoid(z3) of that cache (up to rounding) is refused.
-    From the output alone they are logs of the output as rounded: where it is within the
-    smallest normal float of 0 or 1 (a saturated sigmoid) a log would be -inf, so it
-    is floored there, the cost is not exact, and a RuntimeWarning says so.
-    """
-    a3 = _check_array("output", output, (_BATCH, 2))
-    if not _finite(a3):
-        raise ValueError(f"output: contains NaN or inf (shape {tuple(a3.shape)}), expected finite values")
-    _in_range(a3)
-    y = _check_target(y, a3)
-    if cache is not None:
-        z3 = _cached(cache, "z3", a3)
-        _same_output(a3, sigmoid(z3), "z3")
-        return float(numpy.sum(y*softplus(-z3) + (1 - y)*softplus(z3)))
-    tiny = numpy.finfo(a3.dtype).tiny
-    floored = int(numpy.count_nonzero(((a3 < tiny) & (y != 0)) | ((1 - a3 < tiny) & (y - 1 != 0))))
-    if floored:
-        warnings.warn(f"cost: {floored} output entries are within the smallest normal float of 0 or 1 where the cost "
-                      "takes their log; those logs are floored and the cost is not exact: pass the cache forward "
-                      "returned, cost(output, y, cache)", RuntimeWarning, stacklevel=2)
-    return float(numpy.sum(-y*numpy.log(numpy.maximum(a3, tiny)) - (1 - y)*numpy.log(numpy.maximum(1 - a3, tiny))))
-
-
-def sgd_step(params, grads, eta):
-    """One gradient-descent step, in place (params[key] -= eta*grads[key]): the proven update forms
-
-        W1_new = W1 - gamma*dC_dW1
-        b1_new = b1 - gamma*dC_db1
-        W2_new = W2 - gamma*dC_dW2
-        b2_new = b2 - gamma*dC_db2
-        W3_new = W3 - gamma*dC_dW3
-        b3_new = b3 - gamma*dC_db3
-    with gamma = eta. A gradient with a NaN or inf, or a step that overflows, is refused before
-    anything is written.
-    """
-    first = params.get("W1") if isinstance(params, dict) else None
-    dtype = first.dtype if type(first) is numpy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
-    values = _params(params, dtype)
-    steps = _params(grads, dtype, "grads")
-    for key in PARAM_SHAPES:
-        if not params[key].flags.writeable:
-            raise ValueError(f"params[{key!r}]: read-only, expected a writeable array: sgd_step updates params in place")
-    eta = _rate(eta)
-    for what, arrays in (("grads", steps), ("params", values)):
-        key = _not_finite_key(arrays)
-        if key is not None:
-            raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
-    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
-        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
-    key = _not_finite_key(new)
-    if key is not None:
-        raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
-    for key, value in zip(PARAM_SHAPES, new):
-        params[key][...] = value

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from codegen.plan import make_plan
+from codegen.plan import make_plan, prove_forms
 from codegen.render import DTYPES, generate, load_generated, render_module
 from derive.spec import builtin_names, load_spec, validate
 from test_codegen import ARRAY_ARGUMENTS, NOT_ARRAYS
@@ -137,7 +137,7 @@ def _pair(spec, tmp_path):
     """The NumPy module and the CuPy module (on the stand-in) of one spec, and the kernels."""
     numpy_module = load_generated(spec, tmp_path, "numpy")
     cupy_module = load_generated(spec, tmp_path, "cupy")
-    _, kernels = render_module(make_plan(spec), "cupy")
+    _, kernels = render_module(make_plan(prove_forms(spec), spec), "cupy")
     helpers = {n: getattr(numpy_module, n) for n in ("sigmoid", "softplus") if hasattr(numpy_module, n)}
     for k in kernels:
         _FakeRawModule.registry[f"{spec.name}_{k.name}"] = (k, helpers)
