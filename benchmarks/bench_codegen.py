@@ -46,7 +46,8 @@ def configure_threads(n: int) -> None:
 
 
 def load_module(spec, backend="numpy"):
-    """The spec's module for `backend` (its kernels too), generated into a temporary folder and imported."""
+    """The spec's module for `backend` (its kernels too), printed from the proof of its forms into a temporary
+    folder and imported (load_generated proves them first)."""
     from codegen import load_generated
 
     return load_generated(spec, Path(tempfile.mkdtemp(prefix="bench_codegen_")), backend)

@@ -20,6 +20,7 @@ class Backend:
 
     name: str  # the file suffix (<spec>_<name>.py) and the --backend choice
     title: str  # the library as the module's docstring names it
+    needs: str | None  # what it runs on beyond the CPU, said in generated/__init__.py
     printer: type[ArrayPrinter]  # prints its array code (codegen/printers.py)
     xp: str  # the array module the code calls
     import_line: str  # the import of that module (numpy is imported too: dtypes and the random draw)
@@ -41,6 +42,7 @@ class Backend:
 NUMPY = Backend(
     name="numpy",
     title="NumPy",
+    needs=None,
     printer=ArrayPrinter,
     xp="numpy",
     import_line="import numpy",
@@ -65,6 +67,7 @@ NUMPY = Backend(
 CUPY = Backend(
     name="cupy",
     title="CuPy",
+    needs="a CUDA device",
     printer=CuPyArrayPrinter,
     xp="cupy",
     import_line="import cupy",

@@ -108,12 +108,15 @@ class Planner:
 
     # -- orientation: every batch quantity is an array with the batch first -----
     def weights(self, l: int) -> sp.MatrixExpr:
-        """w{l} (n_l x n_{l-1}, indexed [j, k]) written in the parameter W{l}."""
-        n = self.net.sizes
-        if self.row:
-            code = f"W{l}[:-1]" if self.aug else f"W{l}"
-            return Transpose(MatrixSymbol(code, n[l - 1], n[l]))
-        return MatrixSymbol(f"W{l}[:, :-1]" if self.aug else f"W{l}", n[l], n[l - 1])
+        """w{l} (n_l x n_{l-1}, indexed [j, k]) written in the parameter W{l}: the layer table says where
+        w_jk sits in W (at [k, j] when transposed) and W's shape (a bias row or column more when augmented)."""
+        n, spec, layer = self.net.sizes, self.spec, self.net.layers[l]
+        shape = dict(layer.params(n[l - 1], n[l], spec.convention, spec.bias))["W"]
+        transposed = layer.weight_index(1, 0, spec.convention) == (0, 1)
+        rows, cols = (n[l - 1], n[l]) if transposed else (n[l], n[l - 1])
+        code = f"W{l}" + ("[:-1]" if shape[0] > rows else "[:, :-1]" if shape[1] > cols else "")
+        w = MatrixSymbol(code, rows, cols)
+        return Transpose(w) if transposed else w
 
     def orient(self, lhs: MatrixSymbol, expr):
         """The form with batch-first arrays: in the column convention each batch quantity X is
@@ -239,10 +242,10 @@ class Planner:
                 inner = [a for a, s in parts if s is None]
                 if len(inner) == 1:
                     rest = [s for a, s in parts if a is not inner[0]]
-                    steps = [Line(lhs, "matrix", inner[0], note)]
+                    lines = [Line(lhs, "matrix", inner[0], note)]
                     if op(own, *rest) != own:  # sigma' = 1 (identity) leaves nothing to do
-                        steps.append(Line(lhs, "elementwise", op(own, *rest)))
-                    return steps
+                        lines.append(Line(lhs, "elementwise", op(own, *rest)))
+                    return lines
         return [Line(lhs, "matrix", expr, note)]
 
     # -- the plan --------------------------------------------------------------
@@ -287,7 +290,7 @@ class Planner:
         A, Z = sp.Symbol(f"a{L}"), sp.Symbol(f"z{L}")
         plan.cost_term = cost.definition([A], [Y])
         output = self.net.acts[L]
-        logs = stable_logs(output.stable_logs(Z), A) if output.stable_logs else {}
+        logs = log_rule(output.stable_logs(Z), A) if output.stable_logs else {}
         if plan.cost_term.has(sp.log) and logs:
             plan.cost_term_z = plan.cost_term.xreplace(logs)
             needs.add(f"z{L}")
@@ -360,7 +363,7 @@ def renamed(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
     return expr.xreplace({own: var for own in expr.free_symbols})  # none for a constant (identity: 1)
 
 
-def stable_logs(logs: dict, A: sp.Symbol) -> dict:
+def log_rule(logs: dict, A: sp.Symbol) -> dict:
     """The table's stable logs of the output (`Activation.stable_logs(z)`) as a rule for a cost in A:
     log(A) and log(1 - A) written through z, finite for every z."""
     rule = {sp.log(A): logs["log_a"]}

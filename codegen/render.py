@@ -21,6 +21,7 @@ import sympy as sp
 from derive.errors import SpecError
 from derive.proofs.concrete import Proof
 from derive.spec import Spec, builtin_names, validate
+from derive.tables.layers import DENSE
 
 from .backends import BACKENDS, Backend
 from .plan import Line, Plan, helper_names, make_plan, names_in, prove_forms
@@ -209,12 +210,10 @@ def _shape_text(shape) -> str:
 
 
 def param_shapes(spec: Spec) -> list[tuple[str, tuple[int, int]]]:
-    n, extra = spec.sizes, (1 if spec.bias == "augmented" else 0)
-    out = []
+    """(W1, shape), (b1, shape), ... in the spec's layout, as the layer table gives them (every layer is dense)."""
+    n, out = spec.sizes, []
     for l in range(1, spec.depth + 1):
-        out.append((f"W{l}", (n[l - 1] + extra, n[l]) if spec.convention == "row" else (n[l], n[l - 1] + extra)))
-        if spec.bias == "separate":
-            out.append((f"b{l}", (1, n[l]) if spec.convention == "row" else (n[l], 1)))
+        out += [(f"{name}{l}", shape) for name, shape in DENSE.params(n[l - 1], n[l], spec.convention, spec.bias)]
     return out
 
 
@@ -293,6 +292,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         std_imports=sorted(std),
         lib_imports=sorted({backend.import_line, "import numpy"}),
         code=backend_code(backend, f"a{L}"),
+        scale="inv_B*" if spec.batch == "mean" else "",  # the mean's 1/B on the summed cost
         depth=L,
         command=command(spec),
         source=plain(spec.source),
@@ -384,7 +384,7 @@ def render_kernels(plan: Plan, kernels: list[Kernel], env: jinja2.Environment | 
             rendered.append(dict(
                 name=f"{spec.name}_{k.name}_{suffix}",
                 ctype=ctype,
-                pointers=[(n, written) for n, _, written in k.pointers],
+                pointers=[(n, "" if written else "const ") for n, _, written in k.pointers],
                 scalars=k.scalars,
                 loads=[(n, index[kind]) for n, kind in k.loads],
                 temps=[(t.name, pr.doprint(v)) for t, v in k.temps],
@@ -436,7 +436,8 @@ def load_generated(spec: Spec, folder: Path, backend: str = "numpy"):
 
 def package_init(names: list[str], env: jinja2.Environment | None = None) -> str:
     env = env or environment()
-    return env.get_template("package_init.py.j2").render(names=[plain(n) for n in names], command="python -m codegen")
+    return env.get_template("package_init.py.j2").render(names=[plain(n) for n in names], command="python -m codegen",
+                                                         backends=BACKENDS.values())
 
 
 def default_out() -> Path:
