@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from derive.tables.activations import ACTIVATIONS
 from derive.tables.costs import COSTS
+from derive.tables.notations import PROFILES
+from derive.arguments import whole
 from derive.errors import SpecError, shown
 from derive.errors import brief as _brief
 from derive.files import exists, read_user_file
@@ -22,7 +25,6 @@ from derive.files import exists, read_user_file
 CONVENTIONS = ("row", "column")
 BIASES = ("augmented", "separate", "none")
 BATCHES = ("single", "mean", "sum")
-NOTATIONS = ("net222", "nielsen", "nobias3", "rowmajor")
 REQUIRED = ("name", "sizes", "activation", "cost", "convention", "bias", "batch", "notation")
 OPTIONAL = ("examples", "description")
 MAX_WIDTH = 4096
@@ -187,7 +189,7 @@ def validate(table: dict, source: str = "<spec>") -> Spec:
     convention = _choice(table, source, "convention", CONVENTIONS)
     bias = _choice(table, source, "bias", BIASES)
     batch = _choice(table, source, "batch", BATCHES)
-    notation = _choice(table, source, "notation", NOTATIONS)
+    notation = _choice(table, source, "notation", tuple(PROFILES))
 
     examples = table.get("examples", 1 if batch == "single" else 2)
     if not isinstance(examples, int) or isinstance(examples, bool) or not 1 <= examples <= MAX_EXAMPLES:
@@ -220,14 +222,18 @@ def parse_sizes(text: str, flag: str = "--sizes") -> tuple[int, ...]:
         raise SpecError(f"{flag}: {_brief(text)} is not widths joined by '-', such as 3-4-2")
     if len(parts) - 1 > MAX_DEPTH:
         raise SpecError(f"{flag}: {len(parts) - 1} layers; at most {MAX_DEPTH}")
-    widths = [p.lstrip("0") or "0" for p in parts]  # leading zeros dropped before int(), which refuses 4300 digits
-    for digits in widths:
-        if len(digits) > len(str(MAX_WIDTH)) or int(digits) > MAX_WIDTH:
-            shown = digits if len(digits) <= 12 else f"{digits[:8]}… ({len(digits)} digits)"
-            raise SpecError(f"{flag}: width {shown} is too large; at most {MAX_WIDTH}")
-        if int(digits) < 1:
+    width = whole(0, MAX_WIDTH)  # refuses only a width too large, once the parts are known to be digits
+    widths = []
+    for part in parts:
+        try:
+            widths.append(width(part))
+        except argparse.ArgumentTypeError:
+            digits = part.lstrip("0")
+            written = digits if len(digits) <= 12 else f"{digits[:8]}… ({len(digits)} digits)"
+            raise SpecError(f"{flag}: width {written} is too large; at most {MAX_WIDTH}") from None
+        if widths[-1] < 1:
             raise SpecError(f"{flag}: {_brief(text)} has a width of 0; widths are positive integers, such as 3-4-2")
-    return tuple(int(digits) for digits in widths)
+    return tuple(widths)
 
 
 def load_with_sizes(name_or_path: str, sizes_text: str | None) -> tuple[Spec, str]:

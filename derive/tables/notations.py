@@ -109,12 +109,13 @@ class Profile:
     output: str | None = None  # the output written on its own (\hat{y}), or None
     input: str | None = None  # the input written on its own (x), or None
     bp_labels: bool = False  # label the equations BP1-BP4
+    gradient: str | None = None  # the source's own name for the cost's gradient in the outputs, or None: \nabla_a C
 
 
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in [
-        Profile("net222", "the 2-2-2 note", "paren", "a", "w", "T", r"\gamma", "C", r"\sigma", r"\delta"),
+        Profile("net222", "the 2-2-2 note", "paren", "a", "w", "T", r"\gamma", "C", r"\sigma", r"\delta", gradient="c"),
         Profile("nielsen", "Nielsen, chapter 2", "bare", "a", "w", "y", r"\eta", "C", r"\sigma", r"\delta", bp_labels=True),
         Profile("nobias3", "the three-matrix derivation", "sub", "h", "W", "y", r"\eta", "L", "f", r"\delta", output=r"\hat{y}", input="x"),
         Profile("rowmajor", "the row-major batch form", "sub", "A", "W", "y", r"\eta", "C", "g", "dZ"),
@@ -151,7 +152,7 @@ def latex_names(profile: Profile, symbols, L: int) -> dict:
         if base == "y":
             out[s] = f"{profile.target}_{{{ix}}}"
         elif base == "w":
-            out[s] = layer(profile, profile.weight.lower() if profile.weight == "W" and False else profile.weight, l, ix)
+            out[s] = layer(profile, profile.weight, l, ix)
         elif base == "b":
             out[s] = layer(profile, "b", l, ix)
         elif base == "a":
@@ -192,7 +193,7 @@ def matrix_latex_names(profile: Profile, matrix_symbols, L: int) -> dict:
     for ms in matrix_symbols:
         name = ms.name
         if name == "g" or name.startswith("g_col"):
-            out[ms] = "c" if profile.name == "net222" else rf"\nabla_{{{profile.activation if profile.output is None else profile.output}}} {cost}"
+            out[ms] = profile.gradient or rf"\nabla_{{{profile.activation if profile.output is None else profile.output}}} {cost}"
             continue
         if name == "ones_B":
             out[ms] = r"\mathbf{1}"
@@ -203,8 +204,7 @@ def matrix_latex_names(profile: Profile, matrix_symbols, L: int) -> dict:
             continue
         base, l, tail = m.group(1), int(m.group(2)), m.group(3)
         if base in ("delta", "deltac"):
-            body = profile.delta if profile.delta != "dZ" else "dZ"
-            tex = layer(profile, body, l)
+            tex = layer(profile, profile.delta, l)
         elif base in ("dC_dW", "dC_db"):
             target = layer(profile, "W" if base == "dC_dW" else "b", l)
             tex = rf"\frac{{\partial {cost}}}{{\partial {target}}}"
@@ -217,9 +217,8 @@ def matrix_latex_names(profile: Profile, matrix_symbols, L: int) -> dict:
         elif base == "a" and l == L and profile.output:
             tex = profile.output
         elif base in ("a", "A"):
+            # the augmented input is the activation's capital (h -> H; the row-major form's A stays A)
             sym = profile.activation if base == "a" else profile.activation.upper()
-            if profile.name == "rowmajor" and base == "A":
-                sym = "A"
             tex = layer(profile, sym, l)
         elif base in ("W", "w"):
             tex = layer(profile, base if profile.weight == "w" else "W", l)
