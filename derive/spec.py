@@ -16,6 +16,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from derive.tables.activations import ACTIVATIONS
 from derive.tables.costs import COSTS
+from derive.tables.layers import DENSE
 from derive.tables.notations import PROFILES
 from derive.arguments import whole
 from derive.errors import SpecError, shown
@@ -56,8 +57,9 @@ class Spec:
 
     @property
     def n_params(self) -> int:
-        extra = 0 if self.bias == "none" else 1
-        return sum((self.sizes[l - 1] + extra) * self.sizes[l] for l in range(1, len(self.sizes)))
+        """The number of scalar parameters: every entry of every layer's parameter matrices."""
+        return sum(rows * cols for l in range(1, len(self.sizes))
+                   for _, (rows, cols) in DENSE.params(self.sizes[l - 1], self.sizes[l], self.convention, self.bias))
 
     def with_sizes(self, sizes: tuple[int, ...]) -> "Spec":
         """The same settings with other widths (one activation per layer is kept or spread)."""

@@ -3,7 +3,11 @@
 import pytest
 
 from derive.errors import SpecError
-from derive.spec import builtin_names, load_spec, parse_sizes, validate
+from derive.matrix import MatrixForms
+from derive.network import Network
+from derive.spec import BIASES, CONVENTIONS, builtin_names, load_spec, parse_sizes, validate
+from derive.tables.layers import DENSE
+from derive.tables.notations import PROFILES
 
 GOOD = dict(name="t", sizes=[2, 3, 2], activation="sigmoid", cost="quadratic", convention="row",
             bias="augmented", batch="single", notation="net222")
@@ -90,3 +94,24 @@ def test_parse_sizes():
     for bad in ("3", "3-0", "a-b", "3--2"):
         with pytest.raises(SpecError, match="--sizes"):
             parse_sizes(bad)
+
+
+def test_notation_names_come_from_the_table():
+    assert validate(dict(GOOD, notation=next(iter(PROFILES)))).notation in PROFILES
+    with pytest.raises(SpecError) as err:
+        validate(dict(GOOD, notation="mine"))
+    assert str(err.value).endswith("is not one of " + ", ".join(PROFILES))
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("bias", BIASES)
+def test_dense_entry_lays_out_every_parameter(convention, bias):
+    spec = validate(dict(GOOD, sizes=[3, 2, 4], convention=convention, bias=bias))
+    net = Network(spec)
+    forms = MatrixForms(net)
+    for l in range(1, spec.depth + 1):
+        for name, shape in DENSE.params(spec.sizes[l - 1], spec.sizes[l], convention, bias):
+            assert forms.sym[f"{name}{l}"].shape == shape
+    for p in net.params:
+        assert forms.values[forms.sym[p.matrix]][p.index] == p.symbol
+    assert spec.n_params == len(net.params)
