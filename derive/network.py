@@ -61,13 +61,12 @@ class Network:
         self.b: list[list[sp.Symbol]] = [[]]
         for l in range(1, L + 1):
             wl: dict[tuple[int, int], sp.Symbol] = {}
-            kmax = n[l - 1] + (1 if spec.bias == "augmented" else 0)
+            layer = self.layers[l]
             for j in range(n[l]):
-                for k in range(kmax):
+                for k in range(layer.fan_in(n[l - 1], spec.bias)):
                     wl[j, k] = sp.Symbol(f"w{l}_{j}_{k}")
             self.w.append(wl)
             self.b.append([sp.Symbol(f"b{l}_{j}") for j in range(n[l])] if spec.bias == "separate" else [])
-            layer = self.layers[l]
             at = {jk: layer.weight_index(*jk, spec.convention) for jk in wl}
             for j, k in sorted(wl, key=at.get):  # in the order the parameter matrix stores them
                 self.params.append(Param(wl[j, k], l, "w", j, k, f"W{l}", at[j, k], k == n[l - 1]))
@@ -95,8 +94,7 @@ class Network:
     # ------------------------------------------------------------------
     def _z_expr(self, e: int, l: int, j: int) -> sp.Expr:
         """z^{(l)}_j of example e, by the layer's own forward definition."""
-        kmax = self.sizes[l - 1] + (1 if self.spec.bias == "augmented" else 0)
-        weights = [self.w[l][j, k] for k in range(kmax)]
+        weights = [self.w[l][j, k] for k in range(self.layers[l].fan_in(self.sizes[l - 1], self.spec.bias))]
         bias = self.b[l][j] if self.b[l] else None
         return self.layers[l].z(weights, self.a[e][l - 1], bias)
 

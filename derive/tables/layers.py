@@ -4,7 +4,7 @@ Dense is the one kind today. An entry gives, as data and small pure functions:
 
 - `z`: its scalar forward definition, one neuron's pre-activation from its weight row,
   the layer's inputs and its bias (the scalar network and every proof read it);
-- `weight_index`, `bias_index`, `params`: where each scalar sits in the parameter
+- `fan_in`, `weight_index`, `bias_index`, `params`: the length of a weight row; where each scalar sits in the parameter
   matrices and their names and shapes, in the spec's layout (convention `column` or
   `row`, bias `separate`, `augmented` or `none`);
 - `forward`, `back`, `back_column`, `grad_weights`, `grad_bias`, `change_transposed`:
@@ -37,6 +37,7 @@ class Layer:
 
     name: str
     z: Callable[[Sequence[sp.Expr], Sequence[sp.Expr], sp.Expr | None], sp.Expr]
+    fan_in: Callable[[int, str], int]
     weight_index: Callable[[int, int, str], tuple[int, int]]
     bias_index: Callable[[int, str], tuple[int, int]]
     params: Callable[[int, int, str, str], tuple[tuple[str, tuple[int, int]], ...]]
@@ -69,6 +70,11 @@ def _dense_z(weights: Sequence[sp.Expr], inputs: Sequence[sp.Expr], bias: sp.Exp
     return sp.Add(*terms)
 
 
+def _dense_fan_in(n_in: int, bias: str) -> int:
+    """The weights of one neuron: one per input, and one for the constant input 1 when the bias is augmented."""
+    return n_in + (1 if bias == "augmented" else 0)
+
+
 def _dense_weight_index(j: int, k: int, convention: str) -> tuple[int, int]:
     """w_jk (to neuron j from neuron k) sits at [j, k] of W, or at [k, j] in the row convention."""
     return (k, j) if convention == ROW else (j, k)
@@ -81,7 +87,7 @@ def _dense_bias_index(j: int, convention: str) -> tuple[int, int]:
 
 def _dense_params(n_in: int, n_out: int, convention: str, bias: str) -> tuple[tuple[str, tuple[int, int]], ...]:
     """("W", shape) and, for a separate bias, ("b", shape); augmented W has a row (column) more."""
-    rows = n_in + (1 if bias == "augmented" else 0)
+    rows = _dense_fan_in(n_in, bias)
     out = [("W", (rows, n_out) if convention == ROW else (n_out, rows))]
     if bias == "separate":
         out.append(("b", (1, n_out) if convention == ROW else (n_out, 1)))
@@ -130,6 +136,7 @@ def _dense_symbolic_z(weight: Callable, inputs: Callable, bias: sp.Expr, k: sp.S
 DENSE = Layer(
     name="dense",
     z=_dense_z,
+    fan_in=_dense_fan_in,
     weight_index=_dense_weight_index,
     bias_index=_dense_bias_index,
     params=_dense_params,
