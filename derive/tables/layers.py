@@ -4,9 +4,9 @@ Dense is the one kind today. An entry gives, as data and small pure functions:
 
 - `z`: its scalar forward definition, one neuron's pre-activation from its weight row,
   the layer's inputs and its bias (the scalar network and every proof read it);
-- `fan_in`, `weight_index`, `bias_index`, `params`: the length of a weight row; where each scalar sits in the parameter
-  matrices and their names and shapes, in the spec's layout (convention `column` or
-  `row`, bias `separate`, `augmented` or `none`);
+- `fan_in`, `weight_index`, `bias_index`, `params`: the length of one neuron's weight
+  row, where each scalar sits in the parameter matrices, and their names and shapes, in
+  the spec's layout (convention `column` or `row`, bias `separate`, `augmented` or `none`);
 - `forward`, `back`, `back_column`, `grad_weights`, `grad_bias`, `change_transposed`:
   its matrix forms over MatrixSymbols (the forward pass, BP2's back step, BP3 and BP4),
   oriented by the convention;
@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import sympy as sp
 
-ROW, COLUMN = "row", "column"
+ROW = "row"  # the spec's convention whose vectors are rows; every other is `column`
 
 
 @dataclass(frozen=True)
