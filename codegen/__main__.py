@@ -23,7 +23,7 @@ from derive.proofs import budget
 from derive.spec import builtin_names, load_spec
 
 from .backends import BACKENDS
-from .plan import prove_forms, small_spec
+from .plan import check_budget, prove_forms
 from .render import default_out, generate, package_init
 
 GENERATED = ("_numpy.py", "_cupy.py", "_kernels.cu")
@@ -138,13 +138,11 @@ def run(argv=None) -> int:
     everything = not args.specs and args.backend == "all"
     specs = [load_spec(name) for name in names]  # a bad name or file fails before anything is written
     _check_out(out, args.check)
-    for spec in map(small_spec, specs):  # the proofs run at the planner's widths: refuse one that cannot finish first
-        budget.check(budget.full(spec), args.max_seconds,
-                     f"{spec.source}: proving its forms at sizes {budget.sizes_text(spec)}",
-                     "give it fewer layers")
+    for spec in specs:  # every spec whose proof cannot finish is refused before any is proven
+        check_budget(spec, args.max_seconds)
     # nothing is printed that derive/ has not proven: the forms of each spec at the planner's
     # widths, every partial proven exactly
-    proofs = [prove_forms(spec) for spec in specs]
+    proofs = [prove_forms(spec, args.max_seconds) for spec in specs]
     for proof in proofs:
         if not proof.ok:
             raise DeriveError(f"{proof.spec.source}: the matrix forms are not proven ({proof.summary()}); nothing written")

@@ -23,6 +23,7 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from derive.errors import DeriveError
+from derive.proofs import budget
 from derive.proofs.concrete import Proof, deep_stack, prove
 from derive.spec import Spec, validate
 from derive.tables.activations import ACTIVATIONS, OutputRange
@@ -372,8 +373,17 @@ def log_rule(logs: dict, A: sp.Symbol) -> dict:
     return rule
 
 
-def prove_forms(spec: Spec) -> Proof:
-    """The proof make_plan reads: the spec's matrix forms, proven at the planner's widths."""
+def check_budget(spec: Spec, max_seconds: float = budget.MAX_SECONDS) -> None:
+    """Refuse (DeriveError, one line) a spec whose proof at the planner's widths is estimated beyond max_seconds."""
+    small = small_spec(spec)
+    budget.check(budget.full(small), max_seconds, f"{small.source}: proving its forms at sizes {budget.sizes_text(small)}",
+                 "give it fewer layers")
+
+
+def prove_forms(spec: Spec, max_seconds: float = budget.MAX_SECONDS) -> Proof:
+    """The proof make_plan reads: the spec's matrix forms, proven at the planner's widths (refused
+    first when it could not finish within max_seconds: then no module can be printed)."""
+    check_budget(spec, max_seconds)
     return prove(small_spec(spec))
 
 

@@ -967,7 +967,7 @@ def test_an_unproven_form_is_not_written(tmp_path, monkeypatch, capsys):
 
         spec = load_spec("net222")
 
-    monkeypatch.setattr(cli, "prove_forms", lambda spec: Failed())
+    monkeypatch.setattr(cli, "prove_forms", lambda spec, max_seconds: Failed())
     assert cli.main(["net222", "--out", str(tmp_path / "out")]) == 2
     assert "the matrix forms are not proven (11/12 partials of C proven); nothing written" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -983,6 +983,10 @@ def test_a_plan_is_made_only_from_a_proof_of_its_forms():
     proof.checks[0].proven = False
     with pytest.raises(DeriveError, match="the matrix forms are not proven"):
         make_plan(proof, nielsen)
+    deep = validate(dict(name="deep", sizes=[2] * 65, activation="tanh", cost="quadratic", convention="column",
+                         bias="separate", batch="mean", notation="nielsen"))
+    with pytest.raises(DeriveError, match=r"proving its forms at sizes 2-2-2-\.\.\.-2 \(65 widths\): estimated"):
+        generate(deep)  # a spec whose forms cannot be proven here is not printed either
 
 
 def test_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path):
