@@ -24,7 +24,8 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from derive.errors import DeriveError
 from derive.proofs import budget
-from derive.proofs.concrete import Proof, deep_stack, prove
+from derive.proofs.concrete import Proof, prove
+from derive.proofs.identity import deep_stack, has_denominator
 from derive.spec import Spec, validate
 from derive.tables.activations import ACTIVATIONS, OutputRange
 from derive.tables.costs import COSTS
@@ -339,7 +340,7 @@ def linear_in(expr: sp.MatrixExpr, symbols) -> bool:
 
 def lowest_terms(expr: sp.Expr) -> sp.Expr:
     """A rational expression cancelled exactly (g * sigma' = a - y for a matched cost); others as they are."""
-    if any(p.exp.is_negative for p in expr.atoms(sp.Pow)):  # a denominator
+    if has_denominator(expr):
         return sp.factor(sp.cancel(sp.together(expr)))
     return expr
 
