@@ -1,15 +1,19 @@
-"""The chain rule over the scalar graph.
+"""The chain rule over the scalar graph: one reverse accumulation, in SymPy or SymEngine values.
 
 Nodes are z^{(l)}_j and a^{(l)}_j of each example, and the cost C. Every edge carries a
-local derivative: sympy.diff of the head node's own expression with respect to the
+local derivative: the derivative of the head node's own expression with respect to the
 tail (dz/dw = a, dz/da = w, da/dz = sigma'(z) written through a, dC/da). A partial
-dC/dp is the sum over all paths from p to C of the product of the local factors.
-Paths are listed for display while there are few of them; the value is always also
+dC/dp is the sum over all paths from p to C of the product of the local factors; it is
 accumulated in reverse order over the graph, so the work grows with the edges.
+
+ReverseAccumulation does that in the values its caller picks: SymPy's as they stand, or
+converted (SymEngine, for the proofs at scale and the claims' fast path). ChainRule is the
+SymPy one with the paths on top, listed for display while there are few of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,6 +22,136 @@ import sympy as sp
 from derive.network import Network, Param
 
 MAX_LISTED_PATHS = 64
+
+
+class ReverseAccumulation:
+    """Local derivatives and adjoints of one network, each computed once, in the values `convert` gives.
+
+    `convert` takes a SymPy expression to the backend (None: SymPy itself) and `add` sums
+    the backend's values (sp.Add, se.Add). Every value this class returns is the backend's.
+    """
+
+    def __init__(self, net: Network, convert: Callable | None = None, add: Callable = sp.Add):
+        self.net = net
+        self.conv = convert or (lambda x: x)
+        self.add = add
+        self.scale = self.conv(net.scale)  # the batch mean's 1/n: dC/dz = scale * delta
+        self._z: dict = {}  # (e, l, j) -> z^{(l)}_j
+        self._grad: dict = {}  # (e, l, j) -> {symbol: dz^{(l)}_j / d symbol}
+        self._edges: dict = {}  # (e, l) -> per neuron k of layer l: [(q, dz^{(l+1)}_q / da^{(l)}_k)]
+        self._local: dict = {}  # (e, l) -> per neuron j of layer l: [(m, da^{(l)}_m / dz^{(l)}_j)]
+
+    # -- local derivatives, each of one node's own expression ---------------------------
+    def z(self, e: int, l: int, j: int):
+        """z^{(l)}_j of example e."""
+        key = (e, l, j)
+        if key not in self._z:
+            self._z[key] = self.conv(self.net.z[e][l][j])
+        return self._z[key]
+
+    def grad(self, e: int, l: int, j: int) -> dict:
+        """Every derivative of z^{(l)}_j of example e, by the (backend's) symbol it is taken by."""
+        key = (e, l, j)
+        if key not in self._grad:
+            # each term differentiated by the symbols it holds (d/dx is linear): a term is small, the sum is not
+            grad: dict = {}
+            z = self.z(e, l, j)
+            for t in z.args if z.is_Add else (z,):
+                for s in t.free_symbols:
+                    d = t.diff(s)
+                    grad[s] = grad[s] + d if s in grad else d
+            self._grad[key] = grad
+        return self._grad[key]
+
+    def dz_dp(self, e: int, p: Param):
+        """d z^{(l)}_j / d p, for the neuron p feeds."""
+        return self.grad(e, p.layer, p.j)[self.conv(p.symbol)]
+
+    def dz_da(self, e: int, l: int, j: int, k: int):
+        """d z^{(l)}_j / d a^{(l-1)}_k."""
+        return self.grad(e, l, j).get(self.conv(self.net.a[e][l - 1][k]), self.conv(sp.Integer(0)))
+
+    def da_dz(self, e: int, l: int, m: int, j: int):
+        """d a^{(l)}_m / d z^{(l)}_j: sigma'(z_j) or 0 for an elementwise activation, else the network's Jacobian entry."""
+        net = self.net
+        if net.acts[l].elementwise:
+            return self.conv(net.sigma_prime[e][l][j] if m == j else sp.Integer(0))
+        return self.conv(net.da_dz(e, l, m, j))
+
+    def successors(self, l: int, j: int) -> range:
+        """Neurons m of layer l whose activation depends on z^{(l)}_j."""
+        return range(j, j + 1) if self.net.acts[l].elementwise else range(self.net.sizes[l])
+
+    @cached_property
+    def dC_da(self) -> list[list]:
+        """dC / d a^{(L)}_m of every example."""
+        net = self.net
+        C = self.conv(net.C)
+        return [[C.diff(self.conv(a)) for a in net.a[e][net.L]] for e in range(net.E)]
+
+    def edges_from(self, e: int, l: int) -> list[list]:
+        """For each neuron k of layer l: the (q, dz^{(l+1)}_q / da^{(l)}_k) of the edges leaving it."""
+        key = (e, l)
+        if key not in self._edges:
+            net = self.net
+            out: list[list] = [[] for _ in range(net.sizes[l])]
+            into = {self.conv(s): k for k, s in enumerate(net.a[e][l])}
+            for q in range(net.sizes[l + 1]):
+                for s, d in self.grad(e, l + 1, q).items():
+                    if s in into:
+                        out[into[s]].append((q, d))
+            self._edges[key] = out
+        return self._edges[key]
+
+    def local_to(self, e: int, l: int) -> list[list]:
+        """For each neuron j of layer l: the (m, da^{(l)}_m / dz^{(l)}_j) of the activations it feeds."""
+        key = (e, l)
+        if key not in self._local:
+            self._local[key] = [[(m, self.da_dz(e, l, m, j)) for m in self.successors(l, j)]
+                                for j in range(self.net.sizes[l])]
+        return self._local[key]
+
+    # -- reverse accumulation ---------------------------------------------------------------
+    @cached_property
+    def adjoints(self) -> list[list[list]]:
+        """dC/dz^{(l)}_j for every example, layer and neuron, accumulated from C backwards over every edge."""
+        net = self.net
+        out = []
+        for e in range(net.E):
+            dz: list[list] = [[] for _ in range(net.L + 1)]
+            da = self.dC_da[e]
+            for l in range(net.L, 0, -1):
+                dz[l] = [self.add(*[da[m] * d for m, d in local]) for local in self.local_to(e, l)]
+                if l > 1:
+                    da = [self.add(*[dz[l][q] * d for q, d in edges]) for edges in self.edges_from(e, l - 1)]
+            out.append(dz)
+        return out
+
+    def accumulated(self, p: Param):
+        """dC/dp: each example's adjoint of the neuron p feeds, times dz/dp."""
+        return self.add(*[self.adjoints[e][p.layer][p.j] * self.dz_dp(e, p) for e in range(self.net.E)])
+
+    def delta(self, e: int, l: int, j: int):
+        """delta^{(l)}_j of example e: dC_e/dz^{(l)}_j (unscaled by the batch mean)."""
+        return self.adjoints[e][l][j] / self.scale
+
+    # -- one layer at a time, the layer above given ------------------------------------------
+    def delta_step(self, e: int, l: int, j: int, above: Callable[[int], object] | None = None):
+        """delta^{(l)}_j of example e, one step from the layer above.
+
+        At the output it is sum_m dC/da_m * da_m/dz_j / scale; below, `above(q)` stands for
+        delta^{(l+1)}_q (a symbol held for it, or its value) and the step is
+        sum_m da_m/dz_j * sum_q above(q) * dz^{(l+1)}_q/da_m.
+        """
+        local = self.local_to(e, l)[j]
+        if l == self.net.L:
+            return self.add(*[self.dC_da[e][m] * d for m, d in local]) / self.scale
+        edges = self.edges_from(e, l)
+        return self.add(*[d * self.add(*[above(q) * w for q, w in edges[m]]) for m, d in local])
+
+    def partial_step(self, p: Param, delta_of: Callable[[int], object]):
+        """dC/dp = scale * sum over the examples e of delta_of(e) * dz/dp, delta_of(e) standing for e's delta at p's neuron."""
+        return self.scale * self.add(*[delta_of(e) * self.dz_dp(e, p) for e in range(self.net.E)])
 
 
 @dataclass(frozen=True)
@@ -50,62 +184,9 @@ class Derivation:
     value: sp.Expr  # sum of the path products (or the accumulated value)
 
 
-class ChainRule:
-    """Local derivatives of one network, cached, and the chain rule built from them."""
+class ChainRule(ReverseAccumulation):
+    """The reverse accumulation in SymPy, with each partial's paths listed for display while there are few."""
 
-    def __init__(self, net: Network):
-        self.net = net
-
-    # -- local derivatives --------------------------------------------------
-    @cached_property
-    def dC_da(self) -> list[list[sp.Expr]]:
-        net = self.net
-        return [[sp.diff(net.C, a) for a in net.a[e][net.L]] for e in range(net.E)]
-
-    def dz_da(self, e: int, l: int, j: int, k: int) -> sp.Expr:
-        """d z^{(l)}_j / d a^{(l-1)}_k."""
-        return sp.diff(self.net.z[e][l][j], self.net.a[e][l - 1][k])
-
-    def dz_dp(self, e: int, p: Param) -> sp.Expr:
-        return sp.diff(self.net.z[e][p.layer][p.j], p.symbol)
-
-    def da_dz(self, e: int, l: int, m: int, j: int) -> sp.Expr:
-        net = self.net
-        if net.acts[l].elementwise:
-            return net.sigma_prime[e][l][j] if m == j else sp.Integer(0)
-        return net.da_dz(e, l, m, j)
-
-    def _a_successors(self, l: int, j: int) -> range:
-        """Neurons m of layer l whose activation depends on z^{(l)}_j."""
-        return range(j, j + 1) if self.net.acts[l].elementwise else range(self.net.sizes[l])
-
-    # -- reverse accumulation ------------------------------------------------
-    @cached_property
-    def adjoints(self) -> list[list[list[sp.Expr]]]:
-        """dC/dz^{(l)}_j for every example, layer and neuron, accumulated from C backwards."""
-        net = self.net
-        out = []
-        for e in range(net.E):
-            dz: list[list[sp.Expr]] = [[] for _ in range(net.L + 1)]
-            da = self.dC_da[e]
-            for l in range(net.L, 0, -1):
-                dz[l] = [
-                    sp.Add(*[da[m] * self.da_dz(e, l, m, j) for m in self._a_successors(l, j)])
-                    for j in range(net.sizes[l])
-                ]
-                if l > 1:
-                    da = [
-                        sp.Add(*[dz[l][j] * self.dz_da(e, l, j, k) for j in range(net.sizes[l])])
-                        for k in range(net.sizes[l - 1])
-                    ]
-            out.append(dz)
-        return out
-
-    def accumulated(self, p: Param) -> sp.Expr:
-        net = self.net
-        return sp.Add(*[self.adjoints[e][p.layer][p.j] * self.dz_dp(e, p) for e in range(net.E)])
-
-    # -- paths -----------------------------------------------------------------
     def count_paths(self, p: Param) -> int:
         net = self.net
         count = 1
@@ -125,7 +206,7 @@ class ChainRule:
 
             def walk(l: int, j: int, nodes: list[str], factors: list[Factor]) -> None:
                 # we stand at z^{(l)}_j
-                for m in self._a_successors(l, j):
+                for m in self.successors(l, j):
                     a_m = net.a[e][l][m]
                     f_a = Factor(str(a_m), nodes[-1], self.da_dz(e, l, m, j))
                     if l == net.L:
@@ -148,7 +229,3 @@ class ChainRule:
             paths = self.paths(p)
             return Derivation(p, tuple(paths), n, sp.Add(*[q.product for q in paths]))
         return Derivation(p, None, n, self.accumulated(p))
-
-    def delta(self, e: int, l: int, j: int) -> sp.Expr:
-        """delta^{(l)}_j of example e by the chain rule: dC_e/dz^{(l)}_j (unscaled by the batch mean)."""
-        return self.adjoints[e][l][j] / self.net.scale

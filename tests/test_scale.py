@@ -13,7 +13,7 @@ from derive.matrix import Form, MatrixForms
 from derive.network import Network
 from derive.proofs.concrete import prove
 from derive.proofs.identity import is_identity
-from derive.proofs.scalable import Graph, prove_scalable
+from derive.proofs.scalable import accumulation, prove_scalable
 from derive.spec import load_spec, validate
 
 
@@ -22,13 +22,13 @@ SOFTMAX = {"name": "softmax_out", "activation": ["tanh", "softmax"], "cost": "lo
 
 
 @pytest.mark.parametrize("spec", ["net222", "nobias3", "rowmajor", "softmax"])
-def test_symengine_graph_agrees_with_sympy_chain_rule(spec):
-    """The graph's adjoints, grouped by neuron, against the path-by-path chain rule (softmax: a full Jacobian)."""
+def test_symengine_accumulation_agrees_with_sympy_chain_rule(spec):
+    """The reverse accumulation in SymEngine against the path-by-path chain rule in SymPy (softmax: a full Jacobian)."""
     spec = validate({**SOFTMAX, "sizes": [2, 3, 2]}) if spec == "softmax" else load_spec(spec)
     net = Network(spec.with_sizes((2, 3, 2)))
-    graph, chain = Graph(net), ChainRule(net)
+    graph, chain = accumulation(net), ChainRule(net)
     for p in net.params:
-        assert is_identity(sp.sympify(graph.partial(p)), chain.derive(p).value, backend="sympy")
+        assert is_identity(sp.sympify(graph.accumulated(p)), chain.derive(p, list_paths=True).value, backend="sympy")
 
 
 def test_symengine_and_sympy_give_the_same_verdicts(proof222):

@@ -31,6 +31,7 @@ import weakref
 import symengine as se
 import sympy as sp
 
+from derive.chain import ReverseAccumulation
 from derive.claims.cost import estimate
 from derive.claims.tree import MAX_WORK, Leaf, Node, Num, Op, walk, work_of
 from derive.proofs.identity import ToSymEngine, has_denominator, rational_zero
@@ -47,21 +48,18 @@ class Bail(Exception):
 
 
 class Held:
-    """The chain rule of one Context in SymEngine, with the deltas of a chosen layer held as symbols."""
+    """The chain rule of one Context in SymEngine (derive.chain's reverse accumulation), with the deltas of a
+    chosen layer held as symbols."""
 
     def __init__(self, ctx):
         self.ctx = ctx
         self.net = ctx.net
-        self.conv = ToSymEngine()
-        self._z: dict = {}
-        self._dz: dict = {}
+        self.chain = ReverseAccumulation(ctx.net, ToSymEngine(), se.Add)
+        self.conv = self.chain.conv
         self._delta: dict = {}
         self._held: dict = {}
         self._neurons: dict | None = None
         self._matrices: dict = {}
-        self._C = None
-        self._dC: dict = {}
-        self.scale = se.sympify(self.net.scale)
         self.rule = {self.conv(k): self.conv(v) for k, v in ctx.rule.items()}
 
     def matrix(self, m: sp.Matrix) -> se.DenseMatrix:
@@ -73,46 +71,11 @@ class Held:
             self._held[key] = se.Symbol(f"_held_delta{l}_{j}_e{e}")  # a name no claim can write, no network symbol has
         return self._held[key]
 
-    # -- local derivatives, each of one node's own expression ------------------------------
-    def z(self, e: int, l: int, j: int):
-        key = (e, l, j)
-        if key not in self._z:
-            self._z[key] = self.conv(self.net.z[e][l][j])
-        return self._z[key]
-
-    def dz(self, e: int, l: int, j: int, x):
-        """d z^{(l)}_j / d x (x a parameter or an activation of layer l-1), example e."""
-        return self.grad(e, l, j).get(self.conv(x), _ZERO)
-
-    def grad(self, e: int, l: int, j: int) -> dict:
-        """Every derivative of z^{(l)}_j of example e, by the SymEngine symbol it is taken by."""
-        key = (e, l, j)
-        if key not in self._dz:
-            # every derivative of z at once: each term differentiated by the symbols it holds (d/dx is linear)
-            grad: dict = {}
-            z = self.z(e, l, j)
-            for t in z.args if z.is_Add else (z,):
-                for s in t.free_symbols:
-                    d = t.diff(s)
-                    grad[s] = grad[s] + d if s in grad else d
-            self._dz[key] = grad
-        return self._dz[key]
-
-    def dC_da(self, e: int, m: int):
-        if m not in self._dC.setdefault(e, {}):
-            if self._C is None:
-                self._C = self.conv(self.net.C)
-            self._dC[e][m] = self._C.diff(self.conv(self.net.a[e][self.net.L][m]))
-        return self._dC[e][m]
-
-    def da_dz(self, e: int, l: int, m: int, j: int):
-        return self.conv(self.ctx.chain.da_dz(e, l, m, j))
-
     def neuron(self, x) -> tuple[int, int, int] | None:
         """(example, layer, neuron) of the pre-activation x expands to, or None."""
         if self._neurons is None:
             net = self.net
-            self._neurons = {se.expand(self.z(e, l, j)): (e, l, j) for e in range(net.E)
+            self._neurons = {se.expand(self.chain.z(e, l, j)): (e, l, j) for e in range(net.E)
                              for l in range(1, net.L + 1) for j in range(net.sizes[l])}
         return self._neurons.get(se.expand(x))
 
@@ -123,23 +86,12 @@ class Held:
             return self.held(e, l, j)
         key = (e, l, j, top)
         if key not in self._delta:
-            net, chain = self.net, self.ctx.chain
-            if l == net.L:
-                value = se.Add(*[self.dC_da(e, m) * self.da_dz(e, l, m, j) for m in chain._a_successors(l, j)])
-                value = value / self.scale
-            else:
-                a = net.a[e][l]
-                value = se.Add(*[self.da_dz(e, l, m, j) * se.Add(*[
-                    self.delta(e, l + 1, q, top) * self.dz(e, l + 1, q, a[m]) for q in range(net.sizes[l + 1])])
-                    for m in chain._a_successors(l, j)])
-            self._delta[key] = value
+            self._delta[key] = self.chain.delta_step(e, l, j, lambda q: self.delta(e, l + 1, q, top))
         return self._delta[key]
 
     def partial(self, p, top: int):
         """dC/dp = scale * sum over the examples of delta^{(l)}_j * dz^{(l)}_j/dp."""
-        x, l, j = self.conv(p.symbol), p.layer, p.j
-        return self.scale * se.Add(*[self.delta(e, l, j, top) * self.grad(e, l, j).get(x, _ZERO)
-                                     for e in range(self.net.E)])
+        return self.chain.partial_step(p, lambda e: self.delta(e, p.layer, p.j, top))
 
     def truth(self, lhs, e: int, top: int):
         """(shape, entry): the left-hand side's shape as Context.truth lays it out (None for a scalar), and its

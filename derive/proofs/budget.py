@@ -1,7 +1,7 @@
 """What a proof will cost, from the spec alone, said (and refused when too much) before it starts.
 
 The model counts what the work grows with; its coefficients are fitted to timings of
-proof.prove (24 networks) and of single oracle partials (29, widths 2 to 784, depths 1 to 8)
+derive.proofs.concrete.prove (24 networks) and of single oracle partials (29, widths 2 to 784, depths 1 to 8)
 on the 2-core machine while it was busy with other work, and checked against the README's
 "How proof cost grows" table (sigmoid): within about a factor of 3.5 either way (8-8-8-8-8:
 105 s estimated, 47 s measured; 16-16-16-16: 144 s and 43 s; 32-32-32: 62 s and 54 s;
@@ -143,7 +143,7 @@ def _hardness(spec: Spec) -> float:
 
 
 def full(spec: Spec) -> Estimate:
-    """The full mode (proof.prove with the oracle on every partial; also latex and codegen)."""
+    """The full mode (derive.proofs.concrete.prove with the oracle on every partial; also latex and codegen)."""
     c, E, L, hard = _FULL, spec.examples, spec.depth, _hardness(spec)
     layers = _layers(spec)
     n = spec.n_params

@@ -18,6 +18,8 @@ from derive.network import Network, Param
 from derive.proofs.identity import Counterexample, deep_stack, find_counterexample, is_identity, relations
 from derive.proofs.identity import has_denominator
 from derive.spec import Spec, load_spec
+from derive.tables.notations import text
+from derive.verdict import Verdict, exit_code
 
 # has_denominator is re-exported for codegen.plan until it imports derive.proofs.identity
 __all__ = ["Check", "Proof", "check_form", "has_denominator", "oracle_partial", "prove", "simplify_output_delta"]
@@ -43,14 +45,26 @@ class Check:
     layer: int = 0
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         if self.proven:
-            return "PROVEN"
-        return "REFUTED" if self.counterexample else "UNPROVEN"
+            return Verdict.PROVEN
+        return Verdict.REFUTED if self.counterexample else Verdict.UNPROVEN
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "kind": self.kind, "form": self.form, "entry": list(self.entry), "verdict": self.verdict,
+               "matrix": text(self.matrix), "chain_rule": text(self.chain), "oracle": self.oracle is not None}
+        if self.derivation and self.derivation.paths is not None:
+            out["paths"] = [[text(f.value) for f in p.factors] for p in self.derivation.paths]
+        if self.counterexample:
+            out["counterexample"] = {"values": self.counterexample.values, "chain_rule": self.counterexample.lhs,
+                                     "other": self.counterexample.rhs}
+        return out
 
 
 @dataclass
 class Proof:
+    """Every check of one network's proof (a derive.verdict.Result)."""
+
     spec: Spec
     net: Network
     chain: ChainRule
@@ -69,6 +83,10 @@ class Proof:
     @property
     def ok(self) -> bool:
         return all(c.proven for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(c.verdict for c in self.checks)
 
     def summary(self) -> str:
         parts = self.partials
@@ -96,6 +114,13 @@ class Proof:
         return (f"{sum(c.proven for c in others)}/{len(others)} entries of {len(keys)} further matrix forms proven "
                 f"({', '.join(kinds)})")
 
+    def to_json(self) -> dict:
+        """What `prove --json` prints."""
+        return {"spec": self.spec.as_dict(), "summary": self.summary(), "forms_summary": self.forms_summary(),
+                "proven": self.ok, "output_delta": [text(e) for e in self.output_delta],
+                "output_delta_is_a_minus_y": self.output_delta_is_a_minus_y,
+                "seconds": round(self.seconds, 3), "checks": [c.to_json() for c in self.checks]}
+
 
 # ---------------------------------------------------------------------------
 # the proof
@@ -106,7 +131,7 @@ _X = [sp.Symbol(f"_X{e}") for e in range(64)]  # and for the input it multiplies
 
 
 @deep_stack
-def oracle_partial(net: Network, p: Param) -> sp.Expr:
+def oracle_partial(net: Network, p: Param, patterns: dict | None = None) -> sp.Expr:
     """dC/dp by sympy.diff of the composed cost, then written in the atoms.
 
     What does not depend on p is held as a symbol (Network.composed_for): its
@@ -115,9 +140,10 @@ def oracle_partial(net: Network, p: Param) -> sp.Expr:
     names of the weight and of the input it multiplies, so sympy.diff runs once per
     neuron on that pattern (parameter and input as the symbols _W, _X) and each
     partial is the pattern's derivative with the names put back: renaming symbols
-    commutes with differentiation.
+    commutes with differentiation. `patterns` keeps them per neuron: pass the same dict
+    for every partial of one network, and each pattern is differentiated once.
     """
-    cache = net.__dict__.setdefault("_oracle_patterns", {})
+    cache = {} if patterns is None else patterns
     key = (p.layer, p.j, p.kind, p.is_bias)
     inputs = [_input_of(net, e, p) for e in range(net.E)]
     composed = None
@@ -180,6 +206,7 @@ def prove(spec: Spec | str | Network, oracle: str = "all", sample: int = 50, see
         oracle_for = {net.params[i].symbol for i in sorted(pick)}
 
     derivations: dict = {}
+    patterns: dict = {}  # the oracle's, per neuron
 
     def partial(p: Param) -> sp.Expr:
         if p.symbol not in derivations:
@@ -195,7 +222,7 @@ def prove(spec: Spec | str | Network, oracle: str = "all", sample: int = 50, see
                 if kind in ("weight", "bias"):
                     check.derivation = derivations[p.symbol]
                     if p.symbol in oracle_for:
-                        check.oracle = oracle_partial(net, p)
+                        check.oracle = oracle_partial(net, p, patterns)
                 check.proven = is_identity(check.chain, check.matrix, rule) and (
                     check.oracle is None or is_identity(check.oracle, check.chain, rule)
                 )

@@ -15,8 +15,8 @@ runs on a random sample of partials spread over every layer and the biases.
 from __future__ import annotations
 
 import os
-import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -26,6 +26,8 @@ import symengine as se
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
+from derive.chain import ReverseAccumulation
+from derive.errors import EXIT_OK, EXIT_REFUTED
 from derive.matrix import Form, MatrixForms
 from derive.network import Network, Param
 from derive.proofs.concrete import oracle_partial
@@ -79,109 +81,22 @@ def evaluate_form(expr, values: dict) -> se.DenseMatrix:
 
 
 # ---------------------------------------------------------------------------
-# the graph in SymEngine
+# the chain rule in SymEngine, with the proven deltas held as symbols
 # ---------------------------------------------------------------------------
 
-class Graph:
-    """Local derivatives and adjoints of one network, in SymEngine."""
+def accumulation(net: Network) -> ReverseAccumulation:
+    """The network's reverse accumulation in SymEngine values."""
+    return ReverseAccumulation(net, ToSymEngine(), se.Add)
 
-    def __init__(self, net: Network):
-        self.net = net
-        self.conv = ToSymEngine()
-        self._index: dict = {}  # edge lists grouped by neuron, built on first use
-        n, L = net.sizes, net.L
-        c = self.conv
-        # local derivatives of each pre-activation: the one term holding the variable
-        self.dz_dp: list[dict] = []  # per example: param symbol -> dz/dp
-        self.dz_da: list[list[dict]] = []  # per example, layer: (j, k) -> dz^l_j / da^{l-1}_k
-        params = set(net.param_by_symbol)
-        for e in range(net.E):
-            dp: dict = {}
-            da: list[dict] = [{}]
-            for l in range(1, L + 1):
-                prev = {s: k for k, s in enumerate(net.a[e][l - 1])}
-                layer: dict = {}
-                for j, z in enumerate(net.z[e][l]):
-                    for term in sp.Add.make_args(z):
-                        term_se = c(term)
-                        for s in term.free_symbols:
-                            if s in params:
-                                dp[s] = term_se.diff(c(s))
-                            elif l > 1 and s in prev:
-                                layer[j, prev[s]] = term_se.diff(c(s))
-                da.append(layer)
-            self.dz_dp.append(dp)
-            self.dz_da.append(da)
-        # d a / d z and dC / d a^L
-        self.da_dz = [[{} for _ in range(L + 1)] for _ in range(net.E)]
-        for e in range(net.E):
-            for l in range(1, L + 1):
-                if net.acts[l].elementwise:
-                    for j in range(n[l]):
-                        self.da_dz[e][l][j, j] = c(net.sigma_prime[e][l][j])
-                else:
-                    for m in range(n[l]):
-                        for j in range(n[l]):
-                            self.da_dz[e][l][m, j] = c(net.da_dz(e, l, m, j))
-        self.dC_da = [[c(sp.diff(net.C, a)) for a in net.a[e][L]] for e in range(net.E)]
-        self.adjoint = self._accumulate()
 
-    def _accumulate(self) -> list[list[list]]:
-        """dC/dz^{(l)}_j for every example, from C backwards: one pass over the edges."""
-        net = self.net
-        out = []
-        for e in range(net.E):
-            dz: list[list] = [[] for _ in range(net.L + 1)]
-            da = self.dC_da[e]
-            for l in range(net.L, 0, -1):
-                local = self._local_to(e, l)
-                dz[l] = [se.Add(*[da[m] * d for m, d in local[j]]) for j in range(net.sizes[l])]
-                if l > 1:
-                    acc = [[] for _ in range(net.sizes[l - 1])]
-                    for (j, k), d in self.dz_da[e][l].items():
-                        acc[k].append(dz[l][j] * d)
-                    da = [se.Add(*terms) for terms in acc]
-            out.append(dz)
-        return out
+def partial_through(graph: ReverseAccumulation, p: Param, lemma: dict):
+    """dC/dp with each example's delta^{(l)}_j written as its proven symbol."""
+    return graph.partial_step(p, lambda e: lemma[e, p.layer, p.j])
 
-    def partial(self, p: Param):
-        return se.Add(*[self.adjoint[e][p.layer][p.j] * self.dz_dp[e][p.symbol] for e in range(self.net.E)])
 
-    def partial_through(self, p: Param, lemma: dict):
-        """dC/dp with each example's delta^{(l)}_j written as its proven symbol."""
-        scale = self.conv(self.net.scale)
-        return se.Add(*[scale * lemma[e, p.layer, p.j] * self.dz_dp[e][p.symbol] for e in range(self.net.E)])
-
-    def delta_through(self, e: int, l: int, j: int, lemma: dict):
-        """delta^{(l)}_j of example e from the proven deltas of layer l+1, held as symbols (l < L)."""
-        scale = self.conv(self.net.scale)
-        into = self._edges_from(e, l)
-        dz = se.Add(*[se.Add(*[scale * lemma[e, l + 1, q] * d for q, d in into[m]]) * dadz
-                      for m, dadz in self._local_to(e, l)[j]])
-        return dz / scale
-
-    def _edges_from(self, e: int, l: int) -> list[list]:
-        """For each neuron k of layer l: the (q, dz^{(l+1)}_q/da^{(l)}_k) of the edges leaving it."""
-        key = ("from", e, l)
-        if key not in self._index:
-            out: list[list] = [[] for _ in range(self.net.sizes[l])]
-            for (q, k), d in self.dz_da[e][l + 1].items():
-                out[k].append((q, d))
-            self._index[key] = out
-        return self._index[key]
-
-    def _local_to(self, e: int, l: int) -> list[list]:
-        """For each neuron j of layer l: the (m, da^{(l)}_m/dz^{(l)}_j) it feeds (only m = j unless softmax)."""
-        key = ("to", e, l)
-        if key not in self._index:
-            out: list[list] = [[] for _ in range(self.net.sizes[l])]
-            for (m, j), d in self.da_dz[e][l].items():
-                out[j].append((m, d))
-            self._index[key] = out
-        return self._index[key]
-
-    def delta(self, e: int, l: int, j: int):
-        return self.adjoint[e][l][j] / self.conv(self.net.scale)
+def delta_through(graph: ReverseAccumulation, e: int, l: int, j: int, lemma: dict):
+    """delta^{(l)}_j of example e from the proven deltas of layer l+1, held as symbols (l < L)."""
+    return graph.delta_step(e, l, j, lambda q: lemma[e, l + 1, q])
 
 
 # ---------------------------------------------------------------------------
@@ -198,6 +113,8 @@ class Failure:
 
 @dataclass
 class ScaleProof:
+    """Counts of what the scalable proof closed, per layer and per form, and its first failures (a derive.verdict.Result)."""
+
     spec: Spec
     n_params: int
     per_layer: dict = field(default_factory=dict)  # "W1" / "b1" -> [proven, total]
@@ -218,6 +135,10 @@ class ScaleProof:
     def ok(self) -> bool:
         return not self.failures and self.oracle_proven == len(self.oracle_sample)
 
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.ok else EXIT_REFUTED
+
     def methods(self) -> list[str]:
         return [
             f"chain rule accumulated in reverse over the scalar graph for all {self.n_params} partials "
@@ -235,7 +156,7 @@ class ScaleProof:
         return (f"{self.partials_proven}/{self.n_params} partials of C proven equal to the matrix form "
                 f"(chain rule = matrix form; sympy.diff on a sample of {len(self.oracle_sample)})")
 
-    def as_json(self) -> dict:
+    def to_json(self) -> dict:
         return {
             "spec": self.spec.as_dict(), "mode": "scalable", "summary": self.summary(), "proven": self.ok,
             "n_params": self.n_params,
@@ -248,15 +169,17 @@ class ScaleProof:
                           "counterexample": f.counterexample} for f in self.failures],
         }
 
+    as_json = to_json  # derive.cli's name for it, until it calls to_json
+
 
 # ---------------------------------------------------------------------------
 # the proof
 # ---------------------------------------------------------------------------
 
-_STATE: dict = {}  # what forked workers read: the graph, the evaluated forms, the targets
+PHASES = ("comparing entries", "sympy.diff oracle sample")  # the progress callback hears of each in turn
 
 
-def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value, lemma: dict | None = None) -> list:
+def _targets(net: Network, forms: MatrixForms, graph: ReverseAccumulation, form: Form, value, lemma: dict | None = None) -> list:
     """For each entry of a form (row-major): (name, the parameter of a gradient entry or None, truth).
 
     With `lemma` (symbols standing for the proven deltas), gradient and update truths
@@ -268,41 +191,81 @@ def _targets(net: Network, forms: MatrixForms, graph: Graph, form: Form, value, 
         for c in range(value.cols):
             if form.truth == "z":
                 e, j = forms.example_neuron(form, r, c)
-                out.append((f"z{form.layer}[{j}]", None, graph.conv(net.z[e][form.layer][j])))
+                out.append((f"z{form.layer}[{j}]", None, graph.z(e, form.layer, j)))
             elif form.truth in ("delta", "delta_col"):
                 e, j = forms.example_neuron(form, r, c)
-                truth = graph.delta(e, form.layer, j) if lemma is None else graph.delta_through(e, form.layer, j, lemma)
+                truth = graph.delta(e, form.layer, j) if lemma is None else delta_through(graph, e, form.layer, j, lemma)
                 out.append((f"delta{form.layer}[{j}]", None, truth))
             else:
                 p = forms.param_of(form, r, c)
-                truth = graph.partial(p) if lemma is None else graph.partial_through(p, lemma)
+                truth = graph.accumulated(p) if lemma is None else partial_through(graph, p, lemma)
                 if form.truth == "update":
                     truth = graph.conv(p.symbol) - gamma * truth
                 out.append((f"dC/d{p.name}", p if form.truth == "grad" else None, truth))
     return out
 
 
-def _compare(task: tuple[int, int, int]) -> list[int]:
-    """Indices of the entries in [start, stop) of form i that are not identically equal.
+@dataclass
+class Comparison:
+    """What the entry comparisons read: per form compared, its value and truths, and their lemma versions.
 
-    Where a form has a lemma version (deltas held as proven symbols), that is tried
-    first; only an entry it cannot close is expanded in full.
+    The lemma versions (deltas held as proven symbols) are filled in layer by layer as the
+    layer above is proven; a form's is None until then.
     """
-    i, start, stop = task
-    value, targets = _STATE["values"][i], _STATE["targets"][i]
-    lemma_value, lemma_targets = _STATE["lemma_values"][i], _STATE["lemma_targets"][i]
-    rule, kept = _STATE["rule"], _STATE["kept"]
-    if len(kept) == len(rule):
-        kept = None
-    bad = []
-    cols = value.cols
-    for idx in range(start, stop):
-        r, c = idx // cols, idx % cols
-        if lemma_value is not None and _zero(lemma_targets[idx][2] - lemma_value[r, c], rule, kept):
-            continue
-        if not _zero(targets[idx][2] - value[r, c], rule, kept):
-            bad.append(idx)
-    return bad
+
+    values: list  # per form: its SymEngine matrix
+    targets: list  # per form, per entry (row-major): (name, param or None, truth)
+    rule: dict  # every relation of the atoms (derive.proofs.identity.relations), in SymEngine
+    kept: dict | None  # the part that leaves every atom in place; None when that is all of rule
+    lemma_values: list
+    lemma_targets: list
+
+    def bad_entries(self, task: tuple[int, int, int]) -> list[int]:
+        """Indices of the entries in [start, stop) of form i that are not identically equal.
+
+        Where a form has a lemma version, that is tried first; only an entry it cannot
+        close is expanded in full.
+        """
+        i, start, stop = task
+        value, targets = self.values[i], self.targets[i]
+        lemma_value, lemma_targets = self.lemma_values[i], self.lemma_targets[i]
+        bad = []
+        cols = value.cols
+        for idx in range(start, stop):
+            r, c = idx // cols, idx % cols
+            if lemma_value is not None and _zero(lemma_targets[idx][2] - lemma_value[r, c], self.rule, self.kept):
+                continue
+            if not _zero(targets[idx][2] - value[r, c], self.rule, self.kept):
+                bad.append(idx)
+        return bad
+
+
+# In a worker process only: the Comparison it was started with. The pool forks, so it reaches
+# the worker as the initializer's argument with the process's memory, never pickled.
+_WORKER_COMPARISON: Comparison | None = None
+
+
+def _adopt(comparison: Comparison) -> None:
+    global _WORKER_COMPARISON
+    _WORKER_COMPARISON = comparison
+
+
+def _bad_entries_in_worker(task: tuple[int, int, int]) -> list[int]:
+    return _WORKER_COMPARISON.bad_entries(task)
+
+
+class _Count:
+    """Work done out of `total`, told to the progress callback as (done, total), starting with (0, total)."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+        if progress is not None:
+            progress(0, total)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _zero(d, rule, kept=None) -> bool:
@@ -342,12 +305,16 @@ def _oracle_sample(net: Network, sample: int, seed: int) -> list[Param]:
 
 @deep_stack
 def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, jobs: int = 1,
-                   forms: list[Form] | None = None, extra: dict | None = None, progress: bool = False) -> ScaleProof:
+                   forms: list[Form] | None = None, extra: dict | None = None,
+                   progress: Callable[[int, int], None] | bool | None = None) -> ScaleProof:
     """Prove every partial of a (large) network.
 
     `forms` replaces the matrix forms under test (for mutation tests), `extra` gives
     explicit values for MatrixSymbols they use that the network does not have.
+    `progress(done, total)` hears of each of PHASES in turn, (0, total) first; a bool
+    (derive.cli's call until it passes derive.report.terminal.scale_progress()) hears nothing.
     """
+    progress = progress if callable(progress) else None
     times: dict = {}
     t0 = time.perf_counter()
     net = spec if isinstance(spec, Network) else Network(load_spec(spec))
@@ -355,7 +322,11 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     times["network"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    graph = Graph(net)
+    graph = accumulation(net)
+    graph.adjoints  # every adjoint and local derivative here, so that this time is the chain rule's
+    for p in net.params:
+        for e in range(net.E):
+            graph.dz_dp(e, p)
     times["chain rule"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -394,34 +365,32 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
     rule = {graph.conv(k): graph.conv(v) for k, v in sp_rule.items()}
     kept = {graph.conv(k): graph.conv(v) for k, v in sp_rule.kept.items()}
     is_delta = [f.truth in ("delta", "delta_col") for f, _ in evaluated]
-    _STATE.update(values=[v for _, v in evaluated], targets=targets, rule=rule, kept=kept,
-                  lemma_values=[None] * len(evaluated), lemma_targets=[None] * len(evaluated))
-    total = sum(len(tg) for tg in targets)
+    comparison = Comparison([v for _, v in evaluated], targets, rule, None if len(kept) == len(rule) else kept,
+                            [None] * len(evaluated), [None] * len(evaluated))
+    count = _Count(progress, sum(len(tg) for tg in targets))
     bad: dict[int, list[int]] = {}
-    with _Progress(total, "comparing entries", progress) as bar:
-        # the deltas layer by layer from the output: delta^L in full, each lower one with the
-        # deltas of the layer above held as the symbols just proven equal to them
-        proven_above = False
-        for l in range(net.L, 0, -1):
-            at = [i for i in range(len(evaluated)) if is_delta[i] and evaluated[i][0].layer == l]
-            if proven_above:
-                for i in at:
-                    lv = evaluate_form(_through_layer_above(mf, evaluated[i][0]), lemma_values)
-                    _STATE["lemma_values"][i] = lv
-                    _STATE["lemma_targets"][i] = _targets(net, mf, graph, evaluated[i][0], lv, lemma)
-            _run(at, targets, bad, jobs, bar)
-            proven_above = not any(bad.get(i) for i in at)
-        # then the gradients and updates through the proven deltas
-        if not any(bad.get(i) for i in range(len(evaluated)) if is_delta[i]):
-            for i, (form, _) in enumerate(evaluated):
-                if not is_delta[i]:
-                    lv = evaluate_form(form.expr, lemma_values)
-                    if lemma_values.get(form.lhs) is values.get(form.lhs):  # the gradient an update uses
-                        lemma_values[form.lhs] = lv
-                    _STATE["lemma_values"][i] = lv
-                    _STATE["lemma_targets"][i] = _targets(net, mf, graph, form, lv, lemma)
-        _run([i for i in range(len(evaluated)) if not is_delta[i]], targets, bad, jobs, bar)
-    _STATE.clear()
+    # the deltas layer by layer from the output: delta^L in full, each lower one with the
+    # deltas of the layer above held as the symbols just proven equal to them
+    proven_above = False
+    for l in range(net.L, 0, -1):
+        at = [i for i in range(len(evaluated)) if is_delta[i] and evaluated[i][0].layer == l]
+        if proven_above:
+            for i in at:
+                lv = evaluate_form(_through_layer_above(mf, evaluated[i][0]), lemma_values)
+                comparison.lemma_values[i] = lv
+                comparison.lemma_targets[i] = _targets(net, mf, graph, evaluated[i][0], lv, lemma)
+        _run(comparison, at, bad, jobs, count)
+        proven_above = not any(bad.get(i) for i in at)
+    # then the gradients and updates through the proven deltas
+    if not any(bad.get(i) for i in range(len(evaluated)) if is_delta[i]):
+        for i, (form, _) in enumerate(evaluated):
+            if not is_delta[i]:
+                lv = evaluate_form(form.expr, lemma_values)
+                if lemma_values.get(form.lhs) is values.get(form.lhs):  # the gradient an update uses
+                    lemma_values[form.lhs] = lv
+                comparison.lemma_values[i] = lv
+                comparison.lemma_targets[i] = _targets(net, mf, graph, form, lv, lemma)
+    _run(comparison, [i for i in range(len(evaluated)) if not is_delta[i]], bad, jobs, count)
     times["comparison"] = time.perf_counter() - t
     evaluated_all = evaluated
     evaluated = [(f, v) for f, v in evaluated_all if f in chosen]
@@ -453,14 +422,15 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
 
     t = time.perf_counter()
     picked = _oracle_sample(net, sample, seed) if forms is None else []
-    with _Progress(len(picked), "sympy.diff oracle sample", progress) as bar:
-        for p in picked:
-            ok = is_identity(oracle_partial(net, p), sp.sympify(graph.partial(p)), sp_rule)
-            result.oracle_sample.append(p.name)
-            result.oracle_proven += ok
-            if not ok:
-                result.failures.append(Failure(f"dC/d{p.name}", "sympy.diff oracle", (0, 0)))
-            bar.advance(1)
+    count = _Count(progress, len(picked))
+    patterns: dict = {}  # the oracle's, per neuron
+    for p in picked:
+        ok = is_identity(oracle_partial(net, p, patterns), sp.sympify(graph.accumulated(p)), sp_rule)
+        result.oracle_sample.append(p.name)
+        result.oracle_proven += ok
+        if not ok:
+            result.failures.append(Failure(f"dC/d{p.name}", "sympy.diff oracle", (0, 0)))
+        count.advance(1)
     times["oracle sample"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     result.seconds = times
@@ -481,57 +451,26 @@ def _through_layer_above(mf: MatrixForms, form: Form):
     return sp.MatMul(*head, mf.sym[f"deltac{form.layer + 1}{suffix}"])
 
 
-def _run(forms_idx: list[int], targets: list, bad: dict, jobs: int, bar) -> None:
+def _run(comparison: Comparison, forms_idx: list[int], bad: dict, jobs: int, count: _Count) -> None:
     """Compare the entries of the given forms, in chunks, over `jobs` processes."""
+    targets = comparison.targets
     tasks = [(i, s, min(s + CHUNK, len(targets[i]))) for i in forms_idx for s in range(0, len(targets[i]), CHUNK)]
     if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
-            for task, result in zip(tasks, pool.map(_compare, tasks)):
+        with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_adopt,
+                                 initargs=(comparison,)) as pool:
+            for task, result in zip(tasks, pool.map(_bad_entries_in_worker, tasks)):
                 bad.setdefault(task[0], []).extend(result)
-                bar.advance(task[2] - task[1])
+                count.advance(task[2] - task[1])
     else:
         for task in tasks:
-            bad.setdefault(task[0], []).extend(_compare(task))
-            bar.advance(task[2] - task[1])
+            bad.setdefault(task[0], []).extend(comparison.bad_entries(task))
+            count.advance(task[2] - task[1])
 
 
 def _entries(mf: MatrixForms, l: int) -> list[tuple[int, int]]:
     """(example, neuron) of each entry of delta{l}, row-major, in the convention's orientation."""
     rows, cols = mf.sym[f"delta{l}"].shape
     return [((r, c) if mf.row else (c, r)) for r in range(rows) for c in range(cols)]
-
-
-class _Progress:
-    """A Rich progress bar on stderr that appears only once the work has run for a second."""
-
-    def __init__(self, total: int, label: str, enabled: bool):
-        self.total, self.label, self.enabled = total, label, enabled and total > 0
-        self.bar = None
-        self.done = 0
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self.bar is None and time.perf_counter() - self.start > 1.0:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                console=Console(file=sys.stderr), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=self.total, completed=self.done)
-        elif self.bar is not None:
-            self.bar.update(self.task, completed=self.done)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
 
 
 def default_jobs() -> int:

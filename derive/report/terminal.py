@@ -1,18 +1,18 @@
-"""The terminal report of a proof (Rich), and its JSON form."""
+"""The terminal report of a proof (Rich), and the progress of a long one on stderr."""
 
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import nullcontext
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from derive.proofs import budget
-from derive.tables.notations import text
 from derive.proofs.concrete import Check, Proof
-
-ORACLE_ALL_LIMIT = budget.FULL_AUTO_PARAMS  # partials; above it sympy.diff runs on a sample
+from derive.proofs.scalable import PHASES
+from derive.tables.notations import text
 
 
 def _matrix_entry(check: Check) -> str:
@@ -84,20 +84,8 @@ def render(proof: Proof, console: Console, brief: bool = False) -> None:
 
 
 def as_json(proof: Proof) -> dict:
-    def one(c: Check) -> dict:
-        out = {"name": c.name, "kind": c.kind, "form": c.form, "entry": list(c.entry), "verdict": c.verdict,
-               "matrix": text(c.matrix), "chain_rule": text(c.chain), "oracle": c.oracle is not None}
-        if c.derivation and c.derivation.paths is not None:
-            out["paths"] = [[text(f.value) for f in p.factors] for p in c.derivation.paths]
-        if c.counterexample:
-            out["counterexample"] = {"values": c.counterexample.values, "chain_rule": c.counterexample.lhs,
-                                     "other": c.counterexample.rhs}
-        return out
-
-    return {"spec": proof.spec.as_dict(), "summary": proof.summary(), "forms_summary": proof.forms_summary(),
-            "proven": proof.ok, "output_delta": [text(e) for e in proof.output_delta],
-            "output_delta_is_a_minus_y": proof.output_delta_is_a_minus_y,
-            "seconds": round(proof.seconds, 3), "checks": [one(c) for c in proof.checks]}
+    """What `prove --json` prints: Proof.to_json (derive.cli's name for it, until it calls that)."""
+    return proof.to_json()
 
 
 def _tally(title: str, columns: tuple[str, str, str], counts: dict) -> Table:
@@ -136,9 +124,44 @@ def working(label: str, enabled: bool):
     """A spinner with the elapsed time on stderr (on a terminal) for work that reports no steps."""
     if not enabled:
         return nullcontext()
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     progress = Progress(SpinnerColumn(), TextColumn(label), TimeElapsedColumn(),
                         console=Console(file=sys.stderr), transient=True)
     progress.add_task(label, total=None)
     return progress
+
+
+class ScaleProgress:
+    """derive.proofs.scalable's progress callback: a Rich bar on stderr per phase, shown once the phase has run a second."""
+
+    def __init__(self):
+        self.phase = -1
+        self.bar = None
+        self.start = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == 0:  # a phase starts
+            self._stop()
+            self.phase += 1
+            self.start = time.perf_counter()
+            return
+        if self.bar is None and total > 0 and time.perf_counter() - self.start > 1.0:
+            label = PHASES[self.phase]
+            self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=Console(file=sys.stderr), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total, completed=done)
+        elif self.bar is not None:
+            self.bar.update(self.task, completed=done)
+        if done >= total:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def scale_progress(enabled: bool):
+    """What derive.proofs.scalable.prove_scalable's `progress` takes: bars on stderr, or None for none."""
+    return ScaleProgress() if enabled else None
+
