@@ -13,12 +13,13 @@ import sympy as sp
 from derive.errors import DeriveError
 from derive.files import check_writable, write_atomically
 from derive.tables.notations import PROFILES, Profile, latex, latex_names, layer, matrix_latex_names
+from derive.proofs import budget
 from derive.proofs.concrete import Proof, prove
 from derive.spec import Spec, load_spec
 
 MAX_LISTED = 24  # partials whose chain-rule derivation is written out in full
 MAX_EXPLICIT = 40  # entries of a matrix written out explicitly
-MAX_DOCUMENT_PARAMS = 600  # the document derives every partial in full
+MAX_DOCUMENT_PARAMS = budget.FULL_AUTO_PARAMS  # the document rests on the full proof: no larger than auto proves in full
 PDFLATEX_SECONDS = 120
 
 
@@ -70,7 +71,7 @@ def _forward(proof: Proof, profile: Profile, names: Names) -> tuple[list[str], s
             scalar.append(f"{zj} &= {names(net.z[0][l][j])}")
             act = net.acts[l]
             rhs = rf"{sig}\left({zj}\right)" if act.elementwise else rf"\operatorname{{softmax}}_{{{j}}}\left({layer(profile, 'z', l)}\right)"
-            if act.name != "sigmoid" and act.elementwise:
+            if not act.notation_sigma and act.elementwise:
                 rhs = rf"{act.latex}\left({zj}\right)"
             scalar.append(f"{names.sym(net.a[0][l][j])} &= {rhs}")
     # the matrix form of one layer
