@@ -16,13 +16,9 @@ from derive.chain import ChainRule, Derivation
 from derive.matrix import Form, MatrixForms
 from derive.network import Network, Param
 from derive.proofs.identity import Counterexample, deep_stack, find_counterexample, is_identity, relations
-from derive.proofs.identity import has_denominator
 from derive.spec import Spec, load_spec
 from derive.tables.notations import text
 from derive.verdict import Verdict, exit_code
-
-# has_denominator is re-exported for codegen.plan until it imports derive.proofs.identity
-__all__ = ["Check", "Proof", "check_form", "has_denominator", "oracle_partial", "prove", "simplify_output_delta"]
 
 # ---------------------------------------------------------------------------
 # results
