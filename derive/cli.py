@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from derive.arguments import Parser, seconds, whole
-from derive.errors import EXIT_OK, EXIT_REFUTED, DeriveError, guarded, shown
+from derive.errors import DeriveError, guarded, shown
 from derive.files import check_writable, named, write_atomically
 from derive.proofs import budget
 from derive.spec import load_with_sizes
@@ -131,7 +131,7 @@ def run_prove(args) -> int:
     from rich.console import Console
 
     from derive.proofs.concrete import prove
-    from derive.report.terminal import as_json, render, working
+    from derive.report.terminal import render, working
 
     spec, note = load_with_sizes(args.spec, args.sizes)
     mode = args.mode if args.mode != "auto" else budget.auto_mode(spec)
@@ -140,26 +140,26 @@ def run_prove(args) -> int:
     long = announce(spec, estimate)
     if mode == "scalable":
         from derive.proofs.scalable import prove_scalable
-        from derive.report.terminal import render_scale
+        from derive.report.terminal import render_scale, scale_progress
 
-        proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs, progress=terminal)
+        proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs, progress=scale_progress(terminal))
         proof.note = note
         if args.json:
-            json.dump(proof.as_json(), sys.stdout, indent=1)
+            json.dump(proof.to_json(), sys.stdout, indent=1)
             print()
         else:
             render_scale(proof, Console(highlight=False))
-        return EXIT_OK if proof.ok else EXIT_REFUTED
+        return proof.exit_code
     with working(f"proving {spec.n_params} partials in full mode (estimated {budget.duration(estimate.seconds)})",
                   terminal and long):
         proof = prove(spec, oracle="all")
     proof.note = note
     if args.json:
-        json.dump(as_json(proof), sys.stdout, indent=1)
+        json.dump(proof.to_json(), sys.stdout, indent=1)
         print()
     else:
         render(proof, Console(highlight=False), brief=args.brief)
-    return EXIT_OK if proof.ok else EXIT_REFUTED
+    return proof.exit_code
 
 
 def run_latex(args) -> int:
@@ -188,7 +188,7 @@ def run_latex(args) -> int:
     if args.pdf:
         pdf = compile_pdf(Path(args.output))
         print(shown(f"wrote {pdf}"))
-    return EXIT_OK if proof.ok else EXIT_REFUTED
+    return proof.exit_code
 
 
 def run_check(args) -> int:

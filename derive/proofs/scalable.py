@@ -169,7 +169,6 @@ class ScaleProof:
                           "counterexample": f.counterexample} for f in self.failures],
         }
 
-    as_json = to_json  # derive.cli's name for it, until it calls to_json
 
 
 # ---------------------------------------------------------------------------

@@ -83,11 +83,6 @@ def render(proof: Proof, console: Console, brief: bool = False) -> None:
     console.print(proof.summary(), soft_wrap=True)
 
 
-def as_json(proof: Proof) -> dict:
-    """What `prove --json` prints: Proof.to_json (derive.cli's name for it, until it calls that)."""
-    return proof.to_json()
-
-
 def _tally(title: str, columns: tuple[str, str, str], counts: dict) -> Table:
     table = Table(title=title)
     table.add_column(columns[0])
