@@ -1,9 +1,9 @@
 """Generated modules: three independent oracles, numerics, validation, determinism, the CLI.
 
-Oracles for every gradient: (1) SymPy composes the cost from the table definitions,
-differentiates it exactly and lambdifies the partials (rtol 1e-10); (2) central finite
-differences of the module's own cost; (3) HIPS autograd on the same math written plainly
-below. Built-in specs are tested as checked in and, where the widths are large, at
+Oracles for every gradient (tests/oracles.py): (1) SymPy composes the cost from the table
+definitions, differentiates it exactly and lambdifies the partials (rtol 1e-10); (2) central
+finite differences of the module's own cost; (3) HIPS autograd on the same math written
+plainly. Built-in specs are tested as checked in and, where the widths are large, at
 reduced widths; Hypothesis draws random specs.
 """
 
@@ -22,8 +22,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import autograd
-import autograd.numpy as anp
 import mpmath
 import numpy as np
 import pytest
@@ -42,6 +40,8 @@ from derive.tables.activations import ACTIVATIONS, _softmax_def
 from derive.tables.costs import COSTS
 from derive.errors import SpecError
 from derive.spec import builtin_names, load_spec, validate
+from tests.oracles import (PLAIN_ACTIVATIONS, PLAIN_COSTS, assert_gradients, autograd_gradients, batch_of, data,
+                           fd_gradients, sympy_gradients, three_oracles)
 
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
@@ -76,146 +76,6 @@ def reduced_module(name: str, tmp_path: Path):
     """The reduced spec and its module: the checked-in one where the spec is small, else generated."""
     spec = reduced(name)
     return spec, builtin(name) if spec.sizes == load_spec(name).sizes else module_for(spec, tmp_path)
-
-
-def data(spec, B: int, rng, dtype=np.float64, scale=1.0):
-    """Random parameters (biases too), inputs and targets that suit the cost."""
-    params = {k: (rng.standard_normal(shape) * scale).astype(dtype) for k, shape in param_shapes(spec)}
-    x = rng.standard_normal((B, spec.sizes[0])).astype(dtype)
-    n = spec.sizes[-1]
-    if COSTS[spec.cost].one_hot:
-        y = np.eye(n)[rng.integers(0, n, B)].astype(dtype)
-    else:
-        y = rng.uniform(0.05, 0.95, (B, n)).astype(dtype)
-    return params, x, y
-
-
-def batch_of(spec, rng) -> int:
-    return 1 if spec.batch == "single" else int(rng.integers(2, 4))
-
-
-# ---------------------------------------------------------------------------
-# oracle 1: SymPy, exact
-# ---------------------------------------------------------------------------
-
-def sympy_gradients(spec, params, x, y):
-    """dC/dθ for every parameter entry: sympy.diff of the cost composed from the definitions."""
-    B, L, n = x.shape[0], spec.depth, spec.sizes
-    P = {k: sp.Matrix(*shape, lambda i, j, k=k: sp.Symbol(f"{k}_{i}_{j}")) for k, shape in param_shapes(spec)}
-    X = sp.Matrix(B, n[0], lambda e, k: sp.Symbol(f"x_{e}_{k}"))
-    Yv = sp.Matrix(B, n[L], lambda e, j: sp.Symbol(f"y_{e}_{j}"))
-    total = 0
-    for e in range(B):
-        a = list(X.row(e))
-        for l in range(1, L + 1):
-            W, act = P[f"W{l}"], ACTIVATIONS[spec.activation[l - 1]]
-            inputs = a + [1] if spec.bias == "augmented" else a
-            zs = []
-            for j in range(n[l]):
-                z = sum((W[k, j] if spec.convention == "row" else W[j, k]) * inputs[k] for k in range(len(inputs)))
-                if spec.bias == "separate":
-                    b = P[f"b{l}"]
-                    z += b[0, j] if spec.convention == "row" else b[j, 0]
-                zs.append(z)
-            a = [act.definition(zs[j]) if act.elementwise else _softmax_def(j, zs) for j in range(n[l])]
-        total += COSTS[spec.cost].definition(a, list(Yv.row(e)))
-    C = total / B if spec.batch == "mean" else total
-    keys = [k for k, _ in param_shapes(spec)]
-    symbols = [s for k in keys for s in P[k]]
-    f = sp.lambdify([symbols, list(X), list(Yv)], [sp.diff(C, s) for s in symbols], "numpy", cse=True)
-    flat = f([v for k in keys for v in params[k].ravel()], list(x.ravel()), list(y.ravel()))
-    out, i = {}, 0
-    for k in keys:
-        size = params[k].size
-        out[k] = np.array(flat[i : i + size], dtype=float).reshape(params[k].shape)
-        i += size
-    return out
-
-
-# ---------------------------------------------------------------------------
-# oracle 3: autograd on the same math written plainly (one line per table entry)
-# ---------------------------------------------------------------------------
-
-def _softmax_plain(z):
-    e = anp.exp(z - anp.max(z, axis=1, keepdims=True))
-    return e / anp.sum(e, axis=1, keepdims=True)
-
-
-PLAIN_ACTIVATIONS = {
-    "sigmoid":    lambda z: 1 / (1 + anp.exp(-z)),
-    "tanh":       lambda z: anp.tanh(z),
-    "relu":       lambda z: anp.maximum(z, 0.0),
-    "leaky_relu": lambda z: anp.maximum(z, z / 100),
-    "softplus":   lambda z: anp.logaddexp(0.0, z),
-    "identity":   lambda z: z,
-    "softmax":    _softmax_plain,
-}
-PLAIN_COSTS = {
-    "quadratic":      lambda a, y: 0.5 * anp.sum((a - y) ** 2),
-    "cross_entropy":  lambda a, y: -anp.sum(y * anp.log(a) + (1 - y) * anp.log(1 - a)),
-    "log_likelihood": lambda a, y: -anp.sum(y * anp.log(a)),
-}
-
-
-def plain_cost(params, x, y, spec):
-    a = x
-    for l in range(1, spec.depth + 1):
-        if spec.bias == "augmented":
-            a = anp.concatenate([a, anp.ones((a.shape[0], 1))], axis=1)
-        W = params[f"W{l}"]
-        z = anp.dot(a, W) if spec.convention == "row" else anp.dot(a, W.T)
-        if spec.bias == "separate":
-            b = params[f"b{l}"]
-            z = z + (b if spec.convention == "row" else b.T)
-        a = PLAIN_ACTIVATIONS[spec.activation[l - 1]](z)
-    C = PLAIN_COSTS[spec.cost](a, y)
-    return C / x.shape[0] if spec.batch == "mean" else C
-
-
-def autograd_gradients(spec, params, x, y):
-    return autograd.grad(plain_cost)(params, x, y, spec)
-
-
-# ---------------------------------------------------------------------------
-# oracle 2: central finite differences of the module's cost
-# ---------------------------------------------------------------------------
-
-def fd_gradients(module, params, x, y, entries=None):
-    def C(p):
-        out, _ = module.forward(p, x)
-        return module.cost(out, y)
-
-    grads = {}
-    for k, v in params.items():
-        g = np.full(v.shape, np.nan)
-        idx = list(np.ndindex(v.shape)) if entries is None else entries[k]
-        for i in idx:
-            h = 1e-6 * max(1.0, abs(v[i]))
-            p = {kk: vv.copy() for kk, vv in params.items()}
-            p[k][i] = v[i] + h
-            up = C(p)
-            p[k][i] = v[i] - h
-            g[i] = (up - C(p)) / (2 * h)
-        grads[k] = g
-    return grads
-
-
-def assert_gradients(got, want, rtol, atol, what):
-    assert set(got) == set(want), (sorted(got), sorted(want))
-    for k in want:
-        mask = ~np.isnan(want[k])
-        np.testing.assert_allclose(got[k][mask], want[k][mask], rtol=rtol, atol=atol, err_msg=f"{what}: {k}")
-
-
-def three_oracles(module, spec, params, x, y, fd_entries=None):
-    out, cache = module.forward(params, x)
-    grads = module.backward(params, cache, y)
-    for k, v in grads.items():
-        assert v.shape == params[k].shape and v.dtype == params[k].dtype, k
-    assert_gradients(grads, sympy_gradients(spec, params, x, y), 1e-10, 1e-13, "sympy")
-    assert_gradients(grads, fd_gradients(module, params, x, y, fd_entries), 1e-5, 1e-8, "finite differences")
-    assert_gradients(grads, autograd_gradients(spec, params, x, y), 1e-10, 1e-13, "autograd")
-    return grads
 
 
 # ---------------------------------------------------------------------------

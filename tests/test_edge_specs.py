@@ -14,6 +14,7 @@ from derive.tables.activations import ACTIVATIONS
 from derive.chain import ChainRule
 from derive.claims import check_file
 from derive.tables.costs import COSTS
+from derive.errors import DeriveError
 from derive.matrix import Form, MatrixForms
 from derive.network import Network
 from derive.tables.notations import text
@@ -22,7 +23,8 @@ from derive.proofs.identity import is_identity, relations
 from derive.proofs.scalable import prove_scalable
 from derive.spec import MAX_DEPTH, validate
 from tests.conftest import needs_pdflatex
-from tests.test_codegen import assert_gradients, autograd_gradients, data, module_for, three_oracles
+from tests.oracles import assert_gradients, autograd_gradients, data, three_oracles
+from tests.test_codegen import module_for
 
 
 def _spec(sizes, activation, cost="quadratic", convention="column", bias="separate", batch="single", **extra):
@@ -168,15 +170,23 @@ def test_the_deepest_network_the_validator_allows():
     assert sorted(generate(spec, BACKENDS)) == ["edge_cupy.py", "edge_kernels.cu", "edge_numpy.py"]
 
 
-@pytest.mark.parametrize("width", [1, 2])
-def test_the_deepest_network_is_generated_and_correct(width, tmp_path):
-    spec = _spec([width] * (MAX_DEPTH + 1), "tanh", batch="mean")
+def test_the_deepest_network_is_generated_and_correct(tmp_path):
+    spec = _spec([1] * (MAX_DEPTH + 1), "tanh", batch="mean")
     module = module_for(spec, tmp_path)
     rng = np.random.default_rng(11)
     params, x, y = data(spec, 2, rng)
     out, cache = module.forward(params, x)
     grads = module.backward(params, cache, y)
     assert_gradients(grads, autograd_gradients(spec, params, x, y), 1e-9, 1e-13, "autograd")
+
+
+def test_a_network_whose_forms_cannot_be_proven_in_time_is_not_generated(tmp_path):
+    """64 layers of width 2: its forms have 2^63 paths to list; nothing unproven is printed, and the
+    refusal is one line that says why, before any work."""
+    spec = _spec([2] * (MAX_DEPTH + 1), "tanh", batch="mean")
+    with pytest.raises(DeriveError, match=r"proving its forms at sizes 2-2-2-\.\.\.-2 \(65 widths\): estimated .*give it fewer layers") as refused:
+        generate(spec, BACKENDS)
+    assert "\n" not in str(refused.value)
 
 
 def test_scalable_mode_at_forty_layers():
