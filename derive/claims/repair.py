@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from derive.claims.tree import LAYERED, Leaf, Node, Num, Op, at, substitute, walk, work_of
+from derive.tables.layers import DENSE
 
 KINDS = ("transpose", "order", "transpose result", "swap indices", "neuron", "layer", "bias", "sign", "factor")
 MAX_CANDIDATES = 3_000
@@ -71,7 +72,7 @@ def _index_ranges(search: Search, leaf: Leaf) -> list[range]:
     n, L = search.sizes, len(search.sizes) - 1
     l = leaf.layer
     if leaf.kind == "w":
-        return [range(n[l]), range(n[l - 1] + (1 if search.bias == "augmented" else 0))]
+        return [range(n[l]), range(DENSE.fan_in(n[l - 1], search.bias))]
     if leaf.kind == "y":
         return [range(n[L])]
     return [range(n[l])]

@@ -79,9 +79,7 @@ def _forward(proof: Proof, profile: Profile, names: Names) -> tuple[list[str], s
     if profile.layer_style != "paren":
         A, W, b = (layer(profile, "A", "l-1"), layer(profile, "W", "l"), layer(profile, "b", "l"))
     a_prev = A if spec.bias == "augmented" else A.replace("A", profile.activation)
-    core = f"{a_prev} {W}" if spec.convention == "row" else f"{W} {a_prev}"
-    if spec.bias == "separate":
-        core += f" + {b}"
+    core = net.layers[net.L].latex_forward(W, a_prev, b if spec.bias == "separate" else None, spec.convention)
     matrix = rf"{layer(profile, profile.activation, 'l')} = {sig}\left({core}\right)"
     return scalar, matrix
 

@@ -11,7 +11,8 @@ Dense is the one kind today. An entry gives, as data and small pure functions:
   its matrix forms over MatrixSymbols (the forward pass, BP2's back step, BP3 and BP4),
   oriented by the convention;
 - `symbolic_z`: the pre-activation at symbolic widths (derive.proofs.general), built
-  from the model's own Indexed entries;
+  from the model's own Indexed entries; `latex_forward`: the layer's z as a document
+  writes it (derive.report.latex);
 - `claim_params`, `claim_values`: the names a claim may use for its parameters and for
   the values it reads (derive.claims).
 
@@ -48,6 +49,7 @@ class Layer:
     grad_bias: Callable[[sp.MatrixExpr, sp.MatrixExpr, str], sp.MatrixExpr]
     change_transposed: Callable[[sp.MatrixExpr, sp.MatrixExpr], sp.MatrixExpr]
     symbolic_z: Callable[..., sp.Expr]
+    latex_forward: Callable[[str, str, str | None, str], str]  # z in a document: (W, A, b or None, convention) -> LaTeX
     claim_params: tuple[str, ...]  # w[j,k] and b[j] by entry; W as the parameter matrix
     claim_values: tuple[str, ...]  # what a claim reads of the layer's neurons
 
@@ -133,6 +135,12 @@ def _dense_symbolic_z(weight: Callable, inputs: Callable, bias: sp.Expr, k: sp.S
     return sp.Sum(weight(k) * inputs(k), (k, 0, last)) + bias
 
 
+def _dense_latex_forward(W: str, A: str, b: str | None, convention: str) -> str:
+    """z^{(l)} as a document writes it: W a + b, or a W + b in the row convention."""
+    core = f"{A} {W}" if convention == ROW else f"{W} {A}"
+    return core + (f" + {b}" if b is not None else "")
+
+
 DENSE = Layer(
     name="dense",
     z=_dense_z,
@@ -147,6 +155,7 @@ DENSE = Layer(
     grad_bias=_dense_grad_bias,
     change_transposed=_dense_change_transposed,
     symbolic_z=_dense_symbolic_z,
+    latex_forward=_dense_latex_forward,
     claim_params=("w", "W", "b"),
     claim_values=("a", "A", "z", "delta", "D"),
 )
