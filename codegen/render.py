@@ -422,10 +422,11 @@ def generate(spec: Spec, backends=BACKENDS, proof: Proof | None = None) -> dict[
     return files
 
 
-def load_generated(spec: Spec, folder: Path, backend: str = "numpy"):
-    """Prove the spec's forms, generate its `backend` module into `folder` (its kernels file too) and import it."""
+def load_generated(spec: Spec, folder: Path, backend: str = "numpy", proof: Proof | None = None):
+    """Prove the spec's forms (or take `proof`, as generate does), generate its `backend` module into
+    `folder` (its kernels file too) and import it."""
     folder = Path(folder)
-    for fname, text in generate(spec, [backend]).items():
+    for fname, text in generate(spec, [backend], proof).items():
         (folder / fname).write_text(text, encoding="utf-8")
     name = f"{spec.name}_{backend}"
     mod_spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")

@@ -55,13 +55,13 @@ def builtin(name: str, backend: str = "numpy"):
     return importlib.import_module(f"generated.{name}_{backend}")
 
 
-def module_for(spec, tmp_path: Path):
-    """Generate the NumPy module of `spec` into a fresh folder under tmp_path and import it.
+def module_for(spec, tmp_path: Path, proof=None):
+    """Generate the NumPy module of `spec` (from `proof` when given) into a fresh folder under tmp_path and import it.
 
     Hypothesis reuses one tmp_path for every example: each module gets its own folder."""
     folder = tmp_path / str(next(_counter))
     folder.mkdir()
-    return load_generated(spec, folder)
+    return load_generated(spec, folder, proof=proof)
 
 
 def reduced(name: str):
