@@ -193,11 +193,11 @@ def run_latex(args) -> int:
 
 def run_check(args) -> int:
     from derive.claims import check_file
-    from derive.report.claims import _json_text, render
+    from derive.report.claims import json_text, render
 
     report = check_file(args.claims)
     if args.json:
-        print(_json_text(report.to_json()))
+        print(json_text(report.to_json()))
     else:
         from rich.console import Console
 

@@ -10,7 +10,7 @@ from derive.errors import shown
 from derive.verdict import Verdict
 
 
-def _json_text(data) -> str:
+def json_text(data) -> str:
     """JSON whose strings escape every character a terminal would act on (json.dumps leaves C1 and bidi controls raw)."""
     text = json.dumps(data, indent=2, ensure_ascii=False)
     return re.sub(r"[^\n -~]", lambda m: m.group() if m.group().isprintable() else json.dumps(m.group())[1:-1], text)
