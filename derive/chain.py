@@ -127,6 +127,11 @@ class ReverseAccumulation:
             out.append(dz)
         return out
 
+    @property
+    def has_adjoints(self) -> bool:
+        """Whether the reverse accumulation has run (it runs once, on first use of `adjoints`)."""
+        return "adjoints" in self.__dict__  # where functools.cached_property keeps its value
+
     def accumulated(self, p: Param):
         """dC/dp: each example's adjoint of the neuron p feeds, times dz/dp."""
         return self.add(*[self.adjoints[e][p.layer][p.j] * self.dz_dp(e, p) for e in range(self.net.E)])

@@ -101,7 +101,7 @@ def test_the_estimate_counts_products_and_terms(wide):
     # w1 w1ᵀ: 40·40·40 products of 40-term entries; δ1 is 64 terms (8 outputs × (a - y) a(1 - a) σ'); then xᵀ
     est = estimate(wide, *_read(wide, "dC/dw1", "w1 @ w1.T @ delta1 @ x.T"), broadcast=True)
     assert est.entry_terms == 2 * 40 * 40 * 64
-    adjoints = 0 if "adjoints" in wide.chain.__dict__ else 2 * 8 * 40 * 41  # once per Context: every dz2/da1
+    adjoints = 0 if wide.chain.has_adjoints else 2 * 8 * 40 * 41  # once per Context: every dz2/da1
     truth_ops = adjoints + 1600 * 2 * 41  # and every partial's dz/dw, over both examples
     assert est.ops == 40**3 + 40 * 2 * 40 + 40 * 40 * 2 + (40 * 40 + 2 * 40) + truth_ops  # products, transposes
     held = estimate(wide, *_read(wide, "dC/dw1", "w1 @ w1.T @ delta1 @ x.T"), broadcast=True, top=1)

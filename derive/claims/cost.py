@@ -276,7 +276,7 @@ def _truth_ops(ctx, lhs, entries: int) -> int:
     """Scalar operations of the exact truth (derive.chain): each partial differentiates every example's z."""
     n, E, L = ctx.sizes, ctx.E, ctx.L
     ops = 0
-    if "adjoints" not in ctx.chain.__dict__:  # reverse accumulation over every edge, once per Context
+    if not ctx.chain.has_adjoints:  # reverse accumulation over every edge, once per Context
         ops += E * sum(n[l] * n[l - 1] * (n[l - 1] + 1) for l in range(2, L + 1))
     if lhs.kind != "delta":
         ops += entries * E * (n[lhs.layer - 1] + 1)

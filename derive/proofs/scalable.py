@@ -305,15 +305,14 @@ def _oracle_sample(net: Network, sample: int, seed: int) -> list[Param]:
 @deep_stack
 def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, jobs: int = 1,
                    forms: list[Form] | None = None, extra: dict | None = None,
-                   progress: Callable[[int, int], None] | bool | None = None) -> ScaleProof:
+                   progress: Callable[[int, int], None] | None = None) -> ScaleProof:
     """Prove every partial of a (large) network.
 
     `forms` replaces the matrix forms under test (for mutation tests), `extra` gives
     explicit values for MatrixSymbols they use that the network does not have.
-    `progress(done, total)` hears of each of PHASES in turn, (0, total) first; a bool
-    (derive.cli's call until it passes derive.report.terminal.scale_progress()) hears nothing.
+    `progress(done, total)` hears of each of PHASES in turn, (0, total) first
+    (derive.report.terminal.scale_progress() makes one that draws bars).
     """
-    progress = progress if callable(progress) else None
     times: dict = {}
     t0 = time.perf_counter()
     net = spec if isinstance(spec, Network) else Network(load_spec(spec))
