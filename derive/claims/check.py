@@ -10,7 +10,7 @@ sides apart; ERROR when it cannot be read or judged as written.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import sympy as sp
@@ -19,6 +19,7 @@ from derive.claims import cost as claim_cost
 from derive.claims import fast as claim_fast
 from derive.claims.cost import expanded_terms
 from derive.claims.evaluate import Evaluator, is_matrix, shape_of, size_text
+from derive.claims.instances import Network, instances, needs_instances
 from derive.claims.latex import read_latex
 from derive.claims.printing import latex_of, text_of
 from derive.claims.repair import Repair, find, ratio
@@ -71,6 +72,7 @@ class ClaimVerdict:
     shape_error: str | None = None
     repair: Repair | None = None
     other_repairs: list[Repair] = field(default_factory=list)
+    instances: list[dict] = field(default_factory=list)  # a claim with free letters: each value's verdict
 
     def as_json(self) -> dict:
         c = self.claim
@@ -82,6 +84,8 @@ class ClaimVerdict:
             out["example"] = c.example
         if c.note:
             out["note"] = c.note
+        if self.instances:
+            out["instances"] = self.instances
         if self.verdict in (Verdict.ERROR, Verdict.UNPROVEN):
             out["error" if self.verdict == Verdict.ERROR else "reason"] = self.message
         if self.verdict == Verdict.ERROR:
@@ -188,13 +192,22 @@ def _fail(claim: Claim, field_name: str, source: str, exc: ClaimError, lhs_text:
     return ClaimVerdict(claim, Verdict.ERROR, lhs_text, exc.message, field_name, where)
 
 
-def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdict:
-    """The claim's left-hand side, its right-hand side's tree and how the left side was written; or an ERROR."""
+def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdict | list:
+    """The claim's left-hand side, its right-hand side's tree and how the left side was written; or an ERROR;
+    or, for a claim with free letters, its instances (derive.claims.instances)."""
     lhs = None
     shown = ""
     if claim.latex is not None:
         try:
             left, tree = read_latex(claim.latex, ctx.shape)
+            if needs_instances([left, tree], ctx.shape.notation):
+                if claim.lhs is not None or left is None:
+                    raise ClaimError("a formula with free letters (j, l, ...) is written as an equation, with its "
+                                     "left-hand side in the LaTeX", (0, 0))
+                net = Network(tuple(ctx.sizes), ctx.E, ctx.spec.bias)
+                found = instances(left, tree, ctx.shape.notation, net)
+                shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else ""
+                return [(inst, lhs_from_tree(inst.lhs, ctx.shape), inst.rhs, shown) for inst in found]
             if left is not None:
                 lhs = lhs_from_tree(left, ctx.shape)
                 shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else lhs.text()
@@ -230,7 +243,39 @@ def check_claim(ctx: Context, claim: Claim) -> ClaimVerdict:
     read = read_claim(ctx, claim)
     if isinstance(read, ClaimVerdict):
         return read
-    lhs, tree, shown = read
+    if isinstance(read, list):
+        return _every_value(ctx, claim, read)
+    return judge(ctx, claim, *read)
+
+
+def _every_value(ctx: Context, claim: Claim, found: list) -> ClaimVerdict:
+    """One verdict for a claim with free letters: PROVEN at every value, else the first value that fails, shown."""
+    results = []
+    for inst, lhs, tree, written in found:
+        one = replace(claim, example=inst.example if inst.example is not None else claim.example)
+        results.append((inst, judge(ctx, one, lhs, tree, written)))
+    order = (Verdict.ERROR, Verdict.REFUTED, Verdict.UNPROVEN)
+    worst = next((w for w in order if any(v.verdict == w for _, v in results)), Verdict.PROVEN)
+    inst, first = next(((i, v) for i, v in results if v.verdict == worst), results[0])
+    out = replace(first, claim=claim)
+    out.instances = [{"values": i.text(), "verdict": v.verdict, "lhs": v.lhs} for i, v in results]
+    if worst == Verdict.PROVEN:
+        out.lhs = "; ".join(dict.fromkeys(v.lhs for _, v in results))
+        return out
+    where = f"at {inst.text()}: " if inst.text() else ""
+    if worst == Verdict.ERROR:
+        out.message = where + first.message
+    elif worst == Verdict.UNPROVEN:
+        out.message = where + first.message
+    out.shape_error = (where + first.shape_error) if first.shape_error else None
+    if out.witness is not None:
+        out.witness = {"at": inst.text(), **out.witness}
+    out.lhs = first.lhs
+    return out
+
+
+def judge(ctx: Context, claim: Claim, lhs: Lhs, tree: Node, shown: str) -> ClaimVerdict:
+    """The verdict on a claim already read: its left-hand side and right-hand side's tree."""
     field_name = "latex" if claim.latex is not None else "rhs"
     if claim_fast.prove(ctx, lhs, tree, claim.example, claim.latex is None):
         # exact, one layer's deltas held as symbols (derive.claims.fast)

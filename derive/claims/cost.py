@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.claims.tree import MAX_TERMS, MAX_WORK, ClaimError, Leaf, Node, Num, work_of
+from derive.claims.tree import MAX_TERMS, MAX_WORK, ClaimError, Leaf, Node, Num, Op, work_of
 
 # measured on the 2-core machine: some 60 µs an operation and 20 µs a term (the witness and the repair
 # search included), so a check at both limits takes about half a minute
@@ -158,10 +158,17 @@ def leaf_shape(ctx, kind: str, layer) -> tuple[int, int] | None:
         return (1, n[layer]) if row else (n[layer], 1)
     if kind == "A":
         return (E, n[layer] + aug)
-    if kind in ("a", "z", "delta"):
+    flip = getattr(ctx, "rows", False)  # a notation whose batches run their examples along rows
+    if kind == "a":
         return (n[layer], E)
-    if kind in ("y", "g"):
+    if kind in ("z", "delta"):
+        return (E, n[layer]) if flip else (n[layer], E)
+    if kind == "y":
+        return (E, n[L]) if flip else (n[L], E)
+    if kind == "g":
         return (n[L], E)
+    if kind == "rate":
+        return None
     if kind == "ones":
         return (E, 1)
     if kind == "D":
@@ -174,9 +181,10 @@ def lhs_size(ctx, lhs, top: int) -> Size:
     n, E, row = ctx.sizes, ctx.E, ctx.row
     sizes, l = sizes_of(ctx), lhs.layer
     d = sizes.delta(l, top)
-    if lhs.kind == "delta":
-        shape = None if lhs.index is not None else (n[l], E)
-        return Size(shape, d)
+    if lhs.kind in ("delta", "z", "a"):
+        dd = d if lhs.kind != "a" or l == ctx.L else _cap(d * n[min(l + 1, ctx.L)])
+        shape = None if lhs.index is not None else ((E, n[l]) if lhs.rows else (n[l], E))
+        return Size(shape, dd)
     # dC/dp = sum over the examples of delta times dz/dp (an input, or 1)
     terms = _cap(E * d)
     if lhs.index is not None:
@@ -212,6 +220,8 @@ class _Walk:
         if isinstance(node, Num):
             return Size(None, 1)
         if isinstance(node, Leaf):
+            if node.kind == "rate":
+                return Size(None, 1)
             terms = self.sizes.leaf(node.kind, node.layer, self.top)
             return Size(None if node.index is not None else leaf_shape(self.ctx, node.kind, node.layer), terms)
         op = node.op
@@ -222,8 +232,28 @@ class _Walk:
             body = self.size(node.args[0])
             self.ops = _cap(before + (self.ops - before) * count)
             return Size(body.shape, _cap(body.terms * count))
+        if op == "grad" or (op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args)):
+            x = node.args[0] if op == "grad" else node.args[1].args[0]
+            if not isinstance(x, Leaf) or not isinstance(x.layer, int) or x.kind not in ("z", "a", "w", "W", "b"):
+                raise _Stop
+            n, E, l = self.ctx.sizes, self.ctx.E, x.layer
+            d = self.sizes.delta(min(max(l, 1), self.ctx.L), self.top)
+            terms = _cap(d * (n[min(l + 1, self.ctx.L)] + E))
+            if x.index is not None:
+                return Size(None, terms)
+            if x.kind in ("w", "W", "b"):
+                return Size(leaf_shape(self.ctx, x.kind, l), terms)
+            return Size((E, n[l]) if getattr(self.ctx, "rows", False) else (n[l], E), terms)
         args = [self.size(a) for a in node.args]
         cells = math.prod(args[0].shape) if args[0].shape else 1
+        if op == "axis_sum":
+            a = args[0]
+            if a.shape is None:
+                raise _Stop
+            self.add(cells)
+            count = a.shape[node.param]
+            shape = (1, a.shape[1]) if node.param == 0 else (a.shape[0], 1)
+            return Size(shape, _cap(a.terms * count))
         if op in ("sigma", "sigma_prime"):
             self.add(cells * min(args[0].terms, 10_001))  # each entry is expanded to find its neuron (or refused)
             layer_terms = max((self.sizes.prime(l) for l in range(1, self.ctx.L + 1)

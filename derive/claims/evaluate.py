@@ -52,6 +52,10 @@ class Leaves(ABC):
         """Whether a denominator is 0 at every point of the network (SymLeaves adds the network's relations)."""
         return value == 0
 
+    @abstractmethod
+    def gradient(self, leaf: Leaf, scale: str, node: Op):
+        """dC/dX of a named quantity (a source's dZ, dW, \\nabla_{h} J): its value, whole or one entry."""
+
 
 def _total(terms: list):
     first = terms[0]
@@ -166,8 +170,21 @@ class Evaluator:
         if op in ("sigma", "sigma_prime"):
             arg = self.eval(node.args[0], env)
             return self.leaves.activate(arg, node.param, op == "sigma_prime", node)
+        if op == "grad":
+            return self.leaves.gradient(node.args[0], node.param, node)
+        if op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args):
+            top, x = node.args[0].args[0], node.args[1].args[0]
+            if isinstance(top, Leaf) and top.kind == "C" and isinstance(x, Leaf) and x.kind in ("z", "a", "w", "W", "b"):
+                per_example = top.example is not None
+                if per_example and x.kind not in ("z", "a"):
+                    self._bad(node, "one example's cost is differentiated here by a pre-activation or an activation")
+                return self.leaves.gradient(x, "example" if per_example else "batch", node)
+            self._bad(node, "a partial on the right is of the cost, by a quantity of the network: "
+                            "\\frac{\\partial C}{\\partial z^{(l)}_j}")
         if op == "partial":
             self._bad(node, "\\partial belongs on the left-hand side, as in \\frac{\\partial C}{\\partial w^{(2)}_{01}}")
+        if op == "change":
+            self._bad(node, "a weight's change \\Delta w stands on the left-hand side")
         args = [self.eval(a, env) for a in node.args]
         if op == "neg":
             return -args[0]
@@ -192,6 +209,15 @@ class Evaluator:
                 raise ShapeError(f"{self.describe(node)}: diag needs a vector, and {self.describe(node.args[0])} is {size_text(s)}")
             entries = list(v.ravel()) if isinstance(v, np.ndarray) else list(v)
             return np.diag(np.array(entries, dtype=float)) if isinstance(v, np.ndarray) else sp.diag(*entries)
+        if op == "axis_sum":
+            v = args[0]
+            if not is_matrix(v):
+                raise ShapeError(f"{self.describe(node)}: np.sum over an axis needs a matrix")
+            if isinstance(v, np.ndarray):
+                return v.sum(axis=node.param, keepdims=True)
+            if node.param == 0:
+                return sp.Matrix(1, v.cols, lambda i, j: sp.Add(*[v[r, j] for r in range(v.rows)]))
+            return sp.Matrix(v.rows, 1, lambda i, j: sp.Add(*[v[i, c] for c in range(v.cols)]))
         if op == "entry":
             v = args[0]
             s = shape_of(v)

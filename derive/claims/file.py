@@ -8,7 +8,7 @@ line naming the key or the claim.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from derive.claims.check import Claim, ClaimVerdict, check_claim
@@ -16,6 +16,7 @@ from derive.claims.truth import Context
 from derive.errors import DeriveError, brief, shown
 from derive.files import exists, read_user_file  # a regular file only, read with a bound (st_size is 0 for devices)
 from derive.spec import MAX_EXAMPLES, Spec, builtin_names, load_spec, parse_sizes, validate
+from derive.tables.reading import READINGS, Reading, with_fields
 from derive.verdict import Verdict, exit_code
 
 if sys.version_info >= (3, 11):
@@ -26,7 +27,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_CLAIMS = 500
 MAX_PARAMS = 2_000  # claims build every matrix explicitly; larger specs are checked at reduced sizes
-TOP_KEYS = ("spec", "sizes", "examples", "layers", "description", "claim")
+TOP_KEYS = ("spec", "sizes", "examples", "layers", "notation", "description", "claim")
 CLAIM_KEYS = ("name", "lhs", "rhs", "latex", "example", "note")
 
 
@@ -66,8 +67,9 @@ def _bad(path, message: str):
     raise DeriveError(shown(f"{path}: {message}"))  # one line, whatever the file put in a key or a name
 
 
-def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
-    """(spec, layer style or '', claims, a note on reduced sizes) from a claims file; DeriveError naming what is wrong."""
+def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str, Reading | None]:
+    """(spec, layer style or '', claims, a note on reduced sizes, the notation or None) from a claims file;
+    DeriveError naming what is wrong."""
 
     path = Path(path)
     data = read_user_file(path, MAX_FILE_BYTES, "claims file")
@@ -89,6 +91,7 @@ def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
     layers = table.get("layers", "")
     if layers not in ("", "paren", "bare"):
         _bad(path, f"layers = {brief(layers)}: 'paren' (a^{{(l)}}_j) or 'bare' (Nielsen's a^l_j)")
+    reading = _notation_of(path, table, spec)
     raw = table.get("claim")
     if raw is None:
         _bad(path, "no claims: add [[claim]] tables with name, lhs and rhs (or latex)")
@@ -101,7 +104,45 @@ def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str]:
     claims, names = [], set()
     for i, c in enumerate(raw, 1):
         claims.append(_claim_of(path, i, c, names))
-    return spec, layers, claims, note
+    return spec, layers, claims, note, reading
+
+
+def _notation_of(path: Path, table: dict, spec: Spec) -> Reading | None:
+    """The notation the claims are read in: a built-in name or a TOML file of fields, and [notation]'s overrides."""
+    name = table.get("notation")
+    if name is None:
+        return None
+    if isinstance(name, dict):  # [notation] with base = "bishop" and the fields it changes
+        overrides = {k: v for k, v in name.items() if k != "base"}
+        name = name.get("base", spec.notation)
+        if name not in READINGS:
+            _bad(path, f"notation.base = {brief(name)}: one of {', '.join(READINGS)}")
+        base = READINGS[name]
+    elif isinstance(name, str) and name in READINGS:
+        base, overrides = READINGS[name], {}
+    elif isinstance(name, str) and name.endswith(".toml"):
+        own = read_user_file(path.parent / name, MAX_FILE_BYTES, "notation file")
+        try:
+            overrides = tomllib.loads(own.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            _bad(path, f"notation file {brief(name)}: malformed TOML ({str(exc).splitlines()[0] if str(exc) else exc})")
+        base_name = overrides.pop("base", "net222")
+        if base_name not in READINGS:
+            _bad(path, f"notation file {brief(name)}: base = {brief(base_name)}: one of {', '.join(READINGS)}")
+        base = READINGS[base_name]
+    else:
+        _bad(path, f"notation = {brief(name)}: one of {', '.join(READINGS)}, a notation file (name.toml), or a "
+                   "[notation] table of fields")
+    try:
+        reading = with_fields(base, overrides, "notation")
+    except ValueError as exc:
+        _bad(path, str(exc))
+    row = spec.convention == "row"
+    if reading.capitals and (reading.examples == "rows") != row:
+        _bad(path, f"notation runs a batch's examples along {reading.examples}, but the spec {spec.name} is "
+                   f"{'row' if row else 'column'}-major: choose a {'row' if reading.examples == 'rows' else 'column'}"
+                   "-major spec (convention = \"" + ("row" if reading.examples == "rows" else "column") + "\")")
+    return reading
 
 
 def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:
@@ -165,6 +206,8 @@ def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
 
 def check_file(path: str | Path) -> Report:
     """Read a claims file and check every claim in it."""
-    spec, layers, claims, note = load_claims(path)
-    ctx = Context(spec, layers or None)
+    spec, layers, claims, note, reading = load_claims(path)
+    if reading is not None and layers:
+        reading = replace(reading, layers=layers)
+    ctx = Context(spec, layers or None, reading)
     return Report(str(path), spec, note, [check_claim(ctx, c) for c in claims])

@@ -9,20 +9,28 @@ every notation; in a spec whose notation writes the layer bare (Nielsen's a^l_j)
 the layer too and a power is written on parentheses, (a^2_0)^2. Elsewhere ^2 is a power.
 ^T, ^{T}, ^\\top and ^{\\top} transpose; ^L (or ^{(L)}) is the output layer.
 Subscripts are indices: one character each (w_{01} is w_{0,1}), or separated by commas
-(w_{10,1}); letters are indices bound by \\sum_{j=0}^{1} with explicit bounds.
+(w_{10,1}); letters are indices bound by a \\sum, or left free (checked for every value).
+
+The names, the layer marks, the operators' meanings and which binds tighter come from
+the notation (derive.tables.reading): Bishop's a_j is a pre-activation, Ng's * is
+elementwise, Wikipedia's \\cdot binds tighter than its \\circ. Where the notation leaves
+a formula with two readings (an elementwise and a matrix product side by side with no
+rule between them, a letter two quantities share), the reader refuses it and names both.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
-from derive.claims.tree import (LATEX_HINTS, LATEX_NAMES, MAX_DEPTH, MAX_NODES, MAX_SUM_RANGE, ClaimError, Leaf, Node,
+from derive.claims.tree import (LATEX_HINTS, LATEX_NAMES, LAYERED, MAX_DEPTH, MAX_NODES, MAX_SUM_RANGE, ClaimError, Leaf, Node,
                                 Num, Op, Shape, check_exponent, check_layer, check_size, fold_power, number, precheck)
 from derive.tables.activations import ACTIVATIONS
+from derive.tables.reading import Reading
 
 # a function's name in a claim -> the activation it applies (None: the spec's own sigma), or diag
 _FUNCTIONS = ({"sigma": None} | {alias: name for name, act in ACTIVATIONS.items() for alias in (name, *act.claim_names)}
@@ -31,9 +39,36 @@ _LAYERED = {latex: kind for kind, latex in LATEX_NAMES.items()}  # \delta -> del
 
 
 @cache
-def parser() -> Lark:
+def parser(names: tuple[str, ...] = ()) -> Lark:
+    """The grammar, with a notation's names of more than one letter (net, dW) as single tokens."""
     grammar = resources.files("derive.claims").joinpath("latex.lark").read_text(encoding="utf-8")
+    words = " | ".join(f'"{n}"' for n in sorted(names, key=lambda n: (-len(n), n)))
+    grammar += f"\nNAME.3: {words}\n" if words else "\nNAME: /(?!)x/\n"
     return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True)
+
+
+def _words(reading: Reading) -> tuple[str, ...]:
+    """A notation's plain names of two letters or more, and its gradients' names (dW, dZ, ...)."""
+    plain = [n for n in reading.names() if len(n) > 1 and n.isalpha()]
+    if reading.gradient_prefix:
+        plain += [reading.gradient_prefix + n for n in reading.names() if n.isalpha()]
+    return tuple(sorted(set(plain)))
+
+
+# typography a source prints and a claim ignores: \boldsymbol{W} is W (\mathbf{1} stays the ones vector)
+_TYPOGRAPHY = re.compile(r"\\(?:boldsymbol|bm|mathbf|pmb|mathbfit|mathrm|vec)\s*(?:\{\s*(\\?[A-Za-z]+)\s*\}|(\\[A-Za-z]+))")
+
+
+def strip_typography(source: str) -> str:
+    """The source with bold and upright wrappers removed, spaces in their place so columns stay put."""
+    def keep(m: re.Match) -> str:
+        inner = m.group(1) or m.group(2)
+        if inner == "1" or (m.group(0).startswith("\\mathrm") and len(inner) > 1):
+            return m.group(0)
+        start = m.start(1) if m.group(1) else m.start(2)
+        lead = start - m.start()
+        return " " * lead + inner + " " * (len(m.group(0)) - lead - len(inner))
+    return _TYPOGRAPHY.sub(keep, source)
 
 
 def _span(t) -> tuple[int, int] | None:
@@ -52,30 +87,45 @@ def _bare_number(t) -> bool:
     return isinstance(t, Tree) and t.data == "number"
 
 
+class _Fn:
+    """A function's name as written (f, g^{[l]}, h', \\varphi'_j): it needs its argument next."""
+
+    def __init__(self, name: str, prime: bool, layer, t):
+        self.name, self.prime, self.layer, self.t = name, prime, layer, t
+
+
+_PRODUCT_OPS = {"*": "*", "\\cdot": r"\cdot", "\\times": r"\times", "\\odot": r"\odot", "\\circ": r"\circ"}
+
+
 class LatexReader:
     def __init__(self, source: str, shape: Shape):
-        self.source = source
+        self.original = source
+        self.source = strip_typography(source)
         self.shape = shape
-        self.bare = shape.style == "bare"
+        self.reading = shape.notation
+        self.bare = self.reading.layers == "bare"
+        self.names = self.reading.names()
+        self.fresh = 0
 
     def fail(self, t, message: str):
         raise ClaimError(message, _span(t))
 
     def snippet(self, t) -> str:
         s = _span(t)
-        return self.source[s[0]:s[1]] if s else ""
+        return self.original[s[0]:s[1]] if s else ""
 
     # -- parsing -----------------------------------------------------------------------
     def read(self) -> tuple[Node | None, Node]:
         """(the left-hand side, if the LaTeX is an equation; the right-hand side)."""
-        precheck(self.source, LATEX_HINTS)
+        precheck(self.original, LATEX_HINTS)
         try:
-            tree = parser().parse(self.source)
+            tree = parser(_words(self.reading)).parse(self.source)
         except UnexpectedCharacters as exc:
             pos = exc.pos_in_stream
-            rest = self.source[pos:]
+            rest = self.original[pos:]
             if rest.startswith("\\"):
-                word = "\\" + "".join(ch for ch in rest[1:].split(" ")[0] if ch.isalpha())[:20]
+                m = re.match(r"\\([A-Za-z]+|.)", rest)
+                word = m.group(0) if m else "\\"
                 raise ClaimError(f"unknown or misplaced '{word}'", (pos, pos + len(word))) from None
             raise ClaimError(f"unexpected '{rest[:1]}'", (pos, pos + 1)) from None
         except (UnexpectedToken, UnexpectedEOF) as exc:
@@ -93,8 +143,8 @@ class LatexReader:
         self._check_tree(tree)
         parts = [c for c in tree.children if not (isinstance(c, Token) and c.type == "EQUALS")]
         if len(parts) == 2:
-            return check_size(self.conv(parts[0])), check_size(self.conv(parts[1]))
-        return None, check_size(self.conv(parts[0]))
+            return check_size(self.node(parts[0])), check_size(self.node(parts[1]))
+        return None, check_size(self.node(parts[0]))
 
     def _check_tree(self, tree: Tree) -> None:
         stack, count = [(tree, 0)], 0
@@ -108,11 +158,19 @@ class LatexReader:
             if isinstance(t, Tree):
                 stack.extend((c, d + 1) for c in t.children)
 
+    def node(self, t) -> Node:
+        """conv, refusing a function's name that has no argument."""
+        out = self.conv(t)
+        if isinstance(out, _Fn):
+            self.fail(t, f"'{self.snippet(t)}' is the activation function; write it with its argument, "
+                         f"{out.name}(z) or {out.name}'(z)")
+        return out
+
     # -- the tree ------------------------------------------------------------------------
-    def conv(self, t) -> Node:
+    def conv(self, t):
         span = _span(t)
         data = t.data
-        kids = [c for c in t.children]
+        kids = list(t.children)
         if data == "number":
             return Num(self._number(kids[0]), span=span)
         if data == "letter":
@@ -121,25 +179,18 @@ class LatexReader:
             inner = kids[1] if data == "paren" else kids[0]
             return self.conv(inner)
         if data in ("add", "sub"):
-            return Op(data, (self.conv(kids[0]), self.conv(kids[1])), span=span)
+            return Op(data, (self.node(kids[0]), self.node(kids[1])), span=span)
         if data == "neg":
-            inner = self.conv(kids[0])
+            inner = self.node(kids[0])
             return Num(-inner.value, span=span) if isinstance(inner, Num) else Op("neg", (inner,), span=span)
         if data == "pos":
-            return self.conv(kids[0])
-        if data in ("dot", "had"):
-            return Op(data, (self.conv(kids[0]), self.conv(kids[2])), span=span)
+            return self.node(kids[0])
+        if data in ("binop", "div"):
+            return self.products(t)
         if data == "implicit":
-            last = kids[0]
-            while isinstance(last, Tree) and last.data == "implicit":
-                last = last.children[1]
-            if _bare_number(last) and _bare_number(kids[1]):  # "1\,000" and "2 3" show as one number, not a product
-                self.fail(t, f"'{self.snippet(t)}': two numbers side by side read as one number or as a product; "
-                             "write the digits together, or \\cdot between them for a product")
-            return Op("dot", (self.conv(kids[0]), self.conv(kids[1])), span=span)
-        if data in ("div", "frac"):
-            a, b = (kids[0], kids[1]) if data == "div" else (kids[1], kids[2])
-            return Op("div", (self.conv(a), self.conv(b)), span=span)
+            return self.implicit(t)
+        if data == "frac":
+            return Op("div", (self.node(kids[1]), self.node(kids[2])), span=span)
         if data == "frac_digits":  # \frac12
             tok = kids[1]
             a, b = (tok.start_pos, tok.start_pos + 1), (tok.start_pos + 1, tok.end_pos)
@@ -147,27 +198,33 @@ class LatexReader:
         if data == "func":
             return self.func(t, kids)
         if data == "partial":
-            return Op("partial", (self.conv(kids[1]),), span=span)
+            return Op("partial", (self.node(kids[1]),), span=span)
         if data == "nabla":
             return self.nabla(t, kids)
         if data == "hat":
-            if kids[1].value != "y":
-                self.fail(t, "\\hat{y} is the output; no other letter takes a hat")
-            return Leaf("a", self.shape.L, span=span)
-        if data == "sum":
+            name = f"\\hat{{{kids[-1].value}}}" if kids[0].value.endswith("hat") else f"\\mathcal{{{kids[-1].value}}}"
+            return self.named(Token("NAME", name, start_pos=span[0], end_pos=span[1]), [], t)
+        if data in ("sum", "sum_over", "sum_bare"):
             return self.sum(t, kids)
         if data == "ones":
             return Leaf("ones", None, span=span)
-        if data in ("subscript", "superscript"):
+        if data == "npcall":
+            return self.npcall(t, kids)
+        if data in ("subscript", "superscript", "primed"):
             scripts = []
             base = t
-            while isinstance(base, Tree) and base.data in ("subscript", "superscript"):
-                scripts.append((base.data, base.children[1]))
+            while isinstance(base, Tree) and base.data in ("subscript", "superscript", "primed"):
+                scripts.append((base.data, base.children[1] if base.data != "primed" else None))
                 base = base.children[0]
             scripts.reverse()
             if isinstance(base, Tree) and base.data == "letter":
                 return self.named(base.children[0], scripts, t)
-            return self.scripted(self.conv(base), scripts, t)
+            inner = self.conv(base)
+            if isinstance(inner, _Fn) and [k for k, _ in scripts] == ["primed"]:  # (f^l)': f' at layer l's z
+                return self.apply(_Fn(inner.name, True, inner.layer, t), None, t)
+            if isinstance(inner, _Fn):
+                self.fail(t, f"'{self.snippet(t)}': write the activation's derivative as f'(z) or (f^l)'")
+            return self.scripted(inner, scripts, t)
         self.fail(t, f"'{self.snippet(t)}' cannot stand here")  # pragma: no cover - the grammar makes no other trees
 
     def _number(self, tok: Token):
@@ -175,112 +232,328 @@ class LatexReader:
             self.fail(tok, f"{tok.value} is not a number")
         return number(tok.value, _span(tok))
 
+    # -- products: what each operator means in the notation, and which binds tighter ----------
+    def products(self, t) -> Node:
+        """A chain of \\cdot, \\odot, *, / ... at one level, grouped as the notation says, or refused."""
+        operands, ops = [], []
+        node = t
+        while isinstance(node, Tree) and node.data in ("binop", "div"):
+            if node.data == "binop":
+                ops.append(node.children[1])
+                operands.append(node.children[2])
+            else:
+                ops.append("/")
+                operands.append(node.children[1])
+            node = node.children[0]
+        operands.append(node)
+        operands.reverse()
+        ops.reverse()
+        meanings = []
+        for op in ops:
+            if op == "/":
+                meanings.append("div")
+                continue
+            written = _PRODUCT_OPS[op.value]
+            meaning = self.reading.meaning(written)
+            if meaning is None:
+                defined = ", ".join(f"{o} ({m})" for o, m in self.reading.operators if o != "juxtaposition")
+                self.fail(op, f"'{written}' has no meaning in this notation; it defines {defined}")
+            meanings.append("had" if meaning == "hadamard" else "dot")
+        kinds = {m for m in meanings if m != "div"}
+        tight = set()
+        if kinds == {"had", "dot"}:
+            tight = {i for i, op in enumerate(ops) if op != "/" and _PRODUCT_OPS[op.value] in self.reading.tighter}
+            tight_kinds = {meanings[i] for i in tight}
+            loose_kinds = {meanings[i] for i in range(len(ops)) if i not in tight and meanings[i] != "div"}
+            if not tight or tight_kinds & loose_kinds or len(tight_kinds) != 1:
+                self._ambiguous(t, operands, ops, meanings)
+        nodes = [self.node(o) for o in operands]
+        flags = [i in tight for i in range(len(ops))]
+        i = 0
+        while i < len(meanings):  # the tighter operators first, left to right
+            if flags[i]:
+                nodes[i:i + 2] = [Op(meanings[i], (nodes[i], nodes[i + 1]), span=_join(nodes[i], nodes[i + 1]))]
+                del meanings[i], flags[i]
+            else:
+                i += 1
+        out = nodes[0]
+        for meaning, nxt in zip(meanings, nodes[1:]):  # then the rest, left to right
+            out = Op(meaning, (out, nxt), span=_join(out, nxt))
+        return out
+
+    def _ambiguous(self, t, operands, ops, meanings):
+        i = next(k for k in range(1, len(meanings)) if {meanings[k - 1], meanings[k]} == {"had", "dot"}) \
+            if any({meanings[k - 1], meanings[k]} == {"had", "dot"} for k in range(1, len(meanings))) else 1
+        a, b, c = (self.snippet(operands[i - 1]), self.snippet(operands[i]), self.snippet(operands[i + 1]))
+        o1, o2 = (_PRODUCT_OPS.get(getattr(ops[i - 1], "value", "/"), "/"), _PRODUCT_OPS.get(getattr(ops[i], "value", "/"), "/"))
+        self.fail(t, f"'{self.snippet(t)}' has two readings: ({a} {o1} {b}) {o2} {c} or {a} {o1} ({b} {o2} {c}), and an "
+                     "elementwise and a matrix product do not associate; write the parentheses you mean "
+                     "(or give the notation's tighter = [...])")
+
+    def implicit(self, t) -> Node:
+        """Juxtaposition: a product (the tightest), a function applied to its argument, or Delta w."""
+        factors = []
+        node = t
+        while isinstance(node, Tree) and node.data == "implicit":
+            factors.append(node.children[1])
+            node = node.children[0]
+        factors.append(node)
+        factors.reverse()
+        for a, b in zip(factors, factors[1:]):
+            if _bare_number(a) and _bare_number(b):  # "1\,000" and "2 3" show as one number, not a product
+                self.fail(t, f"'{self.snippet(t)}': two numbers side by side read as one number or as a product; "
+                             "write the digits together, or \\cdot between them for a product")
+        out: list[Node] = []
+        i = 0
+        while i < len(factors):
+            f = self.conv(factors[i])
+            if isinstance(f, _Fn):
+                if i + 1 >= len(factors) or factors[i + 1].data != "paren":
+                    self.fail(factors[i], f"'{self.snippet(factors[i])}' is the activation function; write its "
+                                          "argument in parentheses right after it")
+                f = self.apply(f, self.node(factors[i + 1]), Tree("app", [factors[i], factors[i + 1]],
+                                                                   meta=_meta(factors[i], factors[i + 1])))
+                i += 1
+            elif isinstance(f, Leaf) and f.kind == "Delta":
+                if i + 1 >= len(factors):
+                    self.fail(factors[i], "\\Delta names a weight's change: \\Delta w_{ji}")
+                w = self.node(factors[i + 1])
+                if not (isinstance(w, Leaf) and w.kind in ("w", "W", "b")):
+                    self.fail(factors[i + 1], "\\Delta names a weight's change: \\Delta w_{ji}")
+                f = Op("change", (w,), f.example, span=_join(f, w))
+                i += 1
+            out.append(f)
+            i += 1
+        node_out = out[0]
+        for nxt in out[1:]:
+            node_out = Op("dot", (node_out, nxt), span=_join(node_out, nxt))
+        return node_out
+
     # -- names, scripts ----------------------------------------------------------------------
-    def named(self, tok: Token, scripts, whole) -> Node:
+    def _kind_of(self, name: str, tok) -> tuple[str, str | None]:
+        """(quantity, gradient scale or None) of a written name, or a ClaimError naming what it could be."""
+        r = self.reading
+        if name in r.functions or (name == "\\sigma"):
+            return "fn", None
+        kind = self.names.get(name)
+        if kind is None and r.gradient_prefix and name.startswith(r.gradient_prefix) and len(name) > 1:
+            inner = self.names.get(name[len(r.gradient_prefix):])
+            if inner in ("z", "a", "w", "W", "b", "x", "output"):
+                scale = "batch" if inner in ("w", "W", "b") else r.gradient_scale
+                return "grad:" + inner, scale
+        if kind is None and name == "\\Delta":
+            return "Delta", None
+        if kind is None and name in r.examples_count:
+            return "count", None
+        if kind is None and "a" in r.activation and name in ("A", "D") and not r.capitals:
+            return name, None
+        if kind is None:
+            known = ", ".join(sorted(self.names)) + (", A, D" if "a" in r.activation and not r.capitals else "")
+            self.fail(tok, f"unknown symbol '{name}'; this notation's names are {known}, "
+                           f"{', '.join(r.functions)} (the activation), \\nabla, \\frac{{\\partial ...}}{{\\partial ...}}")
+        if kind.startswith("ambiguous:"):
+            readings = kind.split(":")[1].split(",")
+            self.fail(tok, f"'{name}' has two readings in this notation: " + " or ".join(_WHAT[q] for q in readings)
+                      + "; set the one you mean in the claims file's [notation] table (for example "
+                      + " / ".join(f'{_FIELD_OF[q]} = ["{name}"]' for q in readings) + ")")
+        return kind, None
+
+    def named(self, tok: Token, scripts, whole):
         span = _span(whole)
         name = tok.value
+        kind, scale = self._kind_of(name, tok)
         subs = [s for k, s in scripts if k == "subscript"]
         sups = [s for k, s in scripts if k == "superscript"]
+        primes = sum(k == "primed" for k, _ in scripts)
         if len(subs) > 1:
             self.fail(whole, "double subscript: write the indices together, w_{01} or w_{0,1}")
         if len(sups) > 1:
             self.fail(whole, "double superscript: put the name in parentheses first, (a_0^{(2)})^2")
         sub = subs[0] if subs else None
         sup = sups[0] if sups else None
-        if name in _LAYERED:
-            kind = _LAYERED[name]
-            layer, transpose, power = None, False, None
+        if kind == "fn":
+            layer, prime = None, primes > 0
             if sup is not None:
-                layer, transpose, power = self._layered_sup(sup, kind)
-            if layer is None:
+                layer, transpose, power, p2 = self._layered_sup(sup, "a")
+                if transpose or power is not None:
+                    self.fail(sup, f"'{self.snippet(whole)}': a function's superscript is its layer or a prime")
+                prime = prime or p2
+            return _Fn(name, prime, layer, whole)
+        if primes:
+            self.fail(whole, f"'{self.snippet(whole)}': a prime belongs on the activation function, f'(z)")
+        if kind == "count":
+            if sub is not None or sup is not None:
+                self.fail(whole, f"{name} is the number of examples; it takes no index")
+            return Leaf("count", None, span=span)
+        if kind == "Delta":
+            example = None
+            if sub is not None:
+                example = self._example_only(sub)
+            return Leaf("Delta", None, example=example, span=span)
+        grad = kind.startswith("grad:")
+        base = kind.split(":")[1] if grad else kind
+        if base == "x":
+            base_kind, fixed = "a", 0
+        elif base == "output":
+            base_kind, fixed = "a", self.shape.L
+        else:
+            base_kind, fixed = base, None
+        layered = base_kind in LAYERED or base_kind in ("w", "W")
+        layer, transpose, power = fixed, False, None
+        if sup is not None:
+            if layered and fixed is None:
+                layer, transpose, power, prime = self._layered_sup(sup, base_kind)
+                if prime:
+                    self.fail(sup, f"'{self.snippet(whole)}': a prime belongs on the activation function")
+            else:
+                transpose, power = self._plain_sup(sup)
+        index, example = None, None
+        if sub is not None:
+            if base_kind in ("W", "A", "D"):
+                self.fail(sub, f"{name} is a whole matrix; one weight is w^{{(l)}}_{{jk}}, one activation a^{{(l)}}_j")
+            index = self._index(sub)
+            index, example = self._split_example(index, base_kind)
+        implied = False
+        if layered and layer is None:
+            if self.reading.unmarked == "implied" and power is None:
+                layer, implied = self._implied_layer(base_kind, index, whole), True
+            else:
                 shown = self.snippet(whole)
-                if power is not None and not self.bare:
-                    written = "\\delta" if kind == "delta" else name
+                if power is not None and self.reading.layers != "bare":
+                    written = "\\delta" if base_kind == "delta" else name
                     self.fail(whole, f"'{shown}': in this notation the layer is written in parentheses, as in "
                                      f"{written}^{{(2)}}; a bare superscript is a power "
                                      "(for Nielsen's a^l_j set layers = \"bare\" in the claims file)")
                 self.fail(whole, f"'{shown}' needs a layer, as in {name}^{{(2)}}" if not self.bare
                           else f"'{shown}' needs a layer, as in {name}^2")
-            check_layer(kind, layer, self.shape, span)
-            index = None
-            if sub is not None:
-                if kind in ("W", "A", "D"):
-                    self.fail(sub, f"{name} is a whole matrix; one weight is w^{{(l)}}_{{jk}}, one activation a^{{(l)}}_j")
-                index = self._index(sub)
-                want = 2 if kind == "w" else 1
-                if len(index) != want:
-                    self.fail(sub, f"{name} takes {want} ind{'ices' if want == 2 else 'ex'}, not {len(index)}"
-                              + (" (write w_{jk} or w_{j,k})" if kind == "w" else ""))
-            node: Node = Leaf(kind, layer, index, span=span)
-        elif name in ("x", "y", "T"):
-            index = None
-            if sub is not None:
-                index = self._index(sub)
-                if len(index) != 1:
-                    self.fail(sub, f"{name} takes one index")
-            kind, layer = ("a", 0) if name == "x" else ("y", None)
-            node = Leaf(kind, layer, index, alias=name, span=span)
-            transpose, power = False, None
-            if sup is not None:
-                transpose, power = self._plain_sup(sup)
-        elif name == "C":
-            if sub is not None:
-                self.fail(sub, "C takes no index")
-            node = Leaf("C", None, span=span)
-            transpose, power = False, None
-            if sup is not None:
-                transpose, power = self._plain_sup(sup)
-        elif name == "L":
-            self.fail(whole, "L is the number of the output layer; it stands in a superscript, as in \\delta^L")
-        else:
-            self.fail(tok, f"unknown symbol '{name}'; the vocabulary is a z w b W A D \\delta x y T C, "
-                           "\\sigma, \\sigma', \\nabla_a C, \\operatorname{diag}")
+        if isinstance(layer, int) and base_kind in LAYERED:
+            check_layer(base_kind, layer, self.shape, span)
+        if index is not None and base_kind in ("w", "a", "z", "delta", "b", "y"):
+            want = 2 if base_kind == "w" else 1
+            if len(index) != want:
+                self.fail(sub, f"{name} takes {want} ind{'ices' if want == 2 else 'ex'}, not {len(index)}"
+                          + (" (write w_{jk} or w_{j,k})" if base_kind == "w" else ""))
+            if base_kind == "w" and implied and self.reading.weight_order == "from-to":
+                index = (index[1], index[0])
+        if base_kind == "C" and index is not None:
+            self.fail(sub, f"{name} takes no index" + (f" (an example's cost is {name}_{self.reading.example_letter[0]})"
+                                                       if self.reading.example_letter else ""))
+        if base_kind == "rate" and (index is not None or layer is not None):
+            self.fail(whole, f"{name} is the learning rate; it takes no index")
+        alias = name if base in ("x", "y") else None
+        node: Node = Leaf(base_kind, layer if layered or fixed is not None else None, index, alias=alias,
+                          example=example, span=span)
+        if base_kind == "delta" and self.reading.delta_sign == -1:
+            node = Op("neg", (node,), span=span)
+        if grad:
+            node = Op("grad", (node,), scale, span=span)
         if power is not None:
             node = Op("pow", (node,), power, span=span)
         if transpose:
             node = Op("T", (node,), span=span)
         return node
 
+    def _example_only(self, sub):
+        index = self._index(sub)
+        if len(index) == 1 and isinstance(index[0], tuple) and index[0][0] in self.reading.example_letter:
+            return index[0][0]
+        self.fail(sub, "\\Delta's subscript names the example: \\Delta_p w_{ji}")
+
+    def _split_example(self, index, kind):
+        """The example letter (RHW's p in o_{pj}, Bishop's n in E_n) taken off the front of the indices."""
+        letters = self.reading.example_letter
+        if index and letters and isinstance(index[0], tuple) and index[0][0] in letters and index[0][1] == 0 \
+                and kind in ("a", "z", "delta", "y", "C"):
+            return (tuple(index[1:]) or None), index[0][0]
+        return index, None
+
+    def _implied_layer(self, kind, index, whole):
+        """The layer of a name written without one: a variable the index letter carries (unit j's layer)."""
+        if not index:
+            if kind in ("W", "b"):
+                self.fail(whole, f"'{self.snippet(whole)}' needs a layer")
+            self.fresh += 1
+            return (f"#{self.fresh}", 0)
+        lead = index[0]
+        if isinstance(lead, tuple):
+            letter = lead[0]
+            if kind == "w" and self.reading.weight_order == "from-to" and len(index) == 2 and isinstance(index[1], tuple):
+                letter = index[1][0]
+            return (f"#{letter}", 0)
+        self.fresh += 1
+        return (f"#{self.fresh}", 0)
+
     def _layered_sup(self, sup, kind):
-        """(layer, transpose, power) from the superscript on a name that has a layer."""
+        """(layer, transpose, power, prime) from the superscript on a name that has a layer."""
         data = sup.data
         if data == "top":
-            return None, True, None
+            return None, True, None, False
+        if data == "script_prime":
+            return None, False, None, True
+        if data in ("layer_top", "layer_prime"):
+            layer = self._layer_expr(sup.children[0])
+            if layer is None:
+                self.fail(sup, f"'{self.snippet(sup)}' is not a layer")
+            return layer, data == "layer_top", None, data == "layer_prime"
         if data == "letter":
             v = sup.children[0].value
             if v == "T":
-                return None, True, None
+                return None, True, None, False
             if v == "L":
-                return self.shape.L, False, None
+                return self.shape.L, False, None, False
+            if self.bare and len(v) == 1:
+                return (v, 0), False, None, False
             self.fail(sup, f"superscript {v}: only T (transpose), L (the output layer) or a number stand there")
         if data == "number":
             n = int(sup.children[0].value)
-            return (n, False, None) if self.bare else (None, False, n)
+            return (n, False, None, False) if self.bare else (None, False, n, False)
         items = [c for c in sup.children]
         if len(items) != 1:
             self.fail(sup, "a superscript holds one thing")
         e = items[0]
         if e.data == "paren":
-            layer = self._int(e.children[1], allow_L=True)
+            layer = self._layer_expr(e.children[1])
             if layer is None:
                 self.fail(e, f"'{self.snippet(e)}' is not a layer number")
-            return layer, False, None
+            return layer, False, None, False
+        if e.data == "primed" and e.children[0].data == "paren":
+            layer = self._layer_expr(e.children[0].children[1])
+            if layer is None:
+                self.fail(e, f"'{self.snippet(e)}' is not a layer number")
+            return layer, False, None, True
         if e.data == "implicit" and e.children[0].data == "paren" and e.children[1].data == "letter" \
                 and e.children[1].children[0].value == "T":
-            layer = self._int(e.children[0].children[1], allow_L=True)
+            layer = self._layer_expr(e.children[0].children[1])
             if layer is None:
                 self.fail(e, f"'{self.snippet(e)}' is not a layer number")
-            return layer, True, None
+            return layer, True, None, False
         if e.data == "letter" and e.children[0].value == "T":
-            return None, True, None
+            return None, True, None, False
         if self.bare:
-            layer = self._int(e, allow_L=True)
+            layer = self._layer_expr(e)
             if layer is not None:
-                return layer, False, None
+                return layer, False, None, False
         power = self._int(e, allow_L=False)
         if power is None:
             self.fail(sup, f"superscript '{self.snippet(sup)}' is neither a layer, a transpose nor a whole-number power")
-        return None, False, check_exponent(power, _span(sup))
+        return None, False, check_exponent(power, _span(sup)), False
+
+    def _layer_expr(self, t):
+        """A layer: a number, L, or a letter plus or minus a number (a layer the claim leaves free)."""
+        value = self._int(t, allow_L=True)
+        if value is not None:
+            return value
+        if isinstance(t, Tree) and t.data in ("paren", "group", "scriptgroup") and len(t.children) in (1, 3):
+            return self._layer_expr(t.children[1] if t.data == "paren" else t.children[0])
+        if isinstance(t, Tree) and t.data == "letter" and t.children[0].type == "LETTER" \
+                and t.children[0].value not in ("T", "L"):
+            return (t.children[0].value, 0)
+        if isinstance(t, Tree) and t.data in ("add", "sub") and t.children[0].data == "letter":
+            var = self._layer_expr(t.children[0])
+            off = self._int(t.children[1], allow_L=False)
+            if isinstance(var, tuple) and off is not None:
+                return (var[0], off if t.data == "add" else -off)
+        return None
 
     def _plain_sup(self, sup):
         """(transpose, power) from the superscript on something without a layer."""
@@ -292,6 +565,8 @@ class LatexReader:
                 return True, None
             if e.data == "paren":
                 self.fail(sup, f"'{self.snippet(sup)}': a layer in parentheses on something that has no layer")
+        if sup.data in ("layer_top", "layer_prime", "script_prime"):
+            self.fail(sup, f"'{self.snippet(sup)}': a layer or a prime on something that has no layer")
         power = self._int(sup, allow_L=False)
         if power is None:
             self.fail(sup, f"superscript '{self.snippet(sup)}' is neither a transpose nor a whole-number power")
@@ -302,6 +577,8 @@ class LatexReader:
         for kind, s in scripts:
             if kind == "subscript":
                 self.fail(s, "a subscript indexes a named quantity (a_0, w_{01}); it cannot stand here")
+            if kind == "primed":
+                self.fail(whole, f"'{self.snippet(whole)}': a prime belongs on the activation function, f'(z)")
             transpose, power = self._plain_sup(s)
             span = (_span(whole)[0], _span(s)[1])
             if transpose:
@@ -349,9 +626,11 @@ class LatexReader:
         if d == "number":
             return (int(sub.children[0].value),)
         if d == "letter":
+            if len(sub.children[0].value) > 1:
+                return tuple((ch, 0) for ch in sub.children[0].value)
             return ((sub.children[0].value, 0),)
         if d != "scriptgroup":
-            self.fail(sub, "an index is a number or a letter bound by \\sum")
+            self.fail(sub, "an index is a number or a letter")
         items = list(sub.children)
         if len(items) == 1:
             parts = self._chain(items[0])
@@ -363,13 +642,14 @@ class LatexReader:
                             self.fail(p, "an index is a whole number")
                         out.extend(int(ch) for ch in p.children[0].value)
                     else:
-                        out.append((p.children[0].value, 0))
+                        out.extend((ch, 0) for ch in p.children[0].value)
                 return tuple(out)
         return tuple(self._index_item(e) for e in items)
 
     def _chain(self, t):
         """w_{j0}: letters and digit strings side by side, each character one index."""
-        if t.data in ("number", "letter"):
+        if t.data == "number" or (t.data == "letter" and t.children[0].type in ("LETTER", "NAME")
+                                  and t.children[0].value.isalpha()):
             return [t]
         if t.data == "implicit":
             left = self._chain(t.children[0])
@@ -382,14 +662,14 @@ class LatexReader:
             if "." in e.children[0].value:
                 self.fail(e, "an index is a whole number")
             return int(number(e.children[0].value, _span(e)))
-        if e.data == "letter":
+        if e.data == "letter" and len(e.children[0].value) == 1:
             return (e.children[0].value, 0)
         if e.data in ("add", "sub") and e.children[0].data == "letter" and e.children[1].data == "number":
             off = int(number(e.children[1].children[0].value, _span(e)))
             return (e.children[0].children[0].value, off if e.data == "add" else -off)
         self.fail(e, f"'{self.snippet(e)}' is not an index (a number, a letter, or a letter plus a number)")
 
-    # -- functions, \nabla, \sum ----------------------------------------------------------
+    # -- functions, \nabla, \sum, NumPy's calls -----------------------------------------------
     def func(self, t, kids) -> Node:
         tok = kids[0]
         raw = tok.value
@@ -402,7 +682,7 @@ class LatexReader:
                            "\\operatorname{ReLU}, \\operatorname{softplus}, ...")
         prime = any(isinstance(k, Tree) and k.data == "prime" for k in kids)
         arg = next(k for k in kids if isinstance(k, Tree) and k.data != "prime")
-        inner = self.conv(arg)
+        inner = self.node(arg)
         name = _FUNCTIONS[word]
         if name == "diag":
             if prime:
@@ -410,33 +690,106 @@ class LatexReader:
             return Op("diag", (inner,), span=_span(t))
         return Op("sigma_prime" if prime else "sigma", (inner,), name, span=_span(t))
 
-    def nabla(self, t, kids) -> Node:
-        script, letter = kids[1], kids[2]
-        ok_sub = (script.data == "letter" and script.children[0].value == "a") or (
-            script.data == "scriptgroup" and len(script.children) == 1 and self._is_output_a(script.children[0]))
-        if not ok_sub or letter.value != "C":
-            self.fail(t, "\\nabla_a C is the gradient of the cost with respect to the outputs; no other \\nabla is known")
-        return Leaf("g", None, span=_span(t))
+    def apply(self, fn: _Fn, arg: Node | None, t) -> Node:
+        """The notation's activation letter applied: f(z), f'(z), g^{[l]\\prime}(Z), (f^l)' (at layer l's z)."""
+        if arg is None:
+            if fn.layer is None:
+                self.fail(t, f"'{self.snippet(t)}' needs its layer, (f^l)', or an argument, f'(z^l)")
+            arg = Leaf("z", fn.layer, span=_span(t))
+        return Op("sigma_prime" if fn.prime else "sigma", (arg,), None, span=_span(t))
 
-    def _is_output_a(self, e) -> bool:
-        if e.data == "letter":
-            return e.children[0].value == "a"
-        if e.data == "superscript" and e.children[0].data == "letter" and e.children[0].children[0].value == "a":
-            node = self.named(e.children[0].children[0], [("superscript", e.children[1])], e)
-            return isinstance(node, Leaf) and node.layer == self.shape.L
-        return False
+    def nabla(self, t, kids) -> Node:
+        script, of = kids[1], self.node(kids[2])
+        if not (isinstance(of, Leaf) and of.kind == "C"):
+            self.fail(t, "\\nabla_x C is the gradient of the cost; it takes the cost after the subscript")
+        if script.data == "letter" and script.children[0].value == "a" and "a" in self.reading.activation:
+            return Leaf("g", None, span=_span(t))  # \nabla_a C: the outputs' gradient
+        inner = script.children[0] if script.data == "scriptgroup" and len(script.children) == 1 else script
+        x = self.node(inner)
+        if isinstance(x, Leaf) and x.kind == "a" and x.layer == self.shape.L and x.index is None \
+                and "a" in self.reading.activation and self.reading.layers != "implied":
+            return Leaf("g", None, span=_span(t))
+        if not (isinstance(x, Leaf) and x.kind in ("a", "z", "w", "W", "b") and x.index is None):
+            self.fail(t, "\\nabla_{x} C takes a whole vector or matrix of the network after the \\nabla: "
+                         "\\nabla_a C, \\nabla_{W^{(k)}} J, \\nabla_{h^{(k)}} J")
+        return Op("grad", (x,), "batch", span=_span(t))
 
     def sum(self, t, kids) -> Node:
-        var = kids[1].value
-        lo = self._int(kids[2], allow_L=True)
-        hi = self._int(kids[3], allow_L=True)
-        if lo is None or hi is None:
-            self.fail(t, "a \\sum needs explicit whole-number bounds, as in \\sum_{j=0}^{1}")
-        if hi < lo:
-            self.fail(t, f"\\sum from {lo} to {hi} has no terms")
-        if hi - lo + 1 > MAX_SUM_RANGE:
-            self.fail(t, f"\\sum of {hi - lo + 1} terms; at most {MAX_SUM_RANGE}")
-        return Op("sum", (self.conv(kids[4]),), (var, lo, hi), span=_span(t))
+        if t.data == "sum":
+            var = kids[1].value
+            lo = self._int(kids[2], allow_L=True)
+            hi = self._int(kids[3], allow_L=True)
+            if lo is None:
+                self.fail(t, "a \\sum needs a whole-number lower bound, as in \\sum_{j=0}^{1}")
+            if hi is None:
+                if kids[3].data == "letter" and kids[3].children[0].value not in ("L", "T"):
+                    return Op("sum", (self.node(kids[4]),), (var, lo, None), span=_span(t))
+                self.fail(t, "a \\sum needs explicit whole-number bounds, as in \\sum_{j=0}^{1}")
+            if hi < lo:
+                self.fail(t, f"\\sum from {lo} to {hi} has no terms")
+            if hi - lo + 1 > MAX_SUM_RANGE:
+                self.fail(t, f"\\sum of {hi - lo + 1} terms; at most {MAX_SUM_RANGE}")
+            return Op("sum", (self.node(kids[4]),), (var, lo, hi), span=_span(t))
+        if t.data == "sum_over":
+            script = kids[1]
+            inner = script.children[0] if script.data == "scriptgroup" and len(script.children) == 1 else script
+            if not (isinstance(inner, Tree) and inner.data == "letter" and len(inner.children[0].value) == 1):
+                self.fail(t, "a \\sum runs over one index letter, \\sum_k, or between bounds, \\sum_{k=0}^{1}")
+            return Op("sum", (self.node(kids[2]),), (inner.children[0].value, None, None), span=_span(t))
+        return Op("sum", (self.node(kids[1]),), (None, None, None), span=_span(t))
+
+    def npcall(self, t, kids) -> Node:
+        """NumPy's calls as Ng and CS231n write them in formulas: np.sum(X, axis=1, keepdims=True), np.dot, ..."""
+        fn = kids[0].value.split(".")[1]
+        args = [k for k in kids[1:] if isinstance(k, Tree) and k.data != "kwarg"]
+        kw = {k.children[0].value: k.children[1].value for k in kids[1:] if isinstance(k, Tree) and k.data == "kwarg"}
+        want = {"sum": 1, "transpose": 1, "dot": 2, "multiply": 2, "divide": 2, "power": 2}[fn]
+        if len(args) != want:
+            self.fail(t, f"np.{fn} takes {want} argument{'s' if want > 1 else ''} here")
+        if fn != "sum" and kw:
+            self.fail(t, f"np.{fn} takes no keyword arguments here")
+        span = _span(t)
+        if fn == "sum":
+            axis, keep = kw.get("axis"), kw.get("keepdims", "False")
+            if axis not in ("0", "1"):
+                self.fail(t, "np.sum reads with axis=0 (down the columns) or axis=1 (along the rows)")
+            if keep != "True" and axis == "1":
+                self.fail(t, "np.sum(..., axis=1) without keepdims=True is a 1-D array, which NumPy lines up as a "
+                             "row: write keepdims=True")
+            return Op("axis_sum", (self.node(args[0]),), int(axis), span=span)
+        if fn == "transpose":
+            return Op("T", (self.node(args[0]),), span=span)
+        a = self.node(args[0])
+        if fn == "power":
+            n = self._int(args[1], allow_L=False)
+            if n is None:
+                self.fail(args[1], "np.power takes a whole-number exponent here")
+            return Op("epow", (a,), check_exponent(n, _span(args[1])), span=span)
+        op = {"dot": "dot", "multiply": "had", "divide": "div"}[fn]
+        return Op(op, (a, self.node(args[1])), span=span)
+
+
+_WHAT = {"z": "the pre-activation", "a": "the activation", "w": "a weight", "W": "a weight matrix", "b": "the bias",
+         "x": "the input", "y": "the target", "output": "the network's output", "C": "the cost",
+         "rate": "the learning rate", "delta": "the error delta"}
+_FIELD_OF = {"z": "preactivation", "a": "activation", "w": "weight", "W": "weight", "b": "bias", "x": "input",
+             "y": "target", "output": "output", "C": "cost", "rate": "rate", "delta": "error"}
+
+
+def _join(a: Node, b: Node):
+    if a.span is None or b.span is None:
+        return a.span or b.span
+    return (min(a.span[0], b.span[0]), max(a.span[1], b.span[1]))
+
+
+class _Meta:
+    def __init__(self, start: int, end: int):
+        self.start_pos, self.end_pos, self.empty = start, end, False
+
+
+def _meta(a, b):
+    sa, sb = _span(a), _span(b)
+    return _Meta(sa[0], sb[1])
 
 
 def read_latex(source: str, shape: Shape) -> tuple[Node | None, Node]:

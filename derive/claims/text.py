@@ -263,13 +263,20 @@ class Lhs:
 
     kind "w": dC/dw{l}[j,k] (index) or the n_l x n_{l-1} matrix dC/dw{l}; "W": dC/dW{l} in
     W's own layout; "b": dC/db{l}[j] or the vector in b's layout; "delta": delta{l}[j] or
-    the vector (one column per example).
+    the vector (one column per example); "z", "a": dC/dz{l}, dC/da{l} (a source's dZ, dA),
+    of the whole cost (scale "batch") or of each example's own (scale "example").
+    factor: what the derivative is multiplied by (-1 for RHW's delta, -eta for a weight's
+    change); example_cost: the cost is one example's own (Bishop's E_n), not C.
     """
 
     kind: str
     layer: int
     index: tuple[int, ...] | None = None
     transposed: bool = False
+    scale: str = "batch"
+    factor: object = 1
+    example_cost: bool = False
+    rows: bool = False  # the notation runs a batch's examples along rows (CS231n): z, a, delta transposed
 
     def text(self) -> str:
         if self.kind == "delta":
@@ -278,7 +285,12 @@ class Lhs:
             body = f"dC/d{self.kind}{self.layer}"
         if self.index is not None:
             body += f"[{','.join(map(str, self.index))}]"
-        return f"({body}).T" if self.transposed else body
+        body = f"({body}).T" if self.transposed else body
+        if self.factor == -1:
+            return f"-{body}"
+        if self.factor != 1:
+            return f"{self.factor}*{body}"
+        return body
 
 
 _LHS_FORMS = "dC/dw2[j,k], dC/db2[j], dC/dW2, dC/dw2, dC/db2, delta2, delta2[j] or (dC/dW2).T"
@@ -326,24 +338,51 @@ def read_lhs(source: str, shape: Shape) -> Lhs:
 
 
 def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
-    """A left-hand side read from LaTeX: \\frac{\\partial C}{\\partial w^{(2)}_{01}}, \\delta^{(2)}, ..."""
-    transposed = False
-    if isinstance(node, Op) and node.op == "T":
-        transposed, node = True, node.args[0]
+    """A left-hand side read from LaTeX: \\frac{\\partial C}{\\partial w^{(2)}_{01}}, \\delta^{(2)}, dW^{[l]}, ..."""
+    import sympy as sp
+
+    reading = shape.notation
+    rows = reading.examples == "rows"
+    transposed, factor = False, sp.Integer(1)
+    while isinstance(node, Op) and node.op in ("T", "neg"):
+        if node.op == "T":
+            transposed = not transposed
+        else:
+            factor = -factor
+        node = node.args[0]
     if isinstance(node, Leaf) and node.kind == "delta":
-        return Lhs("delta", node.layer, _plain(node), transposed)
+        return Lhs("delta", node.layer, _plain(node), transposed, "example", factor, rows=rows)
+    if isinstance(node, Op) and node.op == "grad" and isinstance(node.args[0], Leaf):
+        x = node.args[0]
+        return _gradient_lhs(x, transposed, node.param, factor, False, rows, node)
+    if isinstance(node, Op) and node.op == "change" and isinstance(node.args[0], Leaf):
+        if not reading.rate:
+            raise ClaimError("this notation has no learning rate; a weight's change needs one (rate = [\"\\\\eta\"])",
+                             node.span)
+        x = node.args[0]
+        return _gradient_lhs(x, transposed, "batch", -factor * sp.Symbol("eta", positive=True), node.param is not None,
+                             rows, node)
     if (isinstance(node, Op) and node.op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args)
             and isinstance(node.args[0].args[0], Leaf) and node.args[0].args[0].kind == "C"):
         x = node.args[1].args[0]
-        if isinstance(x, Leaf) and x.kind in ("w", "W", "b"):
+        per_example = node.args[0].args[0].example is not None
+        if isinstance(x, Leaf) and x.kind in ("w", "W", "b", "z", "a"):
             if x.kind == "W" and x.index is not None:
                 raise ClaimError("one partial is \\partial w^{(l)}_{jk}", x.span)
-            lhs = Lhs(x.kind, x.layer, _plain(x), transposed)
-            if lhs.index is not None and transposed:
-                raise ClaimError("a single partial has no transpose", node.span)
-            return lhs
-    raise ClaimError("the left-hand side must be \\frac{\\partial C}{\\partial w^{(l)}_{jk}} (or b, or a whole w or W) "
-                     "or \\delta^{(l)}, \\delta^{(l)}_j", node.span)
+            return _gradient_lhs(x, transposed, "batch", factor, per_example, rows, node)
+    raise ClaimError("the left-hand side must be \\frac{\\partial C}{\\partial w^{(l)}_{jk}} (or b, z, a, or a whole "
+                     "w or W) or \\delta^{(l)}, \\delta^{(l)}_j, or the notation's gradient name (dW)", node.span)
+
+
+def _gradient_lhs(x: Leaf, transposed: bool, scale: str, factor, per_example: bool, rows: bool, node) -> Lhs:
+    if x.kind not in ("w", "W", "b", "z", "a") or x.layer is None:
+        raise ClaimError("a gradient on the left is of a weight, a bias, a pre-activation or an activation", node.span)
+    if x.kind == "a" and x.layer == 0:
+        raise ClaimError("the inputs are not derived here: the left-hand side is of a layer 1 to L", node.span)
+    lhs = Lhs(x.kind, x.layer, _plain(x), transposed, scale, factor, per_example, rows and x.kind in ("z", "a"))
+    if lhs.index is not None and transposed:
+        raise ClaimError("a single partial has no transpose", node.span)
+    return lhs
 
 
 def _plain(leaf: Leaf):

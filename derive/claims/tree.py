@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 
 from derive.tables.layers import DENSE
+from derive.tables.reading import Reading
 
 # -- limits: checked before and during parsing, so hostile input fails fast ----------
 MAX_CLAIM_CHARS = 10_000  # characters in one right-hand side
@@ -121,6 +122,11 @@ class Shape:
     L: int
     activations: tuple[str, ...]  # layer 1..L
     style: str = "paren"  # how LaTeX writes a layer: "paren" a^{(l)}_j, "bare" a^l_j
+    reading: Reading | None = None  # the notation claims are read in (None: the project's own, in `style`)
+
+    @property
+    def notation(self) -> Reading:
+        return self.reading if self.reading is not None else Reading(layers=self.style)
 
 
 def check_layer(kind: str, layer: int, shape: Shape, span) -> int:
@@ -156,21 +162,26 @@ Index = tuple
 class Leaf(Node):
     """A named quantity of the network: a scalar when `index` is given, else a vector or matrix.
 
-    kind: w W b a A z delta y D g C ones; layer: None for y, g and C; alias: the word the
-    claim used where two name the same thing (x for a0, T or y for the targets).
+    kind: w W b a A z delta y D g C ones rate; layer: None for y, g, C and rate, a number, or
+    (variable, offset) for a layer a claim leaves free (Ng's [l-1], Bishop's unit j); alias:
+    the word the claim used where two name the same thing (x for a0, T or y for the targets);
+    example: the index variable that names the example (RHW's p in o_{pj}), or None.
     """
 
     kind: str
-    layer: int | None
+    layer: int | tuple | None
     index: Index | None = None
     alias: str | None = field(default=None, compare=False)
+    example: str | int | None = None
 
 
 @dataclass(frozen=True)
 class Op(Node):
     """op: add sub neg mul (NumPy '*') dot (a LaTeX product) matmul had div pow epow T diag
-    sigma sigma_prime entry sum partial; param: the exponent, the activation's name, the
-    entry's index or a sum's (variable, low, high)."""
+    sigma sigma_prime entry sum partial grad change axis_sum mask; param: the exponent, the
+    activation's name, the entry's index, a sum's (variable, low, high) (None where the claim
+    leaves the range to the index), grad's scale ("example" or "batch"), change's example
+    variable, axis_sum's axis."""
 
     op: str
     args: tuple[Node, ...]

@@ -27,6 +27,9 @@ from derive.network import Network
 from derive.proofs.identity import is_identity, relations
 from derive.spec import Spec, load_spec
 from derive.tables.notations import PROFILES
+from derive.tables.reading import Reading
+
+ETA = sp.Symbol("eta", positive=True)  # a learning rate a claim names (a weight's change is -eta dC/dw)
 
 
 class Undefined(ArithmeticError):
@@ -46,7 +49,7 @@ class Point:
 class Context:
     """One network and everything a claim about it is checked against."""
 
-    def __init__(self, spec: Spec | str, layers: str | None = None):
+    def __init__(self, spec: Spec | str, layers: str | None = None, reading: Reading | None = None):
         spec = load_spec(spec)
         self.spec = spec
         self.net = net = Network(spec)
@@ -57,7 +60,8 @@ class Context:
         self.sizes, self.L, self.E = net.sizes, net.L, net.E
         if layers is None:
             layers = "bare" if PROFILES[spec.notation].layer_style == "bare" else "paren"
-        self.shape = Shape(net.L, spec.activation, layers)
+        self.shape = Shape(net.L, spec.activation, layers, reading)
+        self.rows = reading is not None and reading.examples == "rows"  # z, y, delta and gradients as rows
         self._partials: dict = {}
         self._matrices: dict = {}
         self._points: list[Point] = []
@@ -75,6 +79,8 @@ class Context:
         net, n = self.net, self.sizes
         if kind == "C":
             return net.C
+        if kind == "rate":
+            return ETA
         if kind == "w":
             return self._param(l, idx[0], idx[1], False, span).symbol
         if kind == "y":
@@ -108,6 +114,8 @@ class Context:
 
         if kind == "C":
             value = net.C
+        elif kind == "rate":
+            value = ETA
         elif kind in ("w", "W"):
             value = V[S[f"{kind}{l}"]]
         elif kind == "b":
@@ -144,8 +152,31 @@ class Context:
             value = V[S[f"D{l}"]]
         else:  # pragma: no cover - the readers make no other kind
             raise ClaimError(f"unknown quantity {kind}", span)
+        if self.rows and kind in ("z", "y", "delta"):
+            value = value.T
         self._matrices[key] = value
         return value
+
+    def gradient(self, kind: str, l: int, scale: str, span=None) -> sp.Matrix:
+        """dC/dX for a whole X (a source's dZ, dA, dW): z and a one column per example (of the whole cost C, or of
+        each example's own cost where scale is "example"); w, W and b in their own layout."""
+        if kind in ("w", "W", "b"):
+            return self.truth(Lhs(kind, l), 0, span)
+        if kind == "a" and l == 0:
+            raise ClaimError("the inputs' gradient is not derived here", span)
+        value = sp.Matrix(self.sizes[l], self.E, lambda j, e: self.entry_gradient(kind, l, j, e, scale))
+        return value.T if self.rows else value
+
+    def entry_gradient(self, kind: str, l: int, j: int, e: int, scale: str):
+        """dC/dz^{(l)}_j or dC/da^{(l)}_j of example e (divided by the batch's scale where scale is "example")."""
+        net, per = self.net, self.chain.scale
+        if kind == "z":
+            return self.chain.delta(e, l, j) * (1 if scale == "example" else per)
+        if l == self.L:
+            whole = sp.diff(net.C, net.a[e][l][j])
+        else:
+            whole = sp.Add(*[net.w[l + 1][q, j] * self.chain.delta(e, l + 1, q) * per for q in range(self.sizes[l + 1])])
+        return whole / per if scale == "example" else whole
 
     @cached_property
     def z_index(self) -> dict:
@@ -191,11 +222,24 @@ class Context:
 
     def truth(self, lhs: Lhs, e: int, span=None):
         """The value of a left-hand side by the chain rule: a SymPy scalar or Matrix."""
+        value = self._truth(lhs, e, span)
+        return value * lhs.factor if lhs.factor != 1 else value
+
+    def _truth(self, lhs: Lhs, e: int, span=None):
         l, n, E = lhs.layer, self.sizes, self.E
-        if lhs.kind == "delta":
+        if lhs.kind in ("delta", "z", "a"):
+            scale = "example" if lhs.kind == "delta" else lhs.scale
+            kind = "z" if lhs.kind == "delta" else lhs.kind
             if lhs.index is not None:
-                return self.chain.delta(e, l, self._check(lhs.index[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})"))
-            value = sp.Matrix(n[l], E, lambda j, ex: self.chain.delta(ex, l, j))
+                j = self._check(lhs.index[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})")
+                return self.entry_gradient(kind, l, j, e, scale)
+            value = sp.Matrix(n[l], E, lambda j, ex: self.entry_gradient(kind, l, j, ex, scale))
+            value = value.T if self.rows else value
+        elif lhs.example_cost and lhs.kind in ("w", "b") and lhs.index is not None:
+            p = self._param(l, lhs.index[0], lhs.index[1] if lhs.kind == "w" else None, lhs.kind == "b", span)
+            return self.chain.delta(e, l, lhs.index[0]) * self.chain.dz_dp(e, p)  # dC_e/dp: example e's own cost
+        elif lhs.example_cost and self.E > 1:
+            raise ClaimError("one example's cost is derived here for one weight or bias at a time", span)
         elif lhs.index is not None:
             p = self._param(l, lhs.index[0], lhs.index[1] if lhs.kind == "w" else None, lhs.kind == "b", span)
             return self.partial(p)
@@ -217,8 +261,11 @@ class Context:
         if lhs.transposed:
             r, c = c, r
         l = lhs.layer
-        if lhs.kind == "delta":
-            return f"delta{l}[{r}]" + (f" of example {c}" if self.E > 1 else "")
+        if lhs.kind in ("delta", "z", "a"):
+            if self.rows:
+                r, c = c, r
+            name = "delta" if lhs.kind == "delta" else f"dC/d{lhs.kind}"
+            return f"{name}{l}[{r}]" + (f" of example {c}" if self.E > 1 else "")
         if lhs.kind == "w":
             return f"dC/dw{l}[{r},{c}]"
         if lhs.kind == "W":
@@ -239,6 +286,7 @@ class Context:
                 vals = self.net.forward_values(free)
             except (TypeError, ValueError, ArithmeticError):
                 continue
+            vals[ETA] = sp.Rational(int(rng.integers(1, 100)), 100)
             pt = Point(free, vals)
             for e in range(self.E):
                 for l in range(1, self.L + 1):
@@ -356,6 +404,22 @@ class SymLeaves(Leaves):
     def is_zero(self, value) -> bool:
         return self.ctx.is_zero(value)
 
+    def gradient(self, leaf, scale, node):
+        return _gradient(self.ctx, leaf, scale, self.e, node)
+
+
+def _gradient(ctx: Context, leaf, scale: str, e: int, node):
+    """dC/dX of a leaf: the whole vector or matrix, or one entry of example e."""
+    if not hasattr(leaf, "kind") or leaf.layer is None or isinstance(leaf.layer, tuple):
+        raise Invalid("a gradient is of a named quantity of one layer")
+    if leaf.index is None:
+        return ctx.gradient(leaf.kind, leaf.layer, scale, node.span)
+    if leaf.kind in ("w", "b"):
+        return ctx.truth(Lhs(leaf.kind, leaf.layer, tuple(leaf.index)), e, node.span)
+    n = ctx.sizes[leaf.layer]
+    j = ctx._check(leaf.index[0], n, "j", node.span, f" ({n} neurons in layer {leaf.layer})")
+    return ctx.entry_gradient(leaf.kind, leaf.layer, j, e, scale)
+
 
 class NumLeaves(Leaves):
     numeric = True
@@ -373,6 +437,12 @@ class NumLeaves(Leaves):
         key = ("m", kind, layer)
         if key not in self.pt.cache:
             self.pt.cache[key] = self.ctx.number(self.ctx.matrix(kind, layer), self.pt)
+        return self.pt.cache[key]
+
+    def gradient(self, leaf, scale, node):
+        key = ("g", leaf, scale, self.e)
+        if key not in self.pt.cache:
+            self.pt.cache[key] = self.ctx.number(_gradient(self.ctx, leaf, scale, self.e, node), self.pt)
         return self.pt.cache[key]
 
     def activate(self, value, name, prime, node):

@@ -59,6 +59,13 @@ def render(report: Report, console) -> None:
             out(f"{pad}(example {c.example})")
         if c.note:
             out(f"{pad}{c.note}", style="dim")
+        if v.instances:
+            fails = [i["values"] for i in v.instances if i["verdict"] != Verdict.PROVEN]
+            every = "; ".join(i["values"] for i in v.instances)
+            if fails and (len(v.instances) > 1 or every):
+                out(f"{pad}fails at {'; '.join(fails)} (of {len(v.instances)}: {every})")
+            elif len(v.instances) > 1 or every:
+                out(f"{pad}holds at every value ({len(v.instances)}: {every})")
         if v.verdict == Verdict.ERROR:
             where = ", ".join(x for x in (v.error_field, v.error_position) if x)
             out(f"{pad}{where}: {v.message}")
