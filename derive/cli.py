@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -164,7 +163,7 @@ def run_prove(args) -> int:
 
 def run_latex(args) -> int:
     from derive.proofs.concrete import prove
-    from derive.report.latex import MAX_DOCUMENT_PARAMS, compile_pdf, render
+    from derive.report.latex import MAX_DOCUMENT_PARAMS, render
     from derive.report.terminal import working
 
     spec, note = load_with_sizes(args.spec, args.sizes)
@@ -174,21 +173,40 @@ def run_latex(args) -> int:
     if args.pdf:
         check_writable(Path(args.output).with_suffix(".pdf"), "--pdf")
     if spec.n_params > MAX_DOCUMENT_PARAMS:
-        raise DeriveError(
-            f"latex: {spec.name} has {spec.n_params} parameters, too many to write out (at most "
-            f"{MAX_DOCUMENT_PARAMS}); write it at reduced widths with --sizes, and prove the full network "
-            f"with: python -m derive prove {shlex.quote(args.spec)}"
-            + (f" --sizes {shlex.quote(args.sizes)}" if args.sizes is not None else ""))
+        return _latex_summary(spec, note, args)
     estimate = check_budget(spec, "full", args, "latex")
     with working(f"proving {spec.n_params} partials for the document", announce(spec, estimate) and sys.stderr.isatty()):
         proof = prove(spec, oracle="all")
     proof.note = note[:1].upper() + note[1:] + "." if note else ""
     write_atomically(Path(args.output), render(proof), "-o")
     print(shown(f"wrote {args.output}: {proof.summary()}"))
-    if args.pdf:
-        pdf = compile_pdf(Path(args.output))
-        print(shown(f"wrote {pdf}"))
+    _pdf(args)
     return proof.exit_code
+
+
+def _latex_summary(spec, note: str, args) -> int:
+    """A network too large to write every partial out: a summary document on a scalable proof."""
+    from derive.proofs.scalable import prove_scalable
+    from derive.report.latex import MAX_DOCUMENT_PARAMS, render_summary
+    from derive.report.terminal import scale_progress
+
+    estimate = check_budget(spec, "scalable", args, "latex")
+    print(f"note: {spec.name} has {spec.n_params} parameters, more than the {MAX_DOCUMENT_PARAMS} a full document "
+          "writes out: writing a summary (its forms, the per-layer counts of a scalable proof, a sample of partials)",
+          file=sys.stderr)
+    proof = prove_scalable(spec, progress=scale_progress(announce(spec, estimate) and sys.stderr.isatty()))
+    note = note[:1].upper() + note[1:] + "." if note else ""
+    write_atomically(Path(args.output), render_summary(proof, note), "-o")
+    print(shown(f"wrote {args.output}: {proof.summary()}"))
+    _pdf(args)
+    return proof.exit_code
+
+
+def _pdf(args) -> None:
+    if args.pdf:
+        from derive.report.latex import compile_pdf
+
+        print(shown(f"wrote {compile_pdf(Path(args.output))}"))
 
 
 def run_check(args) -> int:

@@ -1,9 +1,15 @@
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from derive.network import Network
 from derive.proofs.concrete import prove
+
+ROOT = Path(__file__).resolve().parent.parent
+# the commands tests start (python -m derive, from a temporary folder) import this checkout, wherever pytest runs
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")

@@ -462,7 +462,7 @@ def test_an_empty_sizes_is_an_error_not_no_sizes():
 
 def test_latex_refusal_suggests_a_command_that_keeps_the_sizes(tmp_path):
     err = one_line_error(run("latex", "net222", "--sizes", "4096-4096", "-o", str(tmp_path / "x.tex")))
-    assert "python -m derive prove net222 --sizes 4096-4096" in err
+    assert "latex net222 at sizes 4096-4096: estimated" in err and "smaller widths or depth with --sizes" in err
 
 
 # -- path names the file system refuses --------------------------------------------------------
