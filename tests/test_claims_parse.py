@@ -313,8 +313,9 @@ def test_latex_printing_reads_back_the_same_tree(source, shape):
 
 
 @pytest.mark.parametrize("source,needle,column", [
-    (r"\alpha + 1", r"unknown or misplaced '\alpha'", 1),
-    (r"a^{(1)}_0 + \beta", r"unknown or misplaced '\beta'", 13),
+    (r"\alpha + 1", r"unknown symbol '\alpha'", 1),
+    (r"a^{(1)}_0 + \beta", r"unknown symbol '\beta'", 13),
+    (r"a^{(1)}_0 + \zeta", r"unknown or misplaced '\zeta'", 13),
     (r"\sigma z^{(1)}_0", r"a function takes its argument in parentheses", 8),
     ("1 +", "the formula ends too early", 4),
     ("a^{(1)}_0 +* 2", "unexpected '*'", 12),
@@ -341,7 +342,7 @@ def test_latex_printing_reads_back_the_same_tree(source, shape):
     (r"\operatorname{softsign}(x_0)", "unknown function 'softsign'", 1),
     (r"\operatorname{diag}'(x)", "diag has no derivative", 1),
     (r"\nabla_x C", r"\nabla_a C is the gradient", 1),
-    (r"\hat{x}", r"\hat{y} is the output", 1),
+    (r"\hat{x}", r"unknown symbol '\hat{x}'", 1),
     ("δ_0^{(1)}", r"write '\\delta'", 1),
     ("a^{(2)}_0 = b = c", "unexpected '='", 15),
     ("(x_0)_1", "a subscript indexes a named quantity", 7),

@@ -20,6 +20,7 @@ from derive.claims import fast as claim_fast
 from derive.claims.cost import expanded_terms
 from derive.claims.evaluate import Evaluator, is_matrix, shape_of, size_text
 from derive.claims.instances import Network, instances, needs_instances
+from derive.claims.sequence import is_sequence, read_steps, run
 from derive.claims.latex import read_latex
 from derive.claims.printing import latex_of, text_of
 from derive.claims.repair import Repair, find, ratio
@@ -199,6 +200,19 @@ def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdi
     shown = ""
     if claim.latex is not None:
         try:
+            if is_sequence(claim.latex):
+                if claim.lhs is not None:
+                    raise ClaimError("a claim written as steps names its quantities in the steps, not in lhs", (0, 0))
+                net = Network(tuple(ctx.sizes), ctx.E, ctx.spec.bias)
+                out = []
+                for step, layer, inst, left, right in run(read_steps(claim.latex, ctx.shape), ctx.shape, net):
+                    where = f"line {step.line}" + "".join(f", {k} = {v}" for k, v in layer.items())
+                    if inst is not None and inst.text():
+                        where += ", " + inst.text()
+                    shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else ""
+                    out.append((_Where(where, inst.example if inst is not None else None),
+                                lhs_from_tree(left, ctx.shape), right, shown))
+                return out
             left, tree = read_latex(claim.latex, ctx.shape)
             if needs_instances([left, tree], ctx.shape.notation):
                 if claim.lhs is not None or left is None:
@@ -248,6 +262,17 @@ def check_claim(ctx: Context, claim: Claim) -> ClaimVerdict:
     return judge(ctx, claim, *read)
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where in a sequence of steps a check stands: 'line 3, k = 2'."""
+
+    where: str
+    example: int | None
+
+    def text(self) -> str:
+        return self.where
+
+
 def _every_value(ctx: Context, claim: Claim, found: list) -> ClaimVerdict:
     """One verdict for a claim with free letters: PROVEN at every value, else the first value that fails, shown."""
     results = []
@@ -277,7 +302,7 @@ def _every_value(ctx: Context, claim: Claim, found: list) -> ClaimVerdict:
 def judge(ctx: Context, claim: Claim, lhs: Lhs, tree: Node, shown: str) -> ClaimVerdict:
     """The verdict on a claim already read: its left-hand side and right-hand side's tree."""
     field_name = "latex" if claim.latex is not None else "rhs"
-    if claim_fast.prove(ctx, lhs, tree, claim.example, claim.latex is None):
+    if lhs.plain and claim_fast.prove(ctx, lhs, tree, claim.example, claim.latex is None):
         # exact, one layer's deltas held as symbols (derive.claims.fast)
         return ClaimVerdict(claim, Verdict.PROVEN, lhs.text())
     too_large = claim_cost.refusal(ctx, lhs, tree, claim.latex is None)  # before the truth and the evaluation

@@ -145,8 +145,10 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
         for pick in itertools.product(*[ranges[v] for v in free], *[range(net.examples) for _ in examples]):
             env = dict(zip(free, pick[:len(free)]))
             ex = dict(zip(examples, pick[len(free):]))
+            units = tuple((k if f"#{k}" not in layer_of else f"{k} (layer {layer_of[f'#{k}']})", v)
+                          for k, v in sorted(env.items()))
             shown = tuple((k, v) for k, v in value.items() if not k.startswith("#") and k in names) \
-                + tuple(sorted(env.items())) + tuple(sorted(ex.items()))
+                + units + tuple(sorted(ex.items()))
             concrete = [_concrete(r, env, layer_of, ex, reading, net) for r in (lhs, rhs)]
             out.append(Instance(shown, concrete[0], concrete[1], next(iter(ex.values()), None)))
             if len(out) > MAX_INSTANCES:

@@ -59,8 +59,20 @@ def _words(reading: Reading) -> tuple[str, ...]:
 _TYPOGRAPHY = re.compile(r"\\(?:boldsymbol|bm|mathbf|pmb|mathbfit|mathrm|vec)\s*(?:\{\s*(\\?[A-Za-z]+)\s*\}|(\\[A-Za-z]+))")
 
 
-def strip_typography(source: str) -> str:
-    """The source with bold and upright wrappers removed, spaces in their place so columns stay put."""
+_TEXT = re.compile(r"\\(?:text|textrm|textit|mathrm|mathit|operatorname)\s*\{\s*([A-Za-z]+)\s*\}")
+
+
+def strip_typography(source: str, names=()) -> str:
+    """The source with bold and upright wrappers removed, spaces in their place so columns stay put; a name of
+    the notation in \\text{} or \\mathrm{} (Wikipedia's \\text{net}_j) is the name."""
+    def plain(m: re.Match) -> str:
+        if m.group(1) not in names:
+            return m.group(0)
+        lead = m.start(1) - m.start()
+        return " " * lead + m.group(1) + " " * (len(m.group(0)) - lead - len(m.group(1)))
+
+    source = _TEXT.sub(plain, source)
+
     def keep(m: re.Match) -> str:
         inner = m.group(1) or m.group(2)
         if inner == "1" or (m.group(0).startswith("\\mathrm") and len(inner) > 1):
@@ -98,11 +110,12 @@ _PRODUCT_OPS = {"*": "*", "\\cdot": r"\cdot", "\\times": r"\times", "\\odot": r"
 
 
 class LatexReader:
-    def __init__(self, source: str, shape: Shape):
+    def __init__(self, source: str, shape: Shape, variables: frozenset = frozenset()):
+        self.variables = variables  # a sequence's running names (Goodfellow's g)
         self.original = source
-        self.source = strip_typography(source)
         self.shape = shape
         self.reading = shape.notation
+        self.source = strip_typography(source, [n for n in self.reading.names() if len(n) > 1 and n.isalpha()])
         self.bare = self.reading.layers == "bare"
         self.names = self.reading.names()
         self.fresh = 0
@@ -141,10 +154,39 @@ class LatexReader:
         except LarkError as exc:  # pragma: no cover - any other parser complaint, still one line
             raise ClaimError(f"cannot be read: {str(exc).splitlines()[0]}", (0, 0)) from None
         self._check_tree(tree)
-        parts = [c for c in tree.children if not (isinstance(c, Token) and c.type == "EQUALS")]
+        parts = self.parts(tree)
         if len(parts) == 2:
             return check_size(self.node(parts[0])), check_size(self.node(parts[1]))
         return None, check_size(self.node(parts[0]))
+
+    def parts(self, tree: Tree) -> list:
+        """The sides of the equation: two at most, but for a sequence's step, name \\leftarrow quantity = value."""
+        equals = [c for c in tree.children if isinstance(c, Token) and c.type == "EQUALS"]
+        parts = [c for c in tree.children if not (isinstance(c, Token) and c.type == "EQUALS")]
+        if len(parts) > 2 and not (len(parts) == 3 and equals[0].value == "\\leftarrow" and self.variables):
+            tok = equals[1]
+            raise ClaimError(f"unexpected '{tok.value}'", (tok.start_pos, tok.end_pos))
+        return parts
+
+    def statement(self) -> tuple[str | None, Node | None, Node]:
+        """A step of a sequence: (the running name it sets or None, the quantity it names or None, its value)."""
+        precheck(self.original, LATEX_HINTS)
+        try:
+            tree = parser(_words(self.reading)).parse(self.source)
+        except LarkError:
+            return (None, *self.read())
+        parts = self.parts(tree)
+        self._check_tree(tree)
+        target = None
+        equals = [c for c in tree.children if isinstance(c, Token) and c.type == "EQUALS"]
+        if equals and equals[0].value == "\\leftarrow":
+            first = parts[0]
+            if not (isinstance(first, Tree) and first.data == "letter" and first.children[0].value in self.variables):
+                self.fail(first, "the left of \\leftarrow is the running name the steps carry (Goodfellow's g)")
+            target, parts = first.children[0].value, parts[1:]
+        if len(parts) == 2:
+            return target, check_size(self.node(parts[0])), check_size(self.node(parts[1]))
+        return target, None, check_size(self.node(parts[0]))
 
     def _check_tree(self, tree: Tree) -> None:
         stack, count = [(tree, 0)], 0
@@ -333,6 +375,8 @@ class LatexReader:
     def _kind_of(self, name: str, tok) -> tuple[str, str | None]:
         """(quantity, gradient scale or None) of a written name, or a ClaimError naming what it could be."""
         r = self.reading
+        if name in self.variables:
+            return "var", None
         if name in r.functions or (name == "\\sigma"):
             return "fn", None
         kind = self.names.get(name)
@@ -347,6 +391,8 @@ class LatexReader:
             return "count", None
         if kind is None and "a" in r.activation and name in ("A", "D") and not r.capitals:
             return name, None
+        if kind is None and name == "L":
+            self.fail(tok, "L is the number of the output layer; it stands in a superscript, as in \\delta^L")
         if kind is None:
             known = ", ".join(sorted(self.names)) + (", A, D" if "a" in r.activation and not r.capitals else "")
             self.fail(tok, f"unknown symbol '{name}'; this notation's names are {known}, "
@@ -381,6 +427,10 @@ class LatexReader:
             return _Fn(name, prime, layer, whole)
         if primes:
             self.fail(whole, f"'{self.snippet(whole)}': a prime belongs on the activation function, f'(z)")
+        if kind == "var":
+            if scripts:
+                self.fail(whole, f"{name} is the running name of the steps; it takes no index or layer")
+            return Leaf("var", None, alias=name, span=span)
         if kind == "count":
             if sub is not None or sup is not None:
                 self.fail(whole, f"{name} is the number of examples; it takes no index")
@@ -626,9 +676,10 @@ class LatexReader:
         if d == "number":
             return (int(sub.children[0].value),)
         if d == "letter":
-            if len(sub.children[0].value) > 1:
-                return tuple((ch, 0) for ch in sub.children[0].value)
-            return ((sub.children[0].value, 0),)
+            v = sub.children[0].value
+            if len(v) > 1 and not v.startswith("\\"):
+                return tuple((ch, 0) for ch in v)
+            return ((v, 0),)
         if d != "scriptgroup":
             self.fail(sub, "an index is a number or a letter")
         items = list(sub.children)
@@ -641,6 +692,8 @@ class LatexReader:
                         if "." in p.children[0].value:
                             self.fail(p, "an index is a whole number")
                         out.extend(int(ch) for ch in p.children[0].value)
+                    elif p.children[0].value.startswith("\\"):
+                        out.append((p.children[0].value, 0))
                     else:
                         out.extend((ch, 0) for ch in p.children[0].value)
                 return tuple(out)
@@ -648,8 +701,8 @@ class LatexReader:
 
     def _chain(self, t):
         """w_{j0}: letters and digit strings side by side, each character one index."""
-        if t.data == "number" or (t.data == "letter" and t.children[0].type in ("LETTER", "NAME")
-                                  and t.children[0].value.isalpha()):
+        if t.data == "number" or (t.data == "letter" and (t.children[0].value.isalpha()
+                                                          or t.children[0].value == "\\ell")):
             return [t]
         if t.data == "implicit":
             left = self._chain(t.children[0])
@@ -662,7 +715,7 @@ class LatexReader:
             if "." in e.children[0].value:
                 self.fail(e, "an index is a whole number")
             return int(number(e.children[0].value, _span(e)))
-        if e.data == "letter" and len(e.children[0].value) == 1:
+        if e.data == "letter" and (len(e.children[0].value) == 1 or e.children[0].value == "\\ell"):
             return (e.children[0].value, 0)
         if e.data in ("add", "sub") and e.children[0].data == "letter" and e.children[1].data == "number":
             off = int(number(e.children[1].children[0].value, _span(e)))
@@ -709,6 +762,9 @@ class LatexReader:
         if isinstance(x, Leaf) and x.kind == "a" and x.layer == self.shape.L and x.index is None \
                 and "a" in self.reading.activation and self.reading.layers != "implied":
             return Leaf("g", None, span=_span(t))
+        if isinstance(x, Leaf) and x.kind == "a" and x.layer == 0:
+            self.fail(t, "\\nabla_a C is the gradient of the cost with respect to the outputs; the inputs' gradient "
+                         "is not derived here")
         if not (isinstance(x, Leaf) and x.kind in ("a", "z", "w", "W", "b") and x.index is None):
             self.fail(t, "\\nabla_{x} C takes a whole vector or matrix of the network after the \\nabla: "
                          "\\nabla_a C, \\nabla_{W^{(k)}} J, \\nabla_{h^{(k)}} J")
@@ -733,7 +789,8 @@ class LatexReader:
         if t.data == "sum_over":
             script = kids[1]
             inner = script.children[0] if script.data == "scriptgroup" and len(script.children) == 1 else script
-            if not (isinstance(inner, Tree) and inner.data == "letter" and len(inner.children[0].value) == 1):
+            if not (isinstance(inner, Tree) and inner.data == "letter"
+                    and (len(inner.children[0].value) == 1 or inner.children[0].value == "\\ell")):
                 self.fail(t, "a \\sum runs over one index letter, \\sum_k, or between bounds, \\sum_{k=0}^{1}")
             return Op("sum", (self.node(kids[2]),), (inner.children[0].value, None, None), span=_span(t))
         return Op("sum", (self.node(kids[1]),), (None, None, None), span=_span(t))

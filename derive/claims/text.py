@@ -278,6 +278,12 @@ class Lhs:
     example_cost: bool = False
     rows: bool = False  # the notation runs a batch's examples along rows (CS231n): z, a, delta transposed
 
+    @property
+    def plain(self) -> bool:
+        """A left-hand side the project's own vocabulary writes (the fast exact path knows only these)."""
+        return (self.kind in ("w", "W", "b", "delta") and self.factor == 1 and not self.example_cost
+                and not self.rows)
+
     def text(self) -> str:
         if self.kind == "delta":
             body = f"delta{self.layer}"

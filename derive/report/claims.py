@@ -61,9 +61,9 @@ def render(report: Report, console) -> None:
             out(f"{pad}{c.note}", style="dim")
         if v.instances:
             fails = [i["values"] for i in v.instances if i["verdict"] != Verdict.PROVEN]
-            every = "; ".join(i["values"] for i in v.instances)
+            every = _some(i["values"] for i in v.instances)
             if fails and (len(v.instances) > 1 or every):
-                out(f"{pad}fails at {'; '.join(fails)} (of {len(v.instances)}: {every})")
+                out(f"{pad}fails at {_some(fails)} ({len(fails)} of {len(v.instances)} values: {every})")
             elif len(v.instances) > 1 or every:
                 out(f"{pad}holds at every value ({len(v.instances)}: {every})")
         if v.verdict == Verdict.ERROR:
@@ -101,3 +101,8 @@ def render(report: Report, console) -> None:
     out(report.summary())
 
 
+def _some(values, most: int = 6) -> str:
+    """The first few of a claim's letters' values, and how many more."""
+    values = list(values)
+    more = f"; and {len(values) - most} more" if len(values) > most else ""
+    return "; ".join(values[:most]) + more
