@@ -28,11 +28,10 @@ class Backend:
     fused: bool  # each run of elementwise steps is one CUDA kernel, in a <spec>_kernels.cu file
     batch_dot: str | None  # the helper that computes Xᵀ Y over the batch; None: X.T @ Y as printed
     batch_ones: str | None  # a (B, 1) array of ones that sums over the batch multiply; None: .sum()
-    finite_helpers: str  # the definition of the finiteness test the lines below call
-    finite: str  # code: whether the arrays {} (one, or several with *) are finite
-    each_finite: str  # code: whether every array of the list {} is finite
+    finite_helpers: str  # the definitions of the finiteness tests the lines below call (and _not_finite_keys)
+    finite: str  # code: whether the array {} is finite
     target_finite: str  # code: whether the target array {} is finite
-    checks_inputs: bool  # forward tests x and params once (one transfer), not each pre-activation
+    flags: bool  # finiteness is flagged by the kernels into a device array, read once per call (one sync)
     contiguous: str | None  # code: the array {} laid out as the kernels index it (rows, columns); None: used as given
     is_contiguous: str | None  # code: whether the array {} is laid out so already; None with contiguous
     from_host: str  # code: the NumPy array {} as this backend's array of dtype `kind`
@@ -53,11 +52,16 @@ NUMPY = Backend(
     finite_helpers='''def _finite(a):
     """Whether every entry of a is finite. a·a is one BLAS dot, finite when every entry is;
     when it is not (an inf, a NaN, or a sum that overflowed) the entries are tested one by one."""
-    return math.isfinite(numpy.vdot(a, a)) or bool(numpy.isfinite(a).all())''',
+    return math.isfinite(numpy.vdot(a, a)) or bool(numpy.isfinite(a).all())
+
+
+def _not_finite_keys(*lists):
+    """For each list of arrays in PARAM_SHAPES order, the first key whose array has a NaN or inf, or None."""
+    return [None if all(map(_finite, values)) else next(
+        key for key, value in zip(PARAM_SHAPES, values) if not numpy.isfinite(value).all()) for values in lists]''',
     finite="_finite({})",
-    each_finite="all(map(_finite, {}))",
     target_finite="_finite({})",
-    checks_inputs=False,
+    flags=False,
     contiguous=None,
     is_contiguous=None,
     from_host="{}.astype(kind)",
@@ -74,14 +78,38 @@ CUPY = Backend(
     in_place=True,
     fused=True,
     batch_dot=None,  # cuBLAS has no slow K = 1 case to avoid
-    batch_ones=None,  # a reduction kernel: no array of ones to fill
-    finite_helpers='''def _all_finite(*arrays):
-    """Whether every array is finite, with one transfer from the device."""
-    return bool(cupy.stack([cupy.isfinite(a).all() for a in arrays]).all())''',
-    finite="_all_finite({})",
-    each_finite="_all_finite(*{})",
-    target_finite="cupy.isfinite({}).all()",
-    checks_inputs=True,
+    batch_ones="ones_B",  # a cuBLAS matrix-vector product: a reduction over the strided batch axis runs on a few SMs
+    finite_helpers='''def _flag(a, flags, k):
+    """Set flags[k] on the device when the C-contiguous array a has a NaN or inf: one kernel, no sync."""
+    _run("flag_not_finite", a, a, flags, numpy.int64(k))
+
+
+def _first_flag(flags):
+    """The index of the first flag set, or None: the one transfer from the device."""
+    hits = numpy.flatnonzero(cupy.asnumpy(flags))
+    return int(hits[0]) if hits.size else None
+
+
+def _finite(a):
+    """Whether every entry of a is finite: one kernel and one transfer, no boolean array."""
+    flags = cupy.zeros(1, dtype=numpy.uint32)
+    _flag(cupy.ascontiguousarray(a), flags, 0)
+    return _first_flag(flags) is None
+
+
+def _not_finite_keys(*lists):
+    """For each list of arrays in PARAM_SHAPES order, the first key whose array has a NaN or inf, or None:
+    one kernel per array, one transfer for all."""
+    n = len(PARAM_SHAPES)
+    flags = cupy.zeros(len(lists) * n, dtype=numpy.uint32)
+    for i, values in enumerate(lists):
+        for j, value in enumerate(values):
+            _flag(value, flags, i * n + j)
+    bad = cupy.asnumpy(flags).reshape(len(lists), n)
+    return [list(PARAM_SHAPES)[int(numpy.argmax(row))] if row.any() else None for row in bad]''',
+    finite="_finite({})",
+    target_finite="_finite({})",
+    flags=True,
     contiguous="cupy.ascontiguousarray({})",
     is_contiguous="{}.flags.c_contiguous",
     from_host="cupy.asarray({}, dtype=kind)",

@@ -151,10 +151,13 @@ class CuPyArrayPrinter(ArrayPrinter, CuPyPrinter):
     """The same code with `cupy.` functions: SymPy's CuPyPrinter supplies the module name."""
 
 
+SMALL_POWER = 4  # integer powers up to this are printed as products in CUDA
+
+
 class CudaPrinter(_HelperCalls, C99CodePrinter):
     """CUDA C for one element of a fused kernel, in float or double.
 
-    Helpers (`sigmoid`, `softplus`) are device functions the kernel file defines once.
+    Helpers (`sigmoid`, `softplus`, `maximum`) are device functions the kernel file defines once.
     """
 
     def __init__(self, dtype: str = "double", helpers=()):
@@ -166,17 +169,37 @@ class CudaPrinter(_HelperCalls, C99CodePrinter):
     def _print_Symbol(self, expr):
         return expr.name
 
+    # NumPy's semantics, which the NumPy module has: a NaN argument gives NaN. CUDA's fmax and
+    # fmin return the other argument, and a comparison chain returns a branch's constant.
     def _print_Max(self, expr):
-        return super()._print_Max(expr.func(*[_floats(a) for a in expr.args], evaluate=False))
+        return self._nan_keeping("maximum", expr.args)
 
     def _print_Min(self, expr):
-        return super()._print_Min(expr.func(*[_floats(a) for a in expr.args], evaluate=False))
+        return self._nan_keeping("minimum", expr.args)
+
+    def _nan_keeping(self, name, args):
+        """numpy.maximum/minimum of the arguments, left to right, through the helper of that name."""
+        self.used_helpers.add(name)
+        out = self._print(_floats(args[0]))
+        for arg in args[1:]:
+            out = f"{name}({out}, {self._print(_floats(arg))})"
+        return out
 
     def _print_Heaviside(self, expr):
         x = self._print(expr.args[0])
         half = self._print(sp.Float(expr.args[1] if len(expr.args) > 1 else sp.S.Half))
         one, zero = self._print(sp.Float(1)), self._print(sp.Float(0))
-        return f"(({x}) > 0 ? {one} : (({x}) < 0 ? {zero} : {half}))"
+        return f"(({x}) > 0 ? {one} : (({x}) < 0 ? {zero} : (({x}) == 0 ? {half} : ({x}))))"
+
+    def _print_Pow(self, expr):
+        # pow/powf with an integer exponent is a library call (powf(a, 2) is some 145 PTX
+        # instructions under NVRTC); a product of a few factors is what was meant
+        base, exp = expr.as_base_exp()
+        if exp.is_Integer and 2 <= abs(int(exp)) <= SMALL_POWER:
+            factor = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
+            product = f"({'*'.join([factor] * abs(int(exp)))})"
+            return product if exp > 0 else f"({self._print(sp.Float(1))}/{product})"
+        return super()._print_Pow(expr)
 
     def _print_rowsum(self, expr):  # pragma: no cover - the planner passes row sums in as inputs
         raise ValueError("a row sum is not elementwise: compute it before the kernel")

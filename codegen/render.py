@@ -79,7 +79,8 @@ class Kernel:
     scalars: list[str]
     temps: list[tuple[str, sp.Expr]]
     stores: list[tuple[str, sp.Expr]]
-    like: str  # a full array whose size and last axis the launch covers
+    like: str  # the array it writes first: the launch covers its size and last axis
+    checks: list[tuple[sp.Expr, int]] = field(default_factory=list)  # (value, k): p_flags[k] = 1 where not finite
 
 
 @dataclass
@@ -99,9 +100,14 @@ class Renderer:
         self.xp = backend.xp
 
     # -- one function's body ---------------------------------------------------
-    def body(self, lines: list[Line], live_at_end: list[str], fn: str, checks: dict[str, list[str]]) -> Function:
+    def body(self, lines: list[Line], live_at_end: list[str], fn: str, checks: dict[str, list[str]],
+             flagged: dict[str, int] | None = None) -> Function:
+        """The lines of one function. checks: lines after the last line of a name (a backend that runs lines
+        as written); flagged: name -> k for a backend whose kernels flag non-finite values into flags[k]."""
         out = Function()
         defined: set[str] = set()
+        flagged = dict(flagged or {})
+        pending = {n for n in flagged if not any(line.lhs == n for line in lines)}  # inputs: checked where read
         temps = sp.numbered_symbols("t")
         i = 0
         while i < len(lines):
@@ -113,7 +119,12 @@ class Renderer:
                 live = set(live_at_end)
                 for later in lines[j:]:
                     live |= names_in(later.expr)
-                out.lines += self.fuse(lines[i:j], live, defined, fn, out)
+                candidates = {n: flagged[n] for n in pending | {s.lhs for s in lines[i:j]} if n in flagged}
+                kernel_lines, covered = self.fuse(lines[i:j], live, defined, fn, out, candidates)
+                out.lines += kernel_lines
+                pending = (pending | set(candidates)) - covered
+                out.lines += self.flag_lines(pending, flagged)  # not read by the kernel: checked on their own now
+                pending = set()
                 defined |= {s.lhs for s in lines[i:j]}
                 i = j
                 continue
@@ -121,8 +132,18 @@ class Renderer:
             defined.add(line.lhs)
             if i + 1 == len(lines) or lines[i + 1].lhs != line.lhs:
                 out.lines += checks.get(line.lhs, [])
+                if line.lhs in flagged:  # the next kernel checks it if it reads it; else it is checked now
+                    pending.add(line.lhs)
+                    if not (i + 1 < len(lines) and lines[i + 1].kind == "elementwise" and self.backend.fused):
+                        out.lines += self.flag_lines(pending, flagged)
+                        pending = set()
             i += 1
+        out.lines += self.flag_lines(pending, flagged)
         return out
+
+    def flag_lines(self, names, flagged: dict[str, int]) -> list[str]:
+        """A launch per array that sets flags[k] when the array is not finite."""
+        return [f"_flag({n}, flags, {flagged[n]})" for n in sorted(names, key=flagged.get)]
 
     def line(self, line: Line, defined: set[str], temps) -> list[str]:
         p = self.printer
@@ -145,7 +166,10 @@ class Renderer:
         return lines + [f"{line.lhs} = {p.doprint(reduced)}{note}"]
 
     # -- CuPy: a run of elementwise steps as one kernel -------------------------
-    def fuse(self, group: list[Line], live: set[str], defined: set[str], fn: str, function: Function) -> list[str]:
+    def fuse(self, group: list[Line], live: set[str], defined: set[str], fn: str, function: Function,
+             flagged: dict[str, int]) -> tuple[list[str], set[str]]:
+        """One kernel for a run of elementwise lines, and the names of `flagged` (name -> k) it checks are
+        finite: those it computes (their final value) or reads."""
         value: dict[str, sp.Expr] = {}
         order: list[str] = []
         for line in group:
@@ -163,13 +187,18 @@ class Renderer:
                     sums[r] = sp.Symbol(f"{fn[0]}sum{len(function.kernels)}_{len(sums)}")
                     lines.append(f"{sums[r]} = {self.printer.doprint(r)}")
         stores = [(n, value[n].xreplace(sums)) for n in outputs]
-        reads = sorted(set().union(*[e.free_symbols for _, e in stores]), key=lambda s: s.name)
+        # a flagged name is checked as the group computes it, or as the group reads it
+        read_any = set().union(*[e.free_symbols for _, e in stores])
+        covered = sorted((n for n in flagged if n in value or sp.Symbol(n) in read_any), key=flagged.get)
+        checks = [(value.get(n, sp.Symbol(n)).xreplace(sums), flagged[n]) for n in covered]
+        exprs = [e for _, e in stores] + [e for e, _ in checks]
+        reads = sorted(set().union(*[e.free_symbols for e in exprs]), key=lambda s: s.name)
         row_sums = set(sums.values())
         kind = {s.name: self.plan.kinds.get(s.name, "row" if s in row_sums else "full") for s in reads}
         full = [s.name for s in reads if kind[s.name] == "full"]
         if not full:
             raise AssertionError(f"{fn}: an elementwise group reads no (B, n) array: {stores}")
-        like = full[0]
+        shape_of = full[0]
         for n in outputs:  # where each result goes: in place, a dead buffer it may take, or a new array
             src = next(s for s in reversed(group) if s.lhs == n)
             if n in defined:
@@ -177,8 +206,9 @@ class Renderer:
             if src.out and src.out not in live:
                 lines.append(f"{n} = {src.out}")
             else:
-                lines.append(f"{n} = {self.xp}.empty_like({like})")
+                lines.append(f"{n} = {self.xp}.empty_like({shape_of})")
         written = list(outputs)
+        like = written[0]  # the launch is sized by an array it writes, never by one it only reads
         pointers: list[tuple[str, str, bool]] = []
         scalars: list[str] = []
         for s in reads:
@@ -188,17 +218,18 @@ class Renderer:
                 pointers.append((s.name, kind[s.name], False))
         pointers += [(n, "full", True) for n in written]
         pointers.sort(key=lambda p: (not p[2], p[0]))  # outputs first, then inputs, each by name
-        replacements, reduced = sp.cse([e for _, e in stores], symbols=sp.numbered_symbols("t"))
+        replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"))
         used = {s.name for e in [*reduced, *(v for _, v in replacements)] for s in e.free_symbols}
         loads = [(n, k) for n, k, _ in pointers if n in used]  # an output whose old value is not read: no load
         kname = f"{fn}_{'_'.join(outputs)}"
         kernel = Kernel(kname, pointers, loads, scalars, list(replacements),
-                        list(zip([n for n, _ in stores], reduced)), like)
+                        list(zip([n for n, _ in stores], reduced[:len(stores)])), like,
+                        [(e, k) for e, (_, k) in zip(reduced[len(stores):], checks)])
         function.kernels.append(kernel)
-        args = [p[0] for p in pointers] + [f"_scalar({s}, {kernel.like})" for s in scalars]
+        args = [p[0] for p in pointers] + (["flags"] if checks else []) + [f"_scalar({s}, {kernel.like})" for s in scalars]
         notes = "; ".join(s.note for s in group if s.note)
         lines.append(f"_run({kname!r}, {kernel.like}, {', '.join(args)})" + (f"  # {notes}" if notes else ""))
-        return lines
+        return lines, set(covered)
 
 
 # ---------------------------------------------------------------------------
@@ -238,7 +269,7 @@ def backend_code(backend: Backend, output: str) -> dict[str, str | None]:
     """The lines of the argument checks and of init_params where backends differ, from the record."""
     kept = backend.contiguous or "{}"
     return dict(
-        params_in_forward=("values = " if backend.checks_inputs else "") + "_params(params, a0.dtype)",
+        params_in_forward="_params(params, a0.dtype)",
         param_layout=f" or not {backend.is_contiguous.format('v')}" if backend.is_contiguous else "",
         param_kept=kept.format("value"),
         cache_fast=f"[{kept.format('v')} for v in values]" if backend.contiguous else "values",
@@ -246,7 +277,6 @@ def backend_code(backend: Backend, output: str) -> dict[str, str | None]:
         target_finite=backend.target_finite.format("y"),
         target_kept=kept.format("y"),
         output_finite=backend.finite.format(output),
-        each_finite=backend.each_finite.format("values"),
         from_host=backend.from_host.format("value"),
         read_only=backend.read_only.format("params[key]") if backend.read_only else None,
     )
@@ -260,16 +290,24 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
     r = Renderer(plan, backend)
     params = param_shapes(spec)
     p = r.printer
-    # forward: a finiteness check of the inputs (one transfer from a device) or after each pre-activation
+    # every pre-activation z{l} is checked for a NaN or inf (the inputs' and an overflow's): after each
+    # one, or flagged where the kernels compute or read it and read once at the end (one transfer);
+    # the targets likewise
     checks: dict[str, list[str]] = {}
-    if backend.checks_inputs:
-        prelude = [f"if not {backend.finite.format('x, *values')}:", "    _not_finite(\"x and params\", x, params)"]
+    if backend.flags:
+        fwd_flags, bwd_flags = {f"z{l}": l - 1 for l in range(1, L + 1)}, {"y": 0}
+        fwd_start = [f"flags = {backend.xp}.zeros({L}, dtype=numpy.uint32)  # flags[l - 1]: z{{l}} has a NaN or inf"]
+        fwd_end = ["bad = _first_flag(flags)  # the one transfer from the device",
+                   "if bad is not None:", "    _not_finite(f\"z{bad + 1}\", x, params)"]
+        bwd_start = [f"flags = {backend.xp}.zeros(1, dtype=numpy.uint32)  # flags[0]: y has a NaN or inf"]
+        bwd_end = ["if _first_flag(flags) is not None:  # the one transfer from the device", "    _target_not_finite(y)"]
     else:
-        prelude = []
+        fwd_flags, bwd_flags, fwd_start, fwd_end, bwd_end = {}, {}, [], [], []
+        bwd_start = [f"if not {backend.target_finite.format('y')}:", "    _target_not_finite(y)"]
         for l in range(1, L + 1):
             checks[f"z{l}"] = [f"if not {backend.finite.format(f'z{l}')}:", f"    _not_finite(\"z{l}\", x, params)"]
-    fwd = r.body(plan.forward, plan.cache_keys + [f"a{L}"], "forward", checks)
-    bwd = r.body(plan.backward, [name for name, _ in _grad_names(spec)], "backward", {})
+    fwd = r.body(plan.forward, plan.cache_keys + [f"a{L}"], "forward", checks, fwd_flags)
+    bwd = r.body(plan.backward, [name for name, _ in _grad_names(spec)], "backward", {}, bwd_flags)
     term = formula(plan.cost_term)
     cost_plain = r.cost_printer.doprint(plan.cost_term)
     cost_z = p.doprint(plan.cost_term_z) if plan.cost_term_z is not None else None
@@ -303,8 +341,8 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         batch_dim="1" if spec.batch == "single" else "None",
         params=[(k, _shape_text(s)) for k, s in params],
         orientation=orientation_note(spec),
-        forward_lines=prelude + fwd.lines,
-        backward_lines=bwd.lines,
+        forward_lines=fwd_start + fwd.lines + fwd_end,
+        backward_lines=bwd_start + bwd.lines + bwd_end,
         forward_equations=plan.forward_equations,
         equations=plan.equations,
         updates=plan.updates,
@@ -331,7 +369,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         output_of_z=output_of_z,
         helpers=helpers,
         kernels_file=plain(f"{spec.name}_kernels.cu"),
-        has_kernels=bool(kernels),
+        has_kernels=backend.fused,
         threads=THREADS,
     )
     text = env.get_template("module.py.j2").render(**context)
@@ -389,10 +427,13 @@ def render_kernels(plan: Plan, kernels: list[Kernel], env: jinja2.Environment | 
                 loads=[(n, index[kind]) for n, kind in k.loads],
                 temps=[(t.name, pr.doprint(v)) for t, v in k.temps],
                 stores=[(n, pr.doprint(v)) for n, v in k.stores],
+                checks=[(pr.doprint(v), flag) for v, flag in k.checks],
             ))
         used |= pr.used_helpers
+    flag_kernels = [(f"{spec.name}_flag_not_finite_{suffix}", ctype) for suffix, ctype in DTYPES]
     return env.get_template("kernels.cu.j2").render(
         command=command(spec), source=plain(spec.source), spec_name=plain(spec.name), kernels=rendered, helpers=sorted(used),
+        flag_kernels=flag_kernels,
     )
 
 

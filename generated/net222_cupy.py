@@ -48,17 +48,19 @@ def forward(params, x):
     x: (1, 2) float32 or float64. The cache keeps A0, A1, a1, a2.
     """
     a0 = _check_array("x", x, (_BATCH, 2))
-    W1, W2 = values = _params(params, a0.dtype)
-    if not _all_finite(x, *values):
-        _not_finite("x and params", x, params)
+    W1, W2 = _params(params, a0.dtype)
+    flags = cupy.zeros(2, dtype=numpy.uint32)  # flags[l - 1]: z{l} has a NaN or inf
     A0 = with_ones(a0)  # A = [a, 1]
     z1 = A0 @ W1
     a1 = z1
-    _run('forward_a1', z1, a1, z1)
+    _run('forward_a1', a1, a1, z1, flags)
     A1 = with_ones(a1)  # A = [a, 1]
     z2 = A1 @ W2
     a2 = z2
-    _run('forward_a2', z2, a2, z2)
+    _run('forward_a2', a2, a2, z2, flags)
+    bad = _first_flag(flags)  # the one transfer from the device
+    if bad is not None:
+        _not_finite(f"z{bad + 1}", x, params)
     return a2, {"A0": A0, "A1": A1, "a1": a1, "a2": a2}
 
 
@@ -77,12 +79,15 @@ def backward(params, cache, y):
     A0, A1, a1, a2 = _cache(cache)
     W1, W2 = _params(params, a2.dtype)
     y = _check_target(y, a2)
+    flags = cupy.zeros(1, dtype=numpy.uint32)  # flags[0]: y has a NaN or inf
     delta2 = cupy.empty_like(a2)
-    _run('backward_delta2', a2, delta2, a2, y)  # BP1
+    _run('backward_delta2', delta2, delta2, a2, y, flags)  # BP1
     delta1 = delta2 @ W2[:-1].T  # BP2[1]
-    _run('backward_delta1', a1, delta1, a1)
+    _run('backward_delta1', delta1, delta1, a1)
     dC_dW1 = A0.T @ delta1
     dC_dW2 = A1.T @ delta2
+    if _first_flag(flags) is not None:  # the one transfer from the device
+        _target_not_finite(y)
     return {"W1": dC_dW1, "W2": dC_dW2}
 
 
@@ -92,9 +97,11 @@ def cost(output, y, cache=None):
     The cost needs only the output; a cache, when given, is checked like backward's.
     """
     a2 = _check_array("output", output, (_BATCH, 2))
-    if not _all_finite(a2):
+    if not _finite(a2):
         raise ValueError(f"output: contains NaN or inf (shape {tuple(a2.shape)}), expected finite values")
     y = _check_target(y, a2)
+    if not _finite(y):
+        _target_not_finite(y)
     if cache is not None:
         _cache(cache)
     return float(cupy.sum((1/2)*(a2 - y)**2))
@@ -113,14 +120,14 @@ def sgd_step(params, grads, eta):
     values = _params(params, dtype)
     steps = _params(grads, dtype, "grads")
     eta = _rate(eta)
-    for what, arrays in (("grads", steps), ("params", values)):
-        key = _not_finite_key(arrays)
+    with numpy.errstate(over="ignore", invalid="ignore"):  # a NaN or an overflow is refused below, with its name
+        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
+    bad = _not_finite_keys(steps, values, new)
+    for what, key in zip(("grads", "params"), bad):
         if key is not None:
             raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
-    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
-        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
-    key = _not_finite_key(new)
-    if key is not None:
+    if bad[2] is not None:
+        key = bad[2]
         raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
     for key, value in zip(PARAM_SHAPES, new):
         params[key][...] = value
@@ -266,11 +273,13 @@ def _cache(cache):
 
 
 def _check_target(y, output):
-    """y: the targets, the output's shape and dtype, finite."""
+    """y: the targets, the output's shape and dtype (whether they are finite is checked by the caller)."""
     y = _same_dtype("y", _check_array("y", y, output.shape), output, "the output")
-    if not cupy.isfinite(y).all():
-        raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(output.shape)}")
     return cupy.ascontiguousarray(y)
+
+
+def _target_not_finite(y):
+    raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(y.shape)}")
 
 
 def _rate(eta):
@@ -285,16 +294,34 @@ def _rate(eta):
     raise ValueError(f"eta: {eta!r}, expected a finite number")
 
 
-def _all_finite(*arrays):
-    """Whether every array is finite, with one transfer from the device."""
-    return bool(cupy.stack([cupy.isfinite(a).all() for a in arrays]).all())
+def _flag(a, flags, k):
+    """Set flags[k] on the device when the C-contiguous array a has a NaN or inf: one kernel, no sync."""
+    _run("flag_not_finite", a, a, flags, numpy.int64(k))
 
 
-def _not_finite_key(values):
-    """The first key of PARAM_SHAPES whose array in `values` (in that order) has a NaN or inf, or None."""
-    if _all_finite(*values):
-        return None
-    return next(key for key, value in zip(PARAM_SHAPES, values) if not cupy.isfinite(value).all())
+def _first_flag(flags):
+    """The index of the first flag set, or None: the one transfer from the device."""
+    hits = numpy.flatnonzero(cupy.asnumpy(flags))
+    return int(hits[0]) if hits.size else None
+
+
+def _finite(a):
+    """Whether every entry of a is finite: one kernel and one transfer, no boolean array."""
+    flags = cupy.zeros(1, dtype=numpy.uint32)
+    _flag(cupy.ascontiguousarray(a), flags, 0)
+    return _first_flag(flags) is None
+
+
+def _not_finite_keys(*lists):
+    """For each list of arrays in PARAM_SHAPES order, the first key whose array has a NaN or inf, or None:
+    one kernel per array, one transfer for all."""
+    n = len(PARAM_SHAPES)
+    flags = cupy.zeros(len(lists) * n, dtype=numpy.uint32)
+    for i, values in enumerate(lists):
+        for j, value in enumerate(values):
+            _flag(value, flags, i * n + j)
+    bad = cupy.asnumpy(flags).reshape(len(lists), n)
+    return [list(PARAM_SHAPES)[int(numpy.argmax(row))] if row.any() else None for row in bad]
 
 
 def _not_finite(where, x, params):

@@ -2,6 +2,8 @@
 // The fused elementwise kernels of generated/net222_cupy.py, one thread per element of a
 // (B, n) row-major array; a bias is read per column (i % cols), a row sum per row (i / cols).
 // Every kernel body is printed by SymPy's C printer from the same expressions as the NumPy module.
+// A kernel that checks a value sets p_flags[k] when it is not finite; the module reads the flags
+// once per call (one transfer) and names what was not finite.
 
 // 1/(1 + exp(-z)): for z below the overflow of exp, exp(-z) is +inf and the quotient is 0, as it should be.
 template <typename T>
@@ -13,6 +15,7 @@ __device__ __forceinline__ T sigmoid(T z)
 extern "C" __global__ void net222_forward_a1_f64(
     double* p_a1,
     const double* p_z1,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -21,12 +24,16 @@ extern "C" __global__ void net222_forward_a1_f64(
         return;
     }
     const double z1 = p_z1[i];
+    if (!isfinite(z1)) {
+        p_flags[0] = 1u;
+    }
     p_a1[i] = sigmoid(z1);
 }
 
 extern "C" __global__ void net222_forward_a2_f64(
     double* p_a2,
     const double* p_z2,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -35,6 +42,9 @@ extern "C" __global__ void net222_forward_a2_f64(
         return;
     }
     const double z2 = p_z2[i];
+    if (!isfinite(z2)) {
+        p_flags[1] = 1u;
+    }
     p_a2[i] = sigmoid(z2);
 }
 
@@ -42,6 +52,7 @@ extern "C" __global__ void net222_backward_delta2_f64(
     double* p_delta2,
     const double* p_a2,
     const double* p_y,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -51,6 +62,9 @@ extern "C" __global__ void net222_backward_delta2_f64(
     }
     const double a2 = p_a2[i];
     const double y = p_y[i];
+    if (!isfinite(y)) {
+        p_flags[0] = 1u;
+    }
     p_delta2[i] = a2*(1 - a2)*(a2 - y);
 }
 
@@ -72,6 +86,7 @@ extern "C" __global__ void net222_backward_delta1_f64(
 extern "C" __global__ void net222_forward_a1_f32(
     float* p_a1,
     const float* p_z1,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -80,12 +95,16 @@ extern "C" __global__ void net222_forward_a1_f32(
         return;
     }
     const float z1 = p_z1[i];
+    if (!isfinite(z1)) {
+        p_flags[0] = 1u;
+    }
     p_a1[i] = sigmoid(z1);
 }
 
 extern "C" __global__ void net222_forward_a2_f32(
     float* p_a2,
     const float* p_z2,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -94,6 +113,9 @@ extern "C" __global__ void net222_forward_a2_f32(
         return;
     }
     const float z2 = p_z2[i];
+    if (!isfinite(z2)) {
+        p_flags[1] = 1u;
+    }
     p_a2[i] = sigmoid(z2);
 }
 
@@ -101,6 +123,7 @@ extern "C" __global__ void net222_backward_delta2_f32(
     float* p_delta2,
     const float* p_a2,
     const float* p_y,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -110,6 +133,9 @@ extern "C" __global__ void net222_backward_delta2_f32(
     }
     const float a2 = p_a2[i];
     const float y = p_y[i];
+    if (!isfinite(y)) {
+        p_flags[0] = 1u;
+    }
     p_delta2[i] = a2*(1 - a2)*(a2 - y);
 }
 
@@ -126,4 +152,38 @@ extern "C" __global__ void net222_backward_delta1_f32(
     const float delta1 = p_delta1[i];
     const float a1 = p_a1[i];
     p_delta1[i] = a1*delta1*(1 - a1);
+}
+
+// p_flags[k] = 1 when an entry of the array is not finite: a check that needs no boolean array.
+extern "C" __global__ void net222_flag_not_finite_f64(
+    const double* p_a,
+    unsigned int* p_flags,
+    const long long k,
+    const long long size,
+    const long long cols)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) {
+        return;
+    }
+    if (!isfinite(p_a[i])) {
+        p_flags[k] = 1u;
+    }
+}
+
+// p_flags[k] = 1 when an entry of the array is not finite: a check that needs no boolean array.
+extern "C" __global__ void net222_flag_not_finite_f32(
+    const float* p_a,
+    unsigned int* p_flags,
+    const long long k,
+    const long long size,
+    const long long cols)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) {
+        return;
+    }
+    if (!isfinite(p_a[i])) {
+        p_flags[k] = 1u;
+    }
 }

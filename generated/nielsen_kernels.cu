@@ -2,6 +2,8 @@
 // The fused elementwise kernels of generated/nielsen_cupy.py, one thread per element of a
 // (B, n) row-major array; a bias is read per column (i % cols), a row sum per row (i / cols).
 // Every kernel body is printed by SymPy's C printer from the same expressions as the NumPy module.
+// A kernel that checks a value sets p_flags[k] when it is not finite; the module reads the flags
+// once per call (one transfer) and names what was not finite.
 
 // 1/(1 + exp(-z)): for z below the overflow of exp, exp(-z) is +inf and the quotient is 0, as it should be.
 template <typename T>
@@ -14,6 +16,7 @@ extern "C" __global__ void nielsen_forward_a1_f64(
     double* p_a1,
     const double* p_b1,
     const double* p_z1,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -23,13 +26,18 @@ extern "C" __global__ void nielsen_forward_a1_f64(
     }
     const double b1 = p_b1[i % cols];
     const double z1 = p_z1[i];
-    p_a1[i] = sigmoid(b1 + z1);
+    const double t0 = b1 + z1;
+    if (!isfinite(t0)) {
+        p_flags[0] = 1u;
+    }
+    p_a1[i] = sigmoid(t0);
 }
 
 extern "C" __global__ void nielsen_forward_a2_f64(
     double* p_a2,
     const double* p_b2,
     const double* p_z2,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -39,13 +47,18 @@ extern "C" __global__ void nielsen_forward_a2_f64(
     }
     const double b2 = p_b2[i % cols];
     const double z2 = p_z2[i];
-    p_a2[i] = sigmoid(b2 + z2);
+    const double t0 = b2 + z2;
+    if (!isfinite(t0)) {
+        p_flags[1] = 1u;
+    }
+    p_a2[i] = sigmoid(t0);
 }
 
 extern "C" __global__ void nielsen_backward_delta2_f64(
     double* p_delta2,
     const double* p_a2,
     const double* p_y,
+    unsigned int* p_flags,
     const double inv_B,
     const long long size,
     const long long cols)
@@ -56,6 +69,9 @@ extern "C" __global__ void nielsen_backward_delta2_f64(
     }
     const double a2 = p_a2[i];
     const double y = p_y[i];
+    if (!isfinite(y)) {
+        p_flags[0] = 1u;
+    }
     p_delta2[i] = a2*inv_B*(1 - a2)*(a2 - y);
 }
 
@@ -78,6 +94,7 @@ extern "C" __global__ void nielsen_forward_a1_f32(
     float* p_a1,
     const float* p_b1,
     const float* p_z1,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -87,13 +104,18 @@ extern "C" __global__ void nielsen_forward_a1_f32(
     }
     const float b1 = p_b1[i % cols];
     const float z1 = p_z1[i];
-    p_a1[i] = sigmoid(b1 + z1);
+    const float t0 = b1 + z1;
+    if (!isfinite(t0)) {
+        p_flags[0] = 1u;
+    }
+    p_a1[i] = sigmoid(t0);
 }
 
 extern "C" __global__ void nielsen_forward_a2_f32(
     float* p_a2,
     const float* p_b2,
     const float* p_z2,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -103,13 +125,18 @@ extern "C" __global__ void nielsen_forward_a2_f32(
     }
     const float b2 = p_b2[i % cols];
     const float z2 = p_z2[i];
-    p_a2[i] = sigmoid(b2 + z2);
+    const float t0 = b2 + z2;
+    if (!isfinite(t0)) {
+        p_flags[1] = 1u;
+    }
+    p_a2[i] = sigmoid(t0);
 }
 
 extern "C" __global__ void nielsen_backward_delta2_f32(
     float* p_delta2,
     const float* p_a2,
     const float* p_y,
+    unsigned int* p_flags,
     const float inv_B,
     const long long size,
     const long long cols)
@@ -120,6 +147,9 @@ extern "C" __global__ void nielsen_backward_delta2_f32(
     }
     const float a2 = p_a2[i];
     const float y = p_y[i];
+    if (!isfinite(y)) {
+        p_flags[0] = 1u;
+    }
     p_delta2[i] = a2*inv_B*(1 - a2)*(a2 - y);
 }
 
@@ -136,4 +166,38 @@ extern "C" __global__ void nielsen_backward_delta1_f32(
     const float delta1 = p_delta1[i];
     const float a1 = p_a1[i];
     p_delta1[i] = a1*delta1*(1 - a1);
+}
+
+// p_flags[k] = 1 when an entry of the array is not finite: a check that needs no boolean array.
+extern "C" __global__ void nielsen_flag_not_finite_f64(
+    const double* p_a,
+    unsigned int* p_flags,
+    const long long k,
+    const long long size,
+    const long long cols)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) {
+        return;
+    }
+    if (!isfinite(p_a[i])) {
+        p_flags[k] = 1u;
+    }
+}
+
+// p_flags[k] = 1 when an entry of the array is not finite: a check that needs no boolean array.
+extern "C" __global__ void nielsen_flag_not_finite_f32(
+    const float* p_a,
+    unsigned int* p_flags,
+    const long long k,
+    const long long size,
+    const long long cols)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) {
+        return;
+    }
+    if (!isfinite(p_a[i])) {
+        p_flags[k] = 1u;
+    }
 }

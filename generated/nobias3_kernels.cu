@@ -2,6 +2,8 @@
 // The fused elementwise kernels of generated/nobias3_cupy.py, one thread per element of a
 // (B, n) row-major array; a bias is read per column (i % cols), a row sum per row (i / cols).
 // Every kernel body is printed by SymPy's C printer from the same expressions as the NumPy module.
+// A kernel that checks a value sets p_flags[k] when it is not finite; the module reads the flags
+// once per call (one transfer) and names what was not finite.
 
 // 1/(1 + exp(-z)): for z below the overflow of exp, exp(-z) is +inf and the quotient is 0, as it should be.
 template <typename T>
@@ -13,6 +15,7 @@ __device__ __forceinline__ T sigmoid(T z)
 extern "C" __global__ void nobias3_forward_a1_f64(
     double* p_a1,
     const double* p_z1,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -21,12 +24,16 @@ extern "C" __global__ void nobias3_forward_a1_f64(
         return;
     }
     const double z1 = p_z1[i];
+    if (!isfinite(z1)) {
+        p_flags[0] = 1u;
+    }
     p_a1[i] = tanh(z1);
 }
 
 extern "C" __global__ void nobias3_forward_a2_f64(
     double* p_a2,
     const double* p_z2,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -35,12 +42,16 @@ extern "C" __global__ void nobias3_forward_a2_f64(
         return;
     }
     const double z2 = p_z2[i];
+    if (!isfinite(z2)) {
+        p_flags[1] = 1u;
+    }
     p_a2[i] = tanh(z2);
 }
 
 extern "C" __global__ void nobias3_forward_a3_f64(
     double* p_a3,
     const double* p_z3,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -49,6 +60,9 @@ extern "C" __global__ void nobias3_forward_a3_f64(
         return;
     }
     const double z3 = p_z3[i];
+    if (!isfinite(z3)) {
+        p_flags[2] = 1u;
+    }
     p_a3[i] = sigmoid(z3);
 }
 
@@ -56,6 +70,7 @@ extern "C" __global__ void nobias3_backward_delta3_f64(
     double* p_delta3,
     const double* p_a3,
     const double* p_y,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -65,6 +80,9 @@ extern "C" __global__ void nobias3_backward_delta3_f64(
     }
     const double a3 = p_a3[i];
     const double y = p_y[i];
+    if (!isfinite(y)) {
+        p_flags[0] = 1u;
+    }
     p_delta3[i] = a3*(1 - a3)*(a3 - y);
 }
 
@@ -80,7 +98,7 @@ extern "C" __global__ void nobias3_backward_delta2_f64(
     }
     const double delta2 = p_delta2[i];
     const double a2 = p_a2[i];
-    p_delta2[i] = delta2*(1 - pow(a2, 2));
+    p_delta2[i] = delta2*(1 - (a2*a2));
 }
 
 extern "C" __global__ void nobias3_backward_delta1_f64(
@@ -95,12 +113,13 @@ extern "C" __global__ void nobias3_backward_delta1_f64(
     }
     const double delta1 = p_delta1[i];
     const double a1 = p_a1[i];
-    p_delta1[i] = delta1*(1 - pow(a1, 2));
+    p_delta1[i] = delta1*(1 - (a1*a1));
 }
 
 extern "C" __global__ void nobias3_forward_a1_f32(
     float* p_a1,
     const float* p_z1,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -109,12 +128,16 @@ extern "C" __global__ void nobias3_forward_a1_f32(
         return;
     }
     const float z1 = p_z1[i];
+    if (!isfinite(z1)) {
+        p_flags[0] = 1u;
+    }
     p_a1[i] = tanhf(z1);
 }
 
 extern "C" __global__ void nobias3_forward_a2_f32(
     float* p_a2,
     const float* p_z2,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -123,12 +146,16 @@ extern "C" __global__ void nobias3_forward_a2_f32(
         return;
     }
     const float z2 = p_z2[i];
+    if (!isfinite(z2)) {
+        p_flags[1] = 1u;
+    }
     p_a2[i] = tanhf(z2);
 }
 
 extern "C" __global__ void nobias3_forward_a3_f32(
     float* p_a3,
     const float* p_z3,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -137,6 +164,9 @@ extern "C" __global__ void nobias3_forward_a3_f32(
         return;
     }
     const float z3 = p_z3[i];
+    if (!isfinite(z3)) {
+        p_flags[2] = 1u;
+    }
     p_a3[i] = sigmoid(z3);
 }
 
@@ -144,6 +174,7 @@ extern "C" __global__ void nobias3_backward_delta3_f32(
     float* p_delta3,
     const float* p_a3,
     const float* p_y,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -153,6 +184,9 @@ extern "C" __global__ void nobias3_backward_delta3_f32(
     }
     const float a3 = p_a3[i];
     const float y = p_y[i];
+    if (!isfinite(y)) {
+        p_flags[0] = 1u;
+    }
     p_delta3[i] = a3*(1 - a3)*(a3 - y);
 }
 
@@ -168,7 +202,7 @@ extern "C" __global__ void nobias3_backward_delta2_f32(
     }
     const float delta2 = p_delta2[i];
     const float a2 = p_a2[i];
-    p_delta2[i] = delta2*(1 - powf(a2, 2));
+    p_delta2[i] = delta2*(1 - (a2*a2));
 }
 
 extern "C" __global__ void nobias3_backward_delta1_f32(
@@ -183,5 +217,39 @@ extern "C" __global__ void nobias3_backward_delta1_f32(
     }
     const float delta1 = p_delta1[i];
     const float a1 = p_a1[i];
-    p_delta1[i] = delta1*(1 - powf(a1, 2));
+    p_delta1[i] = delta1*(1 - (a1*a1));
+}
+
+// p_flags[k] = 1 when an entry of the array is not finite: a check that needs no boolean array.
+extern "C" __global__ void nobias3_flag_not_finite_f64(
+    const double* p_a,
+    unsigned int* p_flags,
+    const long long k,
+    const long long size,
+    const long long cols)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) {
+        return;
+    }
+    if (!isfinite(p_a[i])) {
+        p_flags[k] = 1u;
+    }
+}
+
+// p_flags[k] = 1 when an entry of the array is not finite: a check that needs no boolean array.
+extern "C" __global__ void nobias3_flag_not_finite_f32(
+    const float* p_a,
+    unsigned int* p_flags,
+    const long long k,
+    const long long size,
+    const long long cols)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) {
+        return;
+    }
+    if (!isfinite(p_a[i])) {
+        p_flags[k] = 1u;
+    }
 }

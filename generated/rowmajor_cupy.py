@@ -55,18 +55,20 @@ def forward(params, x):
     x: (B, 3) float32 or float64. The cache keeps a0, a1, z1, a2, z2, a3, z3.
     """
     a0 = _check_array("x", x, (_BATCH, 3))
-    W1, b1, W2, b2, W3, b3 = values = _params(params, a0.dtype)
-    if not _all_finite(x, *values):
-        _not_finite("x and params", x, params)
+    W1, b1, W2, b2, W3, b3 = _params(params, a0.dtype)
+    flags = cupy.zeros(3, dtype=numpy.uint32)  # flags[l - 1]: z{l} has a NaN or inf
     z1 = a0 @ W1
     a1 = cupy.empty_like(z1)
-    _run('forward_z1_a1', z1, a1, z1, b1)
+    _run('forward_z1_a1', z1, a1, z1, b1, flags)
     z2 = a1 @ W2
     a2 = cupy.empty_like(z2)
-    _run('forward_z2_a2', z2, a2, z2, b2)
+    _run('forward_z2_a2', z2, a2, z2, b2, flags)
     z3 = a2 @ W3
     a3 = cupy.empty_like(z3)
-    _run('forward_z3_a3', z3, a3, z3, b3)
+    _run('forward_z3_a3', z3, a3, z3, b3, flags)
+    bad = _first_flag(flags)  # the one transfer from the device
+    if bad is not None:
+        _not_finite(f"z{bad + 1}", x, params)
     return a3, {"a0": a0, "a1": a1, "z1": z1, "a2": a2, "z2": z2, "a3": a3, "z3": z3}
 
 
@@ -92,18 +94,22 @@ def backward(params, cache, y):
     a0, a1, z1, a2, z2, a3, z3 = _cache(cache)
     W1, b1, W2, b2, W3, b3 = _params(params, a3.dtype)
     y = _check_target(y, a3)
+    ones_B = cupy.ones((a3.shape[0], 1), dtype=a3.dtype)  # sums over the batch are products with it
+    flags = cupy.zeros(1, dtype=numpy.uint32)  # flags[0]: y has a NaN or inf
     delta3 = cupy.empty_like(a3)
-    _run('backward_delta3', a3, delta3, a3, y)  # BP1
+    _run('backward_delta3', delta3, delta3, a3, y, flags)  # BP1
     delta2 = delta3 @ W3.T  # BP2[2]
     _run('backward_delta2', delta2, delta2, z2)
     delta1 = delta2 @ W2.T  # BP2[1]
     _run('backward_delta1', delta1, delta1, z1)
     dC_dW1 = a0.T @ delta1
-    dC_db1 = delta1.sum(axis=0, keepdims=True)
+    dC_db1 = ones_B.T @ delta1
     dC_dW2 = a1.T @ delta2
-    dC_db2 = delta2.sum(axis=0, keepdims=True)
+    dC_db2 = ones_B.T @ delta2
     dC_dW3 = a2.T @ delta3
-    dC_db3 = delta3.sum(axis=0, keepdims=True)
+    dC_db3 = ones_B.T @ delta3
+    if _first_flag(flags) is not None:  # the one transfer from the device
+        _target_not_finite(y)
     return {"W1": dC_dW1, "b1": dC_db1, "W2": dC_dW2, "b2": dC_db2, "W3": dC_dW3, "b3": dC_db3}
 
 
@@ -118,10 +124,12 @@ def cost(output, y, cache=None):
     is floored there, the cost is not exact, and a RuntimeWarning says so.
     """
     a3 = _check_array("output", output, (_BATCH, 2))
-    if not _all_finite(a3):
+    if not _finite(a3):
         raise ValueError(f"output: contains NaN or inf (shape {tuple(a3.shape)}), expected finite values")
     _in_range(a3)
     y = _check_target(y, a3)
+    if not _finite(y):
+        _target_not_finite(y)
     if cache is not None:
         z3 = _cached(cache, "z3", a3)
         _same_output(a3, sigmoid(z3), "z3")
@@ -152,14 +160,14 @@ def sgd_step(params, grads, eta):
     values = _params(params, dtype)
     steps = _params(grads, dtype, "grads")
     eta = _rate(eta)
-    for what, arrays in (("grads", steps), ("params", values)):
-        key = _not_finite_key(arrays)
+    with numpy.errstate(over="ignore", invalid="ignore"):  # a NaN or an overflow is refused below, with its name
+        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
+    bad = _not_finite_keys(steps, values, new)
+    for what, key in zip(("grads", "params"), bad):
         if key is not None:
             raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
-    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
-        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
-    key = _not_finite_key(new)
-    if key is not None:
+    if bad[2] is not None:
+        key = bad[2]
         raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
     for key, value in zip(PARAM_SHAPES, new):
         params[key][...] = value
@@ -314,11 +322,13 @@ def _cache(cache):
 
 
 def _check_target(y, output):
-    """y: the targets, the output's shape and dtype, finite."""
+    """y: the targets, the output's shape and dtype (whether they are finite is checked by the caller)."""
     y = _same_dtype("y", _check_array("y", y, output.shape), output, "the output")
-    if not cupy.isfinite(y).all():
-        raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(output.shape)}")
     return cupy.ascontiguousarray(y)
+
+
+def _target_not_finite(y):
+    raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(y.shape)}")
 
 
 def _cached(cache, key, output):
@@ -362,16 +372,34 @@ def _rate(eta):
     raise ValueError(f"eta: {eta!r}, expected a finite number")
 
 
-def _all_finite(*arrays):
-    """Whether every array is finite, with one transfer from the device."""
-    return bool(cupy.stack([cupy.isfinite(a).all() for a in arrays]).all())
+def _flag(a, flags, k):
+    """Set flags[k] on the device when the C-contiguous array a has a NaN or inf: one kernel, no sync."""
+    _run("flag_not_finite", a, a, flags, numpy.int64(k))
 
 
-def _not_finite_key(values):
-    """The first key of PARAM_SHAPES whose array in `values` (in that order) has a NaN or inf, or None."""
-    if _all_finite(*values):
-        return None
-    return next(key for key, value in zip(PARAM_SHAPES, values) if not cupy.isfinite(value).all())
+def _first_flag(flags):
+    """The index of the first flag set, or None: the one transfer from the device."""
+    hits = numpy.flatnonzero(cupy.asnumpy(flags))
+    return int(hits[0]) if hits.size else None
+
+
+def _finite(a):
+    """Whether every entry of a is finite: one kernel and one transfer, no boolean array."""
+    flags = cupy.zeros(1, dtype=numpy.uint32)
+    _flag(cupy.ascontiguousarray(a), flags, 0)
+    return _first_flag(flags) is None
+
+
+def _not_finite_keys(*lists):
+    """For each list of arrays in PARAM_SHAPES order, the first key whose array has a NaN or inf, or None:
+    one kernel per array, one transfer for all."""
+    n = len(PARAM_SHAPES)
+    flags = cupy.zeros(len(lists) * n, dtype=numpy.uint32)
+    for i, values in enumerate(lists):
+        for j, value in enumerate(values):
+            _flag(value, flags, i * n + j)
+    bad = cupy.asnumpy(flags).reshape(len(lists), n)
+    return [list(PARAM_SHAPES)[int(numpy.argmax(row))] if row.any() else None for row in bad]
 
 
 def _not_finite(where, x, params):

@@ -2,6 +2,15 @@
 // The fused elementwise kernels of generated/rowmajor_cupy.py, one thread per element of a
 // (B, n) row-major array; a bias is read per column (i % cols), a row sum per row (i / cols).
 // Every kernel body is printed by SymPy's C printer from the same expressions as the NumPy module.
+// A kernel that checks a value sets p_flags[k] when it is not finite; the module reads the flags
+// once per call (one transfer) and names what was not finite.
+
+// numpy.maximum: NaN when either argument is NaN (CUDA's fmax returns the other one: a NaN would vanish).
+template <typename T>
+__device__ __forceinline__ T maximum(T a, T b)
+{
+    return (a > b || a != a) ? a : b;
+}
 
 // 1/(1 + exp(-z)): for z below the overflow of exp, exp(-z) is +inf and the quotient is 0, as it should be.
 template <typename T>
@@ -14,6 +23,7 @@ extern "C" __global__ void rowmajor_forward_z1_a1_f64(
     double* p_a1,
     double* p_z1,
     const double* p_b1,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -24,14 +34,18 @@ extern "C" __global__ void rowmajor_forward_z1_a1_f64(
     const double z1 = p_z1[i];
     const double b1 = p_b1[i % cols];
     const double t0 = b1 + z1;
+    if (!isfinite(t0)) {
+        p_flags[0] = 1u;
+    }
     p_z1[i] = t0;
-    p_a1[i] = fmax(0.0, t0);
+    p_a1[i] = maximum(0.0, t0);
 }
 
 extern "C" __global__ void rowmajor_forward_z2_a2_f64(
     double* p_a2,
     double* p_z2,
     const double* p_b2,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -42,14 +56,18 @@ extern "C" __global__ void rowmajor_forward_z2_a2_f64(
     const double z2 = p_z2[i];
     const double b2 = p_b2[i % cols];
     const double t0 = b2 + z2;
+    if (!isfinite(t0)) {
+        p_flags[1] = 1u;
+    }
     p_z2[i] = t0;
-    p_a2[i] = fmax(0.0, t0);
+    p_a2[i] = maximum(0.0, t0);
 }
 
 extern "C" __global__ void rowmajor_forward_z3_a3_f64(
     double* p_a3,
     double* p_z3,
     const double* p_b3,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -60,6 +78,9 @@ extern "C" __global__ void rowmajor_forward_z3_a3_f64(
     const double z3 = p_z3[i];
     const double b3 = p_b3[i % cols];
     const double t0 = b3 + z3;
+    if (!isfinite(t0)) {
+        p_flags[2] = 1u;
+    }
     p_z3[i] = t0;
     p_a3[i] = sigmoid(t0);
 }
@@ -68,6 +89,7 @@ extern "C" __global__ void rowmajor_backward_delta3_f64(
     double* p_delta3,
     const double* p_a3,
     const double* p_y,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -77,6 +99,9 @@ extern "C" __global__ void rowmajor_backward_delta3_f64(
     }
     const double a3 = p_a3[i];
     const double y = p_y[i];
+    if (!isfinite(y)) {
+        p_flags[0] = 1u;
+    }
     p_delta3[i] = a3 - y;
 }
 
@@ -92,7 +117,7 @@ extern "C" __global__ void rowmajor_backward_delta2_f64(
     }
     const double delta2 = p_delta2[i];
     const double z2 = p_z2[i];
-    p_delta2[i] = delta2*((z2) > 0 ? 1.0 : ((z2) < 0 ? 0.0 : 0.5));
+    p_delta2[i] = delta2*((z2) > 0 ? 1.0 : ((z2) < 0 ? 0.0 : ((z2) == 0 ? 0.5 : (z2))));
 }
 
 extern "C" __global__ void rowmajor_backward_delta1_f64(
@@ -107,13 +132,14 @@ extern "C" __global__ void rowmajor_backward_delta1_f64(
     }
     const double delta1 = p_delta1[i];
     const double z1 = p_z1[i];
-    p_delta1[i] = delta1*((z1) > 0 ? 1.0 : ((z1) < 0 ? 0.0 : 0.5));
+    p_delta1[i] = delta1*((z1) > 0 ? 1.0 : ((z1) < 0 ? 0.0 : ((z1) == 0 ? 0.5 : (z1))));
 }
 
 extern "C" __global__ void rowmajor_forward_z1_a1_f32(
     float* p_a1,
     float* p_z1,
     const float* p_b1,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -124,14 +150,18 @@ extern "C" __global__ void rowmajor_forward_z1_a1_f32(
     const float z1 = p_z1[i];
     const float b1 = p_b1[i % cols];
     const float t0 = b1 + z1;
+    if (!isfinite(t0)) {
+        p_flags[0] = 1u;
+    }
     p_z1[i] = t0;
-    p_a1[i] = fmaxf(0.0F, t0);
+    p_a1[i] = maximum(0.0F, t0);
 }
 
 extern "C" __global__ void rowmajor_forward_z2_a2_f32(
     float* p_a2,
     float* p_z2,
     const float* p_b2,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -142,14 +172,18 @@ extern "C" __global__ void rowmajor_forward_z2_a2_f32(
     const float z2 = p_z2[i];
     const float b2 = p_b2[i % cols];
     const float t0 = b2 + z2;
+    if (!isfinite(t0)) {
+        p_flags[1] = 1u;
+    }
     p_z2[i] = t0;
-    p_a2[i] = fmaxf(0.0F, t0);
+    p_a2[i] = maximum(0.0F, t0);
 }
 
 extern "C" __global__ void rowmajor_forward_z3_a3_f32(
     float* p_a3,
     float* p_z3,
     const float* p_b3,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -160,6 +194,9 @@ extern "C" __global__ void rowmajor_forward_z3_a3_f32(
     const float z3 = p_z3[i];
     const float b3 = p_b3[i % cols];
     const float t0 = b3 + z3;
+    if (!isfinite(t0)) {
+        p_flags[2] = 1u;
+    }
     p_z3[i] = t0;
     p_a3[i] = sigmoid(t0);
 }
@@ -168,6 +205,7 @@ extern "C" __global__ void rowmajor_backward_delta3_f32(
     float* p_delta3,
     const float* p_a3,
     const float* p_y,
+    unsigned int* p_flags,
     const long long size,
     const long long cols)
 {
@@ -177,6 +215,9 @@ extern "C" __global__ void rowmajor_backward_delta3_f32(
     }
     const float a3 = p_a3[i];
     const float y = p_y[i];
+    if (!isfinite(y)) {
+        p_flags[0] = 1u;
+    }
     p_delta3[i] = a3 - y;
 }
 
@@ -192,7 +233,7 @@ extern "C" __global__ void rowmajor_backward_delta2_f32(
     }
     const float delta2 = p_delta2[i];
     const float z2 = p_z2[i];
-    p_delta2[i] = delta2*((z2) > 0 ? 1.0F : ((z2) < 0 ? 0.0F : 0.5F));
+    p_delta2[i] = delta2*((z2) > 0 ? 1.0F : ((z2) < 0 ? 0.0F : ((z2) == 0 ? 0.5F : (z2))));
 }
 
 extern "C" __global__ void rowmajor_backward_delta1_f32(
@@ -207,5 +248,39 @@ extern "C" __global__ void rowmajor_backward_delta1_f32(
     }
     const float delta1 = p_delta1[i];
     const float z1 = p_z1[i];
-    p_delta1[i] = delta1*((z1) > 0 ? 1.0F : ((z1) < 0 ? 0.0F : 0.5F));
+    p_delta1[i] = delta1*((z1) > 0 ? 1.0F : ((z1) < 0 ? 0.0F : ((z1) == 0 ? 0.5F : (z1))));
+}
+
+// p_flags[k] = 1 when an entry of the array is not finite: a check that needs no boolean array.
+extern "C" __global__ void rowmajor_flag_not_finite_f64(
+    const double* p_a,
+    unsigned int* p_flags,
+    const long long k,
+    const long long size,
+    const long long cols)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) {
+        return;
+    }
+    if (!isfinite(p_a[i])) {
+        p_flags[k] = 1u;
+    }
+}
+
+// p_flags[k] = 1 when an entry of the array is not finite: a check that needs no boolean array.
+extern "C" __global__ void rowmajor_flag_not_finite_f32(
+    const float* p_a,
+    unsigned int* p_flags,
+    const long long k,
+    const long long size,
+    const long long cols)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) {
+        return;
+    }
+    if (!isfinite(p_a[i])) {
+        p_flags[k] = 1u;
+    }
 }

@@ -95,6 +95,8 @@ def backward(params, cache, y):
     W1, b1, W2, b2, W3, b3 = _params(params, a3.dtype)
     y = _check_target(y, a3)
     ones_B = numpy.ones((a3.shape[0], 1), dtype=a3.dtype)  # sums over the batch are products with it
+    if not _finite(y):
+        _target_not_finite(y)
     delta3 = a3 - y  # BP1
     delta2 = delta3 @ W3.T  # BP2[2]
     delta2 *= numpy.heaviside(z2, 0.5)
@@ -124,6 +126,8 @@ def cost(output, y, cache=None):
         raise ValueError(f"output: contains NaN or inf (shape {tuple(a3.shape)}), expected finite values")
     _in_range(a3)
     y = _check_target(y, a3)
+    if not _finite(y):
+        _target_not_finite(y)
     if cache is not None:
         z3 = _cached(cache, "z3", a3)
         _same_output(a3, sigmoid(z3), "z3")
@@ -157,14 +161,14 @@ def sgd_step(params, grads, eta):
         if not params[key].flags.writeable:
             raise ValueError(f"params[{key!r}]: read-only, expected a writeable array: sgd_step updates params in place")
     eta = _rate(eta)
-    for what, arrays in (("grads", steps), ("params", values)):
-        key = _not_finite_key(arrays)
+    with numpy.errstate(over="ignore", invalid="ignore"):  # a NaN or an overflow is refused below, with its name
+        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
+    bad = _not_finite_keys(steps, values, new)
+    for what, key in zip(("grads", "params"), bad):
         if key is not None:
             raise ValueError(f"{what}[{key!r}]: contains NaN or inf (shape {PARAM_SHAPES[key]}), expected finite values")
-    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with its name
-        new = [value - eta * step for value, step in zip(values, steps)]  # nothing is written until all are finite
-    key = _not_finite_key(new)
-    if key is not None:
+    if bad[2] is not None:
+        key = bad[2]
         raise ValueError(f"eta: {eta!r} makes params[{key!r}] - eta*grads[{key!r}] overflow to inf; expected a smaller eta")
     for key, value in zip(PARAM_SHAPES, new):
         params[key][...] = value
@@ -301,11 +305,13 @@ def _cache(cache):
 
 
 def _check_target(y, output):
-    """y: the targets, the output's shape and dtype, finite."""
+    """y: the targets, the output's shape and dtype (whether they are finite is checked by the caller)."""
     y = _same_dtype("y", _check_array("y", y, output.shape), output, "the output")
-    if not _finite(y):
-        raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(output.shape)}")
     return y
+
+
+def _target_not_finite(y):
+    raise ValueError(f"y: contains NaN or inf (shape {tuple(y.shape)}), expected finite values of shape {tuple(y.shape)}")
 
 
 def _cached(cache, key, output):
@@ -355,11 +361,10 @@ def _finite(a):
     return math.isfinite(numpy.vdot(a, a)) or bool(numpy.isfinite(a).all())
 
 
-def _not_finite_key(values):
-    """The first key of PARAM_SHAPES whose array in `values` (in that order) has a NaN or inf, or None."""
-    if all(map(_finite, values)):
-        return None
-    return next(key for key, value in zip(PARAM_SHAPES, values) if not numpy.isfinite(value).all())
+def _not_finite_keys(*lists):
+    """For each list of arrays in PARAM_SHAPES order, the first key whose array has a NaN or inf, or None."""
+    return [None if all(map(_finite, values)) else next(
+        key for key, value in zip(PARAM_SHAPES, values) if not numpy.isfinite(value).all()) for values in lists]
 
 
 def _not_finite(where, x, params):

@@ -1,29 +1,30 @@
 """The CuPy modules: the CUDA kernels compile (nvcc -ptx, sm_90), the Python side launches them
 with the right arguments, and on a GPU the results equal the NumPy module's.
 
-Without a GPU the launches are checked on the CPU: a stand-in `cupy` (NumPy underneath) runs
-each kernel by evaluating the very SymPy expressions the kernel body was printed from, with the
-kernel's own argument order, broadcast rules (i % cols, i / cols) and in-place buffers.
+Without a GPU the CUDA text itself runs on the CPU (tests/cuda_cpu): each .cu file is compiled by
+the system C++ compiler with a header for the CUDA built-ins and a launcher that loops over
+grid x block, and the CuPy module's launches reach it as CuPy sends them (raw pointers, C types).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-import sympy as sp
 
-from codegen.plan import make_plan, prove_forms
-from codegen.render import DTYPES, generate, load_generated, render_module
+import cuda_cpu
+from codegen.render import DTYPES, generate
 from derive.spec import builtin_names, load_spec, validate
+from derive.tables.activations import ACTIVATIONS
 from test_codegen import ARRAY_ARGUMENTS, NOT_ARRAYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,97 +77,132 @@ def test_kernel_sources_compile_with_nvcc(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# the launches, on the CPU
+# the CUDA text itself, built for the CPU (tests/cuda_cpu)
 # ---------------------------------------------------------------------------
 
-class _FakeKernel:
-    def __init__(self, kernel, dtype, helpers):
-        self.kernel, self.dtype = kernel, dtype
-        names = [sp.Symbol(p[0]) for p in kernel.pointers] + [sp.Symbol(s) for s in kernel.scalars]
-        temps = [t for t, _ in kernel.temps]
-        self.fn = sp.lambdify(names + temps, [e for _, e in kernel.stores], [helpers, "numpy"])
-        self.temp_fns = [sp.lambdify(names + temps[:i], e, [helpers, "numpy"]) for i, (_, e) in enumerate(kernel.temps)]
-
-    def __call__(self, grid, block, args):
-        k = self.kernel
-        *arrays, size, cols = args
-        pointers, scalars = arrays[: len(k.pointers)], arrays[len(k.pointers):]
-        assert grid[0] * block[0] >= size and isinstance(size, np.int64) and isinstance(cols, np.int64)
-        i = np.arange(int(size))
-        values = []
-        for (name, kind, _), arr in zip(k.pointers, pointers):
-            assert arr.dtype == self.dtype and arr.flags.c_contiguous, name
-            flat = arr.reshape(-1)
-            values.append(flat[{"full": i, "col": i % cols, "row": i // cols}[kind]])
-        for s in scalars:
-            assert s.dtype == self.dtype
-            values.append(s)
-        for f in self.temp_fns:  # loads and temporaries first, as the kernel does, then the stores
-            values.append(f(*values))
-        stores = self.fn(*values)
-        for (name, _), value in zip(k.stores, stores):
-            j = [p[0] for p in k.pointers].index(name)
-            pointers[j].reshape(-1)[:] = value
-
-
-class _FakeRawModule:
-    registry: dict = {}
-
-    def __init__(self, code):
-        self.code = code
-
-    def get_function(self, name):
-        assert f" {name}(" in self.code, f"{name} is not in the kernel source"
-        base, suffix = name.rsplit("_", 1)
-        kernel, helpers = self.registry[base]
-        return _FakeKernel(kernel, {"f32": np.float32, "f64": np.float64}[suffix], helpers)
+needs_cxx = pytest.mark.skipif(cuda_cpu.compiler() is None,
+                               reason="no C++ compiler (g++, c++ or clang++): the CPU build of the CUDA kernels is skipped")
 
 
 @pytest.fixture
 def cpu_cupy(monkeypatch):
-    fake = types.ModuleType("cupy")
-    for key in dir(np):
-        if not key.startswith("_"):
-            setattr(fake, key, getattr(np, key))
-    fake.RawModule = _FakeRawModule
+    """`cupy` as the CPU build: NumPy arrays, RawModule compiled from the .cu text itself."""
+    if cuda_cpu.compiler() is None:
+        pytest.skip("no C++ compiler (g++, c++ or clang++): the CPU build of the CUDA kernels is skipped")
+    fake = cuda_cpu.cupy_module()
     monkeypatch.setitem(sys.modules, "cupy", fake)
     return fake
 
 
+def _import_file(path: Path, name: str):
+    mod_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
+
+
 def _pair(spec, tmp_path):
-    """The NumPy module and the CuPy module (on the stand-in) of one spec, and the kernels."""
-    numpy_module = load_generated(spec, tmp_path, "numpy")
-    cupy_module = load_generated(spec, tmp_path, "cupy")
-    _, kernels = render_module(make_plan(prove_forms(spec), spec), "cupy")
-    helpers = {n: getattr(numpy_module, n) for n in ("sigmoid", "softplus") if hasattr(numpy_module, n)}
-    for k in kernels:
-        _FakeRawModule.registry[f"{spec.name}_{k.name}"] = (k, helpers)
-    return numpy_module, cupy_module
+    """The NumPy and CuPy modules of a spec: the checked-in ones for a built-in spec, else generated into tmp_path."""
+    if spec.name in SPECS and spec == load_spec(spec.name):
+        folder = ROOT / "generated"
+    else:
+        folder = tmp_path
+        for fname, text in generate(spec, ["numpy", "cupy"]).items():
+            (folder / fname).write_text(text, encoding="utf-8")
+    return tuple(_import_file(folder / f"{spec.name}_{b}.py", f"_cuda_cpu_{spec.name}_{b}") for b in ("numpy", "cupy"))
 
 
-@pytest.mark.parametrize("which", SPECS + ["mixed", "reluce"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_cupy_launches_match_numpy_on_the_cpu(which, dtype, cpu_cupy, tmp_path):
-    spec = {"mixed": _mixed_spec(), "reluce": _relu_tanh_spec()}.get(which) or load_spec(which)
-    ref, mod = _pair(spec, tmp_path)
-    rng = np.random.default_rng(1)
-    B = 1 if spec.batch == "single" else 5
-    params = {k: v + 0.1 * rng.standard_normal(v.shape).astype(dtype) for k, v in ref.init_params(3, dtype).items()}
-    x = rng.standard_normal((B, spec.sizes[0])).astype(dtype)
-    y = rng.uniform(0.1, 0.9, (B, spec.sizes[-1])).astype(dtype)
+def _drawn_specs():
+    """Specs drawn with a fixed seed, so that every elementwise activation is a hidden layer and an output,
+    a softmax output has rows summed (with and without an elementwise BP1), and every bias kind occurs."""
+    rng = random.Random(20)
+    hidden = sorted(a for a, act in ACTIVATIONS.items() if act.elementwise)
+    outputs = [(a, "quadratic") for a in hidden] + [("sigmoid", "cross_entropy"), ("softmax", "log_likelihood"),
+                                                    ("softmax", "quadratic")]
+    specs = []
+    for i, (output, cost) in enumerate(outputs):
+        convention = ("row", "column")[i % 2]
+        specs.append(validate(dict(
+            name=f"drawn{i}", sizes=[rng.randint(2, 5) for _ in range(4)],
+            activation=[hidden[i % len(hidden)], rng.choice(hidden), output], cost=cost, convention=convention,
+            bias=("augmented", "separate", "none")[i % 3], batch=rng.choice(["mean", "sum"]),
+            notation={"row": "rowmajor", "column": "nielsen"}[convention])))
+    return specs
+
+
+DRAWN = {s.name: s for s in _drawn_specs()}
+
+
+def _spec(which):
+    return {"mixed": _mixed_spec(), "reluce": _relu_tanh_spec(), **DRAWN}.get(which) or load_spec(which)
+
+
+def _layouts(a, layout):
+    """The same values as a C-ordered, Fortran-ordered or strided (a view every other row and column) array."""
+    if layout == "C":
+        return np.ascontiguousarray(a)
+    if layout == "F":
+        return np.asfortranarray(a)
+    wide = np.full((2 * a.shape[0], 2 * a.shape[1]), np.nan, dtype=a.dtype)
+    wide[::2, ::2] = a
+    return wide[::2, ::2]
+
+
+def _close(got, want, truth, dtype, what):
+    """float64: got equals want to rounding. float32: got is no farther from the float64 truth than the NumPy
+    module's float32 result, doubled, plus a few float32 ulps of the array's largest entry (tanh and sigmoid
+    saturate: 1 - a*a near a = 1 keeps no relative precision, and CUDA's tanhf is not NumPy's)."""
+    got, want, truth = (np.asarray(v, dtype=np.float64) for v in (got, want, truth))
+    if dtype == np.float64:
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13 * (1 + np.abs(want).max()), err_msg=what)
+        return
+    eps = float(np.finfo(np.float32).eps)
+    bound = 2 * np.abs(want - truth) + 16 * eps * (np.abs(truth).max() + np.finfo(np.float32).tiny)
+    excess = np.abs(got - truth) - bound
+    assert (excess <= 0).all(), f"{what}: float32 off the float64 truth by {np.abs(got - truth).max():.3g}, bound {bound.max():.3g}"
+
+
+def _compare(ref, mod, spec, dtype, layout, B, seed=1):
+    """forward, backward, cost and sgd_step of the CuPy module (its CUDA text, on the CPU) against the NumPy module."""
+    rng = np.random.default_rng(seed)
+    truth_params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in ref.init_params(3).items()}
+    x64 = rng.standard_normal((B, spec.sizes[0]))
+    y64 = rng.uniform(0.1, 0.9, (B, spec.sizes[-1]))
+    if spec.cost == "log_likelihood":
+        y64 = np.eye(spec.sizes[-1])[rng.integers(0, spec.sizes[-1], B)]
+    truth_out, truth_cache = ref.forward(truth_params, x64)
+    truth_grads = ref.backward(truth_params, truth_cache, y64)
+    params = {k: v.astype(dtype) for k, v in truth_params.items()}
+    x, y = x64.astype(dtype), y64.astype(dtype)
     out, cache = ref.forward({k: v.copy() for k, v in params.items()}, x)
     grads = ref.backward(params, cache, y)
-    out2, cache2 = mod.forward({k: v.copy() for k, v in params.items()}, x)
-    grads2 = mod.backward(params, cache2, y)
-    rtol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(out2, out, rtol=rtol, atol=rtol)
-    assert list(cache2) == list(cache)
+    given = {k: _layouts(v, layout) for k, v in params.items()}
+    out2, cache2 = mod.forward(given, _layouts(x, layout))
+    assert out2.dtype == dtype and list(cache2) == list(cache)
+    _close(out2, out, truth_out, dtype, "output")
     for k in cache:
-        np.testing.assert_allclose(cache2[k], cache[k], rtol=rtol, atol=rtol, err_msg=k)
+        _close(cache2[k], cache[k], truth_cache[k], dtype, f"cache[{k!r}]")
+    grads2 = mod.backward(given, {k: _layouts(v, layout) for k, v in cache2.items()}, _layouts(y, layout))
     for k in grads:
-        assert grads2[k].dtype == dtype
-        np.testing.assert_allclose(grads2[k], grads[k], rtol=rtol, atol=rtol, err_msg=k)
-    assert mod.cost(out2, y, cache2) == pytest.approx(ref.cost(out, y, cache), rel=rtol)
+        assert grads2[k].dtype == dtype and grads2[k].shape == grads[k].shape, k
+        _close(grads2[k], grads[k], truth_grads[k], dtype, f"grads[{k!r}]")
+    rel = 1e-10 if dtype == np.float64 else 1e-3
+    assert mod.cost(out2, _layouts(y, layout), cache2) == pytest.approx(ref.cost(out, y, cache), rel=rel, abs=rel)
+    stepped, stepped2 = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
+    ref.sgd_step(stepped, grads, 0.5)
+    mod.sgd_step(stepped2, grads2, 0.5)
+    for k in stepped:
+        np.testing.assert_allclose(stepped2[k], stepped[k], rtol=rel, atol=rel, err_msg=f"sgd_step: params[{k!r}]")
+
+
+@pytest.mark.parametrize("which", SPECS + ["mixed", "reluce"] + sorted(DRAWN))
+def test_cuda_kernels_on_the_cpu_match_numpy(which, cpu_cupy, tmp_path):
+    """Every built-in spec (its checked-in .cu) and drawn ones: both dtypes, C, Fortran and strided inputs."""
+    spec = _spec(which)
+    ref, mod = _pair(spec, tmp_path)
+    for dtype in (np.float64, np.float32):
+        for layout, B in (("C", 7), ("F", 3), ("strided", 2)):
+            _compare(ref, mod, spec, dtype, layout, 1 if spec.batch == "single" else B)
 
 
 def test_every_kernel_has_both_precisions():
