@@ -162,16 +162,18 @@ def run(argv=None) -> int:
     if spec.sizes[0] != INPUTS or spec.sizes[-1] != CLASSES or spec.batch == "single":
         raise DeriveError(f"{spec.source}: sizes {'-'.join(map(str, spec.sizes))} and batch '{spec.batch}' do not fit "
                           f"the digits: the sizes must run {INPUTS}-...-{CLASSES} and the batch be 'mean' or 'sum'")
-    try:
-        data = load_digits(args.seed)
-    except ImportError:
-        raise DeriveError("scikit-learn is needed for the digits: pip install '.[demo]'") from None
-    if args.plot:
+    if args.plot:  # checked before the digits load and training starts: a bad path costs nothing
+        if args.plot.suffix.lower() != ".png":
+            raise DeriveError(f"--plot {shown(str(args.plot))}: the learning curve is a PNG; give a name ending in .png")
+        check_writable(args.plot, "--plot")
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise DeriveError("--plot needs matplotlib: pip install '.[demo]'") from None
-        check_writable(args.plot, "--plot")
+    try:
+        data = load_digits(args.seed)
+    except ImportError:
+        raise DeriveError("scikit-learn is needed for the digits: pip install '.[demo]'") from None
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

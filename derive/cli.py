@@ -21,6 +21,7 @@ from derive.spec import load_with_sizes
 from derive.verdict import Verdict
 
 DEFAULT_SPEC = "net222"
+SAMPLE = 50  # partials of the scalable proof's sympy.diff sample
 MAX_JOBS = 64
 _positive = whole(1, 10**9, "a positive integer (1 to 10^9)")
 _seed = whole(0, 2**64 - 1, "a seed: a whole number from 0 to 2^64 - 1")
@@ -34,7 +35,7 @@ EXIT_CODES = ("exit codes: 0 everything proven, 1 something refuted or unproven,
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every subcommand."""
-    parser = Parser(prog="python -m derive", description="Prove backpropagation's matrix forms from the chain rule.",
+    parser = Parser(prog=program(), description="Prove backpropagation's matrix forms from the chain rule.",
                      epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
@@ -44,9 +45,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("auto", "full", "scalable"), default="auto",
                    help="full: every path listed and sympy.diff on every partial; scalable: reverse accumulation "
                         f"and a sampled oracle; auto picks full up to {budget.FULL_AUTO_PARAMS} parameters")
-    p.add_argument("--sample", type=_positive, default=50, help="partials the sampled sympy.diff oracle checks (scalable mode)")
+    p.add_argument("--sample", type=_positive, default=None,
+                   help="partials the sampled sympy.diff oracle checks (scalable mode; default 50)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the oracle sample (a whole number from 0)")
-    p.add_argument("--jobs", type=_jobs, default=1,
+    p.add_argument("--jobs", type=_jobs, default=None,
                    help=f"processes for the entry comparisons (scalable mode; at most {MAX_JOBS})")
     _budget_argument(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -74,6 +76,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def program() -> str:
+    """How the user ran us: the console script's own name, else python -m derive."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name and not name.endswith(".py") and name != "-c" else "python -m derive"
+
+
 def _budget_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seconds", type=seconds, default=budget.MAX_SECONDS, metavar="S",
                    help=f"refuse, before starting, a proof estimated to take longer (default {budget.MAX_SECONDS:g})")
@@ -84,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        _check_command(argv[0])
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["prove", *argv]  # the default command
     args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
@@ -93,6 +103,20 @@ def _main(argv: list[str]) -> int:
     return handlers[args.command](args)
 
 
+def _check_command(word: str) -> None:
+    """A first word that is neither a command nor a spec, but close to a command, is a typo of the command."""
+    import difflib
+
+    from derive.spec import builtin_names
+
+    if word in builtin_names() or Path(word).exists() or word.endswith(".toml"):
+        return
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    if close:
+        raise DeriveError(f"unknown command {word!r}: did you mean {close[0]!r}? "
+                          f"(commands: {', '.join(COMMANDS)}; with none, prove)")
+
+
 # ---------------------------------------------------------------------------
 # before a proof starts: its estimated cost
 # ---------------------------------------------------------------------------
@@ -100,7 +124,7 @@ def _main(argv: list[str]) -> int:
 def check_budget(spec, mode: str, args, command: str = "prove") -> budget.Estimate:
     """Refuse, before anything starts, a run estimated beyond --max-seconds or this machine's memory."""
     max_seconds = getattr(args, "max_seconds", budget.MAX_SECONDS)
-    sample = getattr(args, "sample", 50)
+    sample = getattr(args, "sample", None) or SAMPLE
     estimate = budget.full(spec) if mode == "full" else budget.scalable(spec, sample)
     instead = "prove it at smaller widths or depth with --sizes"
     if command == "prove":
@@ -114,12 +138,21 @@ def check_budget(spec, mode: str, args, command: str = "prove") -> budget.Estima
     return estimate
 
 
-def announce(spec, estimate: budget.Estimate) -> bool:
-    """Say on stderr what a long run will cost; whether it is long (then progress is shown on a terminal)."""
+def announce(spec, estimate: budget.Estimate, faster: str = "") -> bool:
+    """Say on stderr what a long run will cost (and a faster way, if any); whether it is long (then progress is shown)."""
     if estimate.seconds < budget.ANNOUNCE_SECONDS:
         return False
-    print(f"{spec.name} at sizes {budget.sizes_text(spec)}: estimated {estimate.text()} ({estimate.what})", file=sys.stderr)
+    print(f"{spec.name} at sizes {budget.sizes_text(spec)}: estimated {estimate.text()} ({estimate.what})"
+          + (f"; {faster}" if faster else ""), file=sys.stderr)
     return True
+
+
+def _not_in_full_mode(args) -> None:
+    """--sample and --jobs steer the scalable proof only: say so rather than ignore them."""
+    given = [f for f, v in (("--sample", args.sample), ("--jobs", args.jobs)) if v is not None]
+    if given:
+        print(f"note: {' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to --mode scalable only; "
+              "full mode runs sympy.diff on every partial, in one process", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------
@@ -136,21 +169,28 @@ def run_prove(args) -> int:
     mode = args.mode if args.mode != "auto" else budget.auto_mode(spec)
     estimate = check_budget(spec, mode, args)
     terminal = not args.json and sys.stderr.isatty()
-    long = announce(spec, estimate)
+    faster = ""
+    if mode == "full":
+        _not_in_full_mode(args)
+        other = budget.scalable(spec, SAMPLE)
+        if other.seconds < estimate.seconds / 2:
+            faster = f"--mode scalable would take {other.text()}"
+    long = announce(spec, estimate, faster)
     if mode == "scalable":
         from derive.proofs.scalable import prove_scalable
         from derive.report.terminal import render_scale, scale_progress
 
-        proof = prove_scalable(spec, sample=args.sample, seed=args.seed, jobs=args.jobs, progress=scale_progress(terminal))
+        proof = prove_scalable(spec, sample=args.sample or SAMPLE, seed=args.seed, jobs=args.jobs or 1,
+                               progress=scale_progress(terminal))
         proof.note = note
         if args.json:
             json.dump(proof.to_json(), sys.stdout, indent=1)
             print()
         else:
-            render_scale(proof, Console(highlight=False))
+            render_scale(proof, Console(highlight=False), brief=args.brief)
         return proof.exit_code
     with working(f"proving {spec.n_params} partials in full mode (estimated {budget.duration(estimate.seconds)})",
-                  terminal and long):
+                 terminal and long):
         proof = prove(spec, oracle="all")
     proof.note = note
     if args.json:

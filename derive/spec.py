@@ -234,7 +234,8 @@ def parse_sizes(text: str, flag: str = "--sizes") -> tuple[int, ...]:
             written = digits if len(digits) <= 12 else f"{digits[:8]}… ({len(digits)} digits)"
             raise SpecError(f"{flag}: width {written} is too large; at most {MAX_WIDTH}") from None
         if widths[-1] < 1:
-            raise SpecError(f"{flag}: {_brief(text)} has a width of 0; widths are positive integers, such as 3-4-2")
+            raise SpecError(f"{flag}: 0 is not a positive width (in {_brief(text)}); widths are positive integers "
+                            "joined by '-', such as 3-4-2")
     return tuple(widths)
 
 
@@ -247,4 +248,8 @@ def load_with_sizes(name_or_path: str, sizes_text: str | None) -> tuple[Spec, st
     if sizes == spec.sizes:
         return spec, ""
     note = f"proven at sizes {'-'.join(map(str, sizes))} (the spec's own are {'-'.join(map(str, spec.sizes))})"
-    return spec.with_sizes(sizes), note
+    reduced = spec.with_sizes(sizes)
+    if len(set(spec.activation)) > 1 and reduced.activation != spec.activation:  # spread or dropped: say how
+        note += (f", activations {', '.join(reduced.activation)} (the spec's own are {', '.join(spec.activation)}: "
+                 "the hidden layers take the first, the output keeps its own)")
+    return reduced, note

@@ -111,11 +111,35 @@ class Proof:
                 f"({', '.join(kinds)})")
 
     def to_json(self) -> dict:
-        """What `prove --json` prints."""
-        return {"spec": self.spec.as_dict(), "summary": self.summary(), "forms_summary": self.forms_summary(),
-                "proven": self.ok, "output_delta": [text(e) for e in self.output_delta],
+        """What `prove --json` prints: the keys every mode shares (see derive.proofs.scalable), then the checks."""
+        per_layer: dict = {}
+        per_form: dict = {}
+        for c in self.checks:
+            if c.derivation is not None:
+                _count(per_layer, group(c.derivation.param), c.proven)
+            _count(per_form, c.form, c.proven)
+        with_oracle = [c for c in self.partials if c.oracle is not None]
+        return {"spec": self.spec.as_dict(), "mode": "full", "summary": self.summary(), "proven": self.ok,
+                "n_params": len(self.net.params), "per_layer": per_layer, "per_form": per_form,
+                "oracle": {"checked": len(with_oracle), "agree": sum(c.proven for c in with_oracle), "seed": None,
+                           "sample": None if self.oracle == "all" else [c.name for c in with_oracle]},
+                "seconds": {"total": round(self.seconds, 3)},
+                "failures": [{"name": c.name, "form": c.form, "entry": list(c.entry),
+                              "counterexample": c.to_json().get("counterexample")} for c in self.checks if not c.proven],
+                "forms_summary": self.forms_summary(), "output_delta": [text(e) for e in self.output_delta],
                 "output_delta_is_a_minus_y": self.output_delta_is_a_minus_y,
-                "seconds": round(self.seconds, 3), "checks": [c.to_json() for c in self.checks]}
+                "checks": [c.to_json() for c in self.checks]}
+
+
+def group(p: Param) -> str:
+    """A partial's row of the per-layer counts: its matrix, the augmented bias weights apart."""
+    return f"{p.matrix} (bias weights)" if p.is_bias and p.kind == "w" else p.matrix
+
+
+def _count(table: dict, key: str, proven: bool) -> None:
+    entry = table.setdefault(key, {"proven": 0, "total": 0})
+    entry["proven"] += bool(proven)
+    entry["total"] += 1
 
 
 # ---------------------------------------------------------------------------

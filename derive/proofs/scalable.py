@@ -30,7 +30,7 @@ from derive.chain import ReverseAccumulation
 from derive.errors import EXIT_OK, EXIT_REFUTED
 from derive.matrix import Form, MatrixForms
 from derive.network import Network, Param
-from derive.proofs.concrete import oracle_partial
+from derive.proofs.concrete import group as per_layer_group, oracle_partial
 from derive.proofs.identity import (ToSymEngine, deep_stack, find_counterexample, has_denominator, is_identity, rational_zero,
                                     relations)
 from derive.spec import Spec, load_spec
@@ -163,7 +163,8 @@ class ScaleProof:
             "per_layer": {k: {"proven": v[0], "total": v[1]} for k, v in self.per_layer.items()},
             "per_form": {k: {"proven": v[0], "total": v[1]} for k, v in self.per_form.items()},
             "methods": self.methods(),
-            "oracle": {"seed": self.oracle_seed, "sample": self.oracle_sample, "agree": self.oracle_proven},
+            "oracle": {"checked": len(self.oracle_sample), "agree": self.oracle_proven, "seed": self.oracle_seed,
+                       "sample": self.oracle_sample},
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "jobs": self.jobs,
             "failures": [{"name": f.name, "form": f.form, "entry": list(f.entry),
                           "counterexample": f.counterexample} for f in self.failures],
@@ -402,7 +403,7 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, 
         result.per_form[form.key] = [len(targets[i]) - len(wrong), len(targets[i])]
         for idx, (name, p, _) in enumerate(targets[i]):
             if p is not None:
-                group = f"{p.matrix} (bias weights)" if p.is_bias and p.kind == "w" else p.matrix
+                group = per_layer_group(p)
                 tally = result.per_layer.setdefault(group, [0, 0])
                 tally[0] += idx not in wrong
                 tally[1] += 1

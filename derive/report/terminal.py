@@ -93,7 +93,12 @@ def _tally(title: str, columns: tuple[str, str, str], counts: dict) -> Table:
     return table
 
 
-def render_scale(proof, console: Console) -> None:
+def render_scale(proof, console: Console, brief: bool = False) -> None:
+    """The scalable proof's tables, methods and time; brief: only the summary and any failure."""
+    if brief:
+        _failure(proof, console)
+        console.print(proof.summary(), soft_wrap=True)
+        return
     _headline(proof.spec, console, proof.note, f"{proof.n_params} parameters, ")
     console.print(_tally("partials by layer and kind", ("parameters", "proven", "total"), proof.per_layer))
     console.print(_tally("matrix forms, entry by entry", ("form", "proven", "entries"), proof.per_form))
@@ -104,6 +109,11 @@ def render_scale(proof, console: Console) -> None:
     console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items() if k != "total")
                   + f"; total {secs['total']:.1f} s with {proof.jobs} process{'es' if proof.jobs > 1 else ''}",
                   soft_wrap=True)
+    _failure(proof, console)
+    console.print(proof.summary(), soft_wrap=True)
+
+
+def _failure(proof, console: Console) -> None:
     if proof.failures:
         f = proof.failures[0]
         console.print(f"[red]first failure[/]: {f.name} ({f.form}[{f.entry[0]},{f.entry[1]}])", soft_wrap=True)
@@ -112,7 +122,6 @@ def render_scale(proof, console: Console) -> None:
             vals = ", ".join(f"{k}={v:.6g}" for k, v in list(ce["values"].items())[:40])
             console.print(f"  counterexample: chain rule {ce['chain_rule']:.12g} ≠ {ce['matrix']:.12g} at {vals}"
                           + (" …" if len(ce["values"]) > 40 else ""), soft_wrap=True)
-    console.print(proof.summary(), soft_wrap=True)
 
 
 def working(label: str, enabled: bool):
