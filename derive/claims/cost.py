@@ -159,9 +159,7 @@ def leaf_shape(ctx, kind: str, layer) -> tuple[int, int] | None:
     if kind == "A":
         return (E, n[layer] + aug)
     flip = getattr(ctx, "rows", False)  # a notation whose batches run their examples along rows
-    if kind == "a":
-        return (n[layer], E)
-    if kind in ("z", "delta"):
+    if kind in ("a", "z", "delta"):
         return (E, n[layer]) if flip else (n[layer], E)
     if kind == "y":
         return (E, n[L]) if flip else (n[L], E)
@@ -180,6 +178,8 @@ def lhs_size(ctx, lhs, top: int) -> Size:
     """The shape of a left-hand side's truth and the terms of one of its entries."""
     n, E, row = ctx.sizes, ctx.E, ctx.row
     sizes, l = sizes_of(ctx), lhs.layer
+    if lhs.kind.startswith("value:"):
+        return Size(None, n[l - 1] + 1 if lhs.kind == "value:z" else 1)
     d = sizes.delta(l, top)
     if lhs.kind in ("delta", "z", "a"):
         dd = d if lhs.kind != "a" or l == ctx.L else _cap(d * n[min(l + 1, ctx.L)])
@@ -353,7 +353,7 @@ def _valid(ctx, lhs) -> None:
     if lhs.index is None:
         return
     l, j = lhs.layer, lhs.index[0]
-    if lhs.kind == "delta":
+    if lhs.kind in ("delta", "z", "a", "value:z", "value:a"):
         ctx._check(j, ctx.sizes[l], "j", None)
     else:
         ctx._param(l, j, lhs.index[1] if lhs.kind == "w" else None, lhs.kind == "b", None)

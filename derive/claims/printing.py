@@ -57,6 +57,10 @@ def text_of(node: Node) -> str:
         return f"{name}{'_prime' if op == 'sigma_prime' else ''}({text_of(args[0])})"
     if op == "diag":
         return f"diag({text_of(args[0])})"
+    if op == "grad":
+        return f"dC/d({text_of(args[0])})"
+    if op == "axis_sum":
+        return f"np.sum({text_of(args[0])}, axis={node.param}, keepdims=True)"
     if op == "sum":
         var, lo, hi = node.param
         return f"sum({text_of(args[0])} for {var} in range({lo}, {hi + 1}))"
@@ -73,6 +77,8 @@ def _idx_text(item) -> str:
 def _text_leaf(leaf: Leaf) -> str:
     if leaf.kind in ("C", "ones"):
         return leaf.kind
+    if leaf.kind == "rate":
+        return "eta"
     if leaf.kind == "g":
         return "grad_a(C)"
     if leaf.kind == "y":
@@ -131,6 +137,10 @@ def latex_of(node: Node, style: str) -> str:
         return rf"\sum_{{{var}={lo}}}^{{{hi}}} {p(args[0], 30)}"
     if op == "partial":
         return rf"\partial {latex_of(args[0], style)}"
+    if op == "grad":
+        return rf"\frac{{\partial C}}{{\partial {latex_of(args[0], style)}}}"
+    if op == "axis_sum":
+        return f"np.sum({latex_of(args[0], style)}, axis={node.param}, keepdims=True)"
     return op  # pragma: no cover
 
 
@@ -147,6 +157,8 @@ def _latex_wrap(node: Node, style: str) -> str:
 def _latex_leaf(leaf: Leaf, style: str) -> str:
     if leaf.kind == "C":
         return "C"
+    if leaf.kind == "rate":
+        return r"\eta"
     if leaf.kind == "ones":
         return r"\mathbf{1}"
     if leaf.kind == "g":

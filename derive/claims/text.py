@@ -285,7 +285,9 @@ class Lhs:
                 and not self.rows)
 
     def text(self) -> str:
-        if self.kind == "delta":
+        if self.kind.startswith("value:"):
+            body = f"{self.kind[6:]}{self.layer}"
+        elif self.kind == "delta":
             body = f"delta{self.layer}"
         else:
             body = f"dC/d{self.kind}{self.layer}"
@@ -358,6 +360,8 @@ def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
         node = node.args[0]
     if isinstance(node, Leaf) and node.kind == "delta":
         return Lhs("delta", node.layer, _plain(node), transposed, "example", factor, rows=rows)
+    if isinstance(node, Leaf) and node.kind in ("z", "a") and isinstance(node.layer, int) and node.index is not None:
+        return Lhs("value:" + node.kind, node.layer, _plain(node), False, "example", factor)  # a_j = sum_i w_ji z_i
     if isinstance(node, Op) and node.op == "grad" and isinstance(node.args[0], Leaf):
         x = node.args[0]
         return _gradient_lhs(x, transposed, node.param, factor, False, rows, node)

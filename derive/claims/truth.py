@@ -152,7 +152,7 @@ class Context:
             value = V[S[f"D{l}"]]
         else:  # pragma: no cover - the readers make no other kind
             raise ClaimError(f"unknown quantity {kind}", span)
-        if self.rows and kind in ("z", "y", "delta"):
+        if self.rows and kind in ("a", "z", "y", "delta"):
             value = value.T
         self._matrices[key] = value
         return value
@@ -227,6 +227,9 @@ class Context:
 
     def _truth(self, lhs: Lhs, e: int, span=None):
         l, n, E = lhs.layer, self.sizes, self.E
+        if lhs.kind.startswith("value:"):  # a forward quantity of example e: z (its sum) or a (its atom)
+            j = self._check(lhs.index[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})")
+            return (self.net.z if lhs.kind == "value:z" else self.net.a)[e][l][j]
         if lhs.kind in ("delta", "z", "a"):
             scale = "example" if lhs.kind == "delta" else lhs.scale
             kind = "z" if lhs.kind == "delta" else lhs.kind

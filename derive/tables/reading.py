@@ -175,7 +175,7 @@ READINGS: dict[str, Reading] = {
                   error=(), layers="bracket", index_base=1, capitals=True, gradient_prefix="d",
                   functions=("g", r"\sigma"), operators=_NG_OPS, examples_count=("m",)),
     # Stanford CS231n notes: X is N x D (examples as rows), scores = X W + b, dW = dL/dW, NumPy code
-    "cs231n": Reading(preactivation=("s", "z", "Z"), activation=("h", "a", "A"), input=("x", "X"), target=("y",),
+    "cs231n": Reading(preactivation=("s", "z", "Z"), activation=("h", "a", "A"), input=("x", "X"), target=("y", "Y"),
                       cost=("L",), rate=(r"\alpha",), error=(), layers="bare", capitals=True, examples="rows",
                       gradient_prefix="d", gradient_scale="batch", functions=(r"\sigma", "f"),
                       operators=_NG_OPS, examples_count=("N",), code_names=_CS231N_CODE),
