@@ -1,0 +1,191 @@
+"""Claims read as their sources print them: the notation fields, free letters, sequences, and the ambiguity errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from derive.claims import Claim, Context, check_claim, check_file
+from derive.claims.latex import read_latex
+from derive.claims.tree import ClaimError, Leaf, Op, Shape
+from derive.errors import DeriveError
+from derive.spec import load_spec, validate
+from derive.tables.reading import READINGS, Reading, field_names, with_fields
+from derive.verdict import Verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+CLAIMS = ROOT / "examples" / "claims"
+
+
+def check(spec, latex: str, reading: Reading | None, sizes=(2, 3, 2), examples=1):
+    s = load_spec(spec).with_sizes(tuple(sizes))
+    data = s.as_dict() | {"examples": examples}
+    ctx = Context(validate(data, s.source), None, reading)
+    return check_claim(ctx, Claim("c", latex=latex))
+
+
+def verdict(*args, **kw) -> Verdict:
+    return check(*args, **kw).verdict
+
+
+def shape(name: str, L: int = 2) -> Shape:
+    return Shape(L, ("sigmoid",) * L, "paren", READINGS[name])
+
+
+# -- the sources' files: every claim gets the verdict its comment expects ------------------
+
+@pytest.mark.parametrize("source", ["ng", "cs231n", "goodfellow", "bishop", "wikipedia", "rumelhart1986"])
+def test_each_source_file_gets_the_verdicts_it_expects(source):
+    path = CLAIMS / f"{source}.toml"
+    expected = [line.split(":")[1].split()[0] for line in path.read_text().splitlines() if line.startswith("# expect:")]
+    report = check_file(path)
+    assert [str(v.verdict) for v in report.verdicts] == expected
+    assert any(v.verdict == Verdict.REFUTED for v in report.verdicts) or source == "wikipedia"
+
+
+# -- operators: what each means in the notation, and the two readings refused --------------
+
+def test_star_is_elementwise_in_latex():
+    """Ng's * is the elementwise product (it was read as a matrix product once, and a correct claim refuted)."""
+    _, rhs = read_latex(r"a^{(1)} * a^{(1)}", shape("net222"))
+    assert rhs.op == "had"
+    assert verdict("nielsen", r"\delta^{(1)} = ((w^{(2)})^T \delta^{(2)}) * \sigma'(z^{(1)})", None) == Verdict.PROVEN
+
+
+def test_a_product_mixed_with_an_elementwise_one_has_two_readings():
+    with pytest.raises(ClaimError) as info:
+        read_latex(r"\sigma'(z^{(1)}) \odot (w^{(2)})^T \cdot \delta^{(2)}", shape("net222"))
+    assert "two readings" in info.value.message and "write the parentheses" in info.value.message
+
+
+def test_a_notation_that_says_which_binds_tighter_reads_it_so():
+    _, rhs = read_latex(r"(f^l)' \circ (W^{l+1})^T \cdot \delta^{l+1}", shape("wikipedia", 3))
+    assert rhs.op == "had" and rhs.args[1].op == "dot"
+    fields = with_fields(READINGS["wikipedia"], {"tighter": []}, "notation")
+    with pytest.raises(ClaimError, match="two readings"):
+        read_latex(r"(f^l)' \circ (W^{l+1})^T \cdot \delta^{l+1}", Shape(3, ("sigmoid",) * 3, "bare", fields))
+
+
+def test_an_operator_the_notation_leaves_undefined_is_an_error():
+    fields = with_fields(READINGS["ng"], {"operators": {"*": "undefined", "juxtaposition": "product"}}, "n")
+    with pytest.raises(ClaimError, match="has no meaning in this notation"):
+        read_latex(r"A^{[1]} * A^{[1]}", Shape(2, ("sigmoid",) * 2, "paren", fields))
+
+
+def test_a_letter_two_quantities_share_names_both_readings():
+    with pytest.raises(ClaimError) as info:
+        read_latex("y_1 = 1", shape("wikipedia"))
+    assert "two readings" in info.value.message and "target" in info.value.message and "output" in info.value.message
+
+
+def test_an_error_names_a_macro_as_written():
+    with pytest.raises(ClaimError, match=r"'\\zeta'"):
+        read_latex(r"a^{(1)}_0 + \zeta", shape("net222"))
+
+
+def test_typography_is_ignored():
+    plain = read_latex(r"\delta^{(1)} = W^{(2)} \delta^{(2)}", shape("net222"))
+    bold = read_latex(r"\boldsymbol{\delta}^{(1)} = \mathbf{W}^{(2)} \bm{\delta}^{(2)}", shape("net222"))
+    assert plain == bold
+
+
+# -- the fields -------------------------------------------------------------------------------
+
+def test_letters_layers_and_gradient_names():
+    lhs, rhs = read_latex(r"dZ^{[2]} = A^{[2]} - Y", shape("ng"))
+    assert lhs == Op("grad", (Leaf("z", 2),), "example") and rhs.args[1].kind == "y"
+    lhs, _ = read_latex(r"\delta_j = h'(a_j) \sum_k w_{kj} \delta_k", shape("bishop"))
+    assert lhs == Leaf("delta", ("#j", 0), (("j", 0),))  # Bishop's a is the pre-activation; the letter j its layer
+
+
+def test_delta_sign_index_base_and_the_example_letter():
+    lhs, _ = read_latex(r"\delta_{pj} = (t_{pj} - o_{pj}) f'_j(net_{pj})", shape("rumelhart1986"))
+    assert lhs.op == "neg" and lhs.args[0].example == "p"
+    good = r"\delta_{pj} = (t_{pj} - o_{pj}) f'_j(net_{pj})"
+    bad = r"\delta_{pj} = (o_{pj} - t_{pj}) f'_j(net_{pj})"
+    assert verdict("nielsen", good, READINGS["rumelhart1986"], examples=2) == Verdict.PROVEN
+    assert verdict("nielsen", bad, READINGS["rumelhart1986"], examples=2) == Verdict.REFUTED
+
+
+def test_bias_at_index_zero():
+    """Bishop's w_{j0} is the bias and z_0 = 1: the forward sum over i includes it."""
+    assert verdict("nielsen", r"a_j = \sum_i w_{ji} z_i", READINGS["bishop"]) == Verdict.PROVEN
+    assert verdict("nielsen", r"a_j = \sum_{i=1}^{2} w_{ji} z_i", READINGS["bishop"]) == Verdict.REFUTED
+
+
+def test_weight_order_from_to():
+    assert verdict("nielsen", r"\frac{\partial E}{\partial w_{ij}} = o_i \delta_j", READINGS["wikipedia"]) == Verdict.PROVEN
+    assert verdict("nielsen", r"\frac{\partial E}{\partial w_{ij}} = o_j \delta_i", READINGS["wikipedia"]) == Verdict.REFUTED
+
+
+def test_every_field_can_be_set_and_bad_values_are_named():
+    for name in field_names():
+        assert hasattr(Reading(), name)
+    with pytest.raises(ValueError, match="unknown field"):
+        with_fields(Reading(), {"colour": 1}, "notation")
+    with pytest.raises(ValueError, match="delta_sign"):
+        with_fields(Reading(), {"delta_sign": 2}, "notation")
+    with pytest.raises(ValueError, match="layers"):
+        with_fields(Reading(), {"layers": "curly"}, "notation")
+    r = with_fields(Reading(), {"activation": ["o"], "index_base": 1, "bias_index": 0, "capitals": True,
+                                "examples": "rows", "gradient_prefix": "d", "gradient_scale": "batch",
+                                "weight_order": "from-to", "example_letter": "p", "unmarked": "implied",
+                                "delta_sign": -1, "functions": ["f"], "tighter": [r"\cdot"]}, "notation")
+    assert r.activation == ("o",) and r.bias_index == 0 and r.examples == "rows" and r.delta_sign == -1
+
+
+# -- free letters ------------------------------------------------------------------------------
+
+def test_a_free_layer_is_checked_wherever_the_formula_applies():
+    report = check("nielsen", r"\delta^l = ((w^{l+1})^T \delta^{l+1}) \odot \sigma'(z^l)",
+                     Reading(layers="bare"), sizes=(2, 3, 3, 2))
+    assert report.verdict == Verdict.PROVEN
+    assert [i["values"] for i in report.instances] == ["l = 1", "l = 2"]  # not at the output, where w^{L+1} is not
+
+
+def test_a_free_index_that_fails_somewhere_says_where():
+    r = check("nielsen", r"\delta^2_j = (a^2_j - y_j) a^2_j (1 - a^2_0)", Reading(layers="bare"))
+    assert r.verdict == Verdict.REFUTED
+    fails = [i["values"] for i in r.instances if i["verdict"] != Verdict.PROVEN]
+    assert fails == ["j = 1"]
+
+
+# -- sequences ---------------------------------------------------------------------------------
+
+def test_goodfellow_steps_point_at_the_first_wrong_line():
+    report = check_file(CLAIMS / "goodfellow.toml")
+    wrong = report.verdicts[1]
+    assert wrong.verdict == Verdict.REFUTED and wrong.shape_error.startswith("at line 4, k = 2")
+
+
+def test_a_running_name_used_before_it_is_set():
+    latex = "g \\leftarrow \\nabla_{\\hat{y}} J\n\\nabla_{b^{(k)}} J = h"
+    assert verdict("nielsen", latex, READINGS["goodfellow"]) == Verdict.ERROR
+
+
+# -- the claims file ------------------------------------------------------------------------------
+
+def test_a_notation_file_and_a_notation_table(tmp_path):
+    (tmp_path / "mine.toml").write_text('base = "nielsen"\npreactivation = ["u"]\n')
+    (tmp_path / "c.toml").write_text('spec = "nielsen"\nsizes = [2, 3, 2]\nnotation = "mine.toml"\n'
+                                     '[[claim]]\nname = "u"\nlatex = \'\'\'\\delta^2 = (a^2 - y) \\odot \\sigma\'(u^2)\'\'\'\n')
+    assert check_file(tmp_path / "c.toml").verdicts[0].verdict == Verdict.PROVEN
+    (tmp_path / "t.toml").write_text('spec = "nielsen"\nsizes = [2, 3, 2]\n[notation]\nbase = "wikipedia"\n'
+                                     'output = []\n[[claim]]\nname = "y"\n'
+                                     'latex = \'\'\'\\delta_j = (o_j - y_j) o_j (1 - o_j)\'\'\'\n')
+    assert check_file(tmp_path / "t.toml").verdicts[0].verdict == Verdict.PROVEN
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('notation = "klingon"', "notation = 'klingon'"),
+    ('[notation]\nbase = "nielsen"\ncolour = 1', "unknown field"),
+    ('notation = "ng"', "runs a batch's examples along columns"),
+])
+def test_bad_notations_are_one_line_errors(tmp_path, text, needle):
+    spec = 'spec = "rowmajor"\nsizes = [2, 3, 2]\n' if "ng" in text else 'spec = "nielsen"\nsizes = [2, 3, 2]\n'
+    path = tmp_path / "c.toml"
+    path.write_text(spec + text + '\n[[claim]]\nname = "x"\nlatex = "1 = 1"\n')
+    with pytest.raises(DeriveError) as info:
+        check_file(path)
+    assert needle in str(info.value) and "\n" not in str(info.value)
