@@ -208,7 +208,6 @@ class Renderer:
             else:
                 lines.append(f"{n} = {self.xp}.empty_like({shape_of})")
         written = list(outputs)
-        like = written[0]  # the launch is sized by an array it writes, never by one it only reads
         pointers: list[tuple[str, str, bool]] = []
         scalars: list[str] = []
         for s in reads:
@@ -218,6 +217,7 @@ class Renderer:
                 pointers.append((s.name, kind[s.name], False))
         pointers += [(n, "full", True) for n in written]
         pointers.sort(key=lambda p: (not p[2], p[0]))  # outputs first, then inputs, each by name
+        like = pointers[0][0]  # the launch is sized by an array it writes, never by one it only reads
         replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"))
         used = {s.name for e in [*reduced, *(v for _, v in replacements)] for s in e.free_symbols}
         loads = [(n, k) for n, k, _ in pointers if n in used]  # an output whose old value is not read: no load

@@ -59,13 +59,13 @@ def forward(params, x):
     flags = cupy.zeros(3, dtype=numpy.uint32)  # flags[l - 1]: z{l} has a NaN or inf
     z1 = a0 @ W1
     a1 = cupy.empty_like(z1)
-    _run('forward_z1_a1', z1, a1, z1, b1, flags)
+    _run('forward_z1_a1', a1, a1, z1, b1, flags)
     z2 = a1 @ W2
     a2 = cupy.empty_like(z2)
-    _run('forward_z2_a2', z2, a2, z2, b2, flags)
+    _run('forward_z2_a2', a2, a2, z2, b2, flags)
     z3 = a2 @ W3
     a3 = cupy.empty_like(z3)
-    _run('forward_z3_a3', z3, a3, z3, b3, flags)
+    _run('forward_z3_a3', a3, a3, z3, b3, flags)
     bad = _first_flag(flags)  # the one transfer from the device
     if bad is not None:
         _not_finite(f"z{bad + 1}", x, params)

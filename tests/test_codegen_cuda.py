@@ -31,6 +31,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = builtin_names()
 
 
+def _import_file(path: Path, name: str):
+    mod_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+gpu_check = _import_file(ROOT / "benchmarks" / "gpu_check.py", "gpu_check")  # its CPU parts run here
+
+
 def _nvcc():
     found = shutil.which("nvcc")
     if found:
@@ -84,9 +94,8 @@ needs_cxx = pytest.mark.skipif(cuda_cpu.compiler() is None,
                                reason="no C++ compiler (g++, c++ or clang++): the CPU build of the CUDA kernels is skipped")
 
 
-@pytest.fixture
-def cpu_cupy(monkeypatch):
-    """`cupy` as the CPU build: NumPy arrays, RawModule compiled from the .cu text itself."""
+def use_cpu_build(monkeypatch):
+    """`cupy` as the CPU build: NumPy arrays, RawModule compiled from the .cu text itself (skips without g++)."""
     if cuda_cpu.compiler() is None:
         pytest.skip("no C++ compiler (g++, c++ or clang++): the CPU build of the CUDA kernels is skipped")
     fake = cuda_cpu.cupy_module()
@@ -94,11 +103,20 @@ def cpu_cupy(monkeypatch):
     return fake
 
 
-def _import_file(path: Path, name: str):
-    mod_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def cpu_cupy(monkeypatch):
+    return use_cpu_build(monkeypatch)
+
+
+_FILES: dict[str, dict[str, str]] = {}
+
+
+def generated_files(spec) -> dict[str, str]:
+    """generate(spec, numpy and cupy), once per spec in a session (each proves the spec's forms)."""
+    key = repr(sorted(spec.as_dict().items()))
+    if key not in _FILES:
+        _FILES[key] = generate(spec, ["numpy", "cupy"])
+    return _FILES[key]
 
 
 def _pair(spec, tmp_path):
@@ -107,7 +125,7 @@ def _pair(spec, tmp_path):
         folder = ROOT / "generated"
     else:
         folder = tmp_path
-        for fname, text in generate(spec, ["numpy", "cupy"]).items():
+        for fname, text in generated_files(spec).items():
             (folder / fname).write_text(text, encoding="utf-8")
     return tuple(_import_file(folder / f"{spec.name}_{b}.py", f"_cuda_cpu_{spec.name}_{b}") for b in ("numpy", "cupy"))
 
@@ -137,64 +155,6 @@ def _spec(which):
     return {"mixed": _mixed_spec(), "reluce": _relu_tanh_spec(), **DRAWN}.get(which) or load_spec(which)
 
 
-def _layouts(a, layout):
-    """The same values as a C-ordered, Fortran-ordered or strided (a view every other row and column) array."""
-    if layout == "C":
-        return np.ascontiguousarray(a)
-    if layout == "F":
-        return np.asfortranarray(a)
-    wide = np.full((2 * a.shape[0], 2 * a.shape[1]), np.nan, dtype=a.dtype)
-    wide[::2, ::2] = a
-    return wide[::2, ::2]
-
-
-def _close(got, want, truth, dtype, what):
-    """float64: got equals want to rounding. float32: got is no farther from the float64 truth than the NumPy
-    module's float32 result, doubled, plus a few float32 ulps of the array's largest entry (tanh and sigmoid
-    saturate: 1 - a*a near a = 1 keeps no relative precision, and CUDA's tanhf is not NumPy's)."""
-    got, want, truth = (np.asarray(v, dtype=np.float64) for v in (got, want, truth))
-    if dtype == np.float64:
-        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13 * (1 + np.abs(want).max()), err_msg=what)
-        return
-    eps = float(np.finfo(np.float32).eps)
-    bound = 2 * np.abs(want - truth) + 16 * eps * (np.abs(truth).max() + np.finfo(np.float32).tiny)
-    excess = np.abs(got - truth) - bound
-    assert (excess <= 0).all(), f"{what}: float32 off the float64 truth by {np.abs(got - truth).max():.3g}, bound {bound.max():.3g}"
-
-
-def _compare(ref, mod, spec, dtype, layout, B, seed=1):
-    """forward, backward, cost and sgd_step of the CuPy module (its CUDA text, on the CPU) against the NumPy module."""
-    rng = np.random.default_rng(seed)
-    truth_params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in ref.init_params(3).items()}
-    x64 = rng.standard_normal((B, spec.sizes[0]))
-    y64 = rng.uniform(0.1, 0.9, (B, spec.sizes[-1]))
-    if spec.cost == "log_likelihood":
-        y64 = np.eye(spec.sizes[-1])[rng.integers(0, spec.sizes[-1], B)]
-    truth_out, truth_cache = ref.forward(truth_params, x64)
-    truth_grads = ref.backward(truth_params, truth_cache, y64)
-    params = {k: v.astype(dtype) for k, v in truth_params.items()}
-    x, y = x64.astype(dtype), y64.astype(dtype)
-    out, cache = ref.forward({k: v.copy() for k, v in params.items()}, x)
-    grads = ref.backward(params, cache, y)
-    given = {k: _layouts(v, layout) for k, v in params.items()}
-    out2, cache2 = mod.forward(given, _layouts(x, layout))
-    assert out2.dtype == dtype and list(cache2) == list(cache)
-    _close(out2, out, truth_out, dtype, "output")
-    for k in cache:
-        _close(cache2[k], cache[k], truth_cache[k], dtype, f"cache[{k!r}]")
-    grads2 = mod.backward(given, {k: _layouts(v, layout) for k, v in cache2.items()}, _layouts(y, layout))
-    for k in grads:
-        assert grads2[k].dtype == dtype and grads2[k].shape == grads[k].shape, k
-        _close(grads2[k], grads[k], truth_grads[k], dtype, f"grads[{k!r}]")
-    rel = 1e-10 if dtype == np.float64 else 1e-3
-    assert mod.cost(out2, _layouts(y, layout), cache2) == pytest.approx(ref.cost(out, y, cache), rel=rel, abs=rel)
-    stepped, stepped2 = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
-    ref.sgd_step(stepped, grads, 0.5)
-    mod.sgd_step(stepped2, grads2, 0.5)
-    for k in stepped:
-        np.testing.assert_allclose(stepped2[k], stepped[k], rtol=rel, atol=rel, err_msg=f"sgd_step: params[{k!r}]")
-
-
 @pytest.mark.parametrize("which", SPECS + ["mixed", "reluce"] + sorted(DRAWN))
 def test_cuda_kernels_on_the_cpu_match_numpy(which, cpu_cupy, tmp_path):
     """Every built-in spec (its checked-in .cu) and drawn ones: both dtypes, C, Fortran and strided inputs."""
@@ -202,7 +162,8 @@ def test_cuda_kernels_on_the_cpu_match_numpy(which, cpu_cupy, tmp_path):
     ref, mod = _pair(spec, tmp_path)
     for dtype in (np.float64, np.float32):
         for layout, B in (("C", 7), ("F", 3), ("strided", 2)):
-            _compare(ref, mod, spec, dtype, layout, 1 if spec.batch == "single" else B)
+            row = gpu_check.agreement(cpu_cupy, ref, mod, spec, dtype, 1 if spec.batch == "single" else B, layout)
+            assert row["failed"] == [], row
 
 
 def test_every_kernel_has_both_precisions():
