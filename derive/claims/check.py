@@ -20,12 +20,13 @@ from derive.claims import fast as claim_fast
 from derive.claims.cost import expanded_terms
 from derive.claims.evaluate import Evaluator, is_matrix, shape_of, size_text
 from derive.claims.instances import Network, instances, needs_instances
+from derive.claims.code import read_code
 from derive.claims.sequence import is_sequence, read_steps, run
 from derive.claims.latex import read_latex
 from derive.claims.printing import latex_of, text_of
 from derive.claims.repair import Repair, find, ratio
 from derive.claims.text import Lhs, lhs_from_tree, read_lhs, read_text
-from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Node, ShapeError, position
+from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Leaf, Node, ShapeError, position
 from derive.claims.truth import Context, NumLeaves, Point, SymLeaves, Undefined
 from derive.errors import shown
 from derive.proofs.identity import is_identity
@@ -47,14 +48,15 @@ class Claim:
     example: int = 0
     number: int = 1  # its place in the file, from 1
     note: str = ""  # the file's own words about the claim, shown with it
+    code: str | None = None  # NumPy backward code, read by derive.claims.code
 
     @property
     def form(self) -> str:
-        return "latex" if self.latex is not None else "text"
+        return "latex" if self.latex is not None else "code" if self.code is not None else "text"
 
     @property
     def source(self) -> str:
-        return self.latex if self.latex is not None else (self.rhs or "")
+        return self.latex if self.latex is not None else self.code if self.code is not None else (self.rhs or "")
 
 
 @dataclass
@@ -74,6 +76,7 @@ class ClaimVerdict:
     repair: Repair | None = None
     other_repairs: list[Repair] = field(default_factory=list)
     instances: list[dict] = field(default_factory=list)  # a claim with free letters: each value's verdict
+    unchecked: list[int] = field(default_factory=list)  # code's lines the proof cannot evaluate (np.exp, np.log)
 
     def as_json(self) -> dict:
         c = self.claim
@@ -87,6 +90,8 @@ class ClaimVerdict:
             out["note"] = c.note
         if self.instances:
             out["instances"] = self.instances
+        if self.unchecked:
+            out["unchecked_lines"] = self.unchecked
         if self.verdict in (Verdict.ERROR, Verdict.UNPROVEN):
             out["error" if self.verdict == Verdict.ERROR else "reason"] = self.message
         if self.verdict == Verdict.ERROR:
@@ -198,6 +203,11 @@ def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdi
     or, for a claim with free letters, its instances (derive.claims.instances)."""
     lhs = None
     shown = ""
+    if claim.code is not None:
+        try:
+            return _code_checks(ctx, claim)
+        except ClaimError as exc:
+            return _fail(claim, "code", claim.code, exc)
     if claim.latex is not None:
         try:
             if is_sequence(claim.latex):
@@ -258,8 +268,27 @@ def check_claim(ctx: Context, claim: Claim) -> ClaimVerdict:
     if isinstance(read, ClaimVerdict):
         return read
     if isinstance(read, list):
-        return _every_value(ctx, claim, read)
+        out = _every_value(ctx, claim, read)
+        if claim.code is not None:
+            out.unchecked = read_code(claim.code, ctx.shape)[1]
+        return out
     return judge(ctx, claim, *read)
+
+
+def _code_checks(ctx: Context, claim: Claim) -> list:
+    """Each name the code sets that the notation knows, at its last assignment, as a check (derive.claims.code)."""
+    if claim.lhs is not None:
+        raise ClaimError("code names its quantities by its own names (dW2, dscores); it takes no lhs", (0, 0))
+    lines, skipped, labels = read_code(claim.code, ctx.shape)
+    if labels and not ctx.net.cost.one_hot:
+        raise ClaimError(f"integer class labels (y as indices) need a one-hot cost; the spec's is {ctx.spec.cost}",
+                         (0, 0))
+    out = []
+    for line in lines:
+        q = line.quantity
+        lhs = (Lhs("value:" + q.kind, q.layer) if isinstance(q, Leaf) else lhs_from_tree(q, ctx.shape))
+        out.append((_Where(f"line {line.line}, {line.name}", None), lhs, line.value, line.name))
+    return out
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def leaf_shape(ctx, kind: str, layer) -> tuple[int, int] | None:
         return (E, n[L]) if flip else (n[L], E)
     if kind == "g":
         return (n[L], E)
-    if kind == "rate":
+    if kind in ("rate", "count", "reg"):
         return None
     if kind == "ones":
         return (E, 1)
@@ -179,7 +179,8 @@ def lhs_size(ctx, lhs, top: int) -> Size:
     n, E, row = ctx.sizes, ctx.E, ctx.row
     sizes, l = sizes_of(ctx), lhs.layer
     if lhs.kind.startswith("value:"):
-        return Size(None, n[l - 1] + 1 if lhs.kind == "value:z" else 1)
+        shape = None if lhs.index is not None else leaf_shape(ctx, lhs.kind[6:], l)
+        return Size(shape, n[l - 1] + 1 if lhs.kind == "value:z" else 1)
     d = sizes.delta(l, top)
     if lhs.kind in ("delta", "z", "a"):
         dd = d if lhs.kind != "a" or l == ctx.L else _cap(d * n[min(l + 1, ctx.L)])
@@ -220,7 +221,7 @@ class _Walk:
         if isinstance(node, Num):
             return Size(None, 1)
         if isinstance(node, Leaf):
-            if node.kind == "rate":
+            if node.kind in ("rate", "count", "reg"):
                 return Size(None, 1)
             terms = self.sizes.leaf(node.kind, node.layer, self.top)
             return Size(None if node.index is not None else leaf_shape(self.ctx, node.kind, node.layer), terms)

@@ -27,8 +27,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_CLAIMS = 500
 MAX_PARAMS = 2_000  # claims build every matrix explicitly; larger specs are checked at reduced sizes
-TOP_KEYS = ("spec", "sizes", "examples", "layers", "notation", "description", "claim")
-CLAIM_KEYS = ("name", "lhs", "rhs", "latex", "example", "note")
+TOP_KEYS = ("spec", "sizes", "examples", "layers", "notation", "regularization", "description", "claim")
+CLAIM_KEYS = ("name", "lhs", "rhs", "latex", "code", "example", "note")
 
 
 @dataclass
@@ -67,9 +67,9 @@ def _bad(path, message: str):
     raise DeriveError(shown(f"{path}: {message}"))  # one line, whatever the file put in a key or a name
 
 
-def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str, Reading | None]:
-    """(spec, layer style or '', claims, a note on reduced sizes, the notation or None) from a claims file;
-    DeriveError naming what is wrong."""
+def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str, Reading | None, bool]:
+    """(spec, layer style or '', claims, a note on reduced sizes, the notation or None, whether the cost has L2
+    regularization) from a claims file; DeriveError naming what is wrong."""
 
     path = Path(path)
     data = read_user_file(path, MAX_FILE_BYTES, "claims file")
@@ -92,6 +92,9 @@ def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str, Reading 
     if layers not in ("", "paren", "bare"):
         _bad(path, f"layers = {brief(layers)}: 'paren' (a^{{(l)}}_j) or 'bare' (Nielsen's a^l_j)")
     reading = _notation_of(path, table, spec)
+    if table.get("regularization", "none") not in ("none", "l2"):
+        _bad(path, f"regularization = {brief(table['regularization'])}: \"l2\" (the cost plus reg/2 times the sum of "
+                   "the squared weights) or \"none\"")
     raw = table.get("claim")
     if raw is None:
         _bad(path, "no claims: add [[claim]] tables with name, lhs and rhs (or latex)")
@@ -104,7 +107,7 @@ def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str, Reading 
     claims, names = [], set()
     for i, c in enumerate(raw, 1):
         claims.append(_claim_of(path, i, c, names))
-    return spec, layers, claims, note, reading
+    return spec, layers, claims, note, reading, table.get("regularization", "none") == "l2"
 
 
 def _notation_of(path: Path, table: dict, spec: Spec) -> Reading | None:
@@ -190,24 +193,24 @@ def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
     if name in names:
         _bad(path, f"{label}: another claim has the same name")
     names.add(name)
-    for key in ("lhs", "rhs", "latex", "note"):
+    for key in ("lhs", "rhs", "latex", "code", "note"):
         if key in c and not isinstance(c[key], str):
             _bad(path, f"{label}: {key} must be a string")
-    if ("rhs" in c) == ("latex" in c):
-        _bad(path, f"{label}: give the right-hand side as rhs (text) or as latex, one of the two")
+    if ("rhs" in c) + ("latex" in c) + ("code" in c) != 1:
+        _bad(path, f"{label}: give the right-hand side as rhs (text) or as latex, or NumPy code as code: one of them")
     if "lhs" not in c and "rhs" in c:
         _bad(path, f"{label}: lhs is missing (dC/dw2[0,1], dC/db2[0], dC/dW2, delta2, delta2[0], ...)")
     example = c.get("example", 0)
     if not isinstance(example, int) or isinstance(example, bool) or not 0 <= example < MAX_EXAMPLES:
         _bad(path, f"{label}: example must be a whole number from 0 to {MAX_EXAMPLES - 1} (an example of the batch; "
                    f"a batch has at most {MAX_EXAMPLES}), not {brief(example)}")
-    return Claim(name, c.get("lhs"), c.get("rhs"), c.get("latex"), example, i, c.get("note", ""))
+    return Claim(name, c.get("lhs"), c.get("rhs"), c.get("latex"), example, i, c.get("note", ""), c.get("code"))
 
 
 def check_file(path: str | Path) -> Report:
     """Read a claims file and check every claim in it."""
-    spec, layers, claims, note, reading = load_claims(path)
+    spec, layers, claims, note, reading, regularization = load_claims(path)
     if reading is not None and layers:
         reading = replace(reading, layers=layers)
-    ctx = Context(spec, layers or None, reading)
+    ctx = Context(spec, layers or None, reading, regularization)
     return Report(str(path), spec, note, [check_claim(ctx, c) for c in claims])

@@ -30,6 +30,7 @@ from derive.tables.notations import PROFILES
 from derive.tables.reading import Reading
 
 ETA = sp.Symbol("eta", positive=True)  # a learning rate a claim names (a weight's change is -eta dC/dw)
+REG = sp.Symbol("reg", positive=True)  # L2 regularization's strength: the cost C + reg/2 * sum of the squared weights
 
 
 class Undefined(ArithmeticError):
@@ -49,8 +50,10 @@ class Point:
 class Context:
     """One network and everything a claim about it is checked against."""
 
-    def __init__(self, spec: Spec | str, layers: str | None = None, reading: Reading | None = None):
+    def __init__(self, spec: Spec | str, layers: str | None = None, reading: Reading | None = None,
+                 regularization: bool = False):
         spec = load_spec(spec)
+        self.regularization = regularization
         self.spec = spec
         self.net = net = Network(spec)
         self.chain = ChainRule(net)
@@ -81,6 +84,10 @@ class Context:
             return net.C
         if kind == "rate":
             return ETA
+        if kind == "count":
+            return sp.Integer(self.E)
+        if kind == "reg":
+            return REG
         if kind == "w":
             return self._param(l, idx[0], idx[1], False, span).symbol
         if kind == "y":
@@ -116,6 +123,10 @@ class Context:
             value = net.C
         elif kind == "rate":
             value = ETA
+        elif kind == "count":
+            value = sp.Integer(self.E)
+        elif kind == "reg":
+            value = REG
         elif kind in ("w", "W"):
             value = V[S[f"{kind}{l}"]]
         elif kind == "b":
@@ -223,10 +234,19 @@ class Context:
     def truth(self, lhs: Lhs, e: int, span=None):
         """The value of a left-hand side by the chain rule: a SymPy scalar or Matrix."""
         value = self._truth(lhs, e, span)
+        if self.regularization and lhs.kind in ("w", "W") and not lhs.example_cost:
+            weights = self.matrix(lhs.kind, lhs.layer, span)
+            if lhs.index is not None:
+                weights = self.scalar("w", lhs.layer, lhs.index, e, span)
+            elif lhs.transposed:
+                weights = weights.T
+            value = value + REG * weights  # d/dW of reg/2 * sum W^2
         return value * lhs.factor if lhs.factor != 1 else value
 
     def _truth(self, lhs: Lhs, e: int, span=None):
         l, n, E = lhs.layer, self.sizes, self.E
+        if lhs.kind.startswith("value:") and lhs.index is None:  # the whole batch's values, as the notation lays them
+            return self.matrix(lhs.kind[6:], l, span)
         if lhs.kind.startswith("value:"):  # a forward quantity of example e: z (its sum) or a (its atom)
             j = self._check(lhs.index[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})")
             return (self.net.z if lhs.kind == "value:z" else self.net.a)[e][l][j]
@@ -290,6 +310,7 @@ class Context:
             except (TypeError, ValueError, ArithmeticError):
                 continue
             vals[ETA] = sp.Rational(int(rng.integers(1, 100)), 100)
+            vals[REG] = sp.Rational(int(rng.integers(1, 100)), 1000)
             pt = Point(free, vals)
             for e in range(self.E):
                 for l in range(1, self.L + 1):

@@ -51,7 +51,7 @@ def render(report: Report, console) -> None:
         console.print(head, soft_wrap=True)
         lhs = v.lhs or (c.lhs or "")
         stated = c.source.strip()
-        if c.latex is not None and "=" in stated:
+        if (c.latex is not None and "=" in stated) or c.form == "code":
             out(f"{pad}{stated}")
         else:
             out(f"{pad}{lhs} = {stated}")
@@ -64,8 +64,13 @@ def render(report: Report, console) -> None:
             every = _some(i["values"] for i in v.instances)
             if fails and (len(v.instances) > 1 or every):
                 out(f"{pad}fails at {_some(fails)} ({len(fails)} of {len(v.instances)} values: {every})")
+            elif c.form == "code" or every.startswith("line "):
+                out(f"{pad}every line checked holds ({len(v.instances)}: {every})")
             elif len(v.instances) > 1 or every:
                 out(f"{pad}holds at every value ({len(v.instances)}: {every})")
+        if v.unchecked:
+            out(f"{pad}not checked (the proof has no exact value for np.exp or np.log): line"
+                f"{'s' if len(v.unchecked) > 1 else ''} {', '.join(map(str, v.unchecked))}")
         if v.verdict == Verdict.ERROR:
             where = ", ".join(x for x in (v.error_field, v.error_position) if x)
             out(f"{pad}{where}: {v.message}")

@@ -160,8 +160,8 @@ def _field_value(key: str, value, where: str):
 # ---------------------------------------------------------------------------
 
 _NG_OPS = (("*", "hadamard"), ("juxtaposition", "product"), (r"\cdot", "product"))
-_CS231N_CODE = (("X", "a0"), ("hidden_layer", "a1"), ("scores", "z2"), ("probs", "a2"), ("W1", "W1"), ("b1", "b1"),
-                ("W2", "W2"), ("b2", "b2"))
+_CS231N_CODE = (("X", "a0"), ("hidden_layer", "a1"), ("hidden", "a1"), ("scores", "z2"), ("probs", "a2"),
+                ("W", "W1"), ("b", "b1"), ("W1", "W1"), ("b1", "b1"), ("W2", "W2"), ("b2", "b2"))
 
 READINGS: dict[str, Reading] = {
     # the project's own notations read one vocabulary (a z w b W A D \delta x y T C), as they always have
