@@ -40,9 +40,12 @@ MAX_BLOCKS, MAX_THREADS = 2**31 - 1, 1024  # CUDA's limits on gridDim.x and on t
 
 
 def compiler() -> str | None:
-    """The system C++ compiler, or None."""
-    return os.environ.get("CXX") if os.environ.get("CXX") and shutil.which(os.environ["CXX"]) else (
-        shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"))
+    """The system C++ compiler ($CXX when it names one), or None."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        found = shutil.which(name) if name else None
+        if found:
+            return found
+    return None
 
 
 @dataclass(frozen=True)
