@@ -35,7 +35,8 @@ def shape(name: str, L: int = 2) -> Shape:
 
 # -- the sources' files: every claim gets the verdict its comment expects ------------------
 
-@pytest.mark.parametrize("source", ["ng", "cs231n", "goodfellow", "bishop", "wikipedia", "rumelhart1986"])
+@pytest.mark.parametrize("source", ["ng", "cs231n", "goodfellow", "bishop", "wikipedia", "rumelhart1986", "ng_code",
+                                    "cs231n_code"])
 def test_each_source_file_gets_the_verdicts_it_expects(source):
     path = CLAIMS / f"{source}.toml"
     expected = [line.split(":")[1].split()[0] for line in path.read_text().splitlines() if line.startswith("# expect:")]
@@ -189,3 +190,51 @@ def test_bad_notations_are_one_line_errors(tmp_path, text, needle):
     with pytest.raises(DeriveError) as info:
         check_file(path)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+# -- NumPy backward code --------------------------------------------------------------------------
+
+def code_verdict(tmp_path, code: str, spec: str = "specs/cs231n.toml", notation: str = "cs231n", extra: str = ""):
+    path = tmp_path / "c.toml"
+    path.write_text(f'spec = "{(CLAIMS / spec).as_posix()}"\nnotation = "{notation}"\n{extra}'
+                    f"[[claim]]\nname = \"code\"\ncode = '''\n{code}\n'''\n")
+    return check_file(path).verdicts[0]
+
+
+def test_code_points_at_the_first_wrong_line(tmp_path):
+    v = code_verdict(tmp_path, "dscores = probs.copy()\ndscores[range(N), y] -= 1\ndscores /= N\n"
+                               "dW2 = np.dot(dscores.T, hidden_layer)\n")
+    assert v.verdict == Verdict.REFUTED
+    assert [i["values"] for i in v.instances if i["verdict"] != Verdict.PROVEN] == ["line 4, dW2"]
+
+
+def test_code_mask_is_the_relu_gate_and_nothing_else(tmp_path):
+    ok = "dscores = (probs - y) / N\ndhidden = np.dot(dscores, W2.T)\ndhidden[hidden_layer <= 0] = 0\n" \
+         "dW1 = np.dot(X.T, dhidden)\n"
+    assert code_verdict(tmp_path, ok).verdict == Verdict.PROVEN
+    wrong = ok.replace("<= 0", "> 0")
+    assert code_verdict(tmp_path, wrong).verdict == Verdict.REFUTED
+    not_relu = "dZ1 = np.dot(W2.T, A2 - Y)\ndZ1[A1 <= 0] = 0\n"
+    v = code_verdict(tmp_path, not_relu, spec="specs/shallow.toml", notation="ng")
+    assert v.verdict == Verdict.ERROR and "ReLU" in v.message
+
+
+def test_code_is_never_run(tmp_path):
+    v = code_verdict(tmp_path, "dW2 = __import__('os').system('echo no')\n")
+    assert v.verdict == Verdict.ERROR and "not a NumPy call" in v.message
+    v = code_verdict(tmp_path, "import os\n")
+    assert v.verdict == Verdict.ERROR and "assignment" in v.message
+
+
+def test_code_regularization(tmp_path):
+    code = "dscores = (probs - y) / N\ndW2 = np.dot(hidden_layer.T, dscores)\ndW2 += reg * W2\n"
+    assert code_verdict(tmp_path, code, extra='regularization = "l2"\n').verdict == Verdict.PROVEN
+    assert code_verdict(tmp_path, code).verdict == Verdict.REFUTED  # no regularization in the cost: reg*W2 is wrong
+    with pytest.raises(DeriveError, match="regularization"):
+        code_verdict(tmp_path, code, extra='regularization = "l1"\n')
+
+
+def test_code_labels_need_a_one_hot_cost(tmp_path):
+    v = code_verdict(tmp_path, "dZ2 = A2.copy()\ndZ2[range(m), y] -= 1\n", spec="specs/identity_out.toml",
+                     notation="ng")
+    assert v.verdict == Verdict.ERROR

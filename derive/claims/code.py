@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from derive.claims.text import TextReader
 from derive.claims.tree import ClaimError, Leaf, Node, Num, Op, Shape, walk
+from derive.tables.activations import ACTIVATIONS
 
 _LAYER_NAME = re.compile(r"^([A-Za-z]+?)(\d+)$")
 _OPAQUE = ("exp", "log", "max", "min", "zeros_like", "zeros", "ones_like", "random")
@@ -162,7 +163,7 @@ class CodeReader(TextReader):
         known = self.known(cmp.left.id, cmp) if isinstance(cmp.left, ast.Name) else None
         x = known if known is not None else self.walk(cmp.left)
         if not (isinstance(x, Leaf) and x.kind in ("a", "z") and isinstance(x.layer, int) and x.layer >= 1
-                and self.shape.activations[x.layer - 1] == "relu"):
+                and _is_step(ACTIVATIONS[self.shape.activations[x.layer - 1]].pieces)):
             self.fail(cmp, "a mask is exact here only on a ReLU layer's values (hidden_layer <= 0)")
         self.gate_layer = x.layer
         step = Op("sigma_prime", (Leaf("z", x.layer, span=x.span),), None, span=self.span(cmp))
@@ -274,6 +275,11 @@ class CodeReader(TextReader):
     def _is_opaque(node: Node) -> bool:
         return any((isinstance(x, Op) and x.op == "opaque") or (isinstance(x, Leaf) and x.kind == "opaque")
                    for x, _ in walk(node))
+
+
+def _is_step(pieces) -> bool:
+    """sigma' is 0 below 0 and 1 above (the ReLU): then [x > 0] is sigma'(z) exactly, and a and z share a sign."""
+    return pieces is not None and len(pieces) == 2 and all(any(p[0] == s and p[1] == 0 for p in pieces) for s in (0, 1))
 
 
 def read_code(source: str, shape: Shape) -> tuple[list[Line], list[int], bool]:
