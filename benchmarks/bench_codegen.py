@@ -227,6 +227,37 @@ def bench_cupy(console, nets, batches, rounds) -> list[dict]:
                 table.add_row(label, np.dtype(dtype).name, str(B), f"{t['gemm'] * 1e6:.1f} µs",
                               f"{t['generated'] / t['gemm']:.2f}")
     console.print(table)
+    rows += bench_cupy_bias(console, cupy, batches, rounds)
+    return rows
+
+
+def bench_cupy_bias(console, cupy, batches, rounds) -> list[dict]:
+    """A bias gradient over the batch, delta (B, 30): CuPy's reduction over the strided axis (at most 30 blocks,
+    whatever B) against the product with a column of ones (a cuBLAS matrix-vector call), which the modules print."""
+    import numpy as np
+    from rich.table import Table
+
+    table = Table(title="CuPy: bias gradient of a (B, 30) delta, time / product with ones")
+    for col in ("dtype", "B", "ones_B.T @ delta", "delta.sum(axis=0)"):
+        table.add_column(col, justify="right")
+    rows = []
+    for dtype in (np.float32, np.float64):
+        for B in sorted(set(batches) | {2**16, 2**20}):
+            delta = cupy.random.random((B, 30)).astype(dtype)
+            ones = cupy.ones((B, 1), dtype=dtype)
+
+            def synced(f):
+                def run():
+                    f()
+                    cupy.cuda.Device().synchronize()
+                return run
+
+            t = best_times({"ones": synced(lambda: ones.T @ delta), "sum": synced(lambda: delta.sum(axis=0, keepdims=True))},
+                           rounds, 0.02, time.perf_counter)
+            rows.append(dict(dtype=np.dtype(dtype).name, batch=B, backend="cupy", bias_ones_us=t["ones"] * 1e6,
+                             bias_sum_ratio=t["sum"] / t["ones"]))
+            table.add_row(np.dtype(dtype).name, str(B), f"{t['ones'] * 1e6:.1f} µs", f"{t['sum'] / t['ones']:.2f}")
+    console.print(table)
     return rows
 
 

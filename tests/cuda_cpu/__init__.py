@@ -161,7 +161,6 @@ class Function:
         self.kernel = kernel
         self.fn = getattr(lib, f"launch_{kernel.name}")
         self.fn.restype = None
-        self.launches = 0
 
     def __call__(self, grid, block, args, shared_mem=0, stream=None):
         k = self.kernel
@@ -194,7 +193,6 @@ class Function:
             if need > array.size:
                 raise IndexError(f"{k.name}: p_{name}[{index}] reaches {need} elements for size {values['size']}, "
                                  f"but the array has {array.size} (shape {array.shape}): a write or read past its end")
-        self.launches += 1
         self.fn(ctypes.c_uint(grid[0]), ctypes.c_uint(block[0]), *sent)
 
 
