@@ -20,6 +20,7 @@ from functools import cached_property
 import sympy as sp
 
 from derive.network import Network, Param
+from derive.tables.notations import text, text_name
 
 MAX_LISTED_PATHS = 64
 
@@ -167,6 +168,10 @@ class Factor:
     tail: str
     value: sp.Expr
 
+    def __str__(self) -> str:
+        """d(a2[0])/d(z2[0]) = ..., in the names the command line and the claims use."""
+        return f"d{_shown(self.head)}/d{_shown(self.tail)} = {text(self.value)}"
+
 
 @dataclass(frozen=True)
 class Path:
@@ -177,6 +182,14 @@ class Path:
     @property
     def product(self) -> sp.Expr:
         return sp.Mul(*[f.value for f in self.factors])
+
+    def __str__(self) -> str:
+        """w2[0,0] -> z2[0] -> a2[0] -> C, in the names the command line and the claims use."""
+        return " -> ".join(_shown(n) for n in self.nodes)
+
+
+def _shown(name: str) -> str:
+    return text_name(sp.Symbol(name))
 
 
 @dataclass(frozen=True)

@@ -238,3 +238,19 @@ def test_code_labels_need_a_one_hot_cost(tmp_path):
     v = code_verdict(tmp_path, "dZ2 = A2.copy()\ndZ2[range(m), y] -= 1\n", spec="specs/identity_out.toml",
                      notation="ng")
     assert v.verdict == Verdict.ERROR
+
+
+def test_the_api_names_scalars_as_the_command_line_does():
+    from derive.chain import ChainRule
+    from derive.network import Network
+
+    net = Network(load_spec("net222"))
+    d = ChainRule(net).derive(net.params[0])
+    assert str(d.paths[0]) == "w1[0,0] -> z1[0] -> a1[0] -> z2[0] -> a2[0] -> C"
+    assert str(d.paths[0].factors[0]) == "dz1[0]/dw1[0,0] = a0[0]"
+
+
+def test_the_summary_counts_errors_in_words(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('spec = "net222"\n' + "".join(f'[[claim]]\nname = "e{i}"\nlhs = "delta2"\nrhs = "q"\n' for i in range(3)))
+    assert check_file(path).summary() == "3 claims: 0 proven, 0 refuted, 3 errors"

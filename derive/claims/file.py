@@ -52,7 +52,8 @@ class Report:
     def summary(self) -> str:
         """'3 claims: 2 proven, 1 refuted' (proven and refuted always named, the others when there are any)."""
         counts, n = self.counts(), len(self.verdicts)
-        named = ", ".join(f"{c} {k.lower()}" for k, c in counts.items() if c or k in (Verdict.PROVEN, Verdict.REFUTED))
+        named = ", ".join(f"{c} {k.lower()}{'s' if k == Verdict.ERROR and c != 1 else ''}" for k, c in counts.items()
+                          if c or k in (Verdict.PROVEN, Verdict.REFUTED))
         return f"{n} claim{'s' if n != 1 else ''}: {named}"
 
     @property
