@@ -189,9 +189,26 @@ def test_a_nan_stays_nan_through_relu_and_its_derivative(cpu_cupy):
     assert np.isnan(grads[mod]["W1"]).any()
 
 
+@pytest.mark.parametrize("which", ["rowmajor", "drawn8"])
+def test_an_overflow_in_the_last_layer_is_refused_like_numpy(which, cpu_cupy, tmp_path):
+    """z{L} overflows, z1 ... z{L-1} do not. drawn8 has a softmax output and no bias: no kernel reads z{L},
+    and the flag kernel checks it on its own before softmax overwrites it."""
+    spec = _spec(which)
+    ref, mod = _pair(spec, tmp_path)
+    L = len(spec.sizes) - 1
+    params = {k: np.ones_like(v, dtype=np.float32) for k, v in ref.init_params(0).items()}
+    params[f"W{L}"] *= np.float32(3e38)
+    x = np.ones((2, spec.sizes[0]), dtype=np.float32)
+    for module in (ref, mod):
+        with pytest.raises(ValueError, match=rf"^z{L}: overflowed to inf from finite x and params"):
+            module.forward(params, x)
+    if which == "drawn8":
+        assert f"_flag(z{L}, flags, {L - 1})" in (tmp_path / "drawn8_cupy.py").read_text()
+
+
 @pytest.mark.parametrize("which", ["rowmajor", "nielsen", "drawn8"])
 def test_a_target_with_nan_is_refused_by_backward_and_cost(which, cpu_cupy, tmp_path):
-    """drawn8 (softmax, quadratic cost): BP1 is no kernel, so y is checked by the flag kernel on its own."""
+    """drawn8 (softmax, quadratic cost): BP1's kernel reads a row sum and y."""
     spec = _spec(which)
     ref, mod = _pair(spec, tmp_path)
     rng = np.random.default_rng(0)
