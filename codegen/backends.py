@@ -31,7 +31,7 @@ class Backend:
     finite_helpers: str  # the definitions of the finiteness tests the lines below call (and _not_finite_keys)
     finite: str  # code: whether the array {} is finite
     target_finite: str  # code: whether the target array {} is finite
-    flags: bool  # finiteness is flagged by the kernels into a device array, read once per call (one sync)
+    flags: bool  # kernels flag non-finite z and y into a device array read once per call (finite_helpers: _flag, _first_flag)
     contiguous: str | None  # code: the array {} laid out as the kernels index it (rows, columns); None: used as given
     is_contiguous: str | None  # code: whether the array {} is laid out so already; None with contiguous
     from_host: str  # code: the NumPy array {} as this backend's array of dtype `kind`
