@@ -254,3 +254,19 @@ def test_the_summary_counts_errors_in_words(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('spec = "net222"\n' + "".join(f'[[claim]]\nname = "e{i}"\nlhs = "delta2"\nrhs = "q"\n' for i in range(3)))
     assert check_file(path).summary() == "3 claims: 0 proven, 0 refuted, 3 errors"
+
+
+def test_local_factors_of_the_chain_rule():
+    """Bishop's 5.50 and Wikipedia's chain: dE/dw = dE/da da/dw, each factor one neuron's local derivative."""
+    assert verdict("nielsen", r"\frac{\partial E_n}{\partial w_{ji}} = \frac{\partial E_n}{\partial a_j} "
+                              r"\frac{\partial a_j}{\partial w_{ji}}", READINGS["bishop"]) == Verdict.PROVEN
+    assert verdict("nielsen", r"\frac{\partial E}{\partial w_{ij}} = \frac{\partial E}{\partial o_j} "
+                              r"\frac{\partial o_j}{\partial net_j} \frac{\partial net_j}{\partial w_{ij}}",
+                   READINGS["wikipedia"]) == Verdict.PROVEN
+    assert verdict("nielsen", r"\frac{\partial E}{\partial w_{ij}} = \frac{\partial E}{\partial o_j} "
+                              r"\frac{\partial net_j}{\partial w_{ij}}", READINGS["wikipedia"]) == Verdict.REFUTED
+
+
+def test_a_free_unit_in_the_projects_own_notation_is_checked_for_each():
+    r = check("net222", r"\delta^{(2)}_j = (a^{(2)}_j - T_j) a^{(2)}_j (1 - a^{(2)}_j)", None)
+    assert r.verdict == Verdict.PROVEN and [i["values"] for i in r.instances] == ["j = 0", "j = 1"]

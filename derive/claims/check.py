@@ -26,7 +26,7 @@ from derive.claims.latex import read_latex
 from derive.claims.printing import latex_of, text_of
 from derive.claims.repair import Repair, find, ratio
 from derive.claims.text import Lhs, lhs_from_tree, read_lhs, read_text
-from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Leaf, Node, ShapeError, position
+from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Leaf, Node, ShapeError, position, walk
 from derive.claims.truth import Context, NumLeaves, Point, SymLeaves, Undefined
 from derive.errors import shown
 from derive.proofs.identity import is_identity
@@ -226,8 +226,7 @@ def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdi
             left, tree = read_latex(claim.latex, ctx.shape)
             if needs_instances([left, tree], ctx.shape.notation):
                 if claim.lhs is not None or left is None:
-                    raise ClaimError("a formula with free letters (j, l, ...) is written as an equation, with its "
-                                     "left-hand side in the LaTeX", (0, 0))
+                    raise _free_letter(tree)
                 net = Network(tuple(ctx.sizes), ctx.E, ctx.spec.bias)
                 found = instances(left, tree, ctx.shape.notation, net)
                 shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else ""
@@ -289,6 +288,20 @@ def _code_checks(ctx: Context, claim: Claim) -> list:
         lhs = (Lhs("value:" + q.kind, q.layer) if isinstance(q, Leaf) else lhs_from_tree(q, ctx.shape))
         out.append((_Where(f"line {line.line}, {line.name}", None), lhs, line.value, line.name))
     return out
+
+
+def _free_letter(tree: Node) -> ClaimError:
+    """A letter left free where the claim cannot be checked for each of its values (its lhs is a key)."""
+    from derive.claims.instances import _free_letters
+
+    for n, _ in walk(tree):
+        if isinstance(n, Leaf) and ((n.index and any(isinstance(i, tuple) and i[0] in _free_letters([tree])
+                                                     for i in n.index)) or isinstance(n.layer, tuple)):
+            letter = next((i[0] for i in n.index or () if isinstance(i, tuple)), None) or n.layer[0]
+            return ClaimError(f"index {letter} is not bound by a \\sum: bind it, or write the claim as an equation "
+                              "with its left-hand side in the LaTeX to check it for every value", n.span)
+    return ClaimError("a formula with free letters is written as an equation, with its left-hand side in the LaTeX",
+                      (0, 0))
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,9 @@ class _Walk:
             body = self.size(node.args[0])
             self.ops = _cap(before + (self.ops - before) * count)
             return Size(body.shape, _cap(body.terms * count))
+        if op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args) \
+                and not (isinstance(node.args[0].args[0], Leaf) and node.args[0].args[0].kind == "C"):
+            return Size(None, self.ctx.sizes[0] + 2)  # a factor of the chain rule: one neuron's local derivative
         if op == "grad" or (op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args)):
             x = node.args[0] if op == "grad" else node.args[1].args[0]
             if not isinstance(x, Leaf) or not isinstance(x.layer, int) or x.kind not in ("z", "a", "w", "W", "b"):

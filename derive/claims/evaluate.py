@@ -53,6 +53,10 @@ class Leaves(ABC):
         return value == 0
 
     @abstractmethod
+    def local(self, top: Leaf, by: Leaf, node: Op):
+        """d(top)/d(by) for two scalars of one example: a factor of the chain rule (da/dz, dz/dw, dz/da)."""
+
+    @abstractmethod
     def gradient(self, leaf: Leaf, scale: str, node: Op):
         """dC/dX of a named quantity (a source's dZ, dW, \\nabla_{h} J): its value, whole or one entry."""
 
@@ -179,8 +183,10 @@ class Evaluator:
                 if per_example and x.kind not in ("z", "a"):
                     self._bad(node, "one example's cost is differentiated here by a pre-activation or an activation")
                 return self.leaves.gradient(x, "example" if per_example else "batch", node)
-            self._bad(node, "a partial on the right is of the cost, by a quantity of the network: "
-                            "\\frac{\\partial C}{\\partial z^{(l)}_j}")
+            if isinstance(top, Leaf) and isinstance(x, Leaf) and top.index is not None and x.index is not None:
+                return self.leaves.local(top, x, node)  # a factor of the chain rule: da_j/dz_j, dz_j/dw_jk
+            self._bad(node, "a partial on the right is of the cost, or of one neuron's value by another quantity: "
+                            "\\frac{\\partial C}{\\partial z^{(l)}_j}, \\frac{\\partial a_j}{\\partial z_j}")
         if op == "partial":
             self._bad(node, "\\partial belongs on the left-hand side, as in \\frac{\\partial C}{\\partial w^{(2)}_{01}}")
         if op == "change":

@@ -360,7 +360,8 @@ def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
         node = node.args[0]
     if isinstance(node, Leaf) and node.kind == "delta":
         return Lhs("delta", node.layer, _plain(node), transposed, "example", factor, rows=rows)
-    if isinstance(node, Leaf) and node.kind in ("z", "a") and isinstance(node.layer, int) and node.index is not None:
+    if isinstance(node, Leaf) and node.kind in ("z", "a") and isinstance(node.layer, int) and node.layer >= 1 \
+            and node.index is not None:
         return Lhs("value:" + node.kind, node.layer, _plain(node), False, "example", factor)  # a_j = sum_i w_ji z_i
     if isinstance(node, Op) and node.op == "grad" and isinstance(node.args[0], Leaf):
         x = node.args[0]

@@ -431,6 +431,25 @@ class SymLeaves(Leaves):
     def gradient(self, leaf, scale, node):
         return _gradient(self.ctx, leaf, scale, self.e, node)
 
+    def local(self, top, by, node):
+        return _local(self.ctx, top, by, self.e, node)
+
+
+def _local(ctx: Context, top, by, e: int, node):
+    """d(top)/d(by) of example e: a neuron's z by what it sums (exact, by differentiating z's sum), its a by its z."""
+    if top.kind == "z" and by.kind in ("w", "b", "a"):
+        z = ctx.net.z[e][top.layer][ctx._check(top.index[0], ctx.sizes[top.layer], "j", node.span)]
+        return sp.diff(z, ctx.scalar(by.kind, by.layer, tuple(by.index), e, node.span))
+    if top.kind == "a" and by.kind == "z" and top.layer == by.layer:
+        if top.index[0] != by.index[0]:
+            if not ctx.net.acts[top.layer].elementwise:
+                raise ClaimError("a softmax neuron depends on every z of its layer: its Jacobian is not written here",
+                                 node.span)
+            return sp.Integer(0)
+        return ctx.activation(e, top.layer, top.index[0], None, True, node.span)
+    raise ClaimError("a factor of the chain rule here is da/dz of one neuron, or dz/dw, dz/db, dz/da of the sum "
+                     "z is", node.span)
+
 
 def _gradient(ctx: Context, leaf, scale: str, e: int, node):
     """dC/dX of a leaf: the whole vector or matrix, or one entry of example e."""
@@ -462,6 +481,9 @@ class NumLeaves(Leaves):
         if key not in self.pt.cache:
             self.pt.cache[key] = self.ctx.number(self.ctx.matrix(kind, layer), self.pt)
         return self.pt.cache[key]
+
+    def local(self, top, by, node):
+        return self.ctx.number(_local(self.ctx, top, by, self.e, node), self.pt)
 
     def gradient(self, leaf, scale, node):
         key = ("g", leaf, scale, self.e)
