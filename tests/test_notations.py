@@ -270,3 +270,12 @@ def test_local_factors_of_the_chain_rule():
 def test_a_free_unit_in_the_projects_own_notation_is_checked_for_each():
     r = check("net222", r"\delta^{(2)}_j = (a^{(2)}_j - T_j) a^{(2)}_j (1 - a^{(2)}_j)", None)
     assert r.verdict == Verdict.PROVEN and [i["values"] for i in r.instances] == ["j = 0", "j = 1"]
+
+
+def test_ng_lowercase_is_one_example():
+    """Ng's lowercase dz^{[2]} a^{[1]T} is one example's: with a batch it is an ERROR, never a wrong verdict."""
+    one = r"dW^{[2]} = dz^{[2]} a^{[1]T}"
+    spec = CLAIMS / "specs" / "canonical.toml"
+    assert verdict(spec, one, READINGS["ng"], examples=1) == Verdict.PROVEN
+    r = check(spec, one, READINGS["ng"], examples=3)
+    assert r.verdict == Verdict.ERROR and "one example's vector" in r.message

@@ -444,6 +444,12 @@ class LatexReader(Scripts, Calls):
                 self.fail(sub, f"{name} is a whole matrix; one weight is w^{{(l)}}_{{jk}}, one activation a^{{(l)}}_j")
             index = self._index(sub)
             index, example = self._split_example(index, base_kind)
+        if self.reading.capitals and base in ("z", "a", "x", "y", "output") and index is None \
+                and self.shape.examples > 1 and _letter(name, self.reading).islower():
+            self.fail(whole, f"'{self.snippet(whole)}' is one example's vector in this notation, and this batch has "
+                             f"{self.shape.examples} examples: write the batch's capital "
+                             f"({name.replace(_letter(name, self.reading), _letter(name, self.reading).upper())}), "
+                             "or check one-example formulas with examples = 1")
         implied = False
         if layered and layer is None:
             if self.reading.unmarked == "implied" and power is None:
@@ -520,6 +526,13 @@ _WHAT = {"z": "the pre-activation", "a": "the activation", "w": "a weight", "W":
          "rate": "the learning rate", "delta": "the error delta"}
 _FIELD_OF = {"z": "preactivation", "a": "activation", "w": "weight", "W": "weight", "b": "bias", "x": "input",
              "y": "target", "output": "output", "C": "cost", "rate": "rate", "delta": "error"}
+
+
+def _letter(name: str, reading: Reading) -> str:
+    """The quantity's letter in a name: dz -> z, \\hat{y} -> y."""
+    if reading.gradient_prefix and name.startswith(reading.gradient_prefix) and len(name) > 1:
+        name = name[len(reading.gradient_prefix):]
+    return name.removeprefix("\\hat{").rstrip("}")
 
 
 def _join(a: Node, b: Node):

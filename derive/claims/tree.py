@@ -123,6 +123,7 @@ class Shape:
     activations: tuple[str, ...]  # layer 1..L
     style: str = "paren"  # how LaTeX writes a layer: "paren" a^{(l)}_j, "bare" a^l_j
     reading: Reading | None = None  # the notation claims are read in (None: the project's own, in `style`)
+    examples: int = 1  # examples in the claims' batch
 
     @property
     def notation(self) -> Reading:
