@@ -289,11 +289,12 @@ def test_one_transfer_per_call_and_no_boolean_arrays(name, cpu_cupy, monkeypatch
 
 def test_float32_bound_follows_the_numpy_error_not_a_fixed_rtol():
     truth = np.array([1.0, 1e-3, 0.5])
-    want = truth + np.array([0.0, 1e-7, 0.0])  # NumPy's float32 result, off where it rounds
-    ok, _ = gpu_check.float32_close(truth + np.array([0.0, 1.5e-7, 1e-7]), want, truth)
-    assert ok  # 1.5e-7 on an entry of 1e-3 (rtol 1.5e-4) is within twice NumPy's own error
+    want = truth + np.array([0.0, 1e-6, 0.0])  # NumPy's float32 result, off where it rounds
+    ok, _ = gpu_check.float32_close(truth + np.array([0.0, 1.5e-6, 3e-6]), want, truth)
+    assert ok  # 1.5e-6 on an entry of 1e-3 (rtol 1.5e-3) is as good as NumPy's own float32 result
     ok, error = gpu_check.float32_close(truth + np.array([0.0, 0.0, 1e-5]), want, truth)
     assert not ok and error == pytest.approx(1e-5)
+    assert gpu_check.float64_close(truth * (1 + 1e-12), truth)[0] and not gpu_check.float64_close(truth + 1e-6, truth)[0]
 
 
 @pytest.mark.parametrize("layout", gpu_check.LAYOUTS)
