@@ -11,7 +11,8 @@ The conventions the pages follow (docs/layout.md, "Writing these pages"):
 - A ```python block is run as a script and must exit 0; it states its facts with `assert`.
 - An HTML comment right above a block changes how it is tested: `<!-- not run: REASON -->` for a
   block the suite cannot run (it installs packages, takes minutes, needs a GPU), and
-  `<!-- excerpt: PATH -->` for lines quoted from a checked-in file, which must appear there in order.
+  `<!-- excerpt: PATH -->` for lines quoted from a checked-in file, which must appear there in order;
+  `<!-- needs: PROGRAM -->` for a block that runs where that program is installed and skips elsewhere.
 
 Each block runs in its own temporary folder that holds a link to every top-level entry of the
 checkout, so relative paths work as they do from the repository root, and whatever a command
@@ -20,6 +21,7 @@ writes (`-o derivation.tex`, `--out mine`) lands in that folder, never in the ch
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ README_LIMIT = 15_000  # bytes
 COMMAND_TIMEOUT = 120  # seconds, per command
 
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
-DIRECTIVE = re.compile(r"^<!--\s*(not run|excerpt)\s*:\s*(.*?)\s*-->\s*$")
+DIRECTIVE = re.compile(r"^<!--\s*(not run|excerpt|needs)\s*:\s*(.*?)\s*-->\s*$")
 EXITS = re.compile(r"#.*\bexits? (\d+)\b")
 EXITS_AFTER = re.compile(r"^\(exits (\d+)\b")
 TIMING = re.compile(r"\d(?:\.\d+)?\s?(?:s|ms|µs|min|seconds?)\b|\d+:\d\d:\d\d")
@@ -48,8 +50,8 @@ class Block:
     line: int  # 1-based line of the opening fence
     language: str
     text: str
-    directive: str | None  # "not run" | "excerpt" | None
-    argument: str  # the reason, or the excerpt's path
+    directive: str | None  # "not run" | "excerpt" | "needs" | None
+    argument: str  # the reason, the excerpt's path, or the program needed
     exits: int = 0  # the exit code a paragraph right after the block states
 
     @property
@@ -80,7 +82,7 @@ def blocks(page):
 
 
 ALL = [b for page in PAGES for b in blocks(page)]
-RUN = [b for b in ALL if b.language in RUN_LANGUAGES and b.directive is None]
+RUN = [b for b in ALL if b.language in RUN_LANGUAGES and b.directive in (None, "needs")]
 EXCERPTS = [b for b in ALL if b.directive == "excerpt"]
 
 
@@ -183,6 +185,8 @@ def test_links_point_at_files():
 
 @pytest.mark.parametrize("block", RUN, ids=[b.id for b in RUN])
 def test_block_runs(block, farm):
+    if block.directive == "needs" and shutil.which(block.argument) is None:
+        pytest.skip(f"{block.argument} is not installed")
     if block.language == "python":
         script = farm / "_snippet.py"
         script.write_text(block.text, encoding="utf-8")
