@@ -60,12 +60,26 @@ def test_a_product_mixed_with_an_elementwise_one_has_two_readings():
     assert "two readings" in info.value.message and "write the parentheses" in info.value.message
 
 
-def test_a_notation_that_says_which_binds_tighter_reads_it_so():
+def test_a_notation_that_says_how_mixed_products_group_reads_them_so():
     _, rhs = read_latex(r"(f^l)' \circ (W^{l+1})^T \cdot \delta^{l+1}", shape("wikipedia", 3))
     assert rhs.op == "had" and rhs.args[1].op == "dot"
-    fields = with_fields(READINGS["wikipedia"], {"tighter": []}, "notation")
+    unrolled = r"\delta^1 = (f^1)' \circ (W^2)^T \cdot (f^2)' \circ (W^3)^T \cdot (f^3)' \circ \nabla_{a^3} C"
+    assert verdict("nielsen", unrolled, READINGS["wikipedia"], sizes=(2, 3, 3, 2)) == Verdict.PROVEN  # from the right
+    tighter = with_fields(READINGS["wikipedia"], {"mixed": "error", "tighter": [r"\cdot"]}, "notation")
+    _, rhs = read_latex(r"(f^l)' \circ (W^{l+1})^T \cdot \delta^{l+1}", Shape(3, ("sigmoid",) * 3, "bare", tighter))
+    assert rhs.op == "had" and rhs.args[1].op == "dot"
+    neither = with_fields(READINGS["wikipedia"], {"mixed": "error"}, "notation")
     with pytest.raises(ClaimError, match="two readings"):
-        read_latex(r"(f^l)' \circ (W^{l+1})^T \cdot \delta^{l+1}", Shape(3, ("sigmoid",) * 3, "bare", fields))
+        read_latex(r"(f^l)' \circ (W^{l+1})^T \cdot \delta^{l+1}", Shape(3, ("sigmoid",) * 3, "bare", neither))
+
+
+def test_powers_of_vectors():
+    """Ng's (a^{[1]})^2 is elementwise; elsewhere a vector's power has two readings and is an ERROR, not REFUTED."""
+    spec = CLAIMS / "specs" / "shallow.toml"
+    ng = r"dZ^{[1]} = W^{[2]T} dZ^{[2]} * (1 - (A^{[1]})^2)"
+    assert verdict(spec, ng, READINGS["ng"], examples=3) == Verdict.PROVEN
+    r = check("nielsen", r"\delta^2 = (a^2)^2", Reading(layers="bare"))
+    assert r.verdict == Verdict.ERROR and "two readings" in r.message
 
 
 def test_an_operator_the_notation_leaves_undefined_is_an_error():

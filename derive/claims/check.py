@@ -213,7 +213,7 @@ def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdi
             if is_sequence(claim.latex):
                 if claim.lhs is not None:
                     raise ClaimError("a claim written as steps names its quantities in the steps, not in lhs", (0, 0))
-                net = Network(tuple(ctx.sizes), ctx.E, ctx.spec.bias)
+                net = Network(tuple(ctx.sizes), ctx.E, ctx.spec.bias, tuple(ctx.spec.activation))
                 out = []
                 for step, layer, inst, left, right in run(read_steps(claim.latex, ctx.shape), ctx.shape, net):
                     where = f"line {step.line}" + "".join(f", {k} = {v}" for k, v in layer.items())
@@ -227,7 +227,7 @@ def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdi
             if needs_instances([left, tree], ctx.shape.notation):
                 if claim.lhs is not None or left is None:
                     raise _free_letter(tree)
-                net = Network(tuple(ctx.sizes), ctx.E, ctx.spec.bias)
+                net = Network(tuple(ctx.sizes), ctx.E, ctx.spec.bias, tuple(ctx.spec.activation))
                 found = instances(left, tree, ctx.shape.notation, net)
                 shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else ""
                 return [(inst, lhs_from_tree(inst.lhs, ctx.shape), inst.rhs, shown) for inst in found]
@@ -344,7 +344,7 @@ def _every_value(ctx: Context, claim: Claim, found: list) -> ClaimVerdict:
 def judge(ctx: Context, claim: Claim, lhs: Lhs, tree: Node, shown: str) -> ClaimVerdict:
     """The verdict on a claim already read: its left-hand side and right-hand side's tree."""
     field_name = "latex" if claim.latex is not None else "rhs"
-    if lhs.plain and claim_fast.prove(ctx, lhs, tree, claim.example, claim.latex is None):
+    if lhs.plain and not ctx.regularization and claim_fast.prove(ctx, lhs, tree, claim.example, claim.latex is None):
         # exact, one layer's deltas held as symbols (derive.claims.fast)
         return ClaimVerdict(claim, Verdict.PROVEN, lhs.text())
     too_large = claim_cost.refusal(ctx, lhs, tree, claim.latex is None)  # before the truth and the evaluation

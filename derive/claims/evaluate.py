@@ -57,7 +57,7 @@ class Leaves(ABC):
         """d(top)/d(by) for two scalars of one example: a factor of the chain rule (da/dz, dz/dw, dz/da)."""
 
     @abstractmethod
-    def gradient(self, leaf: Leaf, scale: str, node: Op):
+    def gradient(self, leaf: Leaf, scale: str, node: Op, example: int | None = None):
         """dC/dX of a named quantity (a source's dZ, dW, \\nabla_{h} J): its value, whole or one entry."""
 
 
@@ -180,9 +180,11 @@ class Evaluator:
             top, x = node.args[0].args[0], node.args[1].args[0]
             if isinstance(top, Leaf) and top.kind == "C" and isinstance(x, Leaf) and x.kind in ("z", "a", "w", "W", "b"):
                 per_example = top.example is not None
-                if per_example and x.kind not in ("z", "a"):
-                    self._bad(node, "one example's cost is differentiated here by a pre-activation or an activation")
-                return self.leaves.gradient(x, "example" if per_example else "batch", node)
+                if per_example and x.kind not in ("z", "a") and x.index is None:
+                    self._bad(node, "one example's cost is differentiated here by one weight, a pre-activation or an "
+                                    "activation")
+                return self.leaves.gradient(x, "example" if per_example else "batch", node,
+                                            top.example if isinstance(top.example, int) else None)
             if isinstance(top, Leaf) and isinstance(x, Leaf) and top.index is not None and x.index is not None:
                 return self.leaves.local(top, x, node)  # a factor of the chain rule: da_j/dz_j, dz_j/dw_jk
             self._bad(node, "a partial on the right is of the cost, or of one neuron's value by another quantity: "
@@ -199,9 +201,10 @@ class Evaluator:
         if op in ("pow", "epow"):
             base, n = args[0], node.param
             if is_matrix(base):
-                if op == "pow":
-                    raise ShapeError(f"{self.describe(node)}: a power of the {size_text(shape_of(base))} matrix "
-                                     f"{self.describe(node.args[0])}; write the product out, or use \\odot")
+                if op == "pow":  # elementwise, or a matrix power: the notation does not say which
+                    self._bad(node, f"{self.describe(node)}: a power of the {size_text(shape_of(base))} matrix "
+                                    f"{self.describe(node.args[0])} has two readings, entry by entry or the matrix's "
+                                    "power: write \\odot between the factors, or the matrix product out")
                 if n < 0:
                     self._nonzero(node.args[0], base)
                 return base**n if isinstance(base, np.ndarray) else base.applyfunc(lambda x: x**n)

@@ -28,6 +28,7 @@ class Network:
     sizes: tuple[int, ...]
     examples: int
     bias: str  # "separate", "augmented" or "none"
+    activations: tuple[str, ...] = ()  # layer 1..L
 
     @property
     def L(self) -> int:
@@ -62,6 +63,8 @@ def needs_instances(nodes: list[Node | None], reading: Reading) -> bool:
             if isinstance(n, Op) and n.op == "change":
                 return True
             if isinstance(n, Leaf) and (isinstance(n.layer, tuple) or n.example is not None or n.kind == "count"):
+                return True
+            if isinstance(n, Op) and n.op in ("sigma", "sigma_prime") and isinstance(n.param, tuple):
                 return True
             if isinstance(n, Leaf) and n.index and any(isinstance(i, tuple) and i[0] not in bound for i in n.index):
                 return True
@@ -112,19 +115,23 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
                if isinstance(n, Op) and n.op in ("grad", "change")}  # a gradient is of layers 1 to L
     for leaf in leaves:
         _constrain(leaf, layers, reading, net)
-    names = sorted({layers.find(v)[0] for leaf in leaves for v in _layer_vars(leaf)} - set(layers.fixed))
-    examples = sorted({leaf.example for leaf in leaves if isinstance(leaf.example, str)}
-                      | {n.param for r in roots for n, _ in walk(r) if isinstance(n, Op) and n.op == "change"
-                         and isinstance(n.param, str)})
+    marked = {n.param[1] for r in roots for n, _ in walk(r)
+              if isinstance(n, Op) and n.op in ("sigma", "sigma_prime") and isinstance(n.param, tuple)}
+    names = sorted(({layers.find(v)[0] for leaf in leaves for v in _layer_vars(leaf)}
+                    | {layers.find(v)[0] for v in marked}) - set(layers.fixed))
+    loose = sorted({v[2:] for v in names if v.startswith("#=")})
+    if len(loose) > 1:
+        raise ClaimError(f"{' and '.join(loose)} carry no layer and no index letter, so their layers are not known "
+                         "relative to each other: write the layers, or index them (w_{ji}, o_i)", rhs.span)
+    examples = sorted(_example_letters(roots))
     out: list[Instance] = []
     for choice in itertools.product(range(net.L + 1), repeat=len(names)):
         value = dict(zip(names, choice)) | layers.fixed
         layer_of = {}
         ok = True
-        for leaf in leaves:
-            for v in _layer_vars(leaf):
-                r, off = layers.find(v)
-                layer_of[v] = value[r] + off
+        for v in [v for leaf in leaves for v in _layer_vars(leaf)] + sorted(marked):
+            r, off = layers.find(v)
+            layer_of[v] = value[r] + off
         for leaf in leaves:
             layer = _layer(leaf, layer_of)
             if not _exists(leaf, layer, net) or (id(leaf) in derived and layer is not None and layer < 1):
@@ -147,7 +154,8 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
             ex = dict(zip(examples, pick[len(free):]))
             units = tuple((k if f"#{k}" not in layer_of else f"{k} (layer {layer_of[f'#{k}']})", v)
                           for k, v in sorted(env.items()))
-            shown = tuple((k, v) for k, v in value.items() if not k.startswith("#") and k in names) \
+            shown = tuple((k if not k.startswith("#=") else f"layer of {k[2:]}", v) for k, v in value.items()
+                          if (not k.startswith("#") or k.startswith("#=")) and k in names) \
                 + units + tuple(sorted(ex.items()))
             concrete = [_concrete(r, env, layer_of, ex, reading, net) for r in (lhs, rhs)]
             out.append(Instance(shown, concrete[0], concrete[1], next(iter(ex.values()), None)))
@@ -157,6 +165,26 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
     if not out:
         raise ClaimError("the formula applies at no layer of this network (a quantity it names does not exist "
                          "wherever its letters can stand)", rhs.span)
+    return out
+
+
+def _example_letters(roots) -> set[str]:
+    """Example letters left free (E_n, o_{pj}, Delta_p w), not those a sum runs over (Bishop's sum over n)."""
+    out: set[str] = set()
+
+    def visit(n: Node, bound: frozenset):
+        if isinstance(n, Op):
+            if n.op == "sum":
+                bound = bound | {n.param[0]}
+            if n.op == "change" and isinstance(n.param, str) and n.param not in bound:
+                out.add(n.param)
+            for a in n.args:
+                visit(a, bound)
+        elif isinstance(n, Leaf) and isinstance(n.example, str) and n.example not in bound:
+            out.add(n.example)
+
+    for r in roots:
+        visit(r, frozenset())
     return out
 
 
@@ -279,8 +307,10 @@ def _concrete(node: Node | None, env: dict, layer_of: dict, ex: dict, reading: R
         if node.kind == "count":
             return Num(net.examples, span=node.span)
         layer = _layer(node, layer_of)
+        example = env.get(node.example, ex.get(node.example)) if isinstance(node.example, str) else node.example
+        node = replace(node, example=example)  # an example letter's value: that example's own quantity
         if node.index is None:
-            return replace(node, layer=layer, example=None)
+            return replace(node, layer=layer)
         written = tuple(env[i[0]] + i[1] if isinstance(i, tuple) else i for i in node.index)
         for i in written:
             if isinstance(i, tuple):  # pragma: no cover - every letter has a value here
@@ -290,9 +320,12 @@ def _concrete(node: Node | None, env: dict, layer_of: dict, ex: dict, reading: R
         var, lo, hi = node.param
         if var in env:
             raise ClaimError(f"the \\sum's letter {var} is already in use", node.span)
-        values = _range(var, [], layer_of, reading, net, body=node.args[0])
+        if var in reading.example_letter:  # Bishop's sum over n of E_n: every example of the batch
+            values = list(range(net.examples))
+        else:
+            values = _range(var, [], layer_of, reading, net, body=node.args[0])
         values = [v for v in values if (lo is None or v >= lo) and (hi is None or v <= hi)]
-        if hi is not None and lo is not None and values != list(range(lo, hi + 1)):
+        if hi is not None and lo is not None and values != list(range(lo, hi + 1)) and var not in reading.example_letter:
             raise ClaimError(f"\\sum_{{{var}={lo}}}^{{{hi}}} runs past the units its summand has at this layer "
                              f"({values[0] if values else '-'} to {values[-1] if values else '-'})", node.span)
         if not values or len(values) > MAX_SUM_RANGE:
@@ -304,6 +337,11 @@ def _concrete(node: Node | None, env: dict, layer_of: dict, ex: dict, reading: R
         return out
     if node.op == "change" and isinstance(node.param, str):
         node = replace(node, param=ex.get(node.param))
+    if node.op in ("sigma", "sigma_prime") and isinstance(node.param, tuple):  # f^{[l]}: the activation of layer l
+        layer = layer_of[node.param[1]] + node.param[2]
+        if not 1 <= layer <= net.L:
+            raise ClaimError(f"the activation of layer {layer}: there is no such layer", node.span)
+        node = replace(node, param=net.activations[layer - 1])
     return replace(node, args=tuple(_concrete(a, env, layer_of, ex, reading, net) for a in node.args))
 
 
@@ -314,7 +352,7 @@ def _unit(leaf: Leaf, layer, written: tuple, reading: Reading, net: Network) -> 
         to, frm = written
         if bias is not None and frm == bias:
             return Leaf("b", layer, (to - base,), alias=leaf.alias, span=leaf.span)
-        return replace(leaf, layer=layer, index=(to - base, frm - base), example=None)
+        return replace(leaf, layer=layer, index=(to - base, frm - base))
     if leaf.kind == "a" and bias is not None and written[0] == bias:
         return Num(1, span=leaf.span)
-    return replace(leaf, layer=layer, index=tuple(i - base for i in written), example=None)
+    return replace(leaf, layer=layer, index=tuple(i - base for i in written))

@@ -284,11 +284,14 @@ class LatexReader(Scripts, Calls):
             meanings.append("had" if meaning == "hadamard" else "dot")
         kinds = {m for m in meanings if m != "div"}
         tight = set()
+        right = False
         if kinds == {"had", "dot"}:
             tight = {i for i, op in enumerate(ops) if op != "/" and _PRODUCT_OPS[op.value] in self.reading.tighter}
             tight_kinds = {meanings[i] for i in tight}
             loose_kinds = {meanings[i] for i in range(len(ops)) if i not in tight and meanings[i] != "div"}
-            if not tight or tight_kinds & loose_kinds or len(tight_kinds) != 1:
+            if self.reading.mixed == "right" and not tight:
+                right = True  # Wikipedia's (f^1)' o (W^2)^T . (f^2)' o ... reads from the right
+            elif not tight or tight_kinds & loose_kinds or len(tight_kinds) != 1:
                 self._ambiguous(t, operands, ops, meanings)
         nodes = [self.node(o) for o in operands]
         flags = [i in tight for i in range(len(ops))]
@@ -299,6 +302,11 @@ class LatexReader(Scripts, Calls):
                 del meanings[i], flags[i]
             else:
                 i += 1
+        if right:
+            out = nodes[-1]
+            for meaning, prev in zip(reversed(meanings), reversed(nodes[:-1])):
+                out = Op(meaning, (prev, out), span=_join(prev, out))
+            return out
         out = nodes[0]
         for meaning, nxt in zip(meanings, nodes[1:]):  # then the rest, left to right
             out = Op(meaning, (out, nxt), span=_join(out, nxt))
@@ -485,7 +493,7 @@ class LatexReader(Scripts, Calls):
         if grad:
             node = Op("grad", (node,), scale, span=span)
         if power is not None:
-            node = Op("pow", (node,), power, span=span)
+            node = Op("epow" if self.reading.powers == "elementwise" else "pow", (node,), power, span=span)
         if transpose:
             node = Op("T", (node,), span=span)
         return node
@@ -506,11 +514,8 @@ class LatexReader(Scripts, Calls):
 
     def _implied_layer(self, kind, index, whole):
         """The layer of a name written without one: a variable the index letter carries (unit j's layer)."""
-        if not index:
-            if kind in ("W", "b"):
-                self.fail(whole, f"'{self.snippet(whole)}' needs a layer")
-            self.fresh += 1
-            return (f"#{self.fresh}", 0)
+        if not index:  # one layer for every unindexed w of the formula (Delta w = -eta dE/dw)
+            return (f"#={self.snippet(whole).strip() or kind}", 0)
         lead = index[0]
         if isinstance(lead, tuple):
             letter = lead[0]

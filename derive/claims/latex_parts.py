@@ -140,7 +140,7 @@ class Scripts:
             elif isinstance(node, Num):
                 node = Num(fold_power(node.value, power, span), span=span)
             else:
-                node = Op("pow", (node,), power, span=span)
+                node = Op("epow" if self.reading.powers == "elementwise" else "pow", (node,), power, span=span)
         return node
 
     def _int(self, t, allow_L: bool):
@@ -256,7 +256,14 @@ class Calls:
             if fn.layer is None:
                 self.fail(t, f"'{self.snippet(t)}' needs its layer, (f^l)', or an argument, f'(z^l)")
             arg = Leaf("z", fn.layer, span=_span(t))
-        return Op("sigma_prime" if fn.prime else "sigma", (arg,), None, span=_span(t))
+        which = None  # the function of the layer the name marks (g^{[2]} is layer 2's), else the neuron's own
+        if isinstance(fn.layer, int):
+            if not 1 <= fn.layer <= self.shape.L:
+                self.fail(t, f"'{self.snippet(t)}': there is no layer {fn.layer}")
+            which = self.shape.activations[fn.layer - 1]
+        elif isinstance(fn.layer, tuple):
+            which = ("layer", *fn.layer)
+        return Op("sigma_prime" if fn.prime else "sigma", (arg,), which, span=_span(t))
 
     def nabla(self, t, kids) -> Node:
         script, of = kids[1], self.node(kids[2])

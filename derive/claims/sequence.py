@@ -85,8 +85,21 @@ def _with(node: Node | None, values: dict, layer: dict):
             return replace(node, layer=layer[node.layer[0]] + node.layer[1])
         return node
     if isinstance(node, Op):
+        if node.op in ("sigma", "sigma_prime") and isinstance(node.param, tuple) and node.param[1] in layer:
+            node = replace(node, param=("at", layer[node.param[1]] + node.param[2]))
         return replace(node, args=tuple(_with(a, values, layer) for a in node.args))
     return node
+
+
+def _named(node: Node | None, net: Network):
+    """f^{(k)} at a known k: the activation of that layer, by name (None where there is no such layer)."""
+    if not isinstance(node, Op):
+        return node
+    args = tuple(_named(a, net) for a in node.args)
+    if node.op in ("sigma", "sigma_prime") and isinstance(node.param, tuple) and node.param[0] == "at":
+        k = node.param[1]
+        return replace(node, args=args, param=net.activations[k - 1] if 1 <= k <= net.L else None)
+    return replace(node, args=args)
 
 
 def _exists(node: Node | None, net: Network) -> bool:
@@ -119,6 +132,7 @@ def run(steps: list[Step], shape: Shape, net: Network):
     checks = []
     for step, layer in order:
         quantity, value = _with(step.quantity, values, layer), _with(step.value, values, layer)
+        quantity, value = _named(quantity, net), _named(value, net)
         if not (_exists(quantity, net) and _exists(value, net)):
             continue
         if quantity is not None:

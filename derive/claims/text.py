@@ -380,7 +380,7 @@ def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
         if isinstance(x, Leaf) and x.kind in ("w", "W", "b", "z", "a"):
             if x.kind == "W" and x.index is not None:
                 raise ClaimError("one partial is \\partial w^{(l)}_{jk}", x.span)
-            return _gradient_lhs(x, transposed, "batch", factor, per_example, rows, node)
+            return _gradient_lhs(x, transposed, "example" if per_example else "batch", factor, per_example, rows, node)
     raise ClaimError("the left-hand side must be \\frac{\\partial C}{\\partial w^{(l)}_{jk}} (or b, z, a, or a whole "
                      "w or W) or \\delta^{(l)}, \\delta^{(l)}_j, or the notation's gradient name (dW)", node.span)
 

@@ -406,7 +406,7 @@ class SymLeaves(Leaves):
         self.ctx, self.e = ctx, example
 
     def scalar(self, kind, layer, index, node):
-        return self.ctx.scalar(kind, layer, index, self.e, node.span)
+        return self.ctx.scalar(kind, layer, index, _example(node, self.e), node.span)
 
     def matrix(self, kind, layer, node):
         return self.ctx.matrix(kind, layer, node.span)
@@ -428,11 +428,16 @@ class SymLeaves(Leaves):
     def is_zero(self, value) -> bool:
         return self.ctx.is_zero(value)
 
-    def gradient(self, leaf, scale, node):
-        return _gradient(self.ctx, leaf, scale, self.e, node)
+    def gradient(self, leaf, scale, node, example=None):
+        return _gradient(self.ctx, leaf, scale, self.e if example is None else example, node)
 
     def local(self, top, by, node):
-        return _local(self.ctx, top, by, self.e, node)
+        return _local(self.ctx, top, by, _example(top, self.e), node)
+
+
+def _example(node, e: int) -> int:
+    """The example a leaf names itself (RHW's o_{pj} at p = 1), else the claim's."""
+    return node.example if isinstance(getattr(node, "example", None), int) else e
 
 
 def _local(ctx: Context, top, by, e: int, node):
@@ -458,7 +463,7 @@ def _gradient(ctx: Context, leaf, scale: str, e: int, node):
     if leaf.index is None:
         return ctx.gradient(leaf.kind, leaf.layer, scale, node.span)
     if leaf.kind in ("w", "b"):
-        return ctx.truth(Lhs(leaf.kind, leaf.layer, tuple(leaf.index)), e, node.span)
+        return ctx.truth(Lhs(leaf.kind, leaf.layer, tuple(leaf.index), example_cost=scale == "example"), e, node.span)
     n = ctx.sizes[leaf.layer]
     j = ctx._check(leaf.index[0], n, "j", node.span, f" ({n} neurons in layer {leaf.layer})")
     return ctx.entry_gradient(leaf.kind, leaf.layer, j, e, scale)
@@ -471,9 +476,10 @@ class NumLeaves(Leaves):
         self.ctx, self.pt, self.e = ctx, pt, example
 
     def scalar(self, kind, layer, index, node):
-        key = ("s", kind, layer, index, self.e)
+        e = _example(node, self.e)
+        key = ("s", kind, layer, index, e)
         if key not in self.pt.cache:
-            self.pt.cache[key] = self.ctx.number(self.ctx.scalar(kind, layer, index, self.e), self.pt)
+            self.pt.cache[key] = self.ctx.number(self.ctx.scalar(kind, layer, index, e), self.pt)
         return self.pt.cache[key]
 
     def matrix(self, kind, layer, node):
@@ -483,12 +489,13 @@ class NumLeaves(Leaves):
         return self.pt.cache[key]
 
     def local(self, top, by, node):
-        return self.ctx.number(_local(self.ctx, top, by, self.e, node), self.pt)
+        return self.ctx.number(_local(self.ctx, top, by, _example(top, self.e), node), self.pt)
 
-    def gradient(self, leaf, scale, node):
-        key = ("g", leaf, scale, self.e)
+    def gradient(self, leaf, scale, node, example=None):
+        e = self.e if example is None else example
+        key = ("g", leaf, scale, e)
         if key not in self.pt.cache:
-            self.pt.cache[key] = self.ctx.number(_gradient(self.ctx, leaf, scale, self.e, node), self.pt)
+            self.pt.cache[key] = self.ctx.number(_gradient(self.ctx, leaf, scale, e, node), self.pt)
         return self.pt.cache[key]
 
     def activate(self, value, name, prime, node):

@@ -59,6 +59,9 @@ class Reading:
                                               (r"\cdot", "product"), (r"\times", "product"),
                                               ("juxtaposition", "product"))
     tighter: tuple[str, ...] = ()
+    mixed: str = "error"  # elementwise and matrix products side by side: "error", or "right" (grouped from the right)
+    powers: str = "matrix"  # a vector's or matrix's power: "matrix" (read only where it is a matrix power, else an
+    #                         ERROR naming both readings) or "elementwise" (Ng's (a^{[1]})^2, NumPy's **)
     code_names: tuple[tuple[str, str], ...] = ()  # NumPy code's names: ("hidden_layer", "a1"), ("scores", "z2"), ...
 
     def meaning(self, op: str) -> str | None:
@@ -110,7 +113,8 @@ def _strings(value, key: str, where: str) -> tuple[str, ...]:
 
 
 def _field_value(key: str, value, where: str):
-    one_of = {"layers": LAYER_STYLES, "unmarked": ("error", "implied"), "weight_order": ("to-from", "from-to"), "examples": ("columns", "rows"),
+    one_of = {"layers": LAYER_STYLES, "unmarked": ("error", "implied"), "mixed": ("error", "right"),
+              "powers": ("matrix", "elementwise"), "weight_order": ("to-from", "from-to"), "examples": ("columns", "rows"),
               "gradient_scale": ("example", "batch")}
     if key in one_of:
         if value not in one_of[key]:
@@ -173,12 +177,12 @@ READINGS: dict[str, Reading] = {
     "ng": Reading(preactivation=("z", "Z"), activation=("a", "A"), input=("x", "X"), target=("y", "Y"),
                   output=(r"\hat{y}", r"\hat{Y}"), cost=("J", "L", r"\mathcal{L}"), rate=(r"\alpha",),
                   error=(), layers="bracket", index_base=1, capitals=True, gradient_prefix="d",
-                  functions=("g", r"\sigma"), operators=_NG_OPS, examples_count=("m",)),
+                  functions=("g", r"\sigma"), operators=_NG_OPS, examples_count=("m",), powers="elementwise"),
     # Stanford CS231n notes: X is N x D (examples as rows), scores = X W + b, dW = dL/dW, NumPy code
     "cs231n": Reading(preactivation=("s", "z", "Z"), activation=("h", "a", "A"), input=("x", "X"), target=("y", "Y"),
                       cost=("L",), rate=(r"\alpha",), error=(), layers="bare", capitals=True, examples="rows",
                       gradient_prefix="d", gradient_scale="batch", functions=(r"\sigma", "f"),
-                      operators=_NG_OPS, examples_count=("N",), code_names=_CS231N_CODE),
+                      operators=_NG_OPS, examples_count=("N",), code_names=_CS231N_CODE, powers="elementwise"),
     # Goodfellow, Bengio, Courville, Deep Learning, Algorithm 6.4: a = b + W h, h = f(a), g <- ...
     "goodfellow": Reading(preactivation=("a",), activation=("h",), input=("x",), target=("y",),
                           output=(r"\hat{y}",), cost=("J", "L"), rate=(r"\epsilon", r"\eta"), error=(),
@@ -191,7 +195,7 @@ READINGS: dict[str, Reading] = {
     "wikipedia": Reading(preactivation=("z", "net"), activation=("a", "o"), input=("x",), target=("y", "t"),
                          output=("y", r"\hat{y}"),  # y is the target in the matrix section, the output in the derivation
                          cost=("C", "E"), layers="bare", unmarked="implied", index_base=1, weight_order="from-to",
-                         functions=("f", r"\varphi", r"\phi"), tighter=(r"\cdot",)),
+                         functions=("f", r"\varphi", r"\phi"), mixed="right", rate=(r"\eta",)),
     # Rumelhart, Hinton, Williams 1986: net_pj = sum_i w_ji o_pi, delta_pj = -dE_p/dnet_pj, Delta_p w_ji = eta delta o
     "rumelhart1986": Reading(preactivation=("net",), activation=("o",), input=(), output=(), target=("t",), cost=("E",),
                              rate=(r"\eta", r"\varepsilon"), error=(r"\delta",), delta_sign=-1, layers="implied", unmarked="implied",
