@@ -269,7 +269,11 @@ def check_claim(ctx: Context, claim: Claim) -> ClaimVerdict:
     if isinstance(read, list):
         out = _every_value(ctx, claim, read)
         if claim.code is not None:
-            out.unchecked = read_code(claim.code, ctx.shape)[1]
+            _, out.unchecked, _, gradients = read_code(claim.code, ctx.shape)
+            if gradients and out.verdict == Verdict.PROVEN:  # never PROVEN past a gradient it could not check
+                out.verdict = Verdict.UNPROVEN
+                out.message = ("every line checked holds, but " + ", ".join(f"line {i} ({n})" for i, n in gradients)
+                               + " could not be checked: an unknown name, or a value through np.exp or np.log")
         return out
     return judge(ctx, claim, *read)
 
@@ -278,7 +282,7 @@ def _code_checks(ctx: Context, claim: Claim) -> list:
     """Each name the code sets that the notation knows, at its last assignment, as a check (derive.claims.code)."""
     if claim.lhs is not None:
         raise ClaimError("code names its quantities by its own names (dW2, dscores); it takes no lhs", (0, 0))
-    lines, skipped, labels = read_code(claim.code, ctx.shape)
+    lines, skipped, labels, _ = read_code(claim.code, ctx.shape)
     if labels and not ctx.net.cost.one_hot:
         raise ClaimError(f"integer class labels (y as indices) need a one-hot cost; the spec's is {ctx.spec.cost}",
                          (0, 0))

@@ -22,7 +22,7 @@ from derive.claims.text import TextReader
 from derive.claims.tree import ClaimError, Leaf, Node, Num, Op, Shape, walk
 from derive.tables.activations import ACTIVATIONS
 
-_LAYER_NAME = re.compile(r"^([A-Za-z]+?)(\d+)$")
+_LAYER_NAME = re.compile(r"^([A-Za-z]+?)(\d+|L)$")
 _OPAQUE = ("exp", "log", "max", "min", "zeros_like", "zeros", "ones_like", "random")
 
 
@@ -69,7 +69,7 @@ class CodeReader(TextReader):
         last: dict[str, int] = {}
         for i, st in enumerate(module.body):
             last[self._target_name(st)] = i
-        checks, skipped = [], []
+        checks, skipped, self.unchecked_gradients = [], [], []
         meaning: dict[str, Node | None] = {}  # what each name stands for now (a ReLU's gate changes it)
         before: dict[str, tuple[int, Node]] = {}  # each name's last line and value
         for i, st in enumerate(module.body):
@@ -88,6 +88,10 @@ class CodeReader(TextReader):
             meaning[name] = gated
             quantity = gated
             before[name] = (st.lineno, value)
+            prefix = self.reading.gradient_prefix
+            if prefix and name.startswith(prefix) and len(name) > len(prefix) and (
+                    quantity is None or self._is_opaque(value)):
+                self.unchecked_gradients.append((st.lineno, name))  # a gradient the proof could not check
             if self._is_opaque(value):
                 skipped.append(st.lineno)
                 if isinstance(quantity, Leaf):  # a forward quantity the notation names (probs): its own value
@@ -100,7 +104,8 @@ class CodeReader(TextReader):
             if quantity is not None and last[name] == i:
                 checks.append(Line(st.lineno, name, quantity, value))
         if not checks:
-            raise ClaimError("no line sets a name the notation knows (dW2, db2, dscores, dhidden, ...)", (0, 0))
+            raise ClaimError("no line sets a name the notation knows, with a value the proof can evaluate (dW2, db2, "
+                             "dscores, dhidden, ...)", (0, 0))
         return checks, skipped
 
     def _target_name(self, st: ast.stmt) -> str:
@@ -147,14 +152,23 @@ class CodeReader(TextReader):
         return self._name_value(name, st)
 
     def _is_range(self, n: ast.AST) -> bool:
-        return (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "range"
-                and len(n.args) == 1 and isinstance(n.args[0], ast.Name)
-                and n.args[0].id in self.reading.examples_count + ("num_examples",))
+        """range(N) or np.arange(N) over the batch."""
+        f = n.func if isinstance(n, ast.Call) else None
+        named = (isinstance(f, ast.Name) and f.id == "range") or (
+            isinstance(f, ast.Attribute) and f.attr == "arange" and isinstance(f.value, ast.Name) and f.value.id == "np")
+        return named and len(n.args) == 1 and isinstance(self.walk(n.args[0]), Leaf) \
+            and self.walk(n.args[0]).kind == "count"
 
     def _labels(self, st) -> Node:
         """The one-hot targets, one example per row (CS231n's y holds class indices: row i is 1 at y[i])."""
         self.uses_labels = True
         return Leaf("y", None, alias="y", span=self.span(st))
+
+    def _indicator(self, cmp: ast.Compare) -> Node:
+        """[x > 0] as a value (1 where it holds): the complement of the mask that zeroes where x > 0."""
+        keep = self._gate(cmp)  # keeps where cmp does not hold
+        self.gate_layer = None  # a value, not the gate of an assignment
+        return Op("sub", (Num(1), keep), span=keep.span)
 
     def _gate(self, cmp: ast.Compare) -> Node:
         """[x <= 0] as a claim tree: exact only for a ReLU layer's activation or pre-activation (sigma' is its step)."""
@@ -173,6 +187,17 @@ class CodeReader(TextReader):
         if op in (ast.Gt, ast.GtE):
             return Op("sub", (Num(1), step), span=step.span)
         self.fail(cmp, "a mask here is x <= 0, x < 0, x > 0 or x >= 0")
+
+    def walk(self, n: ast.AST) -> Node:
+        """1 / (1 + np.exp(-x)) is the sigmoid of x, as Ng's sigmoid() writes it; the rest as the text reader reads it."""
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and _is_number(n.left, 1) \
+                and isinstance(n.right, ast.BinOp) and isinstance(n.right.op, ast.Add) and _is_number(n.right.left, 1):
+            e = n.right.right
+            if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr == "exp" \
+                    and isinstance(e.func.value, ast.Name) and e.func.value.id == "np" and len(e.args) == 1 \
+                    and isinstance(e.args[0], ast.UnaryOp) and isinstance(e.args[0].op, ast.USub):
+                return Op("sigma", (self.walk(e.args[0].operand),), "sigmoid", span=self.span(n))
+        return super().walk(n)
 
     # -- names and calls ---------------------------------------------------------------------
     def quantity(self, name: str, st) -> Node | None:
@@ -194,12 +219,15 @@ class CodeReader(TextReader):
         table = dict(self.reading.code_names)
         if name in table:
             m = _LAYER_NAME.match(table[name])
-            kind = m.group(1)
-            return Leaf("a" if kind == "a" else kind, int(m.group(2)), span=span)
+            layer = self.shape.L if m.group(2) == "L" else int(m.group(2))
+            if not (0 if m.group(1) == "a" else 1) <= layer <= self.shape.L:
+                self.fail(st, f"{name} is layer {layer}'s in this notation, and this network has {self.shape.L} "
+                              f"layer{'s' if self.shape.L > 1 else ''}")
+            return Leaf(m.group(1), layer, span=span)
         names = self.reading.names()
         m = _LAYER_NAME.match(name)
         if m and m.group(1) in names and names[m.group(1)] in ("z", "a", "w", "W", "b"):
-            kind, layer = names[m.group(1)], int(m.group(2))
+            kind, layer = names[m.group(1)], (self.shape.L if m.group(2) == "L" else int(m.group(2)))
             if kind == "w":
                 kind = "W"
             if 0 <= layer <= self.shape.L and (layer >= 1 or kind == "a"):
@@ -231,18 +259,36 @@ class CodeReader(TextReader):
         return self._name_value(n.id, n)
 
     def subscript(self, n: ast.Subscript) -> Node:
-        return Leaf("opaque", None, alias=self.snippet(n), span=self.span(n))  # probs[range(N), y]: the loss's lines
+        """X.shape[1]: the batch size or a layer's width; anything else (probs[range(N), y]) only in the loss's lines."""
+        v, i = n.value, n.slice
+        if isinstance(v, ast.Attribute) and v.attr == "shape" and isinstance(i, ast.Constant) and i.value in (0, 1):
+            x = self.walk(v.value)
+            if isinstance(x, Leaf) and x.kind in ("a", "z", "y") and x.index is None:
+                across = 0 if self.reading.examples == "rows" else 1
+                if i.value == across:
+                    return Leaf("count", None, span=self.span(n))
+                width = self.shape.widths[x.layer if x.layer is not None else self.shape.L]
+                return Num(width, span=self.span(n))
+        return Leaf("opaque", None, alias=self.snippet(n), span=self.span(n))
 
     def call(self, n: ast.Call) -> Node:
         span = self.span(n)
         f = n.func
         if isinstance(f, ast.Attribute) and f.attr == "copy" and not n.args and not n.keywords:
             return self.walk(f.value)
+        if isinstance(f, ast.Attribute) and f.attr == "astype" and isinstance(f.value, ast.Compare):
+            return self._indicator(f.value)  # (A > 0).astype(int)
         if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "np"):
             self.fail(n.func, f"'{self.snippet(n.func)}' is not a NumPy call this reader knows (np.dot, np.sum, "
                               "np.multiply, np.power, np.maximum, np.exp, np.log, .copy())")
         fn = f.attr
         kw = {k.arg: k.value for k in n.keywords}
+        if fn == "array" and len(n.args) == 1 and set(kw) <= {"copy"}:
+            return self.walk(n.args[0])  # np.array(dA, copy=True): the same values
+        if fn in ("int64", "int32", "float64", "float32") and len(n.args) == 1 and isinstance(n.args[0], ast.Compare):
+            return self._indicator(n.args[0])  # np.int64(A > 0): the ReLU's step
+        if fn == "tanh" and len(n.args) == 1:
+            return Op("sigma", (self.walk(n.args[0]),), "tanh", span=span)
         if fn in _OPAQUE and fn != "max":
             return Op("opaque", tuple(self.walk(a) for a in n.args), fn, span=span)
         if fn == "maximum":
@@ -277,13 +323,18 @@ class CodeReader(TextReader):
                    for x, _ in walk(node))
 
 
+def _is_number(n: ast.AST, value) -> bool:
+    return isinstance(n, ast.Constant) and not isinstance(n.value, bool) and n.value == value
+
+
 def _is_step(pieces) -> bool:
     """sigma' is 0 below 0 and 1 above (the ReLU): then [x > 0] is sigma'(z) exactly, and a and z share a sign."""
     return pieces is not None and len(pieces) == 2 and all(any(p[0] == s and p[1] == 0 for p in pieces) for s in (0, 1))
 
 
-def read_code(source: str, shape: Shape) -> tuple[list[Line], list[int], bool]:
-    """The names a piece of NumPy code sets, each with its value; the lines not checked; whether it uses labels."""
+def read_code(source: str, shape: Shape) -> tuple[list[Line], list[int], bool, list]:
+    """The names a piece of NumPy code sets, each with its value; the lines not checked; whether it uses labels;
+    the (line, name) of each gradient the proof could not check (an unknown name, or a value through np.exp)."""
     reader = CodeReader(source, shape)
     checks, skipped = reader.lines()
-    return checks, skipped, reader.uses_labels
+    return checks, skipped, reader.uses_labels, reader.unchecked_gradients

@@ -124,6 +124,7 @@ class Shape:
     style: str = "paren"  # how LaTeX writes a layer: "paren" a^{(l)}_j, "bare" a^l_j
     reading: Reading | None = None  # the notation claims are read in (None: the project's own, in `style`)
     examples: int = 1  # examples in the claims' batch
+    widths: tuple[int, ...] = ()  # n_0 .. n_L
 
     @property
     def notation(self) -> Reading:

@@ -63,7 +63,7 @@ class Context:
         self.sizes, self.L, self.E = net.sizes, net.L, net.E
         if layers is None:
             layers = "bare" if PROFILES[spec.notation].layer_style == "bare" else "paren"
-        self.shape = Shape(net.L, spec.activation, layers, reading, net.E)
+        self.shape = Shape(net.L, spec.activation, layers, reading, net.E, tuple(net.sizes))
         self.rows = reading is not None and reading.examples == "rows"  # z, y, delta and gradients as rows
         self._partials: dict = {}
         self._matrices: dict = {}

@@ -13,6 +13,7 @@ A claims file picks one with `notation = "bishop"` and may override any field in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 
 # the quantities a name may stand for (the claim tree's Leaf kinds, and a few that only reading has)
@@ -153,8 +154,9 @@ def _field_value(key: str, value, where: str):
         return names
     if key == "code_names":
         if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() and isinstance(v, str)
-                                                  for k, v in value.items()):
-            raise ValueError(f"{where}: code_names is a table from a Python name to a quantity (\"a1\", \"z2\")")
+                                                  and re.fullmatch(r"[azWb](\d+|L)", v) for k, v in value.items()):
+            raise ValueError(f"{where}: code_names is a table from a Python name to a quantity: a, z, W or b and a "
+                             "layer number or L (\"a1\", \"zL\")")
         return tuple(value.items())
     return _strings(value, key, where)
 
@@ -164,8 +166,10 @@ def _field_value(key: str, value, where: str):
 # ---------------------------------------------------------------------------
 
 _NG_OPS = (("*", "hadamard"), ("juxtaposition", "product"), (r"\cdot", "product"))
-_CS231N_CODE = (("X", "a0"), ("hidden_layer", "a1"), ("hidden", "a1"), ("scores", "z2"), ("probs", "a2"),
-                ("W", "W1"), ("b", "b1"), ("W1", "W1"), ("b1", "b1"), ("W2", "W2"), ("b2", "b2"))
+# a quantity's layer is a number, or L for the output: CS231n's scores are the last layer's, one layer or two
+_CS231N_CODE = (("X", "a0"), ("hidden_layer", "a1"), ("hidden", "a1"), ("scores", "zL"), ("probs", "aL"),
+                ("W", "W1"), ("b", "b1"))
+_NG_CODE = (("AL", "aL"), ("ZL", "zL"))
 
 READINGS: dict[str, Reading] = {
     # the project's own notations read one vocabulary (a z w b W A D \delta x y T C), as they always have
@@ -177,7 +181,8 @@ READINGS: dict[str, Reading] = {
     "ng": Reading(preactivation=("z", "Z"), activation=("a", "A"), input=("x", "X"), target=("y", "Y"),
                   output=(r"\hat{y}", r"\hat{Y}"), cost=("J", "L", r"\mathcal{L}"), rate=(r"\alpha",),
                   error=(), layers="bracket", index_base=1, capitals=True, gradient_prefix="d",
-                  functions=("g", r"\sigma"), operators=_NG_OPS, examples_count=("m",), powers="elementwise"),
+                  functions=("g", r"\sigma"), operators=_NG_OPS, examples_count=("m",), powers="elementwise",
+                  code_names=_NG_CODE),
     # Stanford CS231n notes: X is N x D (examples as rows), scores = X W + b, dW = dL/dW, NumPy code
     "cs231n": Reading(preactivation=("s", "z", "Z"), activation=("h", "a", "A"), input=("x", "X"), target=("y", "Y"),
                       cost=("L",), rate=(r"\alpha",), error=(), layers="bare", capitals=True, examples="rows",
