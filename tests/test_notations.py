@@ -293,3 +293,34 @@ def test_ng_lowercase_is_one_example():
     assert verdict(spec, one, READINGS["ng"], examples=1) == Verdict.PROVEN
     r = check(spec, one, READINGS["ng"], examples=3)
     assert r.verdict == Verdict.ERROR and "one example's vector" in r.message
+
+
+def test_chains_local_factors_costs_and_forward_values_on_the_left():
+    report = check_file(CLAIMS / "bishop.toml")  # the file's own claims, then these
+    assert report.verdicts
+    spec = CLAIMS / "specs" / "identity_out.toml"
+    bishop = READINGS["bishop"]
+    chain = (r"\frac{\partial E_n}{\partial w_{ji}} = \frac{\partial E_n}{\partial a_j} \frac{\partial a_j}{\partial w_{ji}}"
+             r" = \delta_j z_i")
+    assert verdict(spec, chain, bishop) == Verdict.PROVEN
+    assert verdict(spec, chain.replace(r"\delta_j z_i", r"\delta_i z_j"), bishop) == Verdict.REFUTED
+    assert verdict(spec, r"\frac{\partial a_j}{\partial w_{ji}} = z_i", bishop) == Verdict.PROVEN
+    assert verdict(spec, r"E_n = \frac{1}{2} \sum_{k=1}^{K} (y_k - t_k)^2", bishop) == Verdict.PROVEN
+    assert verdict(spec, r"E_n = \sum_{k=1}^{K} (y_k - t_k)^2", bishop) == Verdict.REFUTED
+    goodfellow = READINGS["goodfellow"]
+    assert verdict("nielsen", r"a^{(k)} = b^{(k)} + W^{(k)} h^{(k-1)}", goodfellow) == Verdict.PROVEN
+    assert verdict("nielsen", r"\hat{y} = h^{(l)}", goodfellow) == Verdict.PROVEN  # Goodfellow's l is the depth
+
+
+def test_ng_logistic_regression_needs_no_layer():
+    spec = load_spec(CLAIMS / "specs" / "canonical.toml").with_sizes((2, 1))
+    ng = READINGS["ng"]
+
+    def v(latex):
+        ctx = Context(validate(spec.as_dict() | {"examples": 3}, spec.source), None, ng)
+        return check_claim(ctx, Claim("c", latex=latex)).verdict
+
+    assert v(r"dZ = A - Y") == Verdict.PROVEN
+    assert v(r"dw = \frac{1}{m} X dZ^T") == Verdict.PROVEN  # Ng's w is the column W^T
+    assert v(r"db = \frac{1}{m} np.sum(dZ)") == Verdict.PROVEN
+    assert v(r"dw = \frac{1}{m} dZ X^T") == Verdict.REFUTED

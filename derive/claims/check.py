@@ -235,6 +235,8 @@ def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdi
                 lhs = lhs_from_tree(left, ctx.shape)
                 shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else lhs.text()
         except ClaimError as exc:
+            if exc.sides and not is_sequence(claim.latex) and claim.lhs is None:
+                return _chain(ctx, claim, exc.sides)
             return _fail(claim, "latex", claim.latex, exc)
     else:
         try:
@@ -292,6 +294,29 @@ def _code_checks(ctx: Context, claim: Claim) -> list:
         lhs = (Lhs("value:" + q.kind, q.layer) if isinstance(q, Leaf) else lhs_from_tree(q, ctx.shape))
         out.append((_Where(f"line {line.line}, {line.name}", None), lhs, line.value, line.name))
     return out
+
+
+def _chain(ctx: Context, claim: Claim, sides: list) -> list | ClaimVerdict:
+    """A = B = C: each side after the first against the first, as claims of their own."""
+    first = claim.latex[sides[0][0]:sides[0][1]]
+    out = []
+    for k, (a, b) in enumerate(sides[1:], 2):
+        one = replace(claim, latex=f"{first} = {claim.latex[a:b]}")
+        read = read_claim(ctx, one)
+        if isinstance(read, ClaimVerdict):
+            return replace(read, claim=claim, message=f"side {k}: {read.message}")
+        for item in read if isinstance(read, list) else [(None, *read)]:
+            where, lhs, tree, shown = item
+            text = f"side {k}" + (f", {where.text()}" if where is not None and where.text() else "")
+            out.append((_Where(text, getattr(where, "example", None)), lhs, _shift(tree, a - len(first) - 3), shown))
+    return out
+
+
+def _shift(node: Node, by: int) -> Node:
+    """A side's tree with its spans moved back into the claim as written."""
+    from derive.claims.sequence import _shift as shift
+
+    return shift(node, by)
 
 
 def _free_letter(tree: Node) -> ClaimError:

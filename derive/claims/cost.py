@@ -178,8 +178,12 @@ def lhs_size(ctx, lhs, top: int) -> Size:
     """The shape of a left-hand side's truth and the terms of one of its entries."""
     n, E, row = ctx.sizes, ctx.E, ctx.row
     sizes, l = sizes_of(ctx), lhs.layer
+    if lhs.kind in ("value:C", "local"):
+        return Size(None, n[0] + 2)
     if lhs.kind.startswith("value:"):
         shape = None if lhs.index is not None else leaf_shape(ctx, lhs.kind[6:], l)
+        if shape is not None and lhs.transposed:
+            shape = (shape[1], shape[0])
         return Size(shape, n[l - 1] + 1 if lhs.kind == "value:z" else 1)
     d = sizes.delta(l, top)
     if lhs.kind in ("delta", "z", "a"):
@@ -255,6 +259,8 @@ class _Walk:
             if a.shape is None:
                 raise _Stop
             self.add(cells)
+            if node.param is None:
+                return Size(None, _cap(a.terms * cells))
             count = a.shape[node.param]
             shape = (1, a.shape[1]) if node.param == 0 else (a.shape[0], 1)
             return Size(shape, _cap(a.terms * count))
@@ -357,6 +363,8 @@ def _valid(ctx, lhs) -> None:
     if lhs.index is None:
         return
     l, j = lhs.layer, lhs.index[0]
+    if lhs.kind == "local":
+        return
     if lhs.kind in ("delta", "z", "a", "value:z", "value:a"):
         ctx._check(j, ctx.sizes[l], "j", None)
     else:

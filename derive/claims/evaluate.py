@@ -222,6 +222,8 @@ class Evaluator:
             v = args[0]
             if not is_matrix(v):
                 raise ShapeError(f"{self.describe(node)}: np.sum over an axis needs a matrix")
+            if node.param is None:  # np.sum(x): every entry
+                return float(v.sum()) if isinstance(v, np.ndarray) else sp.Add(*list(v))
             if isinstance(v, np.ndarray):
                 return v.sum(axis=node.param, keepdims=True)
             if node.param == 0:

@@ -65,8 +65,7 @@ def strip_typography(source: str, names=()) -> str:
     def plain(m: re.Match) -> str:
         if m.group(1) not in names:
             return m.group(0)
-        lead = m.start(1) - m.start()
-        return " " * lead + m.group(1) + " " * (len(m.group(0)) - lead - len(m.group(1)))
+        return m.group(1) + " " * (len(m.group(0)) - len(m.group(1)))
 
     source = _TEXT.sub(plain, source)
 
@@ -74,9 +73,7 @@ def strip_typography(source: str, names=()) -> str:
         inner = m.group(1) or m.group(2)
         if inner == "1" or (m.group(0).startswith("\\mathrm") and len(inner) > 1):
             return m.group(0)
-        start = m.start(1) if m.group(1) else m.start(2)
-        lead = start - m.start()
-        return " " * lead + inner + " " * (len(m.group(0)) - lead - len(inner))
+        return inner + " " * (len(m.group(0)) - len(inner))  # d\\mathbf{W} is dW: the name stays where it began
     return _TYPOGRAPHY.sub(keep, source)
 
 
@@ -141,12 +138,14 @@ class LatexReader(Scripts, Calls):
         return None, check_size(self.node(parts[0]))
 
     def parts(self, tree: Tree) -> list:
-        """The sides of the equation: two at most, but for a sequence's step, name \\leftarrow quantity = value."""
+        """The sides of the equation: two at most, but for a sequence's step, name \\leftarrow quantity = value,
+        and for a chain (Bishop's delta_j = dE_n/da_j = ...), whose sides read_claim checks one by one."""
         equals = [c for c in tree.children if isinstance(c, Token) and c.type == "EQUALS"]
         parts = [c for c in tree.children if not (isinstance(c, Token) and c.type == "EQUALS")]
         if len(parts) > 2 and not (len(parts) == 3 and equals[0].value == "\\leftarrow" and self.variables):
             tok = equals[1]
-            raise ClaimError(f"unexpected '{tok.value}'", (tok.start_pos, tok.end_pos))
+            raise ClaimError(f"a chain of equalities: each side after the first is checked against the first "
+                             f"(at '{tok.value}')", (tok.start_pos, tok.end_pos), sides=[_span(p) for p in parts])
         return parts
 
     def statement(self) -> tuple[str | None, Node | None, Node]:
@@ -459,8 +458,18 @@ class LatexReader(Scripts, Calls):
                              f"({name.replace(_letter(name, self.reading), _letter(name, self.reading).upper())}), "
                              "or check one-example formulas with examples = 1")
         implied = False
+        if layered and layer is None and self.shape.L == 1 and self.reading.unmarked != "implied":
+            layer = 1  # a network of one layer (Ng's logistic regression): every unmarked name is its
+            if base_kind == "w" and self.reading.capitals and _letter(name, self.reading).islower():
+                if self.shape.widths and self.shape.widths[-1] != 1:
+                    self.fail(whole, f"'{self.snippet(whole)}': logistic regression's column of weights is written "
+                                     "for one output; this network has more")
+                if index is None:  # Ng's w is the column W^T: z = w^T x + b
+                    base_kind, transpose = "W", not transpose
+                elif len(index) == 1:
+                    index = (self.reading.index_base, index[0])
         if layered and layer is None:
-            if self.reading.unmarked == "implied" and power is None:
+            if self.reading.unmarked == "implied":
                 layer, implied = self._implied_layer(base_kind, index, whole), True
             else:
                 shown = self.snippet(whole)

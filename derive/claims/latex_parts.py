@@ -53,7 +53,7 @@ class Scripts:
             v = sup.children[0].value
             if v == "T":
                 return None, True, None, False
-            if v == "L":
+            if v in self.reading.depth:
                 return self.shape.L, False, None, False
             if self.bare and len(v) == 1:
                 return (v, 0), False, None, False
@@ -100,7 +100,7 @@ class Scripts:
         if isinstance(t, Tree) and t.data in ("paren", "group", "scriptgroup") and len(t.children) in (1, 3):
             return self._layer_expr(t.children[1] if t.data == "paren" else t.children[0])
         if isinstance(t, Tree) and t.data == "letter" and t.children[0].type == "LETTER" \
-                and t.children[0].value not in ("T", "L"):
+                and t.children[0].value != "T" and t.children[0].value not in self.reading.depth:
             return (t.children[0].value, 0)
         if isinstance(t, Tree) and t.data in ("add", "sub") and t.children[0].data == "letter":
             var = self._layer_expr(t.children[0])
@@ -152,7 +152,7 @@ class Scripts:
             text = t.children[0].value
             return None if "." in text else int(number(text, _span(t)))
         if d == "letter":
-            return self.shape.L if allow_L and t.children[0].value == "L" else None
+            return self.shape.L if allow_L and t.children[0].value in self.reading.depth else None
         if d in ("paren", "group", "pos"):
             return self._int(t.children[1] if d == "paren" else t.children[0], allow_L)
         if d == "scriptgroup":
@@ -292,7 +292,9 @@ class Calls:
             if lo is None:
                 self.fail(t, "a \\sum needs a whole-number lower bound, as in \\sum_{j=0}^{1}")
             if hi is None:
-                if kids[3].data == "letter" and kids[3].children[0].value not in ("L", "T"):
+                bound = kids[3].children[0] if kids[3].data == "scriptgroup" and len(kids[3].children) == 1 else kids[3]
+                if isinstance(bound, Tree) and bound.data == "letter" and bound.children[0].value != "T" \
+                        and bound.children[0].value not in self.names:  # \sum_{k=1}^{K}: every k there is
                     return Op("sum", (self.node(kids[4]),), (var, lo, None), span=_span(t))
                 self.fail(t, "a \\sum needs explicit whole-number bounds, as in \\sum_{j=0}^{1}")
             if hi < lo:
@@ -322,6 +324,8 @@ class Calls:
         span = _span(t)
         if fn == "sum":
             axis, keep = kw.get("axis"), kw.get("keepdims", "False")
+            if axis is None:
+                return Op("axis_sum", (self.node(args[0]),), None, span=span)  # every entry: a number
             if axis not in ("0", "1"):
                 self.fail(t, "np.sum reads with axis=0 (down the columns) or axis=1 (along the rows)")
             if keep != "True" and axis == "1":

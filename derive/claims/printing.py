@@ -60,7 +60,7 @@ def text_of(node: Node) -> str:
     if op == "grad":
         return f"dC/d({text_of(args[0])})"
     if op == "axis_sum":
-        return f"np.sum({text_of(args[0])}, axis={node.param}, keepdims=True)"
+        return f"np.sum({text_of(args[0])}" + ("" if node.param is None else f", axis={node.param}, keepdims=True") + ")"
     if op == "sum":
         var, lo, hi = node.param
         return f"sum({text_of(args[0])} for {var} in range({lo}, {hi + 1}))"
@@ -140,7 +140,7 @@ def latex_of(node: Node, style: str) -> str:
     if op == "grad":
         return rf"\frac{{\partial C}}{{\partial {latex_of(args[0], style)}}}"
     if op == "axis_sum":
-        return f"np.sum({latex_of(args[0], style)}, axis={node.param}, keepdims=True)"
+        return f"np.sum({latex_of(args[0], style)}" + ("" if node.param is None else f", axis={node.param}, keepdims=True") + ")"
     return op  # pragma: no cover
 
 

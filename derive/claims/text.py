@@ -277,6 +277,7 @@ class Lhs:
     factor: object = 1
     example_cost: bool = False
     rows: bool = False  # the notation runs a batch's examples along rows (CS231n): z, a, delta transposed
+    by: tuple | None = None  # a chain rule's factor d(top)/d(by): (top's kind, by's kind, layer, index)
 
     @property
     def plain(self) -> bool:
@@ -285,7 +286,13 @@ class Lhs:
                 and not self.rows)
 
     def text(self) -> str:
-        if self.kind.startswith("value:"):
+        if self.kind == "local":
+            top, kind, layer, index = self.by
+            body = (f"d{top}{self.layer}[{','.join(map(str, self.index))}]/"
+                    f"d{kind}{layer}[{','.join(map(str, index))}]")
+        elif self.kind == "value:C":
+            body = "C"
+        elif self.kind.startswith("value:"):
             body = f"{self.kind[6:]}{self.layer}"
         elif self.kind == "delta":
             body = f"delta{self.layer}"
@@ -360,9 +367,16 @@ def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
         node = node.args[0]
     if isinstance(node, Leaf) and node.kind == "delta":
         return Lhs("delta", node.layer, _plain(node), transposed, "example", factor, rows=rows)
-    if isinstance(node, Leaf) and node.kind in ("z", "a") and isinstance(node.layer, int) and node.layer >= 1 \
-            and node.index is not None:
-        return Lhs("value:" + node.kind, node.layer, _plain(node), False, "example", factor)  # a_j = sum_i w_ji z_i
+    if isinstance(node, Leaf) and node.kind in ("z", "a") and isinstance(node.layer, int) and node.layer >= 1:
+        # a forward value: Bishop's a_j = sum_i w_ji z_i, Goodfellow's a^{(k)} = b^{(k)} + W^{(k)} h^{(k-1)}
+        return Lhs("value:" + node.kind, node.layer, _plain(node), transposed, "example", factor, rows=rows)
+    if isinstance(node, Leaf) and node.kind == "C" and node.index is None:  # E_n = 1/2 sum_k (y_k - t_k)^2
+        return Lhs("value:C", 0, None, False, "example", factor, node.example is not None)
+    if (isinstance(node, Op) and node.op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args)
+            and all(isinstance(a.args[0], Leaf) and a.args[0].index is not None for a in node.args)):
+        top, by = node.args[0].args[0], node.args[1].args[0]  # a factor of the chain rule: da_j/dw_ji = z_i
+        return Lhs("local", top.layer, tuple(top.index), False, "example", factor,
+                   by=(top.kind, by.kind, by.layer, tuple(by.index)))
     if isinstance(node, Op) and node.op == "grad" and isinstance(node.args[0], Leaf):
         x = node.args[0]
         return _gradient_lhs(x, transposed, node.param, factor, False, rows, node)

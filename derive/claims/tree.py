@@ -38,10 +38,11 @@ LATEX_HINTS = {"σ": r"\sigma", "δ": r"\delta", "−": "-", "·": r"\cdot", "×
 class ClaimError(Exception):
     """A claim that cannot be read: the message and the span of the source at fault."""
 
-    def __init__(self, message: str, span: tuple[int, int] | None = None):
+    def __init__(self, message: str, span: tuple[int, int] | None = None, sides: list | None = None):
         super().__init__(message)
         self.message = message
         self.span = span
+        self.sides = sides  # a chain of equalities: the spans of its sides, to check one pair at a time
 
 
 class ShapeError(Exception):

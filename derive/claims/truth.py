@@ -245,8 +245,14 @@ class Context:
 
     def _truth(self, lhs: Lhs, e: int, span=None):
         l, n, E = lhs.layer, self.sizes, self.E
+        if lhs.kind == "value:C":  # the cost itself, or one example's (Bishop's E_n)
+            return self.net.cost_example[e] if lhs.example_cost else self.net.C
+        if lhs.kind == "local":
+            top, kind, layer, index = lhs.by
+            return _local(self, _Named(top, l, lhs.index), _Named(kind, layer, index), e, _Named("", None, None))
         if lhs.kind.startswith("value:") and lhs.index is None:  # the whole batch's values, as the notation lays them
-            return self.matrix(lhs.kind[6:], l, span)
+            value = self.matrix(lhs.kind[6:], l, span)
+            return value.T if lhs.transposed else value
         if lhs.kind.startswith("value:"):  # a forward quantity of example e: z (its sum) or a (its atom)
             j = self._check(lhs.index[0], n[l], "j", span, f" ({n[l]} neurons in layer {l})")
             return (self.net.z if lhs.kind == "value:z" else self.net.a)[e][l][j]
@@ -433,6 +439,17 @@ class SymLeaves(Leaves):
 
     def local(self, top, by, node):
         return _local(self.ctx, top, by, _example(top, self.e), node)
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A scalar of the network named by kind, layer and index (a factor's two ends on a left-hand side)."""
+
+    kind: str
+    layer: int | None
+    index: tuple | None
+    span: tuple | None = None
+    example: int | None = None
 
 
 def _example(node, e: int) -> int:

@@ -46,6 +46,7 @@ class Reading:
     bias_index: int | None = None  # where the bias sits among a weight's inputs (Bishop's w_{j0}), or None
     weight_order: str = "to-from"  # an unmarked w_{jk}: j the neuron fed, k the one feeding; "from-to": w_{ij} i to j
     example_letter: tuple[str, ...] = ()  # a first subscript naming the example (RHW's o_{pj}, Bishop's E_n)
+    depth: tuple[str, ...] = ("L",)  # the letter of the output layer's number (Goodfellow's l)
     examples_count: tuple[str, ...] = ()  # the batch's size, as the source writes it (Ng's m, CS231n's N)
     # batches
     capitals: bool = False  # Z, A, X, Y (capital letters of the vectors) are batch matrices
@@ -191,10 +192,11 @@ READINGS: dict[str, Reading] = {
     # Goodfellow, Bengio, Courville, Deep Learning, Algorithm 6.4: a = b + W h, h = f(a), g <- ...
     "goodfellow": Reading(preactivation=("a",), activation=("h",), input=("x",), target=("y",),
                           output=(r"\hat{y}",), cost=("J", "L"), rate=(r"\epsilon", r"\eta"), error=(),
-                          layers="paren", functions=("f",)),
+                          layers="paren", functions=("f",), depth=("l", "L")),
     # Bishop, Pattern Recognition and Machine Learning, 5.3: a_j = sum_i w_ji z_i, z_j = h(a_j), delta_j = dE_n/da_j
     "bishop": Reading(preactivation=("a",), activation=("z",), input=("x",), target=("t",), output=("y",),
-                      cost=("E",), error=(r"\delta",), layers="implied", unmarked="implied", index_base=1, bias_index=0,
+                      cost=("E",), rate=(r"\eta",), error=(r"\delta",), layers="implied", unmarked="implied",
+                      index_base=1, bias_index=0,
                       example_letter=("n",), functions=("h", r"\sigma"), examples_count=("N",)),
     # Wikipedia, "Backpropagation": delta^l = (f^l)' o (W^{l+1})^T . delta^{l+1}; the derivation's o_j, net_j, w_ij
     "wikipedia": Reading(preactivation=("z", "net"), activation=("a", "o"), input=("x",), target=("y", "t"),
@@ -203,6 +205,7 @@ READINGS: dict[str, Reading] = {
                          functions=("f", r"\varphi", r"\phi"), mixed="right", rate=(r"\eta",)),
     # Rumelhart, Hinton, Williams 1986: net_pj = sum_i w_ji o_pi, delta_pj = -dE_p/dnet_pj, Delta_p w_ji = eta delta o
     "rumelhart1986": Reading(preactivation=("net",), activation=("o",), input=(), output=(), target=("t",), cost=("E",),
+                             bias=("b", r"\theta"),
                              rate=(r"\eta", r"\varepsilon"), error=(r"\delta",), delta_sign=-1, layers="implied", unmarked="implied",
                              index_base=1, example_letter=("p",), functions=("f",), examples_count=()),
 }
