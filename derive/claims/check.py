@@ -26,7 +26,7 @@ from derive.claims.latex import read_latex
 from derive.claims.printing import latex_of, text_of
 from derive.claims.repair import Repair, find, ratio
 from derive.claims.text import Lhs, lhs_from_tree, read_lhs, read_text
-from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Leaf, Node, ShapeError, position, walk
+from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Leaf, Node, Num, Op, ShapeError, position, walk
 from derive.claims.truth import Context, NumLeaves, Point, SymLeaves, Undefined
 from derive.errors import shown
 from derive.proofs.identity import is_identity
@@ -296,6 +296,25 @@ def _code_checks(ctx: Context, claim: Claim) -> list:
     return out
 
 
+def _as_deltas(ctx: Context, x):
+    """A notation's dZ written as the deltas it is (dC/dz of each example, times the batch's scale for C's), so that
+    the fast exact path, which holds one layer's deltas as symbols, reads Ng's and CS231n's claims too."""
+    if isinstance(x, Lhs):
+        if x.kind == "z" and x.scale == "example" and not x.rows and x.factor == 1 and not x.example_cost:
+            return replace(x, kind="delta")
+        return x
+    if isinstance(x, Op):
+        if x.op == "grad" and isinstance(x.args[0], Leaf) and x.args[0].kind == "z" and not ctx.rows \
+                and isinstance(x.args[0].layer, int):
+            z = x.args[0]
+            delta = Leaf("delta", z.layer, z.index, span=x.span)
+            if x.param == "example" or ctx.chain.scale == 1:
+                return delta
+            return Op("dot", (Num(ctx.chain.scale, span=x.span), delta), span=x.span)
+        return replace(x, args=tuple(_as_deltas(ctx, a) for a in x.args))
+    return x
+
+
 def _chain(ctx: Context, claim: Claim, sides: list) -> list | ClaimVerdict:
     """A = B = C: each side after the first against the first, as claims of their own."""
     first = claim.latex[sides[0][0]:sides[0][1]]
@@ -373,7 +392,9 @@ def _every_value(ctx: Context, claim: Claim, found: list) -> ClaimVerdict:
 def judge(ctx: Context, claim: Claim, lhs: Lhs, tree: Node, shown: str) -> ClaimVerdict:
     """The verdict on a claim already read: its left-hand side and right-hand side's tree."""
     field_name = "latex" if claim.latex is not None else "rhs"
-    if lhs.plain and not ctx.regularization and claim_fast.prove(ctx, lhs, tree, claim.example, claim.latex is None):
+    low_lhs, low_tree = _as_deltas(ctx, lhs), _as_deltas(ctx, tree)
+    if low_lhs.plain and not ctx.regularization and claim_fast.prove(ctx, low_lhs, low_tree, claim.example,
+                                                                     claim.latex is None):
         # exact, one layer's deltas held as symbols (derive.claims.fast)
         return ClaimVerdict(claim, Verdict.PROVEN, lhs.text())
     too_large = claim_cost.refusal(ctx, lhs, tree, claim.latex is None)  # before the truth and the evaluation

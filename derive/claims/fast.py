@@ -243,6 +243,16 @@ class _Eval:
                     raise Bail
                 return base.applyfunc(lambda x: x**k)
             return base**k
+        if op == "axis_sum":  # NumPy's sum over an axis (keepdims), or over every entry
+            v = args[0]
+            if not _is_matrix(v):
+                raise Bail
+            r, c = v.shape
+            if node.param is None:
+                return sum((v[i, j] for i in range(r) for j in range(c)), se.Integer(0))
+            if node.param == 0:
+                return se.DenseMatrix(1, c, [sum((v[i, j] for i in range(r)), se.Integer(0)) for j in range(c)])
+            return se.DenseMatrix(r, 1, [sum((v[i, j] for j in range(c)), se.Integer(0)) for i in range(r)])
         if op == "diag":
             v = args[0]
             if not _is_matrix(v) or 1 not in v.shape:
@@ -288,7 +298,7 @@ class _Eval:
         raise Bail  # pragma: no cover - the readers make only the above
 
 
-_OPS = ("neg", "T", "pow", "epow", "diag", "entry", "add", "sub", "div", "mul", "had", "dot", "matmul")
+_OPS = ("neg", "T", "pow", "epow", "diag", "entry", "add", "sub", "div", "mul", "had", "dot", "matmul", "axis_sum")
 
 
 def _rational_zero(d) -> bool:

@@ -113,6 +113,16 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
     leaves = [n for r in roots for n, _ in walk(r) if isinstance(n, Leaf)]
     derived = {id(n.args[0]) for r in roots for n, _ in walk(r)
                if isinstance(n, Op) and n.op in ("grad", "change")}  # a gradient is of layers 1 to L
+    for r in roots:
+        for n, _ in walk(r):
+            if _partials(n):
+                top, by = n.args[0].args[0], n.args[1].args[0]
+                if isinstance(top, Leaf) and top.kind == "C":
+                    derived.add(id(by))  # dC/da_j: of layers 1 to L, as every gradient
+                elif isinstance(top, Leaf) and isinstance(by, Leaf) and top.kind == by.kind == "z" \
+                        and top.index and by.index and reading.unmarked == "implied" \
+                        and isinstance(top.index[0], tuple) and isinstance(by.index[0], tuple):
+                    layers.join(f"#{top.index[0][0]}", f"#{by.index[0][0]}", 1, n.span)  # Bishop's da_k/da_j
     for leaf in leaves:
         _constrain(leaf, layers, reading, net)
     marked = {n.param[1] for r in roots for n, _ in walk(r)
@@ -137,8 +147,8 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
             if not _exists(leaf, layer, net) or (id(leaf) in derived and layer is not None and layer < 1):
                 ok = False
                 break
-        if not ok:
-            continue
+        if not ok or (names and not _same_functions(roots, layer_of, net)):
+            continue  # a layer the formula does not apply to: its activation is another than the one it names
         free = _free_letters(roots)
         ranges = {}
         for var in free:
@@ -166,6 +176,22 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
         raise ClaimError("the formula applies at no layer of this network (a quantity it names does not exist "
                          "wherever its letters can stand)", rhs.span)
     return out
+
+
+def _partials(n) -> bool:
+    return isinstance(n, Op) and n.op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in n.args)
+
+
+def _same_functions(roots, layer_of: dict, net: Network) -> bool:
+    """Every activation the formula names (\\tanh(a_j)) is the one of the layer it is applied at."""
+    for r in roots:
+        for n, _ in walk(r):
+            if isinstance(n, Op) and n.op in ("sigma", "sigma_prime") and isinstance(n.param, str) \
+                    and isinstance(n.args[0], Leaf) and n.args[0].kind == "z" and net.activations:
+                layer = _layer(n.args[0], layer_of)
+                if isinstance(layer, int) and 1 <= layer <= net.L and net.activations[layer - 1] != n.param:
+                    return False
+    return True
 
 
 def _example_letters(roots) -> set[str]:

@@ -416,9 +416,13 @@ class LatexReader(Scripts, Calls):
         if primes:
             self.fail(whole, f"'{self.snippet(whole)}': a prime belongs on the activation function, f'(z)")
         if kind == "var":
-            if scripts:
+            if subs or primes:
                 self.fail(whole, f"{name} is the running name of the steps; it takes no index or layer")
-            return Leaf("var", None, alias=name, span=span)
+            node = Leaf("var", None, alias=name, span=span)
+            if sup is not None:
+                transpose, power = self._plain_sup(sup)
+                node = Op("T", (node,), span=span) if transpose else Op("epow", (node,), power, span=span)
+            return node
         if kind == "count":
             if sub is not None or sup is not None:
                 self.fail(whole, f"{name} is the number of examples; it takes no index")

@@ -304,6 +304,8 @@ class Calls:
             return Op("sum", (self.node(kids[4]),), (var, lo, hi), span=_span(t))
         if t.data == "sum_over":
             script = kids[1]
+            if script.data == "script_in":  # \sum_{\ell \in L}: every unit of the layer its summand names
+                return Op("sum", (self.node(kids[2]),), (script.children[0].value, None, None), span=_span(t))
             inner = script.children[0] if script.data == "scriptgroup" and len(script.children) == 1 else script
             if not (isinstance(inner, Tree) and inner.data == "letter"
                     and (len(inner.children[0].value) == 1 or inner.children[0].value == "\\ell")):

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, replace
 
 from derive.claims.instances import Network, instances, needs_instances
-from derive.claims.latex import LatexReader
+from derive.claims.latex import LatexReader, strip_typography
 from derive.claims.tree import ClaimError, Leaf, Node, Op, Shape, walk
 
 _LOOP_LINE = re.compile(r"^\s*(?:\\text\w*\s*\{\s*)?(?:for|end|return)\b", re.IGNORECASE)
@@ -33,12 +33,14 @@ class Step:
 
 
 def is_sequence(source: str) -> bool:
+    source = strip_typography(source)
     return "\\leftarrow" in source and bool(_LEFT.search(source, 0) or re.search(r"\n\s*[A-Za-z]\s*\\leftarrow", source))
 
 
 def read_steps(source: str, shape: Shape) -> list[Step]:
     """Each line a step (loop markers such as 'for k = l, ..., 1' skipped); ClaimError naming the line."""
-    variables = frozenset(m.group(1) for m in re.finditer(r"(?m)^\s*([A-Za-z])\s*\\leftarrow", source))
+    variables = frozenset(m.group(1) for m in re.finditer(r"(?m)^\s*([A-Za-z])\s*\\leftarrow",
+                                                          strip_typography(source)))
     steps, offset = [], 0
     for number, line in enumerate(re.split(r"\n|\\\\", source), 1):
         start = source.find(line, offset)

@@ -462,6 +462,11 @@ def _local(ctx: Context, top, by, e: int, node):
     if top.kind == "z" and by.kind in ("w", "b", "a"):
         z = ctx.net.z[e][top.layer][ctx._check(top.index[0], ctx.sizes[top.layer], "j", node.span)]
         return sp.diff(z, ctx.scalar(by.kind, by.layer, tuple(by.index), e, node.span))
+    if top.kind == "z" and by.kind == "z" and top.layer == by.layer + 1 and ctx.net.acts[by.layer].elementwise:
+        # Bishop's da_k/da_j: through a_j's activation, then w_kj
+        k, j = top.index[0], by.index[0]
+        w = ctx.scalar("w", top.layer, (k, j), e, node.span)
+        return w * ctx.activation(e, by.layer, j, None, True, node.span)
     if top.kind == "a" and by.kind == "z" and top.layer == by.layer:
         if top.index[0] != by.index[0]:
             if not ctx.net.acts[top.layer].elementwise:
