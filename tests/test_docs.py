@@ -12,7 +12,8 @@ The conventions the pages follow (docs/layout.md, "Writing these pages"):
 - An HTML comment right above a block changes how it is tested: `<!-- not run: REASON -->` for a
   block the suite cannot run (it installs packages, takes minutes, needs a GPU), and
   `<!-- excerpt: PATH -->` for lines quoted from a checked-in file, which must appear there in order;
-  `<!-- needs: PROGRAM -->` for a block that runs where that program is installed and skips elsewhere.
+  `<!-- needs: NAME -->` for a block that runs where that program or Python module is installed
+  and skips elsewhere.
 
 Each block runs in its own temporary folder that holds a link to every top-level entry of the
 checkout, so relative paths work as they do from the repository root, and whatever a command
@@ -25,6 +26,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,7 @@ class Block:
     language: str
     text: str
     directive: str | None  # "not run" | "excerpt" | "needs" | None
-    argument: str  # the reason, the excerpt's path, or the program needed
+    argument: str  # the reason, the excerpt's path, or the program or module needed
     exits: int = 0  # the exit code a paragraph right after the block states
 
     @property
@@ -185,7 +187,7 @@ def test_links_point_at_files():
 
 @pytest.mark.parametrize("block", RUN, ids=[b.id for b in RUN])
 def test_block_runs(block, farm):
-    if block.directive == "needs" and shutil.which(block.argument) is None:
+    if block.directive == "needs" and shutil.which(block.argument) is None and find_spec(block.argument) is None:
         pytest.skip(f"{block.argument} is not installed")
     if block.language == "python":
         script = farm / "_snippet.py"
