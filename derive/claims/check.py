@@ -113,12 +113,21 @@ class ClaimCheck:
         self.source = claim.source
         self.latex = claim.latex is not None
         style = ctx.shape.style
-        self.printer = (lambda node: latex_of(node, style)) if self.latex else text_of
+        self.printer = (lambda node: latex_of(node, style, self._written)) if self.latex else text_of
+        self._original = {id(n) for n, _ in walk(tree)}  # the claim's own parts, quoted as written in a repair
         self.product = "dot" if self.latex else "mul"
         self.sizes, self.bias, self.row = ctx.sizes, ctx.spec.bias, ctx.row
         self.e = claim.example
         self.truth = ctx.truth(lhs, self.e)
         self._truth_num: dict[int, object] = {}
+
+    def _written(self, node: Node) -> str | None:
+        """A part as the claim wrote it, in a source's notation (a project notation prints its own)."""
+        if self.ctx.shape.reading is None or node.span is None or isinstance(node, Num) \
+                or id(node) not in self._original:
+            return None
+        text = self.source[node.span[0]:node.span[1]].strip()
+        return text or None
 
     def describe(self, node: Node) -> str:
         if node.span is not None:

@@ -96,8 +96,13 @@ def _text_leaf(leaf: Leaf) -> str:
 _ACT_LATEX = {name: act.claim_latex or act.latex for name, act in ACTIVATIONS.items()} | {None: r"\sigma"}
 
 
-def latex_of(node: Node, style: str) -> str:
-    """The tree in LaTeX, the layer as ^{(l)} (style 'paren') or ^{l} ('bare')."""
+def latex_of(node: Node, style: str, written: Callable[[Node], str | None] | None = None) -> str:
+    """The tree in LaTeX, the layer as ^{(l)} (style 'paren') or ^{l} ('bare'); a part the claim wrote itself as
+    written(part) gives it (a repair quotes a source's own notation), where that is not None."""
+    if written is not None:
+        own = written(node)
+        if own is not None:
+            return own
     if isinstance(node, Num):
         v = node.value
         if v.q != 1:
@@ -107,14 +112,14 @@ def latex_of(node: Node, style: str) -> str:
     if isinstance(node, Leaf):
         return _latex_leaf(node, style)
     op, args = node.op, node.args
-    p = partial(_paren, lambda child: latex_of(child, style), op)
+    p = partial(_paren, lambda child: latex_of(child, style, written), op)
 
     if op in ("add", "sub"):
         return f"{p(args[0], 10)} {'+' if op == 'add' else '-'} {p(args[1], 10, right=True)}"
     if op == "neg":
         return f"-{p(args[0], 30)}"
     if op == "div":
-        return rf"\frac{{{latex_of(args[0], style)}}}{{{latex_of(args[1], style)}}}"
+        return rf"\frac{{{latex_of(args[0], style, written)}}}{{{latex_of(args[1], style, written)}}}"
     if op in ("mul", "had", "dot", "matmul"):
         left, right = p(args[0], 30), p(args[1], 30, right=True)
         if op in ("mul", "had"):
@@ -122,31 +127,31 @@ def latex_of(node: Node, style: str) -> str:
         joiner = r" \cdot " if right[:1].isdigit() or right[:1] == "-" else " "
         return f"{left}{joiner}{right}"
     if op in ("pow", "epow"):
-        return f"{_latex_wrap(args[0], style)}^{{{node.param}}}"
+        return f"{_latex_wrap(args[0], style, written)}^{{{node.param}}}"
     if op == "T":
-        return f"{_latex_wrap(args[0], style)}^T"
+        return f"{_latex_wrap(args[0], style, written)}^T"
     if op == "entry":
-        return f"{_latex_wrap(args[0], style)}_{{{','.join(_idx_text(i) for i in node.param)}}}"
+        return f"{_latex_wrap(args[0], style, written)}_{{{','.join(_idx_text(i) for i in node.param)}}}"
     if op in ("sigma", "sigma_prime"):
         name = _ACT_LATEX.get(node.param, rf"\operatorname{{{node.param}}}")
-        return f"{name}{chr(39) if op == 'sigma_prime' else ''}({latex_of(args[0], style)})"
+        return f"{name}{chr(39) if op == 'sigma_prime' else ''}({latex_of(args[0], style, written)})"
     if op == "diag":
-        return rf"\operatorname{{diag}}({latex_of(args[0], style)})"
+        return rf"\operatorname{{diag}}({latex_of(args[0], style, written)})"
     if op == "sum":
         var, lo, hi = node.param
         return rf"\sum_{{{var}={lo}}}^{{{hi}}} {p(args[0], 30)}"
     if op == "partial":
-        return rf"\partial {latex_of(args[0], style)}"
+        return rf"\partial {latex_of(args[0], style, written)}"
     if op == "grad":
-        return rf"\frac{{\partial C}}{{\partial {latex_of(args[0], style)}}}"
+        return rf"\frac{{\partial C}}{{\partial {latex_of(args[0], style, written)}}}"
     if op == "axis_sum":
-        return f"np.sum({latex_of(args[0], style)}" + ("" if node.param is None else f", axis={node.param}, keepdims=True") + ")"
+        return f"np.sum({latex_of(args[0], style, written)}" + ("" if node.param is None else f", axis={node.param}, keepdims=True") + ")"
     return op  # pragma: no cover
 
 
-def _latex_wrap(node: Node, style: str) -> str:
+def _latex_wrap(node: Node, style: str, written=None) -> str:
     """A base for ^: bare when it carries no superscript of its own, else in parentheses."""
-    s = latex_of(node, style)
+    s = latex_of(node, style, written)
     if isinstance(node, Num) and node.value >= 0 and node.value.q == 1:
         return s
     if isinstance(node, Leaf) and (node.layer is None or (node.kind == "a" and node.alias == "x")) and node.kind not in ("g", "ones"):
