@@ -43,7 +43,7 @@ DIRECTIVE = re.compile(r"^<!--\s*(not run|excerpt|needs)\s*:\s*(.*?)\s*-->\s*$")
 EXITS = re.compile(r"#.*\bexits? (\d+)\b")
 EXITS_AFTER = re.compile(r"^\(exits (\d+)\b")
 TIMING = re.compile(r"\d(?:\.\d+)?\s?(?:s|ms|µs|min|seconds?)\b|\d+:\d\d:\d\d")
-LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)")
 
 
 @dataclass(frozen=True)
@@ -177,12 +177,23 @@ def test_blocks_not_run_are_few_and_say_why():
     assert len(RUN) >= 20
 
 
-def test_links_point_at_files():
+def anchors(page):
+    """The anchors GitHub makes for a page's headings: lower case, punctuation dropped, spaces as '-'."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)  # no code blocks
+    return {re.sub(r"[^\w\- ]", "", ln.lstrip("#").strip().lower()).replace(" ", "-")
+            for ln in text.splitlines() if ln.startswith("#")}
+
+
+def test_links_point_at_files_and_headings():
     for page in PAGES:
-        for target in LINK.findall(page.read_text(encoding="utf-8")):
+        for target, anchor in LINK.findall(page.read_text(encoding="utf-8")):
             if "://" in target:
                 continue
-            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)}: link to missing {target}"
+            linked = page.parent / target if target else page
+            where = f"{page.relative_to(ROOT)}: link to {target}#{anchor}"
+            assert linked.exists(), f"{where}: no such file"
+            if anchor and linked.suffix == ".md":
+                assert anchor in anchors(linked), f"{where}: no such heading"
 
 
 @pytest.mark.parametrize("block", RUN, ids=[b.id for b in RUN])
