@@ -23,6 +23,7 @@ from derive.claims.tree import ClaimError, Leaf, Node, Num, Op, Shape, walk
 from derive.tables.activations import ACTIVATIONS
 
 _LAYER_NAME = re.compile(r"^([A-Za-z]+?)(\d+|L)$")
+_ACTIVATION_NAMES = {alias: name for name, act in ACTIVATIONS.items() for alias in (name, *act.claim_names)}
 _OPAQUE = ("exp", "log", "max", "min", "zeros_like", "zeros", "ones_like", "random")
 
 
@@ -171,7 +172,12 @@ class CodeReader(TextReader):
         return Op("sub", (Num(1), keep), span=keep.span)
 
     def _gate(self, cmp: ast.Compare) -> Node:
-        """[x <= 0] as a claim tree: exact only for a ReLU layer's activation or pre-activation (sigma' is its step)."""
+        """What a mask assignment keeps, 1 - [x op 0], exactly: x is a ReLU layer's a or z, whose sign sigma' is.
+
+        For a = max(0, z): a <= 0 and a == 0 where z <= 0, a < 0 nowhere, a > 0 and a != 0 where z > 0, a >= 0
+        everywhere; for z off its kink (where no point of the proof lies): z < 0 and z <= 0 where z <= 0, z == 0
+        nowhere, z > 0 and z >= 0 where z > 0, z != 0 everywhere.
+        """
         if len(cmp.ops) != 1 or not isinstance(cmp.comparators[0], ast.Constant) or cmp.comparators[0].value != 0:
             self.fail(cmp, "a mask compares a layer's values with 0, as in hidden_layer <= 0")
         known = self.known(cmp.left.id, cmp) if isinstance(cmp.left, ast.Name) else None
@@ -180,24 +186,14 @@ class CodeReader(TextReader):
                 and _is_step(ACTIVATIONS[self.shape.activations[x.layer - 1]].pieces)):
             self.fail(cmp, "a mask is exact here only on a ReLU layer's values (hidden_layer <= 0)")
         self.gate_layer = x.layer
-        step = Op("sigma_prime", (Leaf("z", x.layer, span=x.span),), None, span=self.span(cmp))
+        step = Op("sigma_prime", (Leaf("z", x.layer, span=x.span),), None, span=self.span(cmp))  # [z > 0]
+        below = Op("sub", (Num(1), step), span=step.span)  # [z <= 0]
         op = type(cmp.ops[0])
-        if op in (ast.LtE, ast.Lt):
-            return step  # zero where x <= 0: keep where it is positive
-        if op in (ast.Gt, ast.GtE):
-            return Op("sub", (Num(1), step), span=step.span)
-        self.fail(cmp, "a mask here is x <= 0, x < 0, x > 0 or x >= 0")
-
-    def walk(self, n: ast.AST) -> Node:
-        """1 / (1 + np.exp(-x)) is the sigmoid of x, as Ng's sigmoid() writes it; the rest as the text reader reads it."""
-        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and _is_number(n.left, 1) \
-                and isinstance(n.right, ast.BinOp) and isinstance(n.right.op, ast.Add) and _is_number(n.right.left, 1):
-            e = n.right.right
-            if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr == "exp" \
-                    and isinstance(e.func.value, ast.Name) and e.func.value.id == "np" and len(e.args) == 1 \
-                    and isinstance(e.args[0], ast.UnaryOp) and isinstance(e.args[0].op, ast.USub):
-                return Op("sigma", (self.walk(e.args[0].operand),), "sigmoid", span=self.span(n))
-        return super().walk(n)
+        where = _WHERE_A if x.kind == "a" else _WHERE_Z
+        if op not in where:
+            self.fail(cmp, "a mask here compares with <, <=, ==, !=, > or >= 0")
+        holds = {"positive": step, "not positive": below, "nowhere": Num(0), "everywhere": Num(1)}[where[op]]
+        return Op("sub", (Num(1), holds), span=step.span)
 
     # -- names and calls ---------------------------------------------------------------------
     def quantity(self, name: str, st) -> Node | None:
@@ -276,6 +272,8 @@ class CodeReader(TextReader):
         f = n.func
         if isinstance(f, ast.Attribute) and f.attr == "copy" and not n.args and not n.keywords:
             return self.walk(f.value)
+        if isinstance(f, ast.Name) and f.id in _ACTIVATION_NAMES and len(n.args) == 1 and not n.keywords:
+            return Op("sigma", (self.walk(n.args[0]),), _ACTIVATION_NAMES[f.id], span=span)  # Ng's sigmoid(Z)
         if isinstance(f, ast.Attribute) and f.attr == "astype" and isinstance(f.value, ast.Compare):
             return self._indicator(f.value)  # (A > 0).astype(int)
         if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "np"):
@@ -287,8 +285,8 @@ class CodeReader(TextReader):
             return self.walk(n.args[0])  # np.array(dA, copy=True): the same values
         if fn in ("int64", "int32", "float64", "float32") and len(n.args) == 1 and isinstance(n.args[0], ast.Compare):
             return self._indicator(n.args[0])  # np.int64(A > 0): the ReLU's step
-        if fn == "tanh" and len(n.args) == 1:
-            return Op("sigma", (self.walk(n.args[0]),), "tanh", span=span)
+        if fn in _ACTIVATION_NAMES and len(n.args) == 1:  # np.tanh(x): the activation of that name
+            return Op("sigma", (self.walk(n.args[0]),), _ACTIVATION_NAMES[fn], span=span)
         if fn in _OPAQUE and fn != "max":
             return Op("opaque", tuple(self.walk(a) for a in n.args), fn, span=span)
         if fn == "maximum":
@@ -321,6 +319,13 @@ class CodeReader(TextReader):
     def _is_opaque(node: Node) -> bool:
         return any((isinstance(x, Op) and x.op == "opaque") or (isinstance(x, Leaf) and x.kind == "opaque")
                    for x, _ in walk(node))
+
+
+# where x op 0 holds, for a ReLU layer's activation a and its pre-activation z (off the kink)
+_WHERE_A = {ast.LtE: "not positive", ast.Eq: "not positive", ast.Lt: "nowhere", ast.Gt: "positive",
+            ast.NotEq: "positive", ast.GtE: "everywhere"}
+_WHERE_Z = {ast.LtE: "not positive", ast.Lt: "not positive", ast.Eq: "nowhere", ast.Gt: "positive",
+            ast.GtE: "positive", ast.NotEq: "everywhere"}
 
 
 def _is_number(n: ast.AST, value) -> bool:

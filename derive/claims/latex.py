@@ -56,14 +56,14 @@ def _words(reading: Reading) -> tuple[str, ...]:
 _TYPOGRAPHY = re.compile(r"\\(?:boldsymbol|bm|mathbf|pmb|mathbfit|mathrm|vec)\s*(?:\{\s*(\\?[A-Za-z]+)\s*\}|(\\[A-Za-z]+))")
 
 
-_TEXT = re.compile(r"\\(?:text|textrm|textit|mathrm|mathit|operatorname)\s*\{\s*([A-Za-z]+)\s*\}")
+_TEXT = re.compile(r"\\(?:text|textrm|textit|texttt|mathrm|mathit|mathtt|operatorname)\s*\{\s*(np\.[a-z]+|[A-Za-z]+)\s*\}")
 
 
 def strip_typography(source: str, names=()) -> str:
     """The source with bold and upright wrappers removed, spaces in their place so columns stay put; a name of
     the notation in \\text{} or \\mathrm{} (Wikipedia's \\text{net}_j) is the name."""
     def plain(m: re.Match) -> str:
-        if m.group(1) not in names:
+        if m.group(1) not in names and not m.group(1).startswith("np."):
             return m.group(0)
         return m.group(1) + " " * (len(m.group(0)) - len(m.group(1)))
 
@@ -270,6 +270,12 @@ class LatexReader(Scripts, Calls):
         operands.append(node)
         operands.reverse()
         ops.reverse()
+        for i, op in enumerate(ops):
+            after = operands[i + 1]
+            if op == "/" and isinstance(after, Tree) and after.data == "implicit":
+                a, b = self.snippet(operands[i]), self.snippet(after)
+                self.fail(t, f"'{a}/{b}' has two readings: ({a}/{b.split()[0] if ' ' in b else b[:1]}) times the rest, "
+                             f"or {a} over all of {b}; write \\frac{{{a}}}{{...}} or parentheses")
         meanings = []
         for op in ops:
             if op == "/":
@@ -308,7 +314,7 @@ class LatexReader(Scripts, Calls):
             return out
         out = nodes[0]
         for meaning, nxt in zip(meanings, nodes[1:]):  # then the rest, left to right
-            out = Op(meaning, (out, nxt), span=_join(out, nxt))
+            out = _ratio(out, nxt) if meaning == "div" else Op(meaning, (out, nxt), span=_join(out, nxt))
         return out
 
     def _ambiguous(self, t, operands, ops, meanings):
@@ -544,6 +550,25 @@ _WHAT = {"z": "the pre-activation", "a": "the activation", "w": "a weight", "W":
          "rate": "the learning rate", "delta": "the error delta"}
 _FIELD_OF = {"z": "preactivation", "a": "activation", "w": "weight", "W": "weight", "b": "bias", "x": "input",
              "y": "target", "output": "output", "C": "cost", "rate": "rate", "delta": "error"}
+
+
+def _ratio(a: Node, b: Node) -> Node:
+    """a / b, where -\\eta \\partial E / \\partial w is -\\eta times the partial's ratio, as its reader means."""
+    if isinstance(b, Op) and b.op == "partial":
+        path, node = [], a
+        while isinstance(node, Op) and node.op in ("dot", "neg") and not (node.op == "dot" and _is_partial(node)):
+            path.append(node)
+            node = node.args[-1]
+        if _is_partial(node) and path:
+            inner = Op("div", (node, b), span=_join(node, b))
+            for outer in reversed(path):
+                inner = Op(outer.op, outer.args[:-1] + (inner,), outer.param, span=_join(outer, b))
+            return inner
+    return Op("div", (a, b), span=_join(a, b))
+
+
+def _is_partial(n) -> bool:
+    return isinstance(n, Op) and n.op == "partial"
 
 
 def _letter(name: str, reading: Reading) -> str:

@@ -70,6 +70,12 @@ class Scripts:
             if layer is None:
                 self.fail(e, f"'{self.snippet(e)}' is not a layer number")
             return layer, False, None, False
+        if e.data == "superscript" and e.children[0].data == "paren" and (
+                e.children[1].data == "top" or (e.children[1].data == "letter" and e.children[1].children[0].value == "T")):
+            layer = self._layer_expr(e.children[0].children[1])  # A^{[l-1]^T}: the layer, then the transpose
+            if layer is None:
+                self.fail(e, f"'{self.snippet(e)}' is not a layer number")
+            return layer, True, None, False
         if e.data == "primed" and e.children[0].data == "paren":
             layer = self._layer_expr(e.children[0].children[1])
             if layer is None:

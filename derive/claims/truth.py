@@ -415,6 +415,8 @@ class SymLeaves(Leaves):
         return self.ctx.scalar(kind, layer, index, _example(node, self.e), node.span)
 
     def matrix(self, kind, layer, node):
+        if kind == "C" and isinstance(node.example, int):  # E_p: one example's own cost
+            return self.ctx.net.cost_example[node.example]
         return self.ctx.matrix(kind, layer, node.span)
 
     def activate(self, value, name, prime, node):
@@ -505,6 +507,8 @@ class NumLeaves(Leaves):
         return self.pt.cache[key]
 
     def matrix(self, kind, layer, node):
+        if kind == "C" and isinstance(node.example, int):
+            return self.ctx.number(self.ctx.net.cost_example[node.example], self.pt)
         key = ("m", kind, layer)
         if key not in self.pt.cache:
             self.pt.cache[key] = self.ctx.number(self.ctx.matrix(kind, layer), self.pt)
