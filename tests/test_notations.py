@@ -324,3 +324,23 @@ def test_ng_logistic_regression_needs_no_layer():
     assert v(r"dw = \frac{1}{m} X dZ^T") == Verdict.PROVEN  # Ng's w is the column W^T
     assert v(r"db = \frac{1}{m} np.sum(dZ)") == Verdict.PROVEN
     assert v(r"dw = \frac{1}{m} dZ X^T") == Verdict.REFUTED
+
+
+@pytest.mark.parametrize("mask,holds", [("<= 0", True), ("== 0", True), ("< 0", False), ("> 0", False)])
+def test_code_masks_are_read_exactly(tmp_path, mask, holds):
+    """On a ReLU's output a < 0 holds nowhere: that mask zeroes nothing, and the gradient through it is wrong."""
+    code = f"dscores = (probs - y) / N\ndhidden = np.dot(dscores, W2.T)\ndhidden[hidden_layer {mask}] = 0\n" \
+           "dW1 = np.dot(X.T, dhidden)\n"
+    assert code_verdict(tmp_path, code).verdict == (Verdict.PROVEN if holds else Verdict.REFUTED)
+
+
+def test_one_examples_cost_inside_a_sum(tmp_path):
+    spec = load_spec(CLAIMS / "specs" / "identity_out.toml")
+    ctx = Context(validate(spec.as_dict() | {"examples": 2}, spec.source), None, READINGS["bishop"])
+    assert check_claim(ctx, Claim("c", latex=r"E = \sum_n E_n")).verdict == Verdict.PROVEN
+    assert check_claim(ctx, Claim("c", latex=r"E = \frac{1}{2} \sum_n E_n")).verdict == Verdict.REFUTED
+
+
+def test_a_slash_before_a_product_has_two_readings():
+    with pytest.raises(ClaimError, match="two readings"):
+        read_latex(r"dW^{[2]} = 1/m \, dZ^{[2]} A^{[1]T}", shape("ng"))
