@@ -18,6 +18,7 @@ internal error (BACKPROP_DERIVE_DEBUG=1 shows its traceback).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import sys
 import tempfile
@@ -166,10 +167,8 @@ def run(argv=None) -> int:
         if args.plot.suffix.lower() != ".png":
             raise DeriveError(f"--plot {shown(str(args.plot))}: the learning curve is a PNG; give a name ending in .png")
         check_writable(args.plot, "--plot")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise DeriveError("--plot needs matplotlib: pip install '.[demo]'") from None
+        if importlib.util.find_spec("matplotlib") is None:
+            raise DeriveError("--plot needs matplotlib: pip install '.[demo]'")
     try:
         data = load_digits(args.seed)
     except ImportError:
@@ -188,7 +187,7 @@ def run(argv=None) -> int:
         with Progress(*columns, console=console, transient=False) as progress:
             history = train(module, params, data, args.epochs, args.batch, args.eta, args.seed, progress)
     final = history[-1][2]
-    console.print(f"held-out accuracy after {args.epochs} epochs: {final:.2%} ({round(final * len(data[1]))} of {len(data[1])})")
+    console.print(f"held-out accuracy after {args.epochs} epoch{'s' if args.epochs != 1 else ''}: {final:.2%} ({round(final * len(data[1]))} of {len(data[1])})")
     if args.plot:
         plot(history, args.plot)
         console.print(shown(f"learning curve: {args.plot}"), markup=False)

@@ -1,4 +1,4 @@
-"""The structure the README's layout section draws: the import contracts, one result protocol,
+"""The structure docs/layout.md draws: the import contracts, one result protocol,
 the tables as the only place a name is tested, templates that only lay out text."""
 
 import json

@@ -352,7 +352,7 @@ def test_the_estimate_grows_as_the_work_does():
     # depth multiplies the paths (and their expansion), width the parameters
     for mode in (budget.full, budget.scalable):
         times = [mode(spec([4] * d)).seconds for d in range(2, 8)]
-        assert all(b > 1.5 * a for a, b in zip(times, times[1:]))  # README: 4-4-4 0.75 s, 4-4-4-4 1.18 s scalable
+        assert all(b > 1.5 * a for a, b in zip(times, times[1:]))  # docs/benchmarks.md: 4-4-4 0.75 s, 4-4-4-4 1.18 s scalable
         assert all(b > 2 * a for a, b in zip(times[3:], times[4:]))  # once start-up is a small part
     assert budget.scalable(spec([64, 64])).seconds < budget.scalable(spec([256, 256])).seconds
     # a batch, a logarithmic cost and a softmax output make each expansion larger
