@@ -344,3 +344,11 @@ def test_one_examples_cost_inside_a_sum(tmp_path):
 def test_a_slash_before_a_product_has_two_readings():
     with pytest.raises(ClaimError, match="two readings"):
         read_latex(r"dW^{[2]} = 1/m \, dZ^{[2]} A^{[1]T}", shape("ng"))
+
+
+def test_the_readme_and_the_notations_page_name_every_field():
+    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "notations.md").read_text()
+    for name in field_names():
+        assert f"`{name}`" in readme, name
+        assert f"`{name}`" in page or name in ("weight", "bias", "input", "target", "output", "cost"), name
