@@ -3,7 +3,7 @@
 tests/notation_corpus/a and b are two independent transcriptions (365 formulas: Ng's slides
 and assignments, CS231n's notes and NumPy code, Goodfellow's Algorithm 6.4 and 6.5,
 Bishop 5.3, Wikipedia's article, Rumelhart-Hinton-Williams' chapter and Nature letter), about
-a third of them deliberately wrong variants. A comment above each claim says whether it holds
+a third of them deliberately wrong variants; 330 are read and judged right. A comment above each claim says whether it holds
 on its spec. ERROR is an acceptable verdict (a formula the notation leaves with two readings,
 or one outside the vocabulary); a wrong verdict is not. The counts print with
 `python -m pytest tests/test_notation_corpus.py -s`.
@@ -44,4 +44,4 @@ def test_no_formula_of_the_sources_gets_a_wrong_verdict():
     counts = Counter(r[3] for r in rows if r not in right)
     print(f"\n{len(right)} of {len(rows)} read and judged right ({len(right) / len(rows):.1%}); "
           f"the others: {dict(counts)}; wrong verdicts: {len(wrong)}")
-    assert len(right) >= 320  # the floor as measured (326): a change that reads fewer fails here
+    assert len(right) >= 330  # the floor as measured: a change that reads fewer fails here

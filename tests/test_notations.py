@@ -352,3 +352,13 @@ def test_the_readme_and_the_notations_page_name_every_field():
     for name in field_names():
         assert f"`{name}`" in readme, name
         assert f"`{name}`" in page or name in ("weight", "bias", "input", "target", "output", "cost"), name
+
+
+def test_the_logistic_written_out(tmp_path):
+    """RHW's y_j = 1/(1 + e^{-x_j}) and Ng's s = 1/(1+np.exp(-Z)): the sigmoid, where the layer's is one."""
+    assert verdict("nielsen", r"o_j = \frac{1}{1 + e^{-net_j}}", READINGS["rumelhart1986"]) == Verdict.PROVEN
+    assert verdict("nielsen", r"o_j = \frac{1}{1 + e^{net_j}}", READINGS["rumelhart1986"]) == Verdict.ERROR
+    code = "s = 1/(1+np.exp(-Z2))\ndZ2 = (A2 - Y) * 0 + dA2 * s * (1 - s)\n"
+    spec = "specs/canonical.toml"
+    v = code_verdict(tmp_path, "dA2 = - (np.divide(Y, A2) - np.divide(1 - Y, 1 - A2))\n" + code, spec, "ng")
+    assert v.verdict == Verdict.PROVEN

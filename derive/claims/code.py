@@ -195,6 +195,17 @@ class CodeReader(TextReader):
         holds = {"positive": step, "not positive": below, "nowhere": Num(0), "everywhere": Num(1)}[where[op]]
         return Op("sub", (Num(1), holds), span=step.span)
 
+    def walk(self, n: ast.AST) -> Node:
+        """1 / (1 + np.exp(-x)) is the sigmoid of x, as Ng's sigmoid() writes it; the rest as the text reader reads it."""
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and _is_number(n.left, 1) \
+                and isinstance(n.right, ast.BinOp) and isinstance(n.right.op, ast.Add) and _is_number(n.right.left, 1):
+            e = n.right.right
+            if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr == "exp" \
+                    and isinstance(e.func.value, ast.Name) and e.func.value.id == "np" and len(e.args) == 1 \
+                    and isinstance(e.args[0], ast.UnaryOp) and isinstance(e.args[0].op, ast.USub):
+                return Op("sigma", (self.walk(e.args[0].operand),), "sigmoid", span=self.span(n))
+        return super().walk(n)
+
     # -- names and calls ---------------------------------------------------------------------
     def quantity(self, name: str, st) -> Node | None:
         """What the notation says a name is: a gradient (dW2, dscores) or a forward quantity (hidden_layer), or None."""

@@ -212,6 +212,9 @@ class LatexReader(Scripts, Calls):
         if data == "implicit":
             return self.implicit(t)
         if data == "frac":
+            logistic = self._logistic(kids[1], kids[2], t)
+            if logistic is not None:
+                return logistic
             return Op("div", (self.node(kids[1]), self.node(kids[2])), span=span)
         if data == "frac_digits":  # \frac12
             tok = kids[1]
@@ -248,6 +251,29 @@ class LatexReader(Scripts, Calls):
                 self.fail(t, f"'{self.snippet(t)}': write the activation's derivative as f'(z) or (f^l)'")
             return self.scripted(inner, scripts, t)
         self.fail(t, f"'{self.snippet(t)}' cannot stand here")  # pragma: no cover - the grammar makes no other trees
+
+    def _logistic(self, num, den, t):
+        """\\frac{1}{1 + e^{-x}}: the logistic sigmoid of x (RHW's eq. 2), the only place e stands for exp."""
+        def bare(x):
+            while isinstance(x, Tree) and x.data in ("group", "paren"):
+                x = x.children[0] if x.data == "group" else x.children[1]
+            return x
+
+        num, den = bare(num), bare(den)
+        if not (isinstance(num, Tree) and num.data == "number" and num.children[0].value == "1"):
+            return None
+        if not (isinstance(den, Tree) and den.data == "add" and bare(den.children[0]).data == "number"
+                and bare(den.children[0]).children[0].value == "1"):
+            return None
+        power = bare(den.children[1])
+        if not (isinstance(power, Tree) and power.data == "superscript" and power.children[0].data == "letter"
+                and power.children[0].children[0].value == "e" and "e" not in self.names):
+            return None
+        exponent = power.children[1]
+        exponent = exponent.children[0] if exponent.data == "scriptgroup" and len(exponent.children) == 1 else exponent
+        if not (isinstance(exponent, Tree) and exponent.data == "neg"):
+            return None
+        return Op("sigma", (self.node(exponent.children[0]),), "sigmoid", span=_span(t))
 
     def _number(self, tok: Token):
         if "." in tok.value and len(tok.value.split(".")[1]) == 0:
