@@ -56,17 +56,7 @@ class CodeReader(TextReader):
     # -- the statements ------------------------------------------------------------------
     def lines(self) -> tuple[list[Line], list[int]]:
         """(the names to check, each at its last assignment; the lines not checked, the proof cannot evaluate them)."""
-        from derive.claims.tree import TEXT_HINTS, precheck
-
-        precheck(self.source, TEXT_HINTS)
-        try:
-            module = ast.parse(self.source, mode="exec")
-        except SyntaxError as exc:
-            at = self._offset(exc.lineno or 1, max((exc.offset or 1) - 1, 0))
-            raise ClaimError(f"not Python: {exc.msg}", (at, at + 1)) from None
-        except (RecursionError, MemoryError, ValueError):
-            raise ClaimError("cannot be read: nested too deeply or too large", (0, 0)) from None
-        self._check_tree(module)
+        module = self.python(self.source, "exec", "Python")
         last: dict[str, int] = {}
         for i, st in enumerate(module.body):
             last[self._target_name(st)] = i

@@ -65,16 +65,20 @@ class TextReader:
 
     def parse(self) -> ast.AST:
         """Python's tree of the source, its characters, size and depth checked: both sides of a claim start here."""
+        return self.python(self.wrapped, "eval", "a formula").body
+
+    def python(self, text: str, mode: str, what: str) -> ast.AST:
+        """ast.parse of the source (which only parses), after the character and bracket checks, its size checked."""
         precheck(self.source, TEXT_HINTS)
         try:
-            tree = ast.parse(self.wrapped, mode="eval")
+            tree = ast.parse(text, mode=mode)
         except SyntaxError as exc:
             at = self._offset(exc.lineno or 1, max((exc.offset or 1) - 1, 0))
-            raise ClaimError(f"not a formula: {exc.msg}", (at, at + 1)) from None
+            raise ClaimError(f"not {what}: {exc.msg}", (at, at + 1)) from None
         except (RecursionError, MemoryError, ValueError):
             raise ClaimError("cannot be read: nested too deeply or too large", (0, 0)) from None
         self._check_tree(tree)
-        return tree.body
+        return tree
 
     def _check_tree(self, tree: ast.AST) -> None:
         """Depth and size of Python's tree, iteratively, before the recursive walk."""
