@@ -28,7 +28,7 @@ _seed = whole(0, 2**64 - 1, "a seed: a whole number from 0 to 2^64 - 1")
 _jobs = whole(1, MAX_JOBS, f"a positive integer of at most {MAX_JOBS}")
 
 
-COMMANDS = ("prove", "latex", "check", "general")
+COMMANDS = ("prove", "latex", "check", "general", "serve")
 EXIT_CODES = ("exit codes: 0 everything proven, 1 something refuted or unproven, 2 bad input (one line on stderr), "
               "3 an unexpected internal error (a bug: one line on stderr; BACKPROP_DERIVE_DEBUG=1 shows the traceback)")
 
@@ -73,6 +73,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--setting", action="append", choices=settings,
                    help="prove only this setting (repeatable; default: all four)")
     p.add_argument("--brief", action="store_true", help="only each theorem's verdict and the summary")
+
+    p = sub.add_parser("serve", help="a local page to paste claims and see their verdicts typeset (extra: serve)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default 127.0.0.1: this machine only; the page has no login)")
+    p.add_argument("--port", type=whole(1, 65535, "a port number from 1 to 65535"), default=8000,
+                   help="the port (default 8000)")
+    p.add_argument("--workers", type=whole(1, 16, "a number of processes from 1 to 16"), default=2,
+                   help="processes that check claims, each claim under a time limit (default 2)")
     return parser
 
 
@@ -97,7 +105,8 @@ def _main(argv: list[str]) -> int:
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["prove", *argv]  # the default command
     args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
-    handlers = {"prove": run_prove, "latex": run_latex, "check": run_check, "general": run_general}
+    handlers = {"prove": run_prove, "latex": run_latex, "check": run_check, "general": run_general,
+                "serve": run_serve}
     if args.command not in handlers:
         raise DeriveError(f"unknown command {args.command!r}")
     return handlers[args.command](args)
@@ -289,3 +298,16 @@ def run_general(args) -> int:
         console.print(shown(f"wrote {target}"), markup=False)
     console.print(proof.summary())
     return proof.exit_code
+
+
+def run_serve(args) -> int:
+    import importlib.util
+
+    missing = [m for m in ("starlette", "uvicorn", "pebble") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DeriveError(f"serve needs {', '.join(missing)}: pip install -e \".[serve]\"")
+    from derive.serve import serve
+
+    print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
+    serve(args.host, args.port, args.workers)
+    return 0
