@@ -71,14 +71,16 @@ def test_verdicts_with_witness_entries_and_repair(client):
     assert data["summary"] == {"PROVEN": 1, "REFUTED": 1, "UNPROVEN": 0, "ERROR": 0}
 
 
-def test_some_entries_wrong_are_marked_in_the_page(client):
-    # w_{0j} in place of w_{j0}: only the entries off the diagonal of the swap are wrong
+def test_the_page_marks_wrong_entries_and_typesets_both_sides(client):
+    # a scalar claim with w_{0j} in place of w_{j0}, and a matrix claim every entry of which is wrong
     claims = r"\delta^1_0 = \sum_{j=0}^{1} w^2_{0j} \delta^2_j \sigma'(z^1_0)" + "\n" + WRONG_LATEX
     response = client.post("/", data={**NIELSEN, "claims": claims})
     assert response.status_code == 200
     html = response.text
     assert html.count('class="claim v-REFUTED"') == 2
-    assert html.count('<td class="wrong"') >= 8  # the claim's matrix, every entry of which is wrong, marked
+    matrix_claim = html[html.index('id="claim-2"'):]
+    assert matrix_claim.count('<td class="wrong"') == 8  # the claim's matrix (2x4), every entry of which is wrong
+    assert html[:html.index('id="claim-2"')].count('<td class="wrong"') == 1  # the scalar claim's value
     assert 'data-tex="\\frac{\\partial C}{\\partial W^2} = \\delta^2 (a^1)^T"' in html
     assert "Nearest repair" in html and 'id="latex-link"' in html and "/latex?spec=nielsen&amp;sizes=3-4-2" in html
 

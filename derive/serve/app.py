@@ -183,9 +183,10 @@ def view(r: dict) -> dict:
         wrong = {tuple(e["entry"]) for e in r["wrong_entries"]}
         names = {tuple(e["entry"]): e["name"] for e in r["wrong_entries"] + r["holding_entries"]}
         out["matrices"] = [
-            {"title": title, "rows": [[{"value": _number(x), "wrong": (i, j) in wrong, "name": names.get((i, j), "")}
+            {"title": title, "rows": [[{"value": _number(x), "wrong": claim and (i, j) in wrong,
+                                        "name": names.get((i, j), "")}
                                        for j, x in enumerate(row)] for i, row in enumerate(w[key])]}
-            for title, key in (("the truth", "lhs"), ("the claim", "rhs"))]
+            for title, key, claim in (("the truth", "lhs", False), ("the claim", "rhs", True))]
     else:
         out["scalar"] = (_number(w["lhs"]), _number(w["rhs"]))
     return out
