@@ -308,6 +308,5 @@ def run_serve(args) -> int:
         raise DeriveError(f"serve needs {', '.join(missing)}: pip install -e \".[serve]\"")
     from derive.serve import serve
 
-    print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
     serve(args.host, args.port, args.workers)
     return 0

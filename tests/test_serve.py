@@ -193,3 +193,15 @@ def test_serve_binds_to_loopback_by_default():
 
     args = build_parser("serve").parse_args(["serve"])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(capsys):
+    import socket
+
+    from derive.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err

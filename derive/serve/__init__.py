@@ -10,13 +10,27 @@ the limits of `derive check` and checked in worker processes under a time limit
 
 from __future__ import annotations
 
+import sys
+
 HOST = "127.0.0.1"
 PORT = 8000
 
 
 def serve(host: str = HOST, port: int = PORT, processes: int = 2) -> None:
-    """Run the page with uvicorn until interrupted."""
+    """Run the page with uvicorn until interrupted; DeriveError when the address cannot be listened on."""
+    import socket
+
     import uvicorn
+
+    from derive.errors import DeriveError
+
+    try:  # uvicorn would log the bind error and exit; say it in one line, with what to do
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise DeriveError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port, "
+                          "or a --host of this machine") from None
+    print(f"serving on http://{host}:{port}/ (Ctrl-C stops it)", file=sys.stderr)
 
     from derive.serve.app import create_app
 
