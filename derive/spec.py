@@ -94,7 +94,7 @@ def load_spec(name_or_path: str | Path | Spec) -> Spec:
     text_name = str(name_or_path)
     if text_name in builtin_names():
         data = resources.files("derive.specs").joinpath(text_name + ".toml").read_bytes()
-        return _parse(data, f"derive/specs/{text_name}.toml")
+        return parse_spec(data, f"derive/specs/{text_name}.toml")
     path = Path(text_name)
     if not path.suffix and not exists(path, "spec file", SpecError):
         raise SpecError(
@@ -103,10 +103,11 @@ def load_spec(name_or_path: str | Path | Spec) -> Spec:
         )
     data = read_user_file(path, MAX_SPEC_BYTES, "spec file", SpecError,
                           missing=f"no such spec file (built-in names: {', '.join(builtin_names())})")
-    return _parse(data, str(path))
+    return parse_spec(data, str(path))
 
 
-def _parse(data: bytes, source: str) -> Spec:
+def parse_spec(data: bytes, source: str) -> Spec:
+    """A spec from the bytes of a TOML file, with the limits and one-line errors of load_spec."""
     try:
         table = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:

@@ -63,6 +63,14 @@ class Report:
     def to_json(self) -> list[dict]:
         return [v.as_json() for v in self.verdicts]
 
+    # Jupyter: derive.report.notebook (a layer above, which this module cannot import) fills _shows in when imported
+    _shows = {}  # not annotated: a class attribute, not a dataclass field
+
+    def _repr_markdown_(self) -> str:
+        """Every claim typeset with its verdict for Jupyter (derive.report.notebook), or the summary until imported."""
+        show = self._shows.get("markdown")
+        return show(self) if show else self.summary()
+
 
 def _bad(path, message: str):
     raise DeriveError(shown(f"{path}: {message}"))  # one line, whatever the file put in a key or a name
@@ -141,12 +149,20 @@ def _notation_of(path: Path, table: dict, spec: Spec) -> Reading | None:
         reading = with_fields(base, overrides, "notation")
     except ValueError as exc:
         _bad(path, str(exc))
+    misfit = notation_misfit(reading, spec)
+    if misfit:
+        _bad(path, misfit)
+    return reading
+
+
+def notation_misfit(reading: Reading, spec: Spec) -> str | None:
+    """Why a notation cannot read claims about a spec (its batches run the other way), or None."""
     row = spec.convention == "row"
     if reading.capitals and (reading.examples == "rows") != row:
-        _bad(path, f"notation runs a batch's examples along {reading.examples}, but the spec {spec.name} is "
-                   f"{'row' if row else 'column'}-major: choose a {'row' if reading.examples == 'rows' else 'column'}"
-                   "-major spec (convention = \"" + ("row" if reading.examples == "rows" else "column") + "\")")
-    return reading
+        want = "row" if reading.examples == "rows" else "column"
+        return (f"notation runs a batch's examples along {reading.examples}, but the spec {spec.name} is "
+                f"{'row' if row else 'column'}-major: choose a {want}-major spec (convention = \"{want}\")")
+    return None
 
 
 def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:

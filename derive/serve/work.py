@@ -13,13 +13,12 @@ import re
 from dataclasses import dataclass
 
 from derive.claims import Claim, Context, check_claim
-from derive.claims.file import MAX_PARAMS
+from derive.claims.file import MAX_PARAMS, notation_misfit
 from derive.claims.printing import latex_of
 from derive.claims.text import read_text
 from derive.claims.tree import ClaimError
 from derive.errors import DeriveError, brief
-from derive.spec import _parse as parse_spec  # the parser and limits of a spec file, on text the page was given
-from derive.spec import builtin_names, load_spec, parse_sizes
+from derive.spec import builtin_names, load_spec, parse_sizes, parse_spec
 from derive.tables.reading import READINGS
 from derive.verdict import Verdict
 
@@ -80,11 +79,9 @@ def _build(setting: Setting) -> tuple[Context, str]:
         if setting.notation not in READINGS:
             raise DeriveError(f"notation {brief(setting.notation)}: one of {', '.join(READINGS)}")
         reading = READINGS[setting.notation]
-        row = spec.convention == "row"
-        if reading.capitals and (reading.examples == "rows") != row:
-            raise DeriveError(f"notation {setting.notation} runs a batch's examples along {reading.examples}, but the "
-                              f"spec {spec.name} is {'row' if row else 'column'}-major: choose a "
-                              f"{'row' if reading.examples == 'rows' else 'column'}-major spec")
+        misfit = notation_misfit(reading, spec)
+        if misfit:
+            raise DeriveError(f"{setting.notation}: {misfit}")
     note = f"at sizes {'-'.join(map(str, spec.sizes))}" if spec.sizes != own else ""
     return Context(spec, None, reading), note
 
