@@ -104,6 +104,14 @@ class ClaimVerdict:
         where = ", ".join(x for x in (self.error_field, self.error_position) if x)
         return shown(f"claim {self.claim.number} '{self.claim.name}': {where}: {self.message}")
 
+    # Jupyter: derive.report.notebook (a layer above, which this module cannot import) fills _shows in when imported
+    _shows = {}  # not annotated: a class attribute, not a dataclass field
+
+    def _repr_markdown_(self) -> str:
+        """The claim typeset with its verdict, witness and repair for Jupyter (derive.report.notebook), or its verdict."""
+        show = self._shows.get("markdown")
+        return show(self) if show else f"{self.verdict}: claim {self.claim.number}"
+
 
 class ClaimCheck:
     """A claim being checked: its parsed sides, the truth, and the hooks the repair search uses."""

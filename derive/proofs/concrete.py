@@ -130,6 +130,14 @@ class Proof:
                 "output_delta_is_a_minus_y": self.output_delta_is_a_minus_y,
                 "checks": [c.to_json() for c in self.checks]}
 
+    # Jupyter: derive.report.notebook (a layer above, which this module cannot import) fills _shows in when imported
+    _shows = {}  # not annotated: a class attribute, not a dataclass field
+
+    def _repr_markdown_(self) -> str:
+        """The proof typeset for Jupyter (derive.report.notebook), or its summary until that is imported."""
+        show = self._shows.get("markdown")
+        return show(self) if show else self.summary()
+
 
 def group(p: Param) -> str:
     """A partial's row of the per-layer counts: its matrix, the augmented bias weights apart."""

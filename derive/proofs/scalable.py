@@ -170,6 +170,14 @@ class ScaleProof:
                           "counterexample": f.counterexample} for f in self.failures],
         }
 
+    # Jupyter: derive.report.notebook (a layer above, which this module cannot import) fills _shows in when imported
+    _shows = {}  # not annotated: a class attribute, not a dataclass field
+
+    def _repr_markdown_(self) -> str:
+        """The scalable proof typeset for Jupyter (derive.report.notebook), or its summary until that is imported."""
+        show = self._shows.get("markdown")
+        return show(self) if show else self.summary()
+
 
 
 # ---------------------------------------------------------------------------

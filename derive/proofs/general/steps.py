@@ -253,3 +253,11 @@ class GeneralProof:
             } for t in st.theorems]} for st in self.settings],
             "rule_checks": [{"rule": r.rule, "what": r.what, "verdict": r.verdict} for r in self.rule_checks],
         }
+
+    # Jupyter: derive.report.notebook (a layer above, which this module cannot import) fills _shows in when imported
+    _shows = {}  # not annotated: a class attribute, not a dataclass field
+
+    def _repr_markdown_(self) -> str:
+        """The general proof typeset for Jupyter (derive.report.notebook), or its summary until that is imported."""
+        show = self._shows.get("markdown")
+        return show(self) if show else self.summary()
