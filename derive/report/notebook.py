@@ -28,6 +28,7 @@ from derive.verdict import Verdict
 
 MARK = {Verdict.PROVEN: "✓", Verdict.GIVEN: "·", Verdict.REFUTED: "✗", Verdict.UNPROVEN: "?", Verdict.ERROR: "!"}
 SHOWN_ENTRIES = 8  # wrong or holding entries named in full; the rest are counted
+SHOWN_VALUES = 3  # a claim's letters' values where it fails, named; the rest are counted
 MAX_MATH = 4_000  # characters of one typeset formula; a longer one is named, not shown
 _ENTITIES = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_[]|$~"})  # Markdown's and MathJax's marks
 
@@ -239,9 +240,12 @@ def _repaired(v: ClaimVerdict, claim: str) -> str:
 
 
 def _change(v: ClaimVerdict, repair) -> str:
-    """What a repair changes: in LaTeX the new part typeset in place of the old, else the repair's own words."""
+    """What a repair changes: in LaTeX the new part typeset in place of the old, else the repair's own words
+    (for a LaTeX claim without them up to the quoted claim, which is typeset whole below)."""
     if v.claim.form == "latex" and repair.old and repair.new:
         return f"{math(repair.new)} in place of {math(repair.old)}"
+    if v.claim.form == "latex":
+        return words(repair.text.split(": ", 1)[0])
     return words(repair.text)
 
 
@@ -266,8 +270,10 @@ def verdict_markdown(v: ClaimVerdict, level: int = 3) -> str:
     fails = [i for i in v.instances if i["verdict"] != Verdict.PROVEN]
     if v.instances and (len(v.instances) > 1 or v.instances[0]["values"]):
         if fails:
-            out += [f"Fails at {len(fails)} of {len(v.instances)} values: "
-                    + "; ".join(words(i["values"]) for i in fails[:SHOWN_ENTRIES]), ""]
+            some = "; ".join(words(i["values"]) for i in fails[:SHOWN_VALUES])
+            more = f"; and {len(fails) - SHOWN_VALUES} more" if len(fails) > SHOWN_VALUES else ""
+            count = f"every one of the {len(fails)}" if len(fails) == len(v.instances) else f"{len(fails)} of {len(v.instances)}"
+            out += [f"Fails at {count} values it applies to: {some}{more}", ""]
         else:
             out += [f"Holds at every value ({len(v.instances)})", ""]
     if v.unchecked:
