@@ -1,10 +1,16 @@
-"""Results in Jupyter: each result's Markdown (verdict, typeset forms, witness, repair), its escaping, and
-examples/tour.ipynb run end to end in a kernel (nbclient and ipykernel: pip install -e '.[notebook]')."""
+"""Results in Jupyter: each result's Markdown (verdict, typeset forms, witness, repair), its escaping,
+examples/tour.ipynb run end to end in a kernel (nbclient and ipykernel: pip install -e '.[notebook]'), and
+one of its cells rendered by nbconvert in headless chromium with Debian's MathJax. The screenshot of that
+cell goes to a temporary folder, or to NOTEBOOK_SCREENSHOTS when set:
+    NOTEBOOK_SCREENSHOTS=docs/images python -m pytest tests/test_notebook.py
+"""
 
 import importlib.util
 import json
 import os
 import re
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -112,19 +118,68 @@ def test_the_tour_is_committed_without_outputs():
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
 
 
-@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("nbclient", "nbformat", "ipykernel")),
-                    reason="nbclient, nbformat and ipykernel are not installed (pip install -e '.[notebook]')")
-def test_the_tour_runs_in_a_kernel_and_shows_its_results_typeset(monkeypatch):
+@pytest.fixture(scope="module")
+def tour():
+    """examples/tour.ipynb executed in a kernel that imports this checkout's derive and codegen."""
+    if not all(importlib.util.find_spec(m) for m in ("nbclient", "nbformat", "ipykernel")):
+        pytest.skip("nbclient, nbformat and ipykernel are not installed (pip install -e '.[notebook]')")
     import nbformat
     from nbclient import NotebookClient
 
-    # the kernel imports this checkout's derive and codegen, whatever else is installed
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     nb = nbformat.read(TOUR, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(TOUR.parent)}}).execute()
-    shown = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
-             if "text/markdown" in o.get("data", {})]
-    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o["output_type"] == "error"]
+    with pytest.MonkeyPatch.context() as mp:  # the kernel inherits it, whatever else is installed
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(TOUR.parent)}}).execute()
+    return nb  # execute() raised CellExecutionError on any error
+
+
+def test_the_tour_runs_in_a_kernel_and_shows_its_results_typeset(tour):
+    outputs = [o for c in tour.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    shown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
     assert len(shown) == 5  # the proof, the general proof, the claims file, two pasted claims
     assert shown[0].startswith(f"✓ **{Verdict.PROVEN}**") and shown[2].startswith(f"✗ **{Verdict.REFUTED}**")
     assert "**Witness**" in shown[3] and "**Repair**" in shown[3] and shown[4].startswith(f"### ✓ **{Verdict.PROVEN}**")
+
+
+MATHJAX = Path("/usr/share/javascript/mathjax/MathJax.js")  # Debian's libjs-mathjax: typesets offline
+
+
+def test_a_cell_renders_as_typeset_mathematics_in_a_browser(tour, tmp_path):
+    """nbconvert's HTML of the executed tour in headless chromium: the pasted claim's cell typeset, no MathJax
+    error; its screenshot goes to NOTEBOOK_SCREENSHOTS when set (docs/images/notebook-claim.png)."""
+    pytest.importorskip("nbconvert", reason="needs nbconvert (pip install nbconvert)")
+    pytest.importorskip("selenium", reason="needs Selenium (pip install -e '.[browser]')")
+    if not (shutil.which("chromium") and shutil.which("chromedriver") and MATHJAX.exists()):
+        pytest.skip("needs Debian's chromium, chromium-driver and libjs-mathjax (apt-get install chromium "
+                    "chromium-driver libjs-mathjax)")
+    from nbconvert import HTMLExporter
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    exporter = HTMLExporter(mathjax_url=f"{MATHJAX.as_uri()}?config=TeX-AMS_CHTML")
+    page = tmp_path / "tour.html"
+    page.write_text(exporter.from_notebook_node(tour)[0], encoding="utf-8")
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless", "--no-sandbox", "--allow-file-access-from-files", "--window-size=1000,1400"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        browser.get(page.as_uri())
+        typeset = "return document.querySelectorAll('.MathJax_CHTML, mjx-container').length"
+        for _ in range(100):  # MathJax typesets after the page has loaded
+            if browser.execute_script(typeset) > 40 and not browser.execute_script(
+                    "return document.querySelectorAll('.MathJax_Processing, .MathJax_Preview:not(:empty)').length"):
+                break
+            time.sleep(0.2)
+        cell = browser.find_element(By.XPATH, '//*[@id="A-formula-pasted-from-a-book"]'
+                                              '/following::div[contains(@class, "jp-CodeCell")][1]')
+        assert "REFUTED" in cell.text and "Repair" in cell.text and "$" not in cell.text  # no formula left raw
+        assert cell.find_elements(By.CSS_SELECTOR, ".MathJax_CHTML, mjx-container")
+        assert "Math input error" not in browser.page_source and "Math Processing Error" not in browser.page_source
+        out = Path(os.environ.get("NOTEBOOK_SCREENSHOTS") or tmp_path)
+        cell.screenshot(str(out / "notebook-claim.png"))
+        assert (out / "notebook-claim.png").stat().st_size > 10_000
+    finally:
+        browser.quit()
