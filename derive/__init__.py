@@ -3,6 +3,7 @@
 from derive.chain import ChainRule
 from derive.errors import DeriveError, SpecError
 from derive.report.latex import to_latex
+import derive.report.notebook  # noqa: F401  (fills in the results' Jupyter display: derive.report.notebook)
 from derive.matrix import MatrixForms
 from derive.network import Network, build_network
 from derive.proofs.concrete import Proof, check_form, prove

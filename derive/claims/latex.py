@@ -21,6 +21,7 @@ rule between them, a letter two quantities share), the reader refuses it and nam
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 
@@ -337,11 +338,11 @@ class LatexReader(Scripts, Calls):
             out = nodes[-1]
             for meaning, prev in zip(reversed(meanings), reversed(nodes[:-1])):
                 out = Op(meaning, (prev, out), span=_join(prev, out))
-            return out
-        out = nodes[0]
-        for meaning, nxt in zip(meanings, nodes[1:]):  # then the rest, left to right
-            out = _ratio(out, nxt) if meaning == "div" else Op(meaning, (out, nxt), span=_join(out, nxt))
-        return out
+        else:
+            out = nodes[0]
+            for meaning, nxt in zip(meanings, nodes[1:]):  # then the rest, left to right
+                out = _ratio(out, nxt) if meaning == "div" else Op(meaning, (out, nxt), span=_join(out, nxt))
+        return replace(out, span=_span(t)) if isinstance(out, Op) and out.op != "div" else out
 
     def _ambiguous(self, t, operands, ops, meanings):
         i = next(k for k in range(1, len(meanings)) if {meanings[k - 1], meanings[k]} == {"had", "dot"}) \
@@ -389,6 +390,8 @@ class LatexReader(Scripts, Calls):
         node_out = out[0]
         for nxt in out[1:]:
             node_out = Op("dot", (node_out, nxt), span=_join(node_out, nxt))
+        if isinstance(node_out, Op) and len(out) > 1:
+            node_out = replace(node_out, span=_span(t))  # as written, with a closing parenthesis the factors drop
         return node_out
 
     # -- names, scripts ----------------------------------------------------------------------
