@@ -164,9 +164,9 @@ def run(argv=None) -> int:
         raise DeriveError(f"{spec.source}: sizes {'-'.join(map(str, spec.sizes))} and batch '{spec.batch}' do not fit "
                           f"the digits: the sizes must run {INPUTS}-...-{CLASSES} and the batch be 'mean' or 'sum'")
     if args.plot:  # checked before the digits load and training starts: a bad path costs nothing
+        check_writable(args.plot, "--plot")  # a folder, or a file that cannot be written, first: the name's own fault
         if args.plot.suffix.lower() != ".png":
             raise DeriveError(f"--plot {shown(str(args.plot))}: the learning curve is a PNG; give a name ending in .png")
-        check_writable(args.plot, "--plot")
         if importlib.util.find_spec("matplotlib") is None:
             raise DeriveError("--plot needs matplotlib: pip install '.[demo]'")
     try:
