@@ -1,4 +1,4 @@
-"""python -m codegen [SPEC ...] [--backend numpy|cupy|all] [--out DIR] [--check]
+"""python -m codegen [SPEC ...] [--backend numpy|cupy|torch|jax|all] [--out DIR] [--check]
 
 Every file is printed from a proof: each spec's forms are proven first (at the widths they
 are read at), and nothing is written or compared unless every partial is proven; --check
@@ -26,14 +26,14 @@ from .backends import BACKENDS
 from .plan import check_budget, prove_forms
 from .render import default_out, generate, package_init
 
-GENERATED = ("_numpy.py", "_cupy.py", "_kernels.cu")
+GENERATED = (*(f"_{name}.py" for name in BACKENDS), "_kernels.cu")  # what --check may find stale
 MAX_GENERATED_BYTES = 64 * 1024 * 1024  # --check reads at most this much of a file it compares
 
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m codegen",
-        description="Print the proven matrix forms as NumPy and CuPy forward/backward modules.",
+        description="Print the proven matrix forms as NumPy, CuPy, PyTorch and JAX forward/backward modules.",
     )
     p.add_argument("specs", nargs="*", metavar="SPEC",
                    help=f"built-in names ({', '.join(builtin_names())}) or TOML files; default: every built-in spec")

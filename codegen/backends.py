@@ -4,14 +4,15 @@ A backend is data: the printer of its array code, the array module, whether its 
 may overwrite arrays, whether runs of elementwise steps become CUDA kernels, and the few
 lines of code where its arrays differ (the finiteness tests, contiguity, the copy from
 the host). A new backend (PyTorch, JAX) is one record here and one printer subclass in
-codegen/printers.py; nothing else branches on which backend it is.
+codegen/printers.py (and, where its arrays differ from NumPy's in more than a few
+lines, its own module template and helpers); nothing else branches on which backend it is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .printers import ArrayPrinter, CuPyArrayPrinter
+from .printers import ArrayPrinter, CuPyArrayPrinter, JaxArrayPrinter, TorchArrayPrinter
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Backend:
     is_contiguous: str | None  # code: whether the array {} is laid out so already; None with contiguous
     from_host: str  # code: the NumPy array {} as this backend's array of dtype `kind`
     read_only: str | None  # code: whether the parameter array {} cannot be written in place; None: never
+    template: str = "module.py.j2"  # the module's template (codegen/templates): its library's types, checks, autodiff hook
+    helper_folder: str = "helpers"  # the folder of its stable helpers' .py.j2 templates, one per name in helpers/
 
 
 NUMPY = Backend(
@@ -116,4 +119,72 @@ def _not_finite_keys(*lists):
     read_only=None,
 )
 
-BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (NUMPY, CUPY)}
+TORCH = Backend(
+    name="torch",
+    title="PyTorch",
+    needs="the torch package; tensors on the CPU or a CUDA device",
+    printer=TorchArrayPrinter,
+    xp="torch",
+    import_line="import torch",
+    in_place=True,  # the passes run under torch.no_grad(): their own tensors may be overwritten
+    fused=False,
+    batch_dot=None,  # torch's K = 1 product has no slow case to avoid
+    batch_ones=None,  # torch's reduction over the batch is one kernel: .sum(axis=0)
+    finite_helpers='''def _finite(a):
+    """Whether every entry of a is finite (one reduction, one value read back from the device)."""
+    return bool(torch.isfinite(a).all())
+
+
+def _not_finite_keys(*lists):
+    """For each list of tensors in PARAM_SHAPES order, the first key whose tensor has a NaN or inf, or None."""
+    return [next((key for key, value in zip(PARAM_SHAPES, values) if not _finite(value)), None) for values in lists]''',
+    finite="_finite({})",
+    target_finite="_finite({})",
+    flags=False,
+    contiguous=None,
+    is_contiguous=None,
+    from_host="torch.as_tensor({}, dtype=kind, device=device)",
+    read_only=None,
+    template="module_torch.py.j2",
+    helper_folder="helpers_torch",
+)
+
+JAX = Backend(
+    name="jax",
+    title="JAX",
+    needs="the jax package; float64 needs jax_enable_x64",
+    printer=JaxArrayPrinter,
+    xp="jnp",
+    import_line="import jax.numpy as jnp",
+    in_place=False,  # JAX arrays are immutable: every line makes a new array, which jit fuses
+    fused=False,
+    batch_dot=None,
+    batch_ones=None,
+    finite_helpers='''def _known(test):
+    """bool(test), or True under a trace (jit, grad, vmap), where the values are not known yet."""
+    try:
+        return bool(test)
+    except jax.errors.ConcretizationTypeError:
+        return True
+
+
+def _finite(a):
+    """Whether every entry of a is finite; True under a trace, where only shapes and dtypes are checked."""
+    return _known(jnp.isfinite(a).all())
+
+
+def _not_finite_keys(*lists):
+    """For each list of arrays in PARAM_SHAPES order, the first key whose array has a NaN or inf, or None."""
+    return [next((key for key, value in zip(PARAM_SHAPES, values) if not _finite(value)), None) for values in lists]''',
+    finite="_finite({})",
+    target_finite="_finite({})",
+    flags=False,
+    contiguous=None,
+    is_contiguous=None,
+    from_host="jnp.asarray({}, dtype=kind)",
+    read_only=None,
+    template="module_jax.py.j2",
+    helper_folder="helpers_jax",
+)
+
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (NUMPY, CUPY, TORCH, JAX)}

@@ -1,7 +1,10 @@
-"""SymPy printers for the generated modules: batch-first NumPy/CuPy array code and CUDA C.
+"""SymPy printers for the generated modules: batch-first NumPy/CuPy/PyTorch/JAX array code and CUDA C.
 
-The array printers subclass SymPy's NumPyPrinter and CuPyPrinter; the CuPy one only
-changes the module name (it is SymPy's own CuPyPrinter underneath). The CUDA printer
+The array printers subclass SymPy's NumPyPrinter, CuPyPrinter and JaxPrinter; the CuPy and
+JAX ones only change the module name (SymPy's own printers underneath). The PyTorch one is
+the NumPy printer with torch's names: SymPy's TorchPrinter prints matrices as torch calls
+rather than `@` and imports torch when it is loaded, so generating a module would need
+torch installed. The CUDA printer
 subclasses the C99 printer, with SymPy's `type_aliases` choosing float or double
 functions and literals. Nothing here knows a network: names, helpers and the symbols
 that stand for whole arrays come in as settings.
@@ -13,7 +16,7 @@ import sympy as sp
 from sympy.codegen.ast import float32, float64, real
 from sympy.matrices.expressions import MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.c import C99CodePrinter
-from sympy.printing.numpy import CuPyPrinter, NumPyPrinter
+from sympy.printing.numpy import CuPyPrinter, JaxPrinter, NumPyPrinter, _numpy_known_functions
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
@@ -151,6 +154,41 @@ class CuPyArrayPrinter(ArrayPrinter, CuPyPrinter):
     """The same code with `cupy.` functions: SymPy's CuPyPrinter supplies the module name."""
 
 
+class JaxArrayPrinter(ArrayPrinter, JaxPrinter):
+    """The same code with `jax.numpy.` functions: SymPy's JaxPrinter supplies the module name."""
+
+
+class TorchArrayPrinter(ArrayPrinter):
+    """The same code with `torch.` functions, where torch's differ from NumPy's: a bound that is a
+    number is a clamp (torch.maximum takes two tensors), heaviside takes its value at 0 as a tensor."""
+
+    _module = "torch"
+    _kf = {name: "torch." + code.split(".", 1)[1] for name, code in _numpy_known_functions.items()}
+
+    def _binary_ufunc(self, name, args):
+        numbers = [a for a in args if a.is_Number]
+        tensors = [a for a in args if not a.is_Number]
+        out = super()._binary_ufunc(name, tensors)
+        if len(numbers) == 1 and tensors:  # Max(0, z): torch.clamp(z, min=0.0)
+            bound = "min" if name == "maximum" else "max"
+            out = f"{self._module_format('torch.clamp')}({out}, {bound}={self._print(sp.Float(numbers[0]))})"
+        elif numbers:
+            raise ValueError(f"{name} of {len(numbers)} numbers and {len(tensors)} arrays: expected one number at most")
+        return out
+
+    def _print_Heaviside(self, expr):
+        half = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        x = self._print(expr.args[0])
+        return f"{self._module_format('torch.heaviside')}({x}, {self.parenthesize(expr.args[0], PRECEDENCE['Func'])}" \
+               f".new_full((), {self._print(sp.Float(half))}))"
+
+    def _print_log(self, expr):
+        arg = self._print(expr.args[0])
+        if self.floor_logs:  # the floor is a number: a clamp
+            arg = f"{self._module_format('torch.clamp')}({arg}, min={self.floor_logs})"
+        return f"{self._module_format('torch.log')}({arg})"
+
+
 SMALL_POWER = 4  # integer powers up to this are printed as products in CUDA
 
 
@@ -257,4 +295,5 @@ def formula(expr) -> str:
     return FormulaPrinter().doprint(expr)
 
 
-__all__ = ["ArrayPrinter", "CuPyArrayPrinter", "CudaPrinter", "FormulaPrinter", "formula", "rowsum"]
+__all__ = ["ArrayPrinter", "CuPyArrayPrinter", "CudaPrinter", "FormulaPrinter", "JaxArrayPrinter", "TorchArrayPrinter",
+           "formula", "rowsum"]

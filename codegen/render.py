@@ -372,7 +372,7 @@ def render_module(plan: Plan, backend: str, env: jinja2.Environment | None = Non
         has_kernels=backend.fused,
         threads=THREADS,
     )
-    text = env.get_template("module.py.j2").render(**context)
+    text = env.get_template(backend.template).render(**context)
     return text, kernels
 
 

@@ -3,5 +3,7 @@
 
 NumPy: net222_numpy, nielsen_numpy, nobias3_numpy, rowmajor_numpy.
 CuPy (needs a CUDA device): net222_cupy, nielsen_cupy, nobias3_cupy, rowmajor_cupy.
+PyTorch (needs the torch package; tensors on the CPU or a CUDA device): net222_torch, nielsen_torch, nobias3_torch, rowmajor_torch.
+JAX (needs the jax package; float64 needs jax_enable_x64): net222_jax, nielsen_jax, nobias3_jax, rowmajor_jax.
 Import one as `from generated import nielsen_numpy`.
 """

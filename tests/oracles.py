@@ -156,3 +156,32 @@ def three_oracles(module, spec, params, x, y, fd_entries=None):
     assert_gradients(grads, fd_gradients(module, params, x, y, fd_entries), 1e-5, 1e-8, "finite differences")
     assert_gradients(grads, autograd_gradients(spec, params, x, y), 1e-10, 1e-13, "autograd")
     return grads
+
+
+# ---------------------------------------------------------------------------
+# a PyTorch or JAX module seen through NumPy arrays, so the oracles above check it as they check NumPy's
+# ---------------------------------------------------------------------------
+
+class ThroughNumPy:
+    """forward, backward and cost of `module` taking and returning NumPy arrays: `to_array` makes the module's
+    array of a NumPy one, np.asarray (after `to_host`) reads one back."""
+
+    def __init__(self, module, to_array, to_host=lambda a: a):
+        self.module, self.to_array, self.to_host = module, to_array, to_host
+
+    def _numpy(self, values: dict) -> dict:
+        return {k: np.asarray(self.to_host(v)) for k, v in values.items()}
+
+    def _arrays(self, values: dict) -> dict:
+        return {k: self.to_array(v) for k, v in values.items()}
+
+    def forward(self, params, x):
+        out, cache = self.module.forward(self._arrays(params), self.to_array(x))
+        return np.asarray(self.to_host(out)), self._numpy(cache)
+
+    def backward(self, params, cache, y):
+        return self._numpy(self.module.backward(self._arrays(params), self._arrays(cache), self.to_array(y)))
+
+    def cost(self, output, y, cache=None):
+        cache = None if cache is None else self._arrays(cache)
+        return float(self.module.cost(self.to_array(output), self.to_array(y), cache))

@@ -136,7 +136,7 @@ def test_errors_name_the_flag_or_the_word(args, needle):
 
 
 def test_codegen_unknown_backend_is_one_line():
-    assert "--backend: invalid choice: 'torch'" in _one_line(run("--backend", "torch", module="codegen"))
+    assert "--backend: invalid choice: 'tensorflow'" in _one_line(run("--backend", "tensorflow", module="codegen"))
 
 
 @pytest.mark.parametrize("plot,needle", [("nodir/x.png", "folder nodir does not exist"),

@@ -927,7 +927,7 @@ def test_the_reported_file_name_through_the_command_line(tmp_path):
     path = _hostile_spec_file(tmp_path / f"evil\n{PAYLOAD}\n#.toml")
     assert codegen_main([str(path), "--out", str(tmp_path / "g")]) == 0
     files = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "g").iterdir()}
-    assert sorted(files) == ["hostile_cupy.py", "hostile_kernels.cu", "hostile_numpy.py"]
+    assert sorted(files) == ["hostile_cupy.py", "hostile_jax.py", "hostile_kernels.cu", "hostile_numpy.py", "hostile_torch.py"]
     _assert_escaped(files, str(path))
     where = importlib.util.spec_from_file_location("hostile_numpy", tmp_path / "g" / "hostile_numpy.py")
     module = importlib.util.module_from_spec(where)

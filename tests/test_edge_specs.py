@@ -145,7 +145,7 @@ def test_width_one_softmax_document_compiles(tmp_path):
 def test_width_one_outputs_generate_correct_modules(cost, output, convention, bias, batch, tmp_path):
     spec = _spec([2, 2, 1], ["tanh", output], cost, convention, bias, batch)
     files = generate(spec, BACKENDS)
-    assert sorted(files) == ["edge_cupy.py", "edge_kernels.cu", "edge_numpy.py"]
+    assert sorted(files) == ["edge_cupy.py", "edge_jax.py", "edge_kernels.cu", "edge_numpy.py", "edge_torch.py"]
     module = module_for(spec, tmp_path)
     rng = np.random.default_rng(5)
     params, x, y = data(spec, 1 if batch == "single" else 3, rng)
@@ -169,7 +169,7 @@ def test_the_deepest_network_the_validator_allows():
     assert is_identity(oracle_partial(net, first), chain, relations(net))
     proof = prove(net, oracle="none")  # the chain rule = every matrix entry; sympy.diff of the deep cost is the test above
     assert proof.ok
-    assert sorted(generate(spec, BACKENDS, proof)) == ["edge_cupy.py", "edge_kernels.cu", "edge_numpy.py"]
+    assert sorted(generate(spec, BACKENDS, proof)) == ["edge_cupy.py", "edge_jax.py", "edge_kernels.cu", "edge_numpy.py", "edge_torch.py"]
 
 
 def test_the_deepest_network_is_generated_and_correct(tmp_path):
