@@ -18,6 +18,12 @@ synchronised.
   bare        the fewest NumPy calls: no checks, no overflow guard, 1/B applied once
   torch       PyTorch CPU autograd (loss.backward())
   jax         jax.jit(jax.grad(loss)), block_until_ready()
+  torch mod   generated/<spec>_torch.py: forward() then backward() on CPU tensors, input checks included
+  jax mod     generated/<spec>_jax.py: jax.jit of forward() then backward(), block_until_ready()
+
+The last two columns are the generated PyTorch and JAX modules' times over their framework's
+own autograd in the same run (below 1: faster; the issue's target is at most 1 at B >= 128
+and below 1 at B = 1 and 10).
 """
 
 from __future__ import annotations
@@ -158,6 +164,40 @@ def torch_autograd(params, x, y, L):
         loss = 0.5 * ((a - Y) ** 2).sum() / X.shape[0]
         loss.backward()
         return {k: p.grad for k, p in P.items()}
+
+    return run
+
+
+def torch_module(module, params, x, y):
+    """The generated PyTorch module's forward() and backward(), on CPU tensors sharing the NumPy arrays."""
+    import torch
+
+    P = {k: torch.from_numpy(v) for k, v in params.items()}
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+
+    def run():
+        out, cache = module.forward(P, X)
+        return module.backward(P, cache, Y)
+
+    return run
+
+
+def jax_module(module, params, x, y):
+    """The generated JAX module's forward() and backward() under one jax.jit (its checks run while tracing)."""
+    import jax
+    import jax.numpy as jnp
+
+    def grads(P, X, Y):
+        out, cache = module.forward(P, X)
+        return module.backward(P, cache, Y)
+
+    step = jax.jit(grads)
+    P = {k: jnp.asarray(v) for k, v in params.items()}
+    X, Y = jnp.asarray(x), jnp.asarray(y)
+    step(P, X, Y)  # compile outside the timing
+
+    def run():
+        return jax.block_until_ready(step(P, X, Y))
 
     return run
 
@@ -329,20 +369,26 @@ def main(argv=None) -> int:
     from derive.spec import load_spec
     from generated import nielsen_numpy
 
-    console = Console(width=150)
+    console = Console(width=210)
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
             for i in threadpool_info() if i.get("user_api") == "blas"]
     console.print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__} "
                   f"with {', '.join(blas)}; torch {getattr(torch, '__version__', 'absent')}; "
                   f"jax {getattr(jax, '__version__', 'absent')}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
-    nets = [("784-30-10", nielsen_numpy), ("784-256-256-10", load_module(load_spec("nielsen").with_sizes((784, 256, 256, 10))))]
+    wide = load_spec("nielsen").with_sizes((784, 256, 256, 10))
+    nets = [("784-30-10", nielsen_numpy), ("784-256-256-10", load_module(wide))]
+    framework_modules = {}  # (label, backend) -> the generated module of that net
+    for backend, present in (("torch", torch), ("jax", jax)):
+        if present is not None:
+            framework_modules[("784-30-10", backend)] = importlib.import_module(f"generated.nielsen_{backend}")
+            framework_modules[("784-256-256-10", backend)] = load_module(wide, backend)
     rounds = 5 if args.quick else 25
     batches = [int(b) for b in args.batches.split(",")]
     rows = []
     table = Table(title=f"forward + backward, {args.clock} time / GEMM bound (best of {rounds} interleaved rounds, "
                         f"{args.threads} thread(s))")
     for col in ("network", "dtype", "B", "GEMM bound", "generated", "numpy plain", "numpy bare", "torch", "jax",
-                "torch / generated"):
+                "torch / generated", "torch mod", "jax mod", "torch mod / autograd", "jax mod / jax.grad"):
         table.add_column(col, justify="right")
     for label, module in nets:
         L = len(module.SIZES) - 1
@@ -358,19 +404,30 @@ def main(argv=None) -> int:
                     funcs["torch"] = torch_autograd(params, x, y, L)
                 if jax is not None:
                     funcs["jax"] = jax_jit(params, x, y, L)
+                if torch is not None:
+                    funcs["torch mod"] = torch_module(framework_modules[(label, "torch")], params, x, y)
+                if jax is not None:
+                    funcs["jax mod"] = jax_module(framework_modules[(label, "jax")], params, x, y)
                 ref = funcs["generated"]()
                 rtol = 1e-9 if dtype == np.float64 else 2e-3
-                for name in ("numpy", "bare", "torch", "jax"):
+                for name in ("numpy", "bare", "torch", "jax", "torch mod", "jax mod"):
                     if name in funcs:
                         check_same(ref, {k: np.asarray(v) for k, v in funcs[name]().items()}, rtol)
                 t = best_times(funcs, rounds, 0.05 if not args.quick else 0.005)
                 g = t["gemm"]
                 row = dict(network=label, dtype=np.dtype(dtype).name, batch=B, gemm_us=g * 1e6,
-                           **{f"{k}_ratio": v / g for k, v in t.items() if k != "gemm"})
+                           **{f"{k.replace(' ', '_')}_ratio": v / g for k, v in t.items() if k != "gemm"})
+                over = {}  # each generated framework module over its framework's autograd
+                for mod, ref_name in (("torch mod", "torch"), ("jax mod", "jax")):
+                    if mod in t:
+                        over[mod] = t[mod] / t[ref_name]
+                        row[f"{mod.replace(' ', '_')}_over_autograd"] = over[mod]
                 rows.append(row)
                 fmt = lambda k: f"{t[k] / g:.2f}" if k in t else "—"  # noqa: E731
                 table.add_row(label, np.dtype(dtype).name, str(B), f"{g * 1e6:.1f} µs", fmt("generated"), fmt("numpy"),
-                              fmt("bare"), fmt("torch"), fmt("jax"), f"{t['torch'] / t['generated']:.2f}×" if "torch" in t else "—")
+                              fmt("bare"), fmt("torch"), fmt("jax"), f"{t['torch'] / t['generated']:.2f}×" if "torch" in t else "—",
+                              fmt("torch mod"), fmt("jax mod"),
+                              *(f"{over[m]:.2f}" if m in over else "—" for m in ("torch mod", "jax mod")))
     console.print(table)
     rows += bench_cupy(console, nets, batches, rounds)
     if args.json:

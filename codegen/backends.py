@@ -131,8 +131,11 @@ TORCH = Backend(
     batch_dot=None,  # torch's K = 1 product has no slow case to avoid
     batch_ones=None,  # torch's reduction over the batch is one kernel: .sum(axis=0)
     finite_helpers='''def _finite(a):
-    """Whether every entry of a is finite (one reduction, one value read back from the device)."""
-    return bool(torch.isfinite(a).all())
+    """Whether every entry of a is finite. a·a is one dot product, finite when every entry is; when it
+    is not (an inf, a NaN, or a sum that overflowed) the entries are tested one by one. One value is
+    read back from the device either way."""
+    flat = a.reshape(-1)
+    return math.isfinite(float(torch.dot(flat, flat))) or bool(torch.isfinite(a).all())
 
 
 def _not_finite_keys(*lists):

@@ -300,8 +300,11 @@ def _dtype(dtype):
 
 
 def _finite(a):
-    """Whether every entry of a is finite (one reduction, one value read back from the device)."""
-    return bool(torch.isfinite(a).all())
+    """Whether every entry of a is finite. a·a is one dot product, finite when every entry is; when it
+    is not (an inf, a NaN, or a sum that overflowed) the entries are tested one by one. One value is
+    read back from the device either way."""
+    flat = a.reshape(-1)
+    return math.isfinite(float(torch.dot(flat, flat))) or bool(torch.isfinite(a).all())
 
 
 def _not_finite_keys(*lists):
