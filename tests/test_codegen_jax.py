@@ -164,3 +164,13 @@ def test_bad_arguments_are_refused_with_their_names():
         assert module.init_params(0, np.float32)["W1"].dtype == np.float32
     finally:
         jax.config.update("jax_enable_x64", True)
+
+
+def test_one_backend_from_the_command_line(tmp_path):
+    """`python -m codegen SPEC --backend jax` writes that module alone, the one generated/ holds."""
+    from codegen.__main__ import main as codegen_main
+
+    assert codegen_main(["nobias3", "--backend", "jax", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nobias3_jax.py"]
+    with open(modules("nobias3")[1].__file__, encoding="utf-8") as checked_in:
+        assert (tmp_path / "nobias3_jax.py").read_text(encoding="utf-8") == checked_in.read()

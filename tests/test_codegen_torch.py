@@ -164,3 +164,14 @@ def test_bad_arguments_are_refused_with_their_names():
     with pytest.raises(ValueError, match=r"^device: 'gpu0', expected"):
         module.init_params(0, device="gpu0")
     assert module.init_params(0, np.float32)["W1"].dtype == torch.float32
+
+
+def test_one_backend_from_the_command_line(tmp_path, capsys):
+    """`python -m codegen SPEC --backend torch` writes that module alone, the one generated/ holds."""
+    from codegen.__main__ import main as codegen_main
+
+    assert codegen_main(["net222", "--backend", "torch", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net222_torch.py"]
+    with open(modules("net222")[1].__file__, encoding="utf-8") as checked_in:
+        assert (tmp_path / "net222_torch.py").read_text(encoding="utf-8") == checked_in.read()
+    assert capsys.readouterr().out.splitlines()[-1].endswith("net222_torch.py")
