@@ -197,7 +197,7 @@ def _expected(shape):
 
 
 def _type(value):
-    """What a value is, for a message: `list`, `torch.Tensor`."""
+    """What a value is, for a message: `list`, `numpy.ndarray`."""
     kind = type(value)
     return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
 
@@ -207,12 +207,12 @@ def _check_array(name, value, shape):
     (jax.test_util and jax.numpy hand NumPy arrays on)."""
     if isinstance(value, numpy.ndarray):
         value = jnp.asarray(value)
-    if isinstance(value, jax.Array) and value.ndim == len(shape) and value.dtype in _FLOATS and value.size:
+    if isinstance(value, jax.Array) and value.ndim == len(shape) and value.dtype in _FLOATS and 0 not in value.shape:
         if all(n is None or n == m for n, m in zip(shape, value.shape)):
             return value  # the common case
     if not isinstance(value, jax.Array):
         raise ValueError(f"{name}: a jax.Array of shape {_expected(shape)} expected, got {_type(value)}")
-    if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)) or not value.size:
+    if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)) or 0 in value.shape:
         raise ValueError(f"{name}: shape {tuple(value.shape)}, expected {_expected(shape)}")
     raise ValueError(f"{name}: dtype {value.dtype} (shape {tuple(value.shape)}), expected float32 or float64")
 
@@ -231,7 +231,7 @@ def _keys(name, value, expected, what):
 
 
 def _params(params, like, what="params", against="the data"):
-    """The parameter arrays in PARAM_SHAPES order, each checked against its shape and against the dtype
+    """The parameters in PARAM_SHAPES order, each checked against its shape and against the dtype
     of `like` (which is `against`; None: of the first parameter)."""
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
         raise _keys(what, params, PARAM_SHAPES, "a dict")
@@ -257,7 +257,7 @@ def _cache(cache):
 
 
 def _check_target(y, output):
-    """y: the targets, the output's shape and dtype (whether they are finite is checked by the caller)."""
+    """y: the targets: the output's shape, its dtype (whether they are finite is checked by the caller)."""
     return _same_kind("y", _check_array("y", y, tuple(output.shape)), output, "the output")
 
 
@@ -270,7 +270,8 @@ def _rate(eta):
     if isinstance(eta, jax.Array) and eta.shape == () and eta.dtype in _FLOATS:
         if _finite(eta):
             return eta
-    elif isinstance(eta, numbers.Real) and not isinstance(eta, bool):
+        raise ValueError(f"eta: {eta!r}, expected a finite number")
+    if isinstance(eta, numbers.Real) and not isinstance(eta, bool):
         try:
             rate = float(eta)
         except OverflowError:

@@ -222,12 +222,12 @@ def _type(value):
 
 def _check_array(name, value, shape):
     """value itself when it is a torch.Tensor of floats of `shape` (None: any positive size)."""
-    if isinstance(value, torch.Tensor) and value.ndim == len(shape) and value.dtype in _FLOATS and value.numel():
+    if isinstance(value, torch.Tensor) and value.ndim == len(shape) and value.dtype in _FLOATS and 0 not in value.shape:
         if all(n is None or n == m for n, m in zip(shape, value.shape)):
             return value  # the common case
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{name}: a torch.Tensor of shape {_expected(shape)} expected, got {_type(value)}")
-    if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)) or not value.numel():
+    if value.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, value.shape)) or 0 in value.shape:
         raise ValueError(f"{name}: shape {tuple(value.shape)}, expected {_expected(shape)}")
     raise ValueError(f"{name}: dtype {value.dtype} (shape {tuple(value.shape)}), expected torch.float32 or torch.float64")
 
@@ -247,8 +247,8 @@ def _keys(name, value, expected, what):
 
 
 def _params(params, like, what="params", against="the data"):
-    """The parameter tensors in PARAM_SHAPES order, each checked against its shape and against the dtype and
-    device of `like` (which is `against`; None: of the first parameter)."""
+    """The parameters in PARAM_SHAPES order, each checked against its shape and against the dtype and device
+    of `like` (which is `against`; None: of the first parameter)."""
     if not isinstance(params, dict) or set(params) != set(PARAM_SHAPES):
         raise _keys(what, params, PARAM_SHAPES, "a dict")
     values = []
@@ -261,7 +261,7 @@ def _params(params, like, what="params", against="the data"):
 
 
 def _cache(cache):
-    """The tensors backward needs, as forward left them: (B, width) tensors of one float dtype and device."""
+    """The arrays backward needs, as forward left them: (B, width) arrays of one float dtype and device."""
     if not isinstance(cache, dict) or any(key not in cache for key in CACHE_KEYS):
         raise _keys("cache", cache, CACHE_KEYS, "the cache forward returned")
     first = _check_array(f"cache[{CACHE_KEYS[0]!r}]", cache[CACHE_KEYS[0]], (_BATCH, _CACHE_WIDTHS[0]))
@@ -273,7 +273,7 @@ def _cache(cache):
 
 
 def _check_target(y, output):
-    """y: the targets, the output's shape, dtype and device (whether they are finite is checked by the caller)."""
+    """y: the targets: the output's shape, its dtype and device (whether they are finite is checked by the caller)."""
     return _same_kind("y", _check_array("y", y, tuple(output.shape)), output, "the output")
 
 
