@@ -1,4 +1,4 @@
-"""Code generation: the proven matrix forms printed as NumPy and CuPy forward/backward modules.
+"""Code generation: the proven matrix forms printed as NumPy, CuPy, PyTorch and JAX forward/backward modules.
 
 Every module is printed from a proof: `make_plan(prove_forms(spec), spec)` refuses a proof
 that is not ok, and `generate` and `load_generated` prove the forms first.

@@ -150,9 +150,10 @@ def run(argv=None) -> int:
     if args.check:
         stale = check(out, files, everything)
         if stale:
-            fix = "python -m codegen" + ("" if everything else " " + " ".join(map(shlex.quote, args.specs)))
-            fix += "" if args.backend == "all" else f" --backend {args.backend}"
-            fix += "" if args.out is None else f" --out {shlex.quote(str(args.out))}"
+            parts = ["python -m codegen", *([] if everything else map(shlex.quote, args.specs))]
+            parts += [] if args.backend == "all" else [f"--backend {args.backend}"]
+            parts += [] if args.out is None else [f"--out {shlex.quote(str(args.out))}"]
+            fix = " ".join(parts)
             print(shown(f"{out}: {len(stale)} stale file(s):"), file=sys.stderr)
             for name in stale:
                 print(shown(f"  {name}"), file=sys.stderr)
