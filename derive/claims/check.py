@@ -26,7 +26,7 @@ from derive.claims.latex import read_latex
 from derive.claims.printing import latex_of, text_of
 from derive.claims.repair import Repair, find, ratio
 from derive.claims.text import Lhs, lhs_from_tree, read_lhs, read_text
-from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Leaf, Node, Num, Op, ShapeError, position, walk
+from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Leaf, Node, Num, Op, ShapeError, position, shifted, walk
 from derive.claims.truth import Context, NumLeaves, Point, SymLeaves, Undefined
 from derive.errors import shown
 from derive.proofs.identity import is_identity
@@ -344,15 +344,8 @@ def _chain(ctx: Context, claim: Claim, sides: list) -> list | ClaimVerdict:
         for item in read if isinstance(read, list) else [(None, *read)]:
             where, lhs, tree, shown = item
             text = f"side {k}" + (f", {where.text()}" if where is not None and where.text() else "")
-            out.append((_Where(text, getattr(where, "example", None)), lhs, _shift(tree, a - len(first) - 3), shown))
+            out.append((_Where(text, getattr(where, "example", None)), lhs, shifted(tree, a - len(first) - 3), shown))
     return out
-
-
-def _shift(node: Node, by: int) -> Node:
-    """A side's tree with its spans moved back into the claim as written."""
-    from derive.claims.sequence import _shift as shift
-
-    return shift(node, by)
 
 
 def _free_letter(tree: Node) -> ClaimError:
@@ -395,9 +388,7 @@ def _every_value(ctx: Context, claim: Claim, found: list) -> ClaimVerdict:
         out.lhs = "; ".join(dict.fromkeys(v.lhs for _, v in results))
         return out
     where = f"at {inst.text()}: " if inst.text() else ""
-    if worst == Verdict.ERROR:
-        out.message = where + first.message
-    elif worst == Verdict.UNPROVEN:
+    if worst in (Verdict.ERROR, Verdict.UNPROVEN):
         out.message = where + first.message
     out.shape_error = (where + first.shape_error) if first.shape_error else None
     if out.witness is not None:

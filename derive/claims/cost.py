@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.claims.tree import MAX_TERMS, MAX_WORK, ClaimError, Leaf, Node, Num, Op, work_of
+from derive.claims.tree import MAX_TERMS, MAX_WORK, ClaimError, Leaf, Node, Num, partial_ratio, work_of
 
 # measured on the 2-core machine: some 60 µs an operation and 20 µs a term (the witness and the repair
 # search included), so a check at both limits takes about half a minute
@@ -237,11 +237,11 @@ class _Walk:
             body = self.size(node.args[0])
             self.ops = _cap(before + (self.ops - before) * count)
             return Size(body.shape, _cap(body.terms * count))
-        if op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args) \
-                and not (isinstance(node.args[0].args[0], Leaf) and node.args[0].args[0].kind == "C"):
+        ratio = partial_ratio(node)
+        if ratio is not None and not (isinstance(ratio[0], Leaf) and ratio[0].kind == "C"):
             return Size(None, self.ctx.sizes[0] + 2)  # a factor of the chain rule: one neuron's local derivative
-        if op == "grad" or (op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args)):
-            x = node.args[0] if op == "grad" else node.args[1].args[0]
+        if op == "grad" or ratio is not None:
+            x = node.args[0] if op == "grad" else ratio[1]
             if not isinstance(x, Leaf) or not isinstance(x.layer, int) or x.kind not in ("z", "a", "w", "W", "b"):
                 raise _Stop
             n, E, l = self.ctx.sizes, self.ctx.E, x.layer

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
-from derive.claims.tree import MAX_WORK, ClaimError, Invalid, Leaf, Node, Num, Op, ShapeError, work_of
+from derive.claims.tree import MAX_WORK, ClaimError, Invalid, Leaf, Node, Num, Op, ShapeError, partial_ratio, work_of
 
 
 def is_matrix(v) -> bool:
@@ -176,8 +176,9 @@ class Evaluator:
             return self.leaves.activate(arg, node.param, op == "sigma_prime", node)
         if op == "grad":
             return self.leaves.gradient(node.args[0], node.param, node)
-        if op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args):
-            top, x = node.args[0].args[0], node.args[1].args[0]
+        ratio = partial_ratio(node)
+        if ratio is not None:
+            top, x = ratio
             if isinstance(top, Leaf) and top.kind == "C" and isinstance(x, Leaf) and x.kind in ("z", "a", "w", "W", "b"):
                 per_example = top.example is not None
                 if per_example and x.kind not in ("z", "a") and x.index is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
-from derive.claims.tree import MAX_SUM_RANGE, ClaimError, Leaf, Node, Num, Op, walk
+from derive.claims.tree import MAX_SUM_RANGE, ClaimError, Leaf, Node, Num, Op, partial_ratio, walk
 from derive.tables.reading import Reading
 
 MAX_INSTANCES = 256
@@ -115,8 +115,9 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
                if isinstance(n, Op) and n.op in ("grad", "change")}  # a gradient is of layers 1 to L
     for r in roots:
         for n, _ in walk(r):
-            if _partials(n):
-                top, by = n.args[0].args[0], n.args[1].args[0]
+            ratio = partial_ratio(n)
+            if ratio is not None:
+                top, by = ratio
                 if isinstance(top, Leaf) and top.kind == "C":
                     derived.add(id(by))  # dC/da_j: of layers 1 to L, as every gradient
                 elif isinstance(top, Leaf) and isinstance(by, Leaf) and top.kind == by.kind == "z" \
@@ -176,10 +177,6 @@ def instances(lhs: Node | None, rhs: Node, reading: Reading, net: Network) -> li
         raise ClaimError("the formula applies at no layer of this network (a quantity it names does not exist "
                          "wherever its letters can stand)", rhs.span)
     return out
-
-
-def _partials(n) -> bool:
-    return isinstance(n, Op) and n.op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in n.args)
 
 
 def _same_functions(roots, layer_of: dict, net: Network) -> bool:

@@ -585,7 +585,7 @@ def _ratio(a: Node, b: Node) -> Node:
     """a / b, where -\\eta \\partial E / \\partial w is -\\eta times the partial's ratio, as its reader means."""
     if isinstance(b, Op) and b.op == "partial":
         path, node = [], a
-        while isinstance(node, Op) and node.op in ("dot", "neg") and not (node.op == "dot" and _is_partial(node)):
+        while isinstance(node, Op) and node.op in ("dot", "neg"):
             path.append(node)
             node = node.args[-1]
         if _is_partial(node) and path:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from derive.claims.instances import Network, instances, needs_instances
 from derive.claims.latex import LatexReader, strip_typography
-from derive.claims.tree import ClaimError, Leaf, Node, Op, Shape, walk
+from derive.claims.tree import ClaimError, Leaf, Node, Op, Shape, shifted, walk
 
 _LOOP_LINE = re.compile(r"^\s*(?:\\text\w*\s*\{\s*)?(?:for|end|return)\b", re.IGNORECASE)
 _LEFT = re.compile(r"^\s*([A-Za-z])\s*\\leftarrow")
@@ -52,19 +52,10 @@ def read_steps(source: str, shape: Shape) -> list[Step]:
         except ClaimError as exc:
             span = (exc.span[0] + start, exc.span[1] + start) if exc.span else None
             raise ClaimError(f"line {number}: {exc.message}", span) from None
-        steps.append(Step(number, start, target, _shift(quantity, start), _shift(value, start)))
+        steps.append(Step(number, start, target, shifted(quantity, start), shifted(value, start)))
     if not steps:
         raise ClaimError("no steps", (0, 0))
     return steps
-
-
-def _shift(node: Node | None, by: int):
-    if node is None:
-        return None
-    span = (node.span[0] + by, node.span[1] + by) if node.span else None
-    if isinstance(node, Op):
-        return replace(node, args=tuple(_shift(a, by) for a in node.args), span=span)
-    return replace(node, span=span)
 
 
 def _layer_letters(node: Node | None) -> set[str]:

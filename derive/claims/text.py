@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.claims.tree import (LAYERED, MAX_NUMBER_DIGITS, TEXT_HINTS, ClaimError, Leaf, Node, Num, Op, Shape,
-                                check_exponent, check_layer, check_size, fold_power, number, precheck)
+                                check_exponent, check_layer, check_size, fold_power, number, partial_ratio, precheck)
 from derive.tables.activations import ACTIVATIONS
 
 _LAYERED_NAME = re.compile(rf"^({'|'.join(LAYERED)})(\d+)$")
@@ -358,8 +358,6 @@ def read_lhs(source: str, shape: Shape) -> Lhs:
 
 def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
     """A left-hand side read from LaTeX: \\frac{\\partial C}{\\partial w^{(2)}_{01}}, \\delta^{(2)}, dW^{[l]}, ..."""
-    import sympy as sp
-
     reading = shape.notation
     rows = reading.examples == "rows"
     transposed, factor = False, sp.Integer(1)
@@ -376,9 +374,10 @@ def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
         return Lhs("value:" + node.kind, node.layer, _plain(node), transposed, "example", factor, rows=rows)
     if isinstance(node, Leaf) and node.kind == "C" and node.index is None:  # E_n = 1/2 sum_k (y_k - t_k)^2
         return Lhs("value:C", 0, None, False, "example", factor, node.example is not None)
-    if (isinstance(node, Op) and node.op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args)
-            and all(isinstance(a.args[0], Leaf) and a.args[0].index is not None for a in node.args)):
-        top, by = node.args[0].args[0], node.args[1].args[0]  # a factor of the chain rule: da_j/dw_ji = z_i
+    ratio = partial_ratio(node)
+    if ratio is not None and all(isinstance(x, Leaf) and x.index is not None for x in ratio) \
+            and ratio[0].kind != "C":
+        top, by = ratio  # a factor of the chain rule: da_j/dw_ji = z_i
         return Lhs("local", top.layer, tuple(top.index), False, "example", factor,
                    by=(top.kind, by.kind, by.layer, tuple(by.index)))
     if isinstance(node, Op) and node.op == "grad" and isinstance(node.args[0], Leaf):
@@ -391,10 +390,9 @@ def lhs_from_tree(node: Node, shape: Shape) -> Lhs:
         x = node.args[0]
         return _gradient_lhs(x, transposed, "batch", -factor * sp.Symbol("eta", positive=True), node.param is not None,
                              rows, node)
-    if (isinstance(node, Op) and node.op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args)
-            and isinstance(node.args[0].args[0], Leaf) and node.args[0].args[0].kind == "C"):
-        x = node.args[1].args[0]
-        per_example = node.args[0].args[0].example is not None
+    if ratio is not None and isinstance(ratio[0], Leaf) and ratio[0].kind == "C":
+        x = ratio[1]
+        per_example = ratio[0].example is not None
         if isinstance(x, Leaf) and x.kind in ("w", "W", "b", "z", "a"):
             if x.kind == "W" and x.index is not None:
                 raise ClaimError("one partial is \\partial w^{(l)}_{jk}", x.span)

@@ -195,6 +195,23 @@ LAYERED = DENSE.claim_names  # w W b a A z delta D: the names that carry a layer
 LATEX_NAMES = {kind: r"\delta" if kind == "delta" else kind for kind in LAYERED}  # how LaTeX writes each
 
 
+def partial_ratio(node) -> tuple[Node, Node] | None:
+    """\\frac{\\partial top}{\\partial by} as (top, by); None for anything else."""
+    if isinstance(node, Op) and node.op == "div" and all(isinstance(a, Op) and a.op == "partial" for a in node.args):
+        return node.args[0].args[0], node.args[1].args[0]
+    return None
+
+
+def shifted(node: Node | None, by: int):
+    """The tree with every span moved by `by` characters (a part read on its own, put back in its claim)."""
+    if node is None:
+        return None
+    span = (node.span[0] + by, node.span[1] + by) if node.span else None
+    if isinstance(node, Op):
+        return replace(node, args=tuple(shifted(a, by) for a in node.args), span=span)
+    return replace(node, span=span)
+
+
 def walk(node: Node, path: tuple = ()):
     """Every node with its path of child positions, parents first."""
     stack = [(node, path)]
