@@ -28,7 +28,7 @@ if CHROMIUM is None or DRIVER is None:
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -86,13 +86,24 @@ def shots(tmp_path_factory) -> Path:
     return Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
 
 
+def _gone(element):
+    """The element has left the document: chromium says so as a stale reference or as another inspector error."""
+    def check(_):
+        try:
+            element.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+    return check
+
+
 def _submit(browser, claims: str) -> None:
     box = browser.find_element(By.ID, "claims")
     box.clear()
     box.send_keys(claims)
     before = browser.find_element(By.TAG_NAME, "body")
     browser.find_element(By.ID, "check").click()
-    WebDriverWait(browser, PATIENCE).until(ready.staleness_of(before))  # the answer's page, not the one asked from
+    WebDriverWait(browser, PATIENCE).until(_gone(before))  # the answer's page, not the one asked from
     wait = WebDriverWait(browser, PATIENCE, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(ready.presence_of_element_located((By.ID, "results")))
     wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
