@@ -61,9 +61,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--pdf", action="store_true", help="also compile it with pdflatex")
     _budget_argument(p)
 
-    p = sub.add_parser("check", help="check your own formulas (a claims TOML file)")
-    p.add_argument("claims", help="a claims TOML file: spec = ..., then [[claim]] tables with name, lhs, rhs or latex")
-    p.add_argument("--json", action="store_true", help="print the verdicts as a JSON list")
+    p = sub.add_parser("check", help="check your own formulas (claims TOML files)")
+    p.add_argument("claims", nargs="+", metavar="CLAIMS",
+                   help="a claims TOML file: spec = ..., then [[claim]] tables with name, lhs, rhs or latex; "
+                        "several: each is checked and reported in turn, then one summary line")
+    p.add_argument("--json", action="store_true",
+                   help="print the verdicts as a JSON list (several files: one object per file)")
+    p.add_argument("--jobs", type=_jobs, default=None,
+                   help=f"processes checking the files at once (at most {MAX_JOBS})")
+    _cluster_argument(p, "checks the files")
 
     p = sub.add_parser("general", help="prove BP1-BP4 for every width and depth")
     p.add_argument("--latex", metavar="FILE.tex", help="also write the proof as a standalone LaTeX document")
@@ -93,6 +99,33 @@ def program() -> str:
 def _budget_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seconds", type=seconds, default=budget.MAX_SECONDS, metavar="S",
                    help=f"refuse, before starting, a proof estimated to take longer (default {budget.MAX_SECONDS:g})")
+
+
+def _cluster(text: str) -> str:
+    """--cluster's value: local:N (N from 1 to 64) or a scheduler's address."""
+    from derive.proofs.engine import local_workers
+
+    if text.startswith("local:"):
+        try:
+            local_workers(text)
+        except DeriveError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--cluster {text}: ")) from None
+    elif not text or not text.isprintable() or " " in text or len(text) > 300:
+        raise argparse.ArgumentTypeError("a Dask scheduler's address, e.g. tcp://10.0.0.5:8786, or local:N")
+    return text
+
+
+def _cluster_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--cluster", type=_cluster, metavar="ADDRESS",
+                   help=f"a Dask cluster {what}: a scheduler's address (tcp://HOST:8786) or local:N, N worker "
+                        "processes started here (extra: cluster; see docs/cluster.md)")
+
+
+def _one_engine(args) -> None:
+    """--jobs and --cluster both say where the work runs: one of them, not both."""
+    if args.cluster is not None and args.jobs is not None:
+        raise DeriveError(f"--jobs {args.jobs} and --cluster {args.cluster}: give one of them "
+                          f"(--cluster local:{args.jobs} runs {args.jobs} worker processes of a local Dask cluster)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,22 +291,57 @@ def _pdf(args) -> None:
         print(shown(f"wrote {compile_pdf(Path(args.output))}"))
 
 
-def run_check(args) -> int:
+def checked_file(_state, task: tuple[str, str]):
+    """One claims file checked (a task of derive.proofs.engine): its Report, or its error line if it cannot be read.
+
+    task is (the path as given, the path to read): a cluster's worker reads the absolute path,
+    and what it reports names the file as given.
+    """
     from derive.claims import check_file
-    from derive.report.claims import json_text, render
 
-    report = check_file(args.claims)
-    if args.json:
-        print(json_text(report.to_json()))
+    given, path = task
+    try:
+        report = check_file(path)
+    except DeriveError as exc:
+        return str(exc).replace(path, given, 1)
+    report.path = given
+    return report
+
+
+def run_check(args) -> int:
+    from rich.console import Console
+
+    from derive.proofs.engine import Engine
+    from derive.report.claims import files_exit_code, files_json, json_text, render, render_files
+
+    _one_engine(args)
+    files = list(dict.fromkeys(args.claims))  # a file named twice is checked once
+    tasks = [(f, str(Path(f).absolute()) if args.cluster else f) for f in files]
+    with Engine(args.jobs or 1, args.cluster) as engine:
+        results = engine.map(checked_file, tasks, labels=files)
+    for note in engine.notes:
+        print(shown(f"note: {note}"), file=sys.stderr)
+    if len(results) == 1:
+        if isinstance(results[0], str):
+            raise DeriveError(results[0])
+        report = results[0]
+        if args.json:
+            print(json_text(report.to_json()))
+        else:
+            render(report, Console(highlight=False, soft_wrap=True))
+    elif args.json:
+        print(json_text(files_json(files, results)))
     else:
-        from rich.console import Console
-
-        render(report, Console(highlight=False, soft_wrap=True))
-    errors = [v for v in report.verdicts if v.verdict == Verdict.ERROR]
-    if errors:
-        more = f" (and {len(errors) - 1} more claim{'s' if len(errors) > 2 else ''} that cannot be read)" if len(errors) > 1 else ""
-        print(f"error: {shown(report.path)}: {errors[0].error_line()}{more}", file=sys.stderr)
-    return report.exit_code
+        render_files(files, results, Console(highlight=False, soft_wrap=True))
+    for result in results:
+        if isinstance(result, str):
+            print(shown(f"error: {result}"), file=sys.stderr)
+            continue
+        errors = [v for v in result.verdicts if v.verdict == Verdict.ERROR]
+        if errors:
+            more = f" (and {len(errors) - 1} more claim{'s' if len(errors) > 2 else ''} that cannot be read)" if len(errors) > 1 else ""
+            print(f"error: {shown(result.path)}: {errors[0].error_line()}{more}", file=sys.stderr)
+    return files_exit_code(results)
 
 
 def run_general(args) -> int:

@@ -6,7 +6,7 @@ import json
 import re
 
 from derive.claims import Report
-from derive.errors import shown
+from derive.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUTED, shown
 from derive.verdict import Verdict
 
 
@@ -111,3 +111,47 @@ def _some(values, most: int = 6) -> str:
     values = list(values)
     more = f"; and {len(values) - most} more" if len(values) > most else ""
     return "; ".join(values[:most]) + more
+
+
+# ---------------------------------------------------------------------------
+# several files at once (python -m derive check a.toml b.toml ...): one result per file
+# ---------------------------------------------------------------------------
+
+def file_exit_code(result: Report | str) -> int:
+    """A file's exit code: its claims' (0, 1 or 2), or 2 for a file that cannot be read (its error line)."""
+    return EXIT_BAD_INPUT if isinstance(result, str) else result.exit_code
+
+
+def files_exit_code(results: list) -> int:
+    """The run's exit code over every file: the worst of theirs (2 over 1 over 0), as one file's claims combine."""
+    return max(file_exit_code(r) for r in results)
+
+
+def files_summary(results: list) -> str:
+    """'3 files: 1 all proven, 1 with refuted or unproven claims, 1 with errors' (every kind named)."""
+    codes = [file_exit_code(r) for r in results]
+    kinds = (("all proven", EXIT_OK), ("with refuted or unproven claims", EXIT_REFUTED), ("with errors", EXIT_BAD_INPUT))
+    return f"{len(codes)} file{'s' if len(codes) != 1 else ''}: " + ", ".join(f"{codes.count(c)} {k}" for k, c in kinds)
+
+
+def files_json(paths: list[str], results: list) -> list[dict]:
+    """Per file: path, exit_code, and summary and claims (each claim as one file's --json gives it), or error (its line)."""
+    out = []
+    for path, r in zip(paths, results):
+        item = {"path": path, "exit_code": file_exit_code(r)}
+        item.update({"error": r} if isinstance(r, str) else {"summary": r.summary(), "claims": r.to_json()})
+        out.append(item)
+    return out
+
+
+def render_files(paths: list[str], results: list, console) -> None:
+    """Each file's report in turn (a file that cannot be read: its error line), then the run's summary."""
+    from rich.text import Text
+
+    for path, r in zip(paths, results):
+        if isinstance(r, str):
+            console.print(Text(shown(f"error: {r}"), style="magenta"), soft_wrap=True)  # the message names the file
+        else:
+            render(r, console)
+        console.print()
+    console.print(files_summary(results), soft_wrap=True)
