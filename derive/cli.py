@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from derive.arguments import Parser, seconds, whole
-from derive.errors import DeriveError, guarded, shown
+from derive.errors import DeriveError, SpecError, guarded, shown
 from derive.files import check_writable, named, write_atomically
 from derive.proofs import budget
-from derive.spec import load_with_sizes
+from derive.spec import LayeredSpec, load_with_sizes
 from derive.verdict import Verdict
 
 DEFAULT_SPEC = "net222"
@@ -71,14 +71,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help=f"processes checking the files at once (at most {MAX_JOBS})")
     _cluster_argument(p, "checks the files")
 
-    p = sub.add_parser("general", help="prove BP1-BP4 for every width and depth")
+    p = sub.add_parser("general", help="prove BP1-BP4 for every width and depth, and batch norm, layer norm and "
+                                       "residual blocks for every batch size, width and depth")
     p.add_argument("--latex", metavar="FILE.tex", help="also write the proof as a standalone LaTeX document")
-    settings = None
+    settings = layers = None
     if command in ("general", None):  # SymPy loads only for the command that needs it (or for --help)
-        from derive.proofs.general import SETTINGS as settings
+        from derive.proofs.general import LAYERS as layers, SETTINGS as settings
     p.add_argument("--setting", action="append", choices=settings,
-                   help="prove only this setting (repeatable; default: all four)")
+                   help="prove only this setting of BP1-BP4 (repeatable; default: all four, and every layer)")
+    p.add_argument("--layer", action="append", choices=layers,
+                   help="prove only this layer beyond dense (repeatable; default: all three, and every setting)")
     p.add_argument("--brief", action="store_true", help="only each theorem's verdict and the summary")
+    p.add_argument("--json", action="store_true", help="print each theorem's verdict as JSON")
 
     p = sub.add_parser("serve", help="a local page to paste claims and see their verdicts typeset (extra: serve)")
     p.add_argument("--host", default="127.0.0.1",
@@ -208,6 +212,8 @@ def run_prove(args) -> int:
     from derive.report.terminal import render, working
 
     spec, note = load_with_sizes(args.spec, args.sizes)
+    if isinstance(spec, LayeredSpec):
+        return _prove_layers(spec, args)
     mode = args.mode if args.mode != "auto" else budget.auto_mode(spec)
     estimate = check_budget(spec, mode, args)
     terminal = not args.json and sys.stderr.isatty()
@@ -240,6 +246,25 @@ def run_prove(args) -> int:
         print()
     else:
         render(proof, Console(highlight=False), brief=args.brief)
+    return proof.exit_code
+
+
+def _prove_layers(spec, args) -> int:
+    """A layer list: each layer's backward forms and every partial, layer by layer (derive.proofs.layered)."""
+    from rich.console import Console
+
+    from derive.proofs.layered import prove_layers
+    from derive.report.layers import render_layers
+
+    if args.mode == "scalable":
+        raise SpecError(f"--mode scalable: {spec.name} lists its layers, and a layer list is proven layer by layer "
+                        "(its proof grows with the sum of its layers' sizes); leave --mode out")
+    proof = prove_layers(spec)
+    if args.json:
+        json.dump(proof.to_json(), sys.stdout, indent=1)
+        print()
+    else:
+        render_layers(proof, Console(highlight=False), brief=args.brief)
     return proof.exit_code
 
 
@@ -347,7 +372,7 @@ def run_check(args) -> int:
 def run_general(args) -> int:
     from rich.console import Console
 
-    from derive.proofs.general import SETTINGS, prove_general
+    from derive.proofs.general import LAYERS, SETTINGS, prove_general
     from derive.report.general import render, to_latex
 
     target = None
@@ -356,15 +381,26 @@ def run_general(args) -> int:
         if target.suffix != ".tex":
             raise DeriveError(f"--latex {named(args.latex)}: the output must be a .tex file")
         check_writable(target, "--latex")  # before the proof: a folder, a missing one, a name too long
-    settings = tuple(dict.fromkeys(args.setting)) if args.setting else SETTINGS
-    proof = prove_general(settings)
+    chosen_settings, chosen_layers = args.setting or [], getattr(args, "layer", None) or []
+    everything = not chosen_settings and not chosen_layers  # neither named: all of both
+    settings = SETTINGS if everything else tuple(dict.fromkeys(chosen_settings))
+    layers = LAYERS if everything else tuple(dict.fromkeys(chosen_layers))
+    proof = prove_general(settings, layers=layers)
+    if target is not None:
+        write_atomically(target, to_latex(proof), "--latex")
+    if getattr(args, "json", False):
+        json.dump(proof.to_json(), sys.stdout, indent=1)
+        print()
+        return proof.exit_code
     console = Console(highlight=False, soft_wrap=True)
     render(proof, console, brief=args.brief)
     console.print()
     if target is not None:
-        write_atomically(target, to_latex(proof), "--latex")
         console.print(shown(f"wrote {target}"), markup=False)
-    console.print(proof.summary())
+    if proof.layers:
+        console.print(proof.layers_summary())
+    if proof.settings:
+        console.print(proof.summary())
     return proof.exit_code
 
 

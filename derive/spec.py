@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from fractions import Fraction
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from derive.tables.activations import ACTIVATIONS
 from derive.tables.costs import COSTS
-from derive.tables.layers import DENSE
+from derive.tables.layers import DENSE, KINDS
 from derive.tables.notations import PROFILES
 from derive.arguments import whole
 from derive.errors import SpecError, shown
@@ -87,9 +88,9 @@ def builtin_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def load_spec(name_or_path: str | Path | Spec) -> Spec:
+def load_spec(name_or_path: "str | Path | Spec | LayeredSpec") -> "Spec | LayeredSpec":
     """A built-in spec by name, or a user's TOML file by path."""
-    if isinstance(name_or_path, Spec):
+    if isinstance(name_or_path, (Spec, LayeredSpec)):
         return name_or_path
     text_name = str(name_or_path)
     if text_name in builtin_names():
@@ -137,10 +138,15 @@ def _choice(table: dict, source: str, field: str, choices) -> str:
     return value
 
 
-def validate(table: dict, source: str = "<spec>") -> Spec:
-    """Check every field of a spec table; raise SpecError naming the first wrong one."""
+def validate(table: dict, source: str = "<spec>") -> "Spec | LayeredSpec":
+    """Check every field of a spec table; raise SpecError naming the first wrong one.
+
+    A table with `layers` is a layer list (a LayeredSpec); one with `sizes` a stack of dense layers.
+    """
     if not isinstance(table, dict):
         raise SpecError(f"{source}: a spec is a TOML table with keys {', '.join(REQUIRED)}")
+    if "layers" in table or "inputs" in table:
+        return validate_layers(table, source)
     for key in table:
         if key not in REQUIRED + OPTIONAL:
             key = str(key) if len(str(key)) <= 60 else str(key)[:59] + "…"
@@ -245,6 +251,9 @@ def load_with_sizes(name_or_path: str, sizes_text: str | None) -> tuple[Spec, st
     spec = load_spec(name_or_path)
     if sizes_text is None:
         return spec, ""
+    if isinstance(spec, LayeredSpec):
+        raise SpecError(f"--sizes: {spec.name} lists its layers, each with its own width; "
+                        "change the widths in the spec file (--sizes is for specs that give sizes)")
     sizes = parse_sizes(sizes_text)
     if sizes == spec.sizes:
         return spec, ""
@@ -254,3 +263,222 @@ def load_with_sizes(name_or_path: str, sizes_text: str | None) -> tuple[Spec, st
         note += (f", activations {', '.join(reduced.activation)} (the spec's own are {', '.join(spec.activation)}: "
                  "the hidden layers take the first, the output keeps its own)")
     return reduced, note
+
+
+# ---------------------------------------------------------------------------
+# layer lists: [[layers]] with kind = "dense", "batchnorm", "layernorm", "residual", "activation"
+# ---------------------------------------------------------------------------
+
+LAYERED_REQUIRED = ("name", "inputs", "layers", "cost", "convention", "batch", "notation")
+LAYERED_OPTIONAL = ("examples", "description")
+MAX_LAYERS = 64  # layers in a list, nested ones counted
+
+
+@dataclass(frozen=True)
+class Block:
+    """One entry of a layer list: its kind (a row of derive.tables.layers.KINDS) and its settings."""
+
+    kind: str
+    position: int  # 1, 2, ... in the order the file lists them, a residual's inner layers after it
+    n_in: int
+    width: int  # the width of its output
+    activation: str = "identity"  # dense and activation layers
+    bias: str = "separate"  # dense layers: separate or none
+    eps: Fraction = Fraction(1, 100000)  # batch and layer norm: added to the variance
+    affine: bool = True  # batch and layer norm: a scale gamma and a shift beta per feature
+    inner: tuple["Block", ...] = ()  # a residual block's layers
+
+    def flat(self) -> list["Block"]:
+        """This block and every block inside it, in position order."""
+        return [self] + [b for blk in self.inner for b in blk.flat()]
+
+
+@dataclass(frozen=True)
+class LayeredSpec:
+    """A network given as a list of layers of several kinds (dense, batch norm, layer norm, residual, activation)."""
+
+    name: str
+    inputs: int
+    layers: tuple[Block, ...]
+    cost: str
+    convention: str
+    batch: str
+    notation: str
+    examples: int = 1
+    description: str = ""
+    source: str = "<spec>"
+
+    @property
+    def blocks(self) -> list[Block]:
+        """Every block, nested ones included, in position order."""
+        return [b for blk in self.layers for b in blk.flat()]
+
+    @property
+    def outputs(self) -> int:
+        return self.layers[-1].width
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The input width and the width after each top-level layer."""
+        return (self.inputs,) + tuple(b.width for b in self.layers)
+
+    @property
+    def output_activation(self) -> str:
+        last = self.layers[-1]
+        return last.activation if last.kind in ("dense", "activation") else "identity"
+
+    @property
+    def n_params(self) -> int:
+        return sum(r * c for b in self.blocks for _, (r, c) in KINDS[b.kind].params(b, self.convention))
+
+    def as_dict(self) -> dict:
+        def one(b: Block) -> dict:
+            out = {"kind": b.kind}
+            keys = KINDS[b.kind].keys
+            for key in keys:
+                value = getattr(b, key)
+                out[key] = str(value) if isinstance(value, Fraction) else value
+            if b.inner:
+                out["layers"] = [one(i) for i in b.inner]
+            return out
+        return {"name": self.name, "inputs": self.inputs, "layers": [one(b) for b in self.layers], "cost": self.cost,
+                "convention": self.convention, "batch": self.batch, "notation": self.notation,
+                "examples": self.examples, "description": self.description}
+
+
+def validate_layers(table: dict, source: str) -> LayeredSpec:
+    """A layer-list spec: every key checked, every layer checked by its kind, errors naming the layer by position."""
+    for key in table:
+        if key not in LAYERED_REQUIRED + LAYERED_OPTIONAL:
+            if key in ("sizes", "activation", "bias"):
+                _fail(source, key, "a spec lists its layers or gives sizes/activation/bias, not both; "
+                                   "in a layer list each dense layer has its own width, activation and bias")
+            key = str(key) if len(str(key)) <= 60 else str(key)[:59] + "…"
+            _fail(source, shown(key), f"unknown key; valid keys of a layer list: "
+                                      f"{', '.join(LAYERED_REQUIRED + LAYERED_OPTIONAL)}")
+    for key in LAYERED_REQUIRED:
+        if key not in table:
+            _fail(source, key, f"missing; a layer list needs {', '.join(LAYERED_REQUIRED)}")
+    name = table["name"]
+    if not isinstance(name, str) or not name.isidentifier():
+        _fail(source, "name", f"{_brief(name)} is not a name (letters, digits and _, not starting with a digit)")
+    inputs = table["inputs"]
+    if not _positive(inputs) or inputs > MAX_WIDTH:
+        _fail(source, "inputs", f"{_brief(inputs)} is not a width from 1 to {MAX_WIDTH} (the width of x)")
+    cost = _choice(table, source, "cost", sorted(COSTS))
+    convention = _choice(table, source, "convention", CONVENTIONS)
+    batch = _choice(table, source, "batch", BATCHES)
+    notation = _choice(table, source, "notation", tuple(PROFILES))
+    examples = table.get("examples", 1 if batch == "single" else 2)
+    if not isinstance(examples, int) or isinstance(examples, bool) or not 1 <= examples <= MAX_EXAMPLES:
+        _fail(source, "examples", f"{_brief(examples)} is not an integer from 1 to {MAX_EXAMPLES}")
+    if batch == "single" and examples != 1:
+        _fail(source, "examples", f"{_brief(examples)} examples with batch = 'single'; use 'mean' or 'sum'")
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        _fail(source, "description", "must be a string")
+
+    counter = [0]
+    layers, width = _layer_list(table["layers"], inputs, source, "layers", counter)
+    if counter[0] > MAX_LAYERS:
+        _fail(source, "layers", f"{counter[0]} layers; at most {MAX_LAYERS}, nested ones counted")
+    spec = LayeredSpec(name=name, inputs=inputs, layers=layers, cost=cost, convention=convention, batch=batch,
+                       notation=notation, examples=examples, description=description, source=source)
+    for b in spec.blocks:
+        if b.kind == "batchnorm" and examples < 2:
+            _fail(source, f"layers (layer {b.position}, batchnorm)",
+                  "batch norm needs a batch: batch = 'mean' or 'sum' and examples = 2 or more")
+        act = ACTIVATIONS[b.activation] if b.kind in ("dense", "activation") else None
+        if act is not None and not act.elementwise and b is not spec.layers[-1]:
+            _fail(source, f"layers (layer {b.position}, {b.kind})", f"{b.activation!r} is only allowed on the last layer")
+    allowed = COSTS[cost].output_activations
+    if allowed is not None and spec.output_activation not in allowed:
+        _fail(source, "cost", f"{cost!r} needs the last layer's activation in ({', '.join(allowed)}), "
+                              f"not {spec.output_activation!r}")
+    return spec
+
+
+def _positive(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0
+
+
+def _layer_list(items, n_in: int, source: str, where: str, counter: list) -> tuple[tuple[Block, ...], int]:
+    """The blocks of a [[layers]] array (or a residual's inner one), and the width they end at."""
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        _fail(source, where, f"{_brief(items)} is not a non-empty array of tables ([[{where}]] with kind = ...; "
+                             f"kinds: {', '.join(KINDS)})")
+    out = []
+    for item in items:
+        counter[0] += 1
+        if counter[0] > MAX_LAYERS:
+            break
+        block = _block(item, n_in, source, counter)
+        out.append(block)
+        n_in = block.width
+    return tuple(out), n_in
+
+
+def _block(item: dict, n_in: int, source: str, counter: list) -> Block:
+    position = counter[0]
+    kind = item.get("kind")
+    here = f"layers (layer {position}"
+    if not isinstance(kind, str) or kind not in KINDS:
+        _fail(source, here + ")", f"kind {_brief(kind)} is not one of {', '.join(KINDS)}")
+    here += f", {kind})"
+    entry = KINDS[kind]
+    allowed = ("kind",) + entry.keys + (("layers",) if kind == "residual" else ())
+    for key in item:
+        if key not in allowed:
+            _fail(source, here, f"unknown key {_brief(key)}; a {kind} layer takes {', '.join(allowed)}")
+    for key in entry.required:
+        if key not in item:
+            _fail(source, here, f"missing {key!r}; a {kind} layer needs {', '.join(entry.required)}")
+    values: dict = {}
+    if "width" in item:
+        if not _positive(item["width"]) or item["width"] > MAX_WIDTH:
+            _fail(source, here, f"width {_brief(item['width'])} is not an integer from 1 to {MAX_WIDTH}")
+        values["width"] = item["width"]
+    if "activation" in item:
+        act = item["activation"]
+        if not isinstance(act, str) or act not in ACTIVATIONS:
+            _fail(source, here, f"activation {_brief(act)} is not one of {', '.join(sorted(ACTIVATIONS))}")
+        values["activation"] = act
+    if "bias" in item:
+        if item["bias"] not in ("separate", "none"):
+            _fail(source, here, f"bias {_brief(item['bias'])} is not one of separate, none "
+                                "(an augmented bias is for sizes specs)")
+        values["bias"] = item["bias"]
+    if "eps" in item:
+        values["eps"] = _eps(item["eps"], source, here)
+    if "affine" in item:
+        if not isinstance(item["affine"], bool):
+            _fail(source, here, f"affine {_brief(item['affine'])} is not true or false")
+        values["affine"] = item["affine"]
+    inner: tuple[Block, ...] = ()
+    width = values.pop("width", n_in)
+    if kind == "residual":
+        inner, width_in = _layer_list(item.get("layers"), n_in, source, f"layers (layer {position}, residual).layers",
+                                      counter)
+        if width_in != n_in:
+            _fail(source, here, f"its layers end at width {width_in}, not at its input's width {n_in}; "
+                                "a residual block adds its input to its layers' output, so they must keep the width")
+    return Block(kind=kind, position=position, n_in=n_in, width=width, inner=inner, **values)
+
+
+def _eps(value, source: str, here: str) -> Fraction:
+    """eps as an exact rational: a string such as "1/100" or "1e-5", or a number; positive."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, str):
+            eps = Fraction(value.strip())
+        elif isinstance(value, (int, float)):
+            eps = Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+        else:
+            raise ValueError
+    except (ValueError, ZeroDivisionError, OverflowError):
+        _fail(source, here, f"eps {_brief(value)} is not a number (an exact rational string such as \"1/100\", "
+                            "or a number such as 1e-5)")
+    if eps <= 0 or eps > 10**6 or eps.denominator > 10**30:
+        _fail(source, here, f"eps {_brief(value)} is not a positive number of at most 1e6 with at most 30 digits")
+    return eps

@@ -25,6 +25,7 @@ arguments, and a new entry says so in its own docstring.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable, Sequence
 
 import sympy as sp
@@ -161,3 +162,241 @@ DENSE = Layer(
 )
 
 LAYERS: dict[str, Layer] = {DENSE.name: DENSE}
+
+
+# ---------------------------------------------------------------------------
+# layer lists: one entry per kind of block, its forward pass and its textbook backward pass
+# ---------------------------------------------------------------------------
+#
+# A block's equations are written once, against an array algebra `ops`, and read three ways:
+# derive.graph runs them on SymPy scalars (the scalar graph the chain rule and the oracle
+# differentiate, and the matrix forms the proofs compare with it), and codegen runs them on a
+# tracer that prints NumPy or CuPy code. Arrays are examples × features (rows are examples);
+# a parameter reaches the equations in that layout whatever the spec's convention. `ops` gives:
+#
+#   matmul(A, B), T(A), add/sub/mul(A, B) elementwise (a 1×n or E×1 operand broadcasts),
+#   scale(c, A) for a rational c, power(A, k), sum_rows(A) (over examples, 1×n),
+#   sum_cols(A) (over features, E×1), rows(A), cols(A) (their counts), rsqrt(V, eps)
+#   ((V + eps)^(-1/2), an atom in the proofs), activation(name, Z) and
+#   activation_vjp(name, Z, A, G) (G times the activation's Jacobian at Z, A its value),
+#   name(label, A) (an intermediate the graph keeps as a node and the code as a variable).
+
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of block in a layer list: its spec keys, parameters, forward and backward passes, names."""
+
+    name: str
+    keys: tuple[str, ...]  # the settings a spec may give it (besides kind)
+    required: tuple[str, ...]
+    params: Callable  # (block, convention) -> ((name, shape in the spec's layout), ...)
+    forward: Callable  # (ops, X, P, block, inner) -> (Y, saved)
+    backward: Callable  # (ops, G, X, saved, P, block, inner) -> (dX, {param: gradient})
+    forms: tuple[tuple[str, Callable], ...] = ()  # further textbook backward forms, each proven equal
+    latex_forward: tuple[str, ...] = ()  # its equations in a document ({l} the layer, {m} the layer below)
+    latex_backward: tuple[str, ...] = ()
+    claim_names: tuple[str, ...] = ()  # what a claim may name of it, with the layer's number appended
+    doc: str = ""
+
+
+def _vector_shape(n: int, convention: str) -> tuple[int, int]:
+    return (1, n) if convention == ROW else (n, 1)
+
+
+def _block_dense_params(block, convention: str):
+    W = (block.n_in, block.width) if convention == ROW else (block.width, block.n_in)
+    out = [("W", W)]
+    if block.bias == "separate":
+        out.append(("b", _vector_shape(block.width, convention)))
+    return tuple(out)
+
+
+def _block_dense_forward(ops, X, P, block, inner):
+    """z = x W + b, a = σ(z), on rows of examples."""
+    Z = ops.matmul(X, P["W"])
+    if "b" in P:
+        Z = ops.add(Z, P["b"])
+    Z = ops.name("z", Z)
+    A = ops.activation(block.activation, Z)
+    return A, {"Z": Z, "A": A}
+
+
+def _block_dense_backward(ops, G, X, S, P, block, inner):
+    """δ = ∂C/∂a ∘ σ'(z); ∂C/∂W = xᵀ δ; ∂C/∂b = Σ_b δ; ∂C/∂x = δ Wᵀ."""
+    D = ops.name("delta", ops.activation_vjp(block.activation, S["Z"], S["A"], G))
+    grads = {"W": ops.matmul(ops.T(X), D)}
+    if "b" in P:
+        grads["b"] = ops.sum_rows(D)
+    return ops.matmul(D, ops.T(P["W"])), grads
+
+
+def _block_activation_forward(ops, X, P, block, inner):
+    """a = σ(x), entry by entry (softmax along each row)."""
+    A = ops.activation(block.activation, X)
+    return A, {"A": A}
+
+
+def _block_activation_backward(ops, G, X, S, P, block, inner):
+    """∂C/∂x = ∂C/∂a ∘ σ'(x) (softmax: a ∘ (∂C/∂a − rowsum(∂C/∂a ∘ a)))."""
+    return ops.activation_vjp(block.activation, X, S["A"], G), {}
+
+
+def _norm_params(block, convention: str):
+    if not block.affine:
+        return ()
+    return (("gamma", _vector_shape(block.width, convention)), ("beta", _vector_shape(block.width, convention)))
+
+
+def _norm_sum(ops, axis: str):
+    return ops.sum_rows if axis == "rows" else ops.sum_cols
+
+
+def _norm_count(ops, X, axis: str) -> int:
+    return ops.rows(X) if axis == "rows" else ops.cols(X)
+
+
+def _norm_forward(axis: str):
+    def forward(ops, X, P, block, inner):
+        """μ = mean x, σ² = mean (x − μ)², s = (σ² + ε)^(-1/2), x̂ = (x − μ) s, y = γ x̂ + β."""
+        total, n = _norm_sum(ops, axis), _norm_count(ops, X, axis)
+        mu = ops.name("mu", ops.scale(Fraction(1, n), total(X)))
+        centred = ops.name("xc", ops.sub(X, mu))
+        var = ops.name("var", ops.scale(Fraction(1, n), total(ops.power(centred, 2))))
+        s = ops.rsqrt(var, block.eps)
+        xhat = ops.name("xhat", ops.mul(centred, s))
+        Y = ops.name("y", ops.add(ops.mul(xhat, P["gamma"]), P["beta"])) if block.affine else xhat
+        return Y, {"mu": mu, "xc": centred, "var": var, "s": s, "xhat": xhat}
+    return forward
+
+
+def _norm_parameter_grads(ops, G, S, P) -> dict:
+    """∂C/∂γ = Σ_b ∂C/∂y ∘ x̂, ∂C/∂β = Σ_b ∂C/∂y (both sum over the examples)."""
+    if "gamma" not in P:
+        return {}
+    return {"gamma": ops.sum_rows(ops.mul(G, S["xhat"])), "beta": ops.sum_rows(G)}
+
+
+def _norm_backward(axis: str):
+    def backward(ops, G, X, S, P, block, inner):
+        """The consolidated form: ∂C/∂x = (s/n)(n ∂C/∂x̂ − Σ ∂C/∂x̂ − x̂ ∘ Σ(∂C/∂x̂ ∘ x̂)), ∂C/∂x̂ = γ ∘ ∂C/∂y."""
+        total, n = _norm_sum(ops, axis), _norm_count(ops, X, axis)
+        dxhat = ops.name("dxhat", ops.mul(G, P["gamma"])) if "gamma" in P else G
+        inside = ops.sub(ops.sub(ops.scale(n, dxhat), total(dxhat)),
+                         ops.mul(S["xhat"], total(ops.mul(dxhat, S["xhat"]))))
+        return ops.mul(ops.scale(Fraction(1, n), S["s"]), inside), _norm_parameter_grads(ops, G, S, P)
+    return backward
+
+
+def _norm_paths(axis: str):
+    def backward(ops, G, X, S, P, block, inner):
+        """The three paths: ∂C/∂x = ∂C/∂x̂ s + ∂C/∂σ² · 2(x − μ)/n + ∂C/∂μ / n, with
+        ∂C/∂σ² = Σ ∂C/∂x̂ ∘ (x − μ) · (−s³/2) and ∂C/∂μ = −Σ ∂C/∂x̂ s + ∂C/∂σ² · (−2/n) Σ (x − μ)."""
+        total, n = _norm_sum(ops, axis), _norm_count(ops, X, axis)
+        dxhat = ops.mul(G, P["gamma"]) if "gamma" in P else G
+        dvar = ops.name("dvar", ops.mul(total(ops.mul(dxhat, S["xc"])), ops.scale(Fraction(-1, 2), ops.power(S["s"], 3))))
+        dmu = ops.name("dmu", ops.add(ops.scale(-1, total(ops.mul(dxhat, S["s"]))),
+                                      ops.mul(dvar, ops.scale(Fraction(-2, n), total(S["xc"])))))
+        dX = ops.add(ops.add(ops.mul(dxhat, S["s"]), ops.mul(dvar, ops.scale(Fraction(2, n), S["xc"]))),
+                     ops.scale(Fraction(1, n), dmu))
+        return dX, _norm_parameter_grads(ops, G, S, P)
+    return backward
+
+
+def _residual_forward(ops, X, P, block, inner):
+    """y = x + F(x), F the block's own layers."""
+    return ops.name("y", ops.add(X, inner.forward(X))), {}
+
+
+def _residual_backward(ops, G, X, S, P, block, inner):
+    """∂C/∂x = ∂C/∂y + (the δ back through F of ∂C/∂y): the identity path and the block's."""
+    return ops.add(G, inner.backward(G)), {}
+
+
+_NORM_KEYS = ("eps", "affine")
+_NORM_LATEX_BACK = (
+    r"\frac{\partial C}{\partial \gamma^{({l})}} = \sum_{b} \frac{\partial C}{\partial y^{({l})}} \odot \hat{x}^{({l})}",
+    r"\frac{\partial C}{\partial \beta^{({l})}} = \sum_{b} \frac{\partial C}{\partial y^{({l})}}",
+)
+
+KINDS: dict[str, Kind] = {k.name: k for k in [
+    Kind("dense", ("width", "activation", "bias"), ("width",), _block_dense_params,
+         _block_dense_forward, _block_dense_backward,
+         latex_forward=(r"z^{({l})} = a^{({m})} W^{({l})} + b^{({l})}", r"a^{({l})} = {act}(z^{({l})})"),
+         latex_backward=(r"\delta^{({l})} = \frac{\partial C}{\partial a^{({l})}} \odot {act}'(z^{({l})})",
+                         r"\frac{\partial C}{\partial W^{({l})}} = (a^{({m})})^{\top} \delta^{({l})}",
+                         r"\frac{\partial C}{\partial b^{({l})}} = \sum_{b} \delta^{({l})}",
+                         r"\frac{\partial C}{\partial a^{({m})}} = \delta^{({l})} (W^{({l})})^{\top}"),
+         claim_names=("W", "b", "z", "a", "delta"), doc="z = x W + b, a = σ(z)"),
+    Kind("activation", ("activation",), ("activation",), lambda block, convention: (),
+         _block_activation_forward, _block_activation_backward,
+         latex_forward=(r"a^{({l})} = {act}(a^{({m})})",),
+         latex_backward=(r"\frac{\partial C}{\partial a^{({m})}} = \frac{\partial C}{\partial a^{({l})}} \odot {act}'(a^{({m})})",),
+         claim_names=("a",), doc="a = σ(x) entry by entry"),
+    Kind("batchnorm", _NORM_KEYS, (), _norm_params, _norm_forward("rows"), _norm_backward("rows"),
+         forms=(("three paths", _norm_paths("rows")),),
+         latex_forward=(r"\mu^{({l})} = \frac{1}{B} \sum_{b} x_b", r"\sigma^{2({l})} = \frac{1}{B} \sum_{b} (x_b - \mu^{({l})})^2",
+                        r"\hat{x}_b = \frac{x_b - \mu^{({l})}}{\sqrt{\sigma^{2({l})} + \varepsilon}}",
+                        r"y_b = \gamma^{({l})} \odot \hat{x}_b + \beta^{({l})}"),
+         latex_backward=_NORM_LATEX_BACK + (
+             r"\frac{\partial C}{\partial x_b} = \frac{\gamma^{({l})} s}{B} \odot \Bigl(B \frac{\partial C}{\partial y_b} - \sum_{b'} \frac{\partial C}{\partial y_{b'}} - \hat{x}_b \odot \sum_{b'} \frac{\partial C}{\partial y_{b'}} \odot \hat{x}_{b'}\Bigr)",),
+         claim_names=("mu", "var", "s", "xhat", "gamma", "beta", "y"),
+         doc="per feature over the batch: μ, σ², x̂ = (x − μ)/√(σ² + ε), y = γ x̂ + β"),
+    Kind("layernorm", _NORM_KEYS, (), _norm_params, _norm_forward("cols"), _norm_backward("cols"),
+         forms=(("three paths", _norm_paths("cols")),),
+         latex_forward=(r"\mu^{({l})}_b = \frac{1}{n} \sum_{i} x_{bi}", r"\sigma^{2({l})}_b = \frac{1}{n} \sum_{i} (x_{bi} - \mu^{({l})}_b)^2",
+                        r"\hat{x}_{bi} = \frac{x_{bi} - \mu^{({l})}_b}{\sqrt{\sigma^{2({l})}_b + \varepsilon}}",
+                        r"y_{bi} = \gamma^{({l})}_i \hat{x}_{bi} + \beta^{({l})}_i"),
+         latex_backward=_NORM_LATEX_BACK + (
+             r"\frac{\partial C}{\partial x_{bi}} = \frac{s_b}{n} \Bigl(n \frac{\partial C}{\partial \hat{x}_{bi}} - \sum_{i'} \frac{\partial C}{\partial \hat{x}_{bi'}} - \hat{x}_{bi} \sum_{i'} \frac{\partial C}{\partial \hat{x}_{bi'}} \hat{x}_{bi'}\Bigr)",),
+         claim_names=("mu", "var", "s", "xhat", "gamma", "beta", "y"),
+         doc="per example over the features: μ, σ², x̂ = (x − μ)/√(σ² + ε), y = γ x̂ + β"),
+    Kind("residual", (), (), lambda block, convention: (), _residual_forward, _residual_backward,
+         latex_forward=(r"y^{({l})} = x + F^{({l})}(x)",),
+         latex_backward=(r"\frac{\partial C}{\partial x} = \frac{\partial C}{\partial y^{({l})}} + \frac{\partial C}{\partial y^{({l})}} \frac{\partial F^{({l})}}{\partial x}",),
+         claim_names=("y",), doc="y = x + F(x), F its own layers (which keep the width)"),
+]}
+
+
+class _Inner:
+    """A residual block's own layers, as one forward and one backward step (what `inner` gives a block)."""
+
+    def __init__(self, ops, blocks, P: dict, grads: dict, state: dict, backward: dict | None):
+        self.ops, self.blocks, self.P, self.grads, self.state, self.backward_of = ops, blocks, P, grads, state, backward
+
+    def forward(self, X):
+        here = self.ops.position
+        out = forward_pass(self.ops, self.blocks, X, self.P, self.state)
+        self.ops.at(here)  # the residual's own values are named as its own
+        return out
+
+    def backward(self, G):
+        here = self.ops.position
+        out = backward_pass(self.ops, self.blocks, G, self.P, self.state, self.grads, self.backward_of)
+        self.ops.at(here)
+        return out
+
+
+def forward_pass(ops, blocks, X, P: dict, state: dict):
+    """Run blocks forward from X; state[position] = (its input, its saved values, its output); P[position] = its parameters."""
+    for block in blocks:
+        ops.at(block.position)
+        inner = _Inner(ops, block.inner, P, {}, state, None)
+        Y, saved = KINDS[block.kind].forward(ops, X, P.get(block.position, {}), block, inner)
+        state[block.position] = (X, saved, Y)
+        X = Y
+    return X
+
+
+def backward_pass(ops, blocks, G, P: dict, state: dict, grads: dict, backward: dict | None = None):
+    """Run blocks backward from G = ∂C/∂(their output); grads[position] = {param: ∂C/∂param}; returns ∂C/∂(input).
+
+    `backward` may replace a kind's backward pass (by kind name): a form under test, or a mutant.
+    """
+    for block in reversed(blocks):
+        ops.at(block.position)
+        X, saved, _ = state[block.position]
+        inner = _Inner(ops, block.inner, P, grads, state, backward)
+        step = (backward or {}).get(block.kind, KINDS[block.kind].backward)
+        G, grads[block.position] = step(ops, G, X, saved, P.get(block.position, {}), block, inner)
+    return G

@@ -1,0 +1,67 @@
+"""The terminal report of a layer-list proof (Rich): one row per layer and form, the forms, the first failure."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from derive.proofs.layered import LayeredProof
+from derive.tables.layers import KINDS
+
+
+def layer_line(block) -> str:
+    """One layer as a reader names it: 'dense 4 tanh', 'batchnorm (eps 1/100)', 'residual [dense 4 tanh]'."""
+    if block.kind == "dense":
+        bias = "" if block.bias == "separate" else ", no bias"
+        return f"dense {block.width} {block.activation}{bias}"
+    if block.kind == "activation":
+        return block.activation
+    if block.kind in ("batchnorm", "layernorm"):
+        return f"{block.kind} (eps {block.eps}{'' if block.affine else ', no affine'})"
+    return f"{block.kind} ({', '.join(layer_line(b) for b in block.inner)})"
+
+
+def headline(spec) -> str:
+    return (f"[bold]{spec.name}[/]: inputs {spec.inputs}, layers " + " → ".join(layer_line(b) for b in spec.layers)
+            + f"; {spec.cost} cost, {spec.convention} convention, batch {spec.batch}"
+            + (f" of {spec.examples} examples" if spec.batch != "single" else ""))
+
+
+def render_layers(proof: LayeredProof, console: Console, brief: bool = False) -> None:
+    """Each layer's forms with their counts; brief: only the summary and any failure."""
+    if not brief:
+        console.print(headline(proof.spec), soft_wrap=True)
+        if proof.note:
+            console.print(proof.note, soft_wrap=True)
+        table = Table(title="each layer's backward, for any upstream gradient G = ∂C/∂y")
+        for column, justify in (("layer", "right"), ("kind", "left"), ("form", "left"), ("∂C/∂x", "right"),
+                                ("∂C/∂params", "right"), ("verdict", "left")):
+            table.add_column(column, justify=justify)
+        for row in proof.per_block():
+            (gi, ti), (gp, tp) = row["input"], row["partials"]
+            good = gi == ti and gp == tp
+            table.add_row(str(row["layer"]), row["kind"], row["form"], f"{gi}/{ti}", f"{gp}/{tp}" if tp else "–",
+                          f"[{'green' if good else 'red'}]{'PROVEN' if good else 'NOT PROVEN'}[/]")
+        console.print(table)
+        console.print("forms (derive.tables.layers):", soft_wrap=True)
+        for kind in dict.fromkeys(b.kind for b in proof.spec.blocks):
+            entry = KINDS[kind]
+            console.print(f"  {kind}: {entry.doc}", soft_wrap=True)
+            console.print(f"    backward: {_first_line(entry.backward.__doc__)}", soft_wrap=True)
+            for name, step in entry.forms:
+                console.print(f"    {name}: {_first_line(step.__doc__)}", soft_wrap=True)
+        console.print(f"time: {proof.seconds:.1f} s", soft_wrap=True)
+    for c in proof.checks:
+        if not c.proven:
+            console.print(f"[red]{c.verdict}[/] layer {c.position} ({c.block}) {c.name}: chain rule ≠ {c.form}",
+                          soft_wrap=True)
+            if c.counterexample:
+                ce = c.counterexample
+                vals = ", ".join(f"{k}={v:.6g}" for k, v in ce.values.items())
+                console.print(f"  counterexample: chain rule {ce.lhs:.12g} ≠ {ce.rhs:.12g} at {vals}", soft_wrap=True)
+            break
+    console.print(proof.summary(), soft_wrap=True)
+
+
+def _first_line(doc: str | None) -> str:
+    return " ".join((doc or "").split())
