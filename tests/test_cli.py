@@ -95,8 +95,9 @@ def _one_line(r, code=2):
 def test_brief_in_scalable_mode_is_the_summary_only():
     r = run("prove", "nielsen", "--sizes", "6-5-3", "--mode", "scalable", "--brief")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines() == ["53/53 partials of C proven equal to the matrix form "
-                                             "(chain rule = matrix form; sympy.diff on a sample of 50)"]
+    [line] = r.stdout.strip().splitlines()
+    assert line.startswith("53/53 partials of C proven equal to the matrix form (chain rule = matrix form; every "
+                           "partial cross-checked by the SymEngine oracle, error ≤ 2^-1"), line
 
 
 @pytest.mark.parametrize("flags", [("--sample", "5"), ("--jobs", "2")])
@@ -179,7 +180,7 @@ def test_prove_json_has_one_schema_in_both_modes():
     assert full["per_layer"] == scal["per_layer"] == {
         "W1": {"proven": 4, "total": 4}, "W1 (bias weights)": {"proven": 2, "total": 2},
         "W2": {"proven": 4, "total": 4}, "W2 (bias weights)": {"proven": 2, "total": 2}}
-    assert set(full["oracle"]) == set(scal["oracle"]) == {"checked", "agree", "seed", "sample"}
+    assert set(full["oracle"]) == {"checked", "agree", "seed", "sample"} <= set(scal["oracle"])
     assert full["oracle"]["checked"] == full["oracle"]["agree"] == 12
     assert "total" in full["seconds"] and "total" in scal["seconds"]
     assert full["failures"] == scal["failures"] == []

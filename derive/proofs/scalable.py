@@ -8,8 +8,11 @@ sum over its successors. Every entry of every matrix form is then compared
 exactly with the accumulated partial: the difference must expand to 0.
 
 The heavy expanding and differentiating runs in SymEngine; SymPy stays the
-reference (tests check that both agree). The sympy.diff oracle of the composed cost
-runs on a random sample of partials spread over every layer and the biases.
+reference (tests check that both agree). Every partial is then cross-checked by an
+oracle that shares no code with the chain rule (derive.proofs.oracle: SymEngine's
+derivative of the composed cost along a random direction, compared at random points of a
+prime field, with a stated error bound); `sample` adds the exact sympy.diff oracle on a
+random sample of partials spread over every layer and the biases.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from derive.network import Network, Param
 from derive.proofs.concrete import group as per_layer_group, oracle_partial
 from derive.proofs.identity import (ToSymEngine, deep_stack, find_counterexample, has_denominator, is_identity, rational_zero,
                                     relations)
-from derive.spec import Spec, load_spec
+from derive.proofs.oracle import OracleCheck, cross_check
+from derive.spec import Spec, load_spec, validate
 
 CHUNK = 2000  # entries per task when the work is spread over processes
 
@@ -57,10 +61,7 @@ def evaluate_form(expr, values: dict) -> se.DenseMatrix:
     if isinstance(expr, MatMul):
         coeff, mats = expr.as_coeff_mmul()
         scalars = [a for a in mats.args if not a.is_Matrix]
-        result = None
-        for arg in (a for a in mats.args if a.is_Matrix):
-            m = evaluate_form(arg, values)
-            result = m if result is None else result * m
+        result = _chain_product([evaluate_form(a, values) for a in mats.args if a.is_Matrix])
         factor = se.sympify(coeff) * se.Mul(*[se.sympify(s) for s in scalars]) if scalars else se.sympify(coeff)
         return result if factor == 1 else result.mul_scalar(factor)
     if isinstance(expr, MatAdd):
@@ -78,6 +79,31 @@ def evaluate_form(expr, values: dict) -> se.DenseMatrix:
         base, exp = evaluate_form(expr.base, values), se.sympify(expr.exp)
         return se.DenseMatrix(base.rows, base.cols, [x**exp for x in base])
     raise TypeError(f"no SymEngine evaluation for {type(expr).__name__}")
+
+
+def _chain_product(ms: list) -> se.DenseMatrix:
+    """The product of the matrices in the order that multiplies fewest entries (matrix products associate exactly).
+
+    D^l w^T D^{l+1} w^T ... grad C taken from the left multiplies square matrices (n^3 products
+    of symbolic entries); from the right, each step is a matrix times a column.
+    """
+    n = len(ms)
+    dims = [ms[0].rows] + [m.cols for m in ms]
+    cost = [[0] * n for _ in range(n)]
+    split = [[0] * n for _ in range(n)]
+    for span in range(1, n):
+        for i in range(n - span):
+            j = i + span
+            cost[i][j], split[i][j] = min((cost[i][k] + cost[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1], k)
+                                          for k in range(i, j))
+
+    def product(i, j):
+        if i == j:
+            return ms[i]
+        k = split[i][j]
+        return product(i, k) * product(k + 1, j)
+
+    return product(0, n - 1)
 
 
 # ---------------------------------------------------------------------------
@@ -119,13 +145,14 @@ class ScaleProof:
     n_params: int
     per_layer: dict = field(default_factory=dict)  # "W1" / "b1" -> [proven, total]
     per_form: dict = field(default_factory=dict)  # form key -> [proven, total]
-    oracle_sample: list[str] = field(default_factory=list)
+    oracle_sample: list[str] = field(default_factory=list)  # the exact sympy.diff oracle's partials (`sample`)
     oracle_proven: int = 0
     oracle_seed: int = 0
     failures: list[Failure] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
     jobs: int = 1
     note: str = ""
+    oracle: OracleCheck | None = None  # the oracle on every partial (derive.proofs.oracle)
 
     @property
     def partials_proven(self) -> int:
@@ -133,38 +160,55 @@ class ScaleProof:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and self.oracle_proven == len(self.oracle_sample)
+        return (not self.failures and self.oracle_proven == len(self.oracle_sample)
+                and (self.oracle is None or self.oracle.agree))
 
     @property
     def exit_code(self) -> int:
         return EXIT_OK if self.ok else EXIT_REFUTED
 
     def methods(self) -> list[str]:
-        return [
-            f"chain rule accumulated in reverse over the scalar graph for all {self.n_params} partials "
+        out = [
+            f"proof (exact): chain rule accumulated in reverse over the scalar graph for all {self.n_params} partials "
             "(local derivatives of each node's own expression, SymEngine)",
-            f"every entry of {len(self.per_form)} matrix forms compared exactly with it (difference expanded to 0): "
-            "delta^L in full, each lower delta with the deltas of the layer above held as the symbols just "
-            "proven equal to them (induction down the layers), then each gradient and update entry through "
+            f"proof (exact): every entry of {len(self.per_form)} matrix forms compared exactly with it (difference "
+            "expanded to 0): delta^L in full, each lower delta with the deltas of the layer above held as the symbols "
+            "just proven equal to them (induction down the layers), then each gradient and update entry through "
             "the proven deltas (an entry this cannot close is expanded in full)",
-            f"sympy.diff of the composed cost on a random sample of {len(self.oracle_sample)} partials "
-            f"(seed {self.oracle_seed}) spread over every weight matrix"
-            + (" and bias" if self.spec.bias != "none" else "") + f": {self.oracle_proven} agree",
         ]
+        if self.oracle is not None:
+            out.append(_oracle_method(self.oracle))
+        if self.oracle_sample:
+            out.append(f"exact cross-check: sympy.diff of the composed cost on a random sample of {len(self.oracle_sample)} "
+                       f"partials (seed {self.oracle_seed}) spread over every weight matrix"
+                       + (" and bias" if self.spec.bias != "none" else "") + f": {self.oracle_proven} agree")
+        return out
 
     def summary(self) -> str:
-        return (f"{self.partials_proven}/{self.n_params} partials of C proven equal to the matrix form "
-                f"(chain rule = matrix form; sympy.diff on a sample of {len(self.oracle_sample)})")
+        how = "chain rule = matrix form"
+        if self.oracle is not None:
+            o = self.oracle
+            how += (f"; every partial cross-checked by the SymEngine oracle, error ≤ {o.bound_text()}" if o.agree else
+                    "; the SymEngine oracle on every partial undecided" if o.undecided else
+                    f"; the SymEngine oracle on every partial disagrees ({', '.join(o.wrong) or 'partial not named'})")
+        if self.oracle_sample:
+            how += f"; sympy.diff on a sample of {len(self.oracle_sample)}"
+        return f"{self.partials_proven}/{self.n_params} partials of C proven equal to the matrix form ({how})"
 
     def to_json(self) -> dict:
+        o = self.oracle
+        oracle = {"checked": len(self.oracle_sample), "agree": self.oracle_proven, "seed": self.oracle_seed,
+                  "sample": self.oracle_sample or None}
+        if o is not None:  # every partial cross-checked; the exact sample, if any, under "sample"
+            oracle = {**o.to_json(), "seed": self.oracle_seed, "sample": self.oracle_sample or None,
+                      "checked": o.checked, "agree": o.checked - len(o.wrong) if o.agree or o.wrong else 0,
+                      "sample_agree": self.oracle_proven}
         return {
             "spec": self.spec.as_dict(), "mode": "scalable", "summary": self.summary(), "proven": self.ok,
             "n_params": self.n_params,
             "per_layer": {k: {"proven": v[0], "total": v[1]} for k, v in self.per_layer.items()},
             "per_form": {k: {"proven": v[0], "total": v[1]} for k, v in self.per_form.items()},
-            "methods": self.methods(),
-            "oracle": {"checked": len(self.oracle_sample), "agree": self.oracle_proven, "seed": self.oracle_seed,
-                       "sample": self.oracle_sample},
+            "methods": self.methods(), "oracle": oracle,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "jobs": self.jobs,
             "failures": [{"name": f.name, "form": f.form, "entry": list(f.entry),
                           "counterexample": f.counterexample} for f in self.failures],
@@ -179,12 +223,25 @@ class ScaleProof:
         return show(self) if show else self.summary()
 
 
+def _oracle_method(o: OracleCheck) -> str:
+    """The all-partials oracle in one line: what it did, what it found, and its error bound."""
+    found = ("all agree" if o.agree else "undecided (every point drawn made a denominator vanish)" if o.undecided
+             else f"they differ at {', '.join(o.wrong) or 'a partial it did not name'}")
+    return (f"cross-check (randomized, independent of the chain rule): every one of the {o.checked} partials, by "
+            "SymEngine's diff of the composed cost along a random direction c (d/dt C(theta + t c) = sum_p c_p dC/dp, "
+            "each activation an atom, its derivative the activation table's) against sum_p c_p times the chain "
+            f"rule's dC/dp, at {o.trials} random point{'s' if o.trials > 1 else ''} of the field of 2^127 - 1 elements "
+            f"(seed {o.seed}): {found}; a wrong partial passes with probability at most "
+            f"{o.bound_text()} (Schwartz-Zippel: numerator degree {o.degree}"
+            + (f", denominators of degree {o.denominator_degree}, a point where one vanishes drawn again"
+               if o.denominator_degree else "") + ")")
+
 
 # ---------------------------------------------------------------------------
 # the proof
 # ---------------------------------------------------------------------------
 
-PHASES = ("comparing entries", "sympy.diff oracle sample")  # the progress callback hears of each in turn
+PHASES = ("comparing entries", "oracle on every partial", "sympy.diff oracle sample")  # heard of in turn
 
 
 def _targets(net: Network, forms: MatrixForms, graph: ReverseAccumulation, form: Form, value, lemma: dict | None = None) -> list:
@@ -217,8 +274,8 @@ def _targets(net: Network, forms: MatrixForms, graph: ReverseAccumulation, form:
 class Comparison:
     """What the entry comparisons read: per form compared, its value and truths, and their lemma versions.
 
-    The lemma versions (deltas held as proven symbols) are filled in layer by layer as the
-    layer above is proven; a form's is None until then.
+    A lemma version (the deltas held as proven symbols) is used for a form only once the
+    deltas it rests on are proven: a task says so (use_lemma). None where a form has none.
     """
 
     values: list  # per form: its SymEngine matrix
@@ -227,16 +284,24 @@ class Comparison:
     kept: dict | None  # the part that leaves every atom in place; None when that is all of rule
     lemma_values: list
     lemma_targets: list
+    forms: list = field(default_factory=list)  # per form: the Form compared
+    chosen: list = field(default_factory=list)  # per form: whether it is one under test (else a defining delta form)
+    net: Network | None = None
+    graph: ReverseAccumulation | None = None
+    seconds: dict = field(default_factory=dict)
 
-    def bad_entries(self, task: tuple[int, int, int]) -> list[int]:
+    def is_delta(self, i: int) -> bool:
+        return self.forms[i].truth in ("delta", "delta_col")
+
+    def bad_entries(self, task: tuple) -> list[int]:
         """Indices of the entries in [start, stop) of form i that are not identically equal.
 
-        Where a form has a lemma version, that is tried first; only an entry it cannot
-        close is expanded in full.
+        With use_lemma, the lemma version is tried first; only an entry it cannot close is
+        expanded in full.
         """
-        i, start, stop = task
+        i, start, stop, use_lemma = task
         value, targets = self.values[i], self.targets[i]
-        lemma_value, lemma_targets = self.lemma_values[i], self.lemma_targets[i]
+        lemma_value, lemma_targets = (self.lemma_values[i], self.lemma_targets[i]) if use_lemma else (None, None)
         bad = []
         cols = value.cols
         for idx in range(start, stop):
@@ -246,6 +311,78 @@ class Comparison:
             if not _zero(targets[idx][2] - value[r, c], self.rule, self.kept):
                 bad.append(idx)
         return bad
+
+
+def build_comparison(spec: Spec | str | dict | Network, forms: list[Form] | None = None,
+                     extra: dict | None = None) -> Comparison:
+    """Everything the entry comparisons read, from the spec alone (deterministic: a worker can build its own).
+
+    `forms` replaces the matrix forms under test (the deltas' defining forms are compared
+    too: the lemma rests on them), `extra` gives values for MatrixSymbols they use that the
+    network does not have.
+    """
+    times: dict = {}
+    t = time.perf_counter()
+    net = spec if isinstance(spec, Network) else Network(validate(spec) if isinstance(spec, dict) else load_spec(spec))
+    mf = MatrixForms(net, evaluate=False)
+    times["network"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    graph = accumulation(net)
+    graph.adjoints  # every adjoint and local derivative here, so that this time is the chain rule's
+    for p in net.params:
+        for e in range(net.E):
+            graph.dz_dp(e, p)
+    times["chain rule"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    values = {ms: to_se_matrix(v, graph.conv) for ms, v in {**mf.values, **(extra or {})}.items()}
+    chosen = forms if forms is not None else mf.forward + mf.forms
+    defining = [f for f in mf.forms if f.truth in ("delta", "delta_col")]
+    evaluated = []
+    # with forms under test, the proven forms that define each delta come first
+    for form in chosen if forms is None else defining + [f for f in forms if f not in defining]:
+        v = evaluate_form(form.expr, values)
+        if form.lhs not in values:
+            values[form.lhs] = v
+        evaluated.append((form, v))
+    evaluated = [(f, v) for f, v in evaluated if f in chosen or f in defining]
+    for form, v in evaluated:
+        if v.shape != form.lhs.shape:
+            raise ValueError(f"{form.key}: the form is {v.shape[0]}×{v.shape[1]} but {form.lhs.name} "
+                             f"is {form.lhs.shape[0]}×{form.lhs.shape[1]}")
+    targets = [_targets(net, mf, graph, f, v) for f, v in evaluated]
+    # the lemma: one symbol per proven delta entry, shared by delta{l} and its column form
+    lemma = {(e, l, j): se.Symbol(f"_delta{l}_{j}_e{e}") for e in range(net.E) for l in range(1, net.L + 1)
+             for j in range(net.sizes[l])}
+    lemma_values = dict(values)
+    for l in range(1, net.L + 1):
+        lemma_values[mf.sym[f"delta{l}"]] = se.DenseMatrix(
+            *mf.sym[f"delta{l}"].shape, [lemma[(e, l, j)] for e, j in _entries(mf, l)])
+        for e in range(net.E):
+            name = f"deltac{l}" + ("" if net.E == 1 else f"_e{e}")
+            lemma_values[mf.sym[name]] = se.DenseMatrix(net.sizes[l], 1, [lemma[e, l, j] for j in range(net.sizes[l])])
+    lemma_forms: list = [None] * len(evaluated)
+    lemma_targets: list = [None] * len(evaluated)
+    for i, (form, _) in enumerate(evaluated):
+        if form.truth in ("delta", "delta_col"):
+            if form.layer < net.L:  # each delta below the output through the deltas of the layer above
+                lemma_forms[i] = evaluate_form(_through_layer_above(mf, form), lemma_values)
+        else:  # each gradient and update through the deltas
+            lv = evaluate_form(form.expr, lemma_values)
+            if lemma_values.get(form.lhs) is values.get(form.lhs):  # the gradient an update uses
+                lemma_values[form.lhs] = lv
+            lemma_forms[i] = lv
+        if lemma_forms[i] is not None:
+            lemma_targets[i] = _targets(net, mf, graph, form, lemma_forms[i], lemma)
+    times["matrix forms"] = time.perf_counter() - t
+
+    sp_rule = relations(net)
+    rule = {graph.conv(k): graph.conv(v) for k, v in sp_rule.items()}
+    kept = {graph.conv(k): graph.conv(v) for k, v in sp_rule.kept.items()}
+    return Comparison([v for _, v in evaluated], targets, rule, None if len(kept) == len(rule) else kept,
+                      lemma_forms, lemma_targets, [f for f, _ in evaluated], [f in chosen for f, _ in evaluated],
+                      net, graph, times)
 
 
 # In a worker process only: the Comparison it was started with. The pool forks, so it reaches
@@ -258,7 +395,7 @@ def _adopt(comparison: Comparison) -> None:
     _WORKER_COMPARISON = comparison
 
 
-def _bad_entries_in_worker(task: tuple[int, int, int]) -> list[int]:
+def _bad_entries_in_worker(task: tuple) -> list[int]:
     return _WORKER_COMPARISON.bad_entries(task)
 
 
@@ -312,136 +449,97 @@ def _oracle_sample(net: Network, sample: int, seed: int) -> list[Param]:
 
 
 @deep_stack
-def prove_scalable(spec: Spec | str | Network, sample: int = 50, seed: int = 0, jobs: int = 1,
+def prove_scalable(spec: Spec | str | Network, sample: int = 0, seed: int = 0, jobs: int = 1,
                    forms: list[Form] | None = None, extra: dict | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> ScaleProof:
-    """Prove every partial of a (large) network.
+                   progress: Callable[[int, int], None] | None = None, trials: int = 1) -> ScaleProof:
+    """Prove every partial of a (large) network, and cross-check every partial with the oracle.
 
-    `forms` replaces the matrix forms under test (for mutation tests), `extra` gives
-    explicit values for MatrixSymbols they use that the network does not have.
-    `progress(done, total)` hears of each of PHASES in turn, (0, total) first
-    (derive.report.terminal.scale_progress() makes one that draws bars).
+    `sample` adds the exact sympy.diff oracle on that many partials (its cost grows with
+    the paths, exponentially in depth); `trials` is the number of random points of the
+    all-partials oracle (derive.proofs.oracle). `forms` replaces the matrix forms under
+    test (for mutation tests), `extra` gives explicit values for MatrixSymbols they use
+    that the network does not have. `progress(done, total)` hears of each of PHASES in
+    turn, (0, total) first (derive.report.terminal.scale_progress() makes one that draws bars).
     """
-    times: dict = {}
     t0 = time.perf_counter()
-    net = spec if isinstance(spec, Network) else Network(load_spec(spec))
-    mf = MatrixForms(net, evaluate=False)
-    times["network"] = time.perf_counter() - t0
+    comparison = build_comparison(spec, forms, extra)
+    net, graph = comparison.net, comparison.graph
+    times = dict(comparison.seconds)
 
     t = time.perf_counter()
-    graph = accumulation(net)
-    graph.adjoints  # every adjoint and local derivative here, so that this time is the chain rule's
-    for p in net.params:
-        for e in range(net.E):
-            graph.dz_dp(e, p)
-    times["chain rule"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    values = {ms: to_se_matrix(v, graph.conv) for ms, v in {**mf.values, **(extra or {})}.items()}
-    chosen = forms if forms is not None else mf.forward + mf.forms
-    defining = [f for f in mf.forms if f.truth in ("delta", "delta_col")]
-    evaluated = []
-    # with forms under test, the proven forms that define each delta come first
-    for form in chosen if forms is None else defining + [f for f in forms if f not in defining]:
-        v = evaluate_form(form.expr, values)
-        if form.lhs not in values:
-            values[form.lhs] = v
-        evaluated.append((form, v))
-    # the deltas' defining forms are always compared: the lemma below rests on them
-    evaluated = [(f, v) for f, v in evaluated if f in chosen or f in defining]
-    for form, v in evaluated:
-        if v.shape != form.lhs.shape:
-            raise ValueError(f"{form.key}: the form is {v.shape[0]}×{v.shape[1]} but {form.lhs.name} "
-                             f"is {form.lhs.shape[0]}×{form.lhs.shape[1]}")
-    targets = [_targets(net, mf, graph, f, v) for f, v in evaluated]
-    # the lemma: one symbol per proven delta entry, shared by delta{l} and its column form
-    lemma = {(e, l, j): se.Symbol(f"_delta{l}_{j}_e{e}") for e in range(net.E) for l in range(1, net.L + 1)
-             for j in range(net.sizes[l])}
-    lemma_values = dict(values)
-    for l in range(1, net.L + 1):
-        lemma_values[mf.sym[f"delta{l}"]] = se.DenseMatrix(
-            *mf.sym[f"delta{l}"].shape,
-            [lemma[(e, l, j)] for e, j in _entries(mf, l)])
-        for e in range(net.E):
-            name = f"deltac{l}" + ("" if net.E == 1 else f"_e{e}")
-            lemma_values[mf.sym[name]] = se.DenseMatrix(net.sizes[l], 1, [lemma[e, l, j] for j in range(net.sizes[l])])
-    times["matrix forms"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    sp_rule = relations(net)
-    rule = {graph.conv(k): graph.conv(v) for k, v in sp_rule.items()}
-    kept = {graph.conv(k): graph.conv(v) for k, v in sp_rule.kept.items()}
-    is_delta = [f.truth in ("delta", "delta_col") for f, _ in evaluated]
-    comparison = Comparison([v for _, v in evaluated], targets, rule, None if len(kept) == len(rule) else kept,
-                            [None] * len(evaluated), [None] * len(evaluated))
-    count = _Count(progress, sum(len(tg) for tg in targets))
+    n_forms = len(comparison.forms)
+    count = _Count(progress, sum(len(tg) for tg in comparison.targets))
     bad: dict[int, list[int]] = {}
     # the deltas layer by layer from the output: delta^L in full, each lower one with the
     # deltas of the layer above held as the symbols just proven equal to them
     proven_above = False
     for l in range(net.L, 0, -1):
-        at = [i for i in range(len(evaluated)) if is_delta[i] and evaluated[i][0].layer == l]
-        if proven_above:
-            for i in at:
-                lv = evaluate_form(_through_layer_above(mf, evaluated[i][0]), lemma_values)
-                comparison.lemma_values[i] = lv
-                comparison.lemma_targets[i] = _targets(net, mf, graph, evaluated[i][0], lv, lemma)
-        _run(comparison, at, bad, jobs, count)
+        at = [i for i in range(n_forms) if comparison.is_delta(i) and comparison.forms[i].layer == l]
+        _run(comparison, at, bad, jobs, count, {i: proven_above for i in at})
         proven_above = not any(bad.get(i) for i in at)
     # then the gradients and updates through the proven deltas
-    if not any(bad.get(i) for i in range(len(evaluated)) if is_delta[i]):
-        for i, (form, _) in enumerate(evaluated):
-            if not is_delta[i]:
-                lv = evaluate_form(form.expr, lemma_values)
-                if lemma_values.get(form.lhs) is values.get(form.lhs):  # the gradient an update uses
-                    lemma_values[form.lhs] = lv
-                comparison.lemma_values[i] = lv
-                comparison.lemma_targets[i] = _targets(net, mf, graph, form, lv, lemma)
-    _run(comparison, [i for i in range(len(evaluated)) if not is_delta[i]], bad, jobs, count)
+    deltas_proven = not any(bad.get(i) for i in range(n_forms) if comparison.is_delta(i))
+    rest = [i for i in range(n_forms) if not comparison.is_delta(i)]
+    _run(comparison, rest, bad, jobs, count, {i: deltas_proven for i in rest})
     times["comparison"] = time.perf_counter() - t
-    evaluated_all = evaluated
-    evaluated = [(f, v) for f, v in evaluated_all if f in chosen]
-    keep = [i for i, (f, _) in enumerate(evaluated_all) if f in chosen]
-    targets = [targets[i] for i in keep]
-    bad = {new: bad.get(old, []) for new, old in enumerate(keep)}
 
     result = ScaleProof(net.spec, len(net.params), jobs=jobs, oracle_seed=seed)
-    for i, (form, v) in enumerate(evaluated):
+    _tally(result, comparison, bad)
+
+    t = time.perf_counter()
+    count = _Count(progress, 1)
+    chain = {p: truth for i, tg in enumerate(comparison.targets) if comparison.forms[i].truth == "grad"
+             for _, p, truth in tg if p is not None}
+    chain.update({p: graph.accumulated(p) for p in net.params if p not in chain})
+    result.oracle = cross_check(net, chain, seed=seed, trials=trials)
+    for name in result.oracle.wrong:
+        result.failures.append(Failure(name, "oracle on every partial", (0, 0)))
+    count.advance(1)
+    times["oracle (every partial)"] = time.perf_counter() - t
+
+    if sample > 0:
+        t = time.perf_counter()
+        picked = _oracle_sample(net, sample, seed) if forms is None else []
+        count = _Count(progress, len(picked))
+        patterns: dict = {}  # the oracle's, per neuron
+        sp_rule = relations(net)
+        for p in picked:
+            ok = is_identity(oracle_partial(net, p, patterns), sp.sympify(graph.accumulated(p)), sp_rule)
+            result.oracle_sample.append(p.name)
+            result.oracle_proven += ok
+            if not ok:
+                result.failures.append(Failure(f"dC/d{p.name}", "sympy.diff oracle", (0, 0)))
+            count.advance(1)
+        times["oracle sample"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t0
+    result.seconds = times
+    return result
+
+
+def _tally(result: ScaleProof, comparison: Comparison, bad: dict) -> None:
+    """Per layer and per form: how many entries were proven; the first failure with a counterexample."""
+    net = comparison.net
+    for i, form in enumerate(comparison.forms):
+        if not comparison.chosen[i]:
+            continue
+        v, targets = comparison.values[i], comparison.targets[i]
         wrong = set(bad.get(i, []))
-        result.per_form[form.key] = [len(targets[i]) - len(wrong), len(targets[i])]
-        for idx, (name, p, _) in enumerate(targets[i]):
+        result.per_form[form.key] = [len(targets) - len(wrong), len(targets)]
+        for idx, (name, p, _) in enumerate(targets):
             if p is not None:
-                group = per_layer_group(p)
-                tally = result.per_layer.setdefault(group, [0, 0])
+                tally = result.per_layer.setdefault(per_layer_group(p), [0, 0])
                 tally[0] += idx not in wrong
                 tally[1] += 1
         if wrong and not result.failures:
             idx = min(wrong)
-            name = targets[i][idx][0]
-            truth = sp.sympify(targets[i][idx][2])
+            truth = sp.sympify(targets[idx][2])
             other = sp.sympify(v[idx // v.cols, idx % v.cols])
             ce = find_counterexample(net, truth, other)
-            result.failures.append(Failure(name, form.key, (idx // v.cols, idx % v.cols),
+            result.failures.append(Failure(targets[idx][0], form.key, (idx // v.cols, idx % v.cols),
                                            None if ce is None else {"values": ce.values, "chain_rule": ce.lhs,
                                                                     "matrix": ce.rhs}))
         elif wrong:
-            result.failures.extend(Failure(targets[i][k][0], form.key, (k // v.cols, k % v.cols)) for k in sorted(wrong)[:3])
-
-    t = time.perf_counter()
-    picked = _oracle_sample(net, sample, seed) if forms is None else []
-    count = _Count(progress, len(picked))
-    patterns: dict = {}  # the oracle's, per neuron
-    for p in picked:
-        ok = is_identity(oracle_partial(net, p, patterns), sp.sympify(graph.accumulated(p)), sp_rule)
-        result.oracle_sample.append(p.name)
-        result.oracle_proven += ok
-        if not ok:
-            result.failures.append(Failure(f"dC/d{p.name}", "sympy.diff oracle", (0, 0)))
-        count.advance(1)
-    times["oracle sample"] = time.perf_counter() - t
-    times["total"] = time.perf_counter() - t0
-    result.seconds = times
-    return result
+            result.failures.extend(Failure(targets[k][0], form.key, (k // v.cols, k % v.cols)) for k in sorted(wrong)[:3])
 
 
 def _through_layer_above(mf: MatrixForms, form: Form):
@@ -458,10 +556,11 @@ def _through_layer_above(mf: MatrixForms, form: Form):
     return sp.MatMul(*head, mf.sym[f"deltac{form.layer + 1}{suffix}"])
 
 
-def _run(comparison: Comparison, forms_idx: list[int], bad: dict, jobs: int, count: _Count) -> None:
-    """Compare the entries of the given forms, in chunks, over `jobs` processes."""
+def _run(comparison: Comparison, forms_idx: list[int], bad: dict, jobs: int, count: _Count, use_lemma: dict) -> None:
+    """Compare the entries of the given forms, in chunks, over `jobs` processes (use_lemma: per form index)."""
     targets = comparison.targets
-    tasks = [(i, s, min(s + CHUNK, len(targets[i]))) for i in forms_idx for s in range(0, len(targets[i]), CHUNK)]
+    tasks = [(i, s, min(s + CHUNK, len(targets[i])), use_lemma[i]) for i in forms_idx
+             for s in range(0, len(targets[i]), CHUNK)]
     if jobs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_adopt,
                                  initargs=(comparison,)) as pool:
