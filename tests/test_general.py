@@ -669,7 +669,7 @@ def test_cli_prints_each_step_with_its_rule_and_a_summary(tmp_path):
     assert "wrote proof.tex" in r.stdout
     assert "= Σ_{k=0..n_{l+1}-1}(∂C/∂z^(l+1)[k]*∂z^(l+1)[k]/∂z^(l)[j])   [chain rule]" in r.stdout
     assert "[index range]" in r.stdout and "[sympy.diff]" in r.stdout and "[Kronecker sum]" in r.stdout
-    assert r.stdout.count("PROVEN") == 16
+    assert r.stdout.count("PROVEN") == 16 + 21  # BP1-BP4 in four settings; the layers beyond dense (their own tests)
     tex = (tmp_path / "proof.tex").read_text()
     assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
     assert [p.name for p in tmp_path.iterdir()] == ["proof.tex"]
@@ -680,7 +680,7 @@ def test_cli_exits_1_when_a_step_is_not_proven(monkeypatch, capsys):
     _, wrong = _wrong(M, "a^l in BP4")
     real = general.prove_general
     monkeypatch.setattr(general, "prove_general",
-                        lambda settings: real(settings, candidates={"column": {"BP4": wrong}}))
+                        lambda settings, **kw: real(settings, candidates={"column": {"BP4": wrong}}, **kw))
     from derive import cli
 
     code = cli.run_general(types.SimpleNamespace(latex=None, setting=["column"], brief=True))

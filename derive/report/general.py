@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sympy as sp
+
 from derive.proofs.general import RULES, GeneralProof, latex, render_parts, tex_words, text
 from derive.verdict import Verdict
 
@@ -18,7 +20,7 @@ def render(proof: GeneralProof, console, brief: bool = False) -> None:
     for r in proof.rule_checks:
         sym, style = mark[r.verdict]
         console.print(Text.assemble((f"  {sym} ", style), f"{r.rule}: {r.what}"))
-    for st in proof.settings:
+    for st in proof.settings + proof.layers:
         console.print()
         console.print(Text(st.title, style="bold"))
         for thm in st.theorems:
@@ -47,18 +49,18 @@ def render(proof: GeneralProof, console, brief: bool = False) -> None:
 def _latex_context(proof: GeneralProof) -> dict:
     """Everything the template lays out, already printed: the template holds no logic."""
     settings = []
-    for st in proof.settings:
+    for st in proof.settings + proof.layers:
         theorems = []
         for thm in st.theorems:
             chains = []
             for c in thm.chains:
-                lines = [{"lhs": latex(s.lhs) if i == 0 else "", "rhs": latex(s.rhs),
+                lines = [{"lhs": latex(s.lhs) if i == 0 else "", "rhs": broken(s.rhs),
                           "rule": tex_words(RULES[s.rule].name), "verdict": s.verdict.lower(), "ok": s.ok,
                           "evidence": "" if s.ok else s.evidence_latex()}  # shown for failed steps only
                          for i, s in enumerate(c.steps)]
                 chains.append({"lemma": c.name == "lemma", "lines": lines})
             theorems.append({
-                "title": thm.title, "statement": f"{latex(thm.lhs)} = {latex(thm.formula)}",
+                "title": tex_words(thm.title), "statement": f"{latex(thm.lhs)} = {latex(thm.formula)}",
                 "verdict": thm.verdict.lower(), "stuck": tex_words(thm.stuck),
                 "assumptions": [render_parts(a, "latex") for a in thm.assumptions],
                 "chains": chains,
@@ -69,8 +71,28 @@ def _latex_context(proof: GeneralProof) -> dict:
         "rules": [{"name": tex_words(r.name), "tex": r.tex, "closed_by": r.closed_by} for r in RULES.values()],
         "rule_checks": [{"rule": tex_words(r.rule), "what": r.tex, "verdict": r.verdict.lower()}
                         for r in proof.rule_checks],
-        "summary": tex_words(proof.summary()),
+        "summary": tex_words(proof.summary() if proof.settings else proof.layers_summary()),
+        "layers_summary": tex_words(proof.layers_summary()) if proof.layers and proof.settings else "",
+        "layers": bool(proof.layers),
     }
+
+
+def broken(expr, width: int = 90) -> str:
+    """expr in LaTeX, a long sum broken into lines of an align* (each continued under the first)."""
+    tex = latex(expr)
+    if len(tex) <= width or not isinstance(expr, sp.Add):
+        return tex
+    lines, line = [], ""
+    for term in expr.as_ordered_terms():
+        t = latex(term)
+        piece = t if not line and not lines else (f" {t}" if t.startswith("-") else f" + {t}")
+        if line and len(line) + len(piece) > width:
+            lines.append(line)
+            line = piece.strip() if piece.strip().startswith("-") else "+ " + t
+        else:
+            line += piece
+    lines.append(line)
+    return r" \\ &\quad ".join(lines)
 
 
 def to_latex(proof: GeneralProof) -> str:

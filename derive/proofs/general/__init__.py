@@ -33,6 +33,11 @@ a setting), steps (the proof as data), rules (the rules' operations), forms (one
 of writing each defined quantity), written (denominators as written), instance (the
 counterexample search on concrete networks), checks (each rule's check), theorems
 (the derivations and the API) and agreement (the general formulas on a concrete spec).
+
+The layers beyond dense (issue 15: batch norm, layer norm, residual blocks; LAYERS) are proven on their own
+scalar graphs with the batch size B, the width n and the number of blocks R as symbols: entries (the graph: who
+reads what, read off pattern definitions), layer_proof (their rules' operations and checks), norms (batch norm
+and layer norm, s = (σ² + ε)^(-1/2) an atom with ds/dσ² = -s³/2) and residual (the δ recursion by induction).
 """
 
 from derive.proofs.general.agreement import Agreement, concrete_agreement
@@ -43,12 +48,15 @@ from derive.proofs.general.model import INDEX, SETTINGS, THEOREMS, WIDTH, Model
 from derive.proofs.general.printing import latex, render_parts, tex_words, text
 from derive.proofs.general.rules import equal_by_linearity
 from derive.proofs.general.steps import RULES, Chain, GeneralProof, Rule, RuleCheck, Scope, Setting, Step, Theorem
-from derive.proofs.general.theorems import check_theorem, prove_general, prove_setting, prove_theorem
+from derive.proofs.general.theorems import (
+    LAYERS, check_theorem, prove_general, prove_layer, prove_setting, prove_theorem,
+)
 from derive.proofs.identity import Counterexample  # the one counterexample type; general's carry sizes and indices
 
 __all__ = [
-    "INDEX", "RULES", "SETTINGS", "THEOREMS", "WIDTH", "Agreement", "Chain", "CostPartial", "Counterexample",
-    "GeneralProof", "LocalPartial", "Model", "Rule", "RuleCheck", "Scope", "Setting", "Step", "Theorem",
+    "INDEX", "LAYERS", "RULES", "SETTINGS", "THEOREMS", "WIDTH", "Agreement", "Chain", "CostPartial",
+    "Counterexample", "GeneralProof", "LocalPartial", "Model", "Rule", "RuleCheck", "Scope", "Setting", "Step", "Theorem",
     "canonical", "check_theorem", "concrete_agreement", "equal_by_linearity", "find_counterexample", "latex",
-    "prove_general", "prove_setting", "prove_theorem", "render_parts", "sigma", "sigma_prime", "tex_words", "text",
+    "prove_general", "prove_layer", "prove_setting", "prove_theorem", "render_parts", "sigma", "sigma_prime",
+    "tex_words", "text",
 ]

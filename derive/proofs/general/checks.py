@@ -23,6 +23,11 @@ def check(step: Step, thm: Theorem, model: Model) -> None:
     step.verdict, step.evidence = _CHECKS[step.rule](step, thm, model)
 
 
+def check_rule(step: Step, thm: Theorem, model):
+    """(verdict, evidence) of a step by a rule that reads only the step and the scope (Kronecker, range, linear)."""
+    return _CHECKS[step.rule](step, thm, model)
+
+
 def _check_definition(step, thm, model):
     head = step.lhs
     if step.rhs == model.definition(head, step.data.get("dummy")):

@@ -9,8 +9,9 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-_TEX_BASE = {"delta": r"\delta"}
-_TEXT_BASE = {"delta": "δ"}
+_TEX_BASE = {"delta": r"\delta", "Delta": r"\Delta", "gamma": r"\gamma", "beta": r"\beta", "mu": r"\mu",
+             "var": r"\sigma^{2}", "xhat": r"\hat{x}"}
+_TEXT_BASE = {"delta": "δ", "Delta": "Δ", "gamma": "γ", "beta": "β", "mu": "μ", "var": "σ²", "xhat": "x̂"}
 
 
 def compact(s: str) -> str:
@@ -22,8 +23,10 @@ class _Latex(LatexPrinter):
     printmethod = "_general_latex"  # Indexed has its own _latex, which would win over _print_Indexed
 
     def _print_Indexed(self, expr):
-        layer, *idx = expr.indices
         base = _TEX_BASE.get(expr.base.name, expr.base.name)
+        if not getattr(expr.base, "layered", True):  # a norm's entries: no layer index
+            return f"{base}_{{{','.join(self._print(i) for i in expr.indices)}}}"
+        layer, *idx = expr.indices
         return f"{base}^{{{compact(self._print(layer))}}}_{{{','.join(self._print(i) for i in idx)}}}"
 
     def _print_KroneckerDelta(self, expr, exp=None):
@@ -35,8 +38,10 @@ class _Text(StrPrinter):
     printmethod = "_general_text"  # likewise Indexed's _sympystr
 
     def _print_Indexed(self, expr):
-        layer, *idx = expr.indices
         base = _TEXT_BASE.get(expr.base.name, expr.base.name)
+        if not getattr(expr.base, "layered", True):  # a norm's entries: no layer index
+            return f"{base}[{','.join(self._print(i) for i in expr.indices)}]"
+        layer, *idx = expr.indices
         return f"{base}^({compact(self._print(layer))})[{','.join(self._print(i) for i in idx)}]"
 
     def _print_Sum(self, expr):
@@ -78,7 +83,10 @@ def text(expr) -> str:
 _TEX_ESCAPE = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
                              "^": r"\^{}", "≤": r"$\le$", "≥": r"$\ge$", "→": r"$\to$", "≠": r"$\neq$",
                              "·": r"$\cdot$", "Σ": r"$\Sigma$", "σ": r"$\sigma$", "δ": r"$\delta$",
-                             "∂": r"$\partial$", "≡": r"$\equiv$"})
+                             "∂": r"$\partial$", "≡": r"$\equiv$",
+                             "γ": r"$\gamma$", "β": r"$\beta$", "μ": r"$\mu$", "²": r"$^2$", "Δ": r"$\Delta$",
+                             "ε": r"$\varepsilon$", "∈": r"$\in$",
+                             "\u0302": r"\^{}"})  # x̂: x and a combining circumflex
 
 
 def tex_words(s: str) -> str:

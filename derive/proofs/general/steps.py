@@ -63,6 +63,31 @@ RULES = {r.key: r for r in (
          "termwise; a summation index may be renamed",
          r"$\sum_k c\,f(k) = c \sum_k f(k)$ for $c$ free of $k$; sums over one range add termwise; a "
          r"summation index may be renamed", "rule"),
+    Rule("unfold", "written out", "every entry of a defined quantity (x̂, σ², μ) replaced by its definition",
+         r"every entry of a defined quantity ($\hat{x}$, $\sigma^2$, $\mu$) replaced by its definition", "rule"),
+    Rule("fold", "a mean named", "a sum that is N times a mean's definition replaced by N times its name: "
+         "μ = (1/N) Σ_d x_d gives Σ_d x_d = N μ (the index of the sum may have any name)",
+         r"a sum that is $N$ times a mean's definition replaced by $N$ times its name: "
+         r"$\mu = \frac{1}{N} \sum_d x_d$ gives $\sum_d x_d = N \mu$", "rule"),
+    Rule("graph", "chain rule on the graph", "∂C/∂x = Σ_u ∂C/∂u · ∂u/∂x over every entry u whose definition reads x "
+         "(reverse accumulation); ∂u/∂x differentiates u's definition with its other inputs held, and ∂C/∂u of a "
+         "computed u is C's derivative with u cut loose from its inputs; who reads x is read off the definitions",
+         r"$\partial C/\partial x = \sum_u \partial C/\partial u \cdot \partial u/\partial x$ over every entry "
+         r"$u$ whose definition reads $x$ (reverse accumulation); $\partial u/\partial x$ differentiates $u$'s "
+         r"definition with its other inputs held, and $\partial C/\partial u$ of a computed $u$ is $C$'s derivative "
+         r"with $u$ cut loose from its inputs; who reads $x$ is read off the definitions", "rule"),
+    Rule("through", "chain rule through the outputs", "∂C/∂x = Σ_y ∂C/∂y · dy/dx over the layer's outputs y when C "
+         "reads the outputs only and every output that depends on x is summed (read off the definitions); dy/dx "
+         "differentiates y written out in the inputs",
+         r"$\partial C/\partial x = \sum_y \partial C/\partial y \cdot dy/dx$ over the layer's outputs $y$ when "
+         r"$C$ reads the outputs only and every output that depends on $x$ is summed (read off the definitions); "
+         r"$dy/dx$ differentiates $y$ written out in the inputs", "rule"),
+    Rule("constant", "sum of a constant", "Σ_{c=0..N-1} t = N t for t free of c (SymPy's summation)",
+         r"$\sum_{c=0}^{N-1} t = N t$ for $t$ free of $c$ (SymPy's summation)", "sympy"),
+    Rule("res-hypothesis", "induction hypothesis", "Δ^r_k = ∂C/∂h^r_k for every k: the cost's partial when r = R, "
+         "this same theorem one block up otherwise",
+         r"$\Delta^{r}_{k} = \partial C/\partial h^{r}_{k}$ for every $k$: the cost's partial when $r = R$, this "
+         r"same theorem one block up otherwise", "rule"),
     Rule("formula", "the formula", "the derived expression equals the formula (linearity of Σ and polynomial "
          "identity), each quantity the model defines written one way (∂C/∂z as δ, σ(z) as a, z by its definition), "
          "each denominator as written shown nonzero first; "
@@ -197,6 +222,7 @@ class GeneralProof:
     settings: list[Setting]
     rule_checks: list[RuleCheck]
     seconds: float = 0.0
+    layers: list[Setting] = field(default_factory=list)  # batch norm, layer norm, residual blocks (LAYERS)
 
     @property
     def theorems(self) -> list[Theorem]:
@@ -210,14 +236,35 @@ class GeneralProof:
         return next(s for s in self.settings if s.key == key)
 
     @property
+    def layer_theorems(self) -> list[Theorem]:
+        return [t for s in self.layers for t in s.theorems]
+
+    @property
     def ok(self) -> bool:
-        return all(t.ok for t in self.theorems) and all(r.verdict == Verdict.PROVEN for r in self.rule_checks)
+        return (all(t.ok for t in self.theorems + self.layer_theorems)
+                and all(r.verdict == Verdict.PROVEN for r in self.rule_checks))
 
     @property
     def verdict(self) -> Verdict:
         if self.ok:
             return Verdict.PROVEN
-        return Verdict.REFUTED if any(t.verdict == Verdict.REFUTED for t in self.theorems) else Verdict.UNPROVEN
+        every = self.theorems + self.layer_theorems
+        return Verdict.REFUTED if any(t.verdict == Verdict.REFUTED for t in every) else Verdict.UNPROVEN
+
+    def layers_summary(self) -> str:
+        """One line for the layers beyond dense: how many theorems and steps, and what the symbols cover."""
+        thms = self.layer_theorems
+        steps = [st for t in thms for st in t.steps]
+        good = sum(t.ok for t in thms)
+        given = sum(s.verdict == Verdict.GIVEN for s in steps)
+        proven = sum(s.verdict == Verdict.PROVEN for s in steps)
+        head = (f"layers beyond dense: {good}/{len(thms)} theorems proven ({', '.join(s.key for s in self.layers)}) "
+                f"with the batch size B, the width n and the depth R symbols, {proven} steps proven from {given} "
+                "definitions")
+        bad = [f"{t.setting} {t.key} ({t.verdict.lower()})" for t in thms if not t.ok]
+        if bad:
+            return head + "; NOT proven: " + ", ".join(bad)
+        return head + "; the residual base case and step cover every depth by induction"
 
     def summary(self) -> str:
         thms, steps = self.theorems, self.steps
@@ -228,7 +275,7 @@ class GeneralProof:
                 f" with symbolic widths, {proven} steps proven from {given} definitions")
         if self.ok:
             return head + "; BP1 and BP2 together cover every depth by induction"
-        bad = [f"{t.setting} {t.key} ({t.verdict.lower()})" for t in thms if not t.ok]
+        bad = [f"{t.setting} {t.key} ({t.verdict.lower()})" for t in thms + self.layer_theorems if not t.ok]
         bad += [f"rule {r.rule} ({r.verdict.lower()})" for r in self.rule_checks if r.verdict != Verdict.PROVEN]
         return head + "; NOT proven: " + ", ".join(bad)
 
@@ -240,18 +287,23 @@ class GeneralProof:
 
     def to_json(self) -> dict:
         """Each setting's theorems with their verdicts and statements, and the evidence of every step that failed."""
-        return {
-            "verdict": self.verdict,
-            "summary": self.summary(),
-            "settings": [{"setting": st.key, "title": st.title, "theorems": [{
+        def part(st: Setting) -> dict:
+            return {"setting": st.key, "title": st.title, "theorems": [{
                 "theorem": t.key,
                 "verdict": t.verdict,
                 "statement": f"{text(t.lhs)} = {text(t.formula)}",
                 "failed": [{"rule": s.rule, "verdict": s.verdict, "statement": f"{text(s.lhs)} = {text(s.rhs)}",
                             "evidence": s.evidence_text()} for s in t.steps if not s.ok],
                 **({"stuck": t.stuck} if t.stuck else {}),
-            } for t in st.theorems]} for st in self.settings],
+            } for t in st.theorems]}
+
+        return {
+            "verdict": self.verdict,
+            "summary": self.summary(),
+            "settings": [part(st) for st in self.settings],
             "rule_checks": [{"rule": r.rule, "what": r.what, "verdict": r.verdict} for r in self.rule_checks],
+            **({"layers": [part(st) for st in self.layers], "layers_summary": self.layers_summary()}
+               if self.layers else {}),
         }
 
     # Jupyter: derive.report.notebook (a layer above, which this module cannot import) fills _shows in when imported

@@ -12,12 +12,17 @@ from derive.errors import DeriveError
 from derive.proofs.general.checks import check
 from derive.proofs.general.functions import CostPartial, LocalPartial
 from derive.proofs.general.model import INDEX, SETTINGS, THEOREMS, WIDTH, Model, unknown_theorem
+from derive.proofs.general.norms import NORM_THEOREMS, NORMS, prove_norm
+from derive.proofs.general.residual import RESIDUAL_THEOREMS, prove_residual
 from derive.proofs.general.printing import Range, text
 from derive.proofs.general.rules import (
     Stuck, chain_sum, clean, discharge, factor_sums, innermost_siftable, replace_fact, sift, sites,
 )
 from derive.proofs.general.steps import Chain, GeneralProof, RuleCheck, Scope, Setting, Step, Theorem
 from derive.verdict import Verdict
+
+
+LAYERS = (*NORMS, "residual")  # the layers beyond dense the general proof covers (issue 15)
 
 
 # ---------------------------------------------------------------------------
@@ -261,16 +266,48 @@ def prove_setting(setting: str, candidates: dict | None = None) -> Setting:
     return Setting(setting, model, [prove_theorem(model, key, candidates.get(key)) for key in THEOREMS])
 
 
-def prove_general(settings=SETTINGS, candidates: dict | None = None) -> GeneralProof:
-    """The whole general proof: BP1-BP4 in every setting; candidates maps a setting to {theorem: formula}."""
+def prove_layer(key: str, candidates: dict | None = None) -> Setting:
+    """The theorems of one layer beyond dense (LAYERS); candidates maps a theorem key to a formula to prove instead."""
+    if key not in LAYERS:
+        raise DeriveError(f"unknown layer {key!r}; the layers are {', '.join(LAYERS)}")
+    candidates = dict(candidates or {})
+    known = RESIDUAL_THEOREMS if key == "residual" else NORM_THEOREMS
+    for name, value in candidates.items():
+        if name not in known:
+            raise DeriveError(f"unknown theorem {name!r} of {key}; its theorems are {', '.join(known)}")
+        if not isinstance(value, sp.Expr):
+            raise DeriveError(f"the candidate for {key} {name} must be a SymPy expression, not {type(value).__name__}")
+    return prove_residual(candidates) if key == "residual" else prove_norm(key, candidates)
+
+
+def prove_general(settings=SETTINGS, candidates: dict | None = None, layers=()) -> GeneralProof:
+    """The whole general proof: BP1-BP4 in every setting, and the layers beyond dense named in layers (LAYERS: all);
+    candidates maps a setting or a layer to {theorem: formula}."""
     t0 = time.perf_counter()
-    settings = tuple(settings)
+    settings, layers = tuple(settings), tuple(layers)
     for s in settings:
         Model(s)  # an unknown setting is a one-line error
+    for key in layers:
+        if key not in LAYERS:
+            raise DeriveError(f"unknown layer {key!r}; the layers are {', '.join(LAYERS)}")
     candidates = candidates or {}
     for s in candidates:
-        if s not in settings:
-            raise DeriveError(f"candidates for {s!r}, which is not among the settings proven ({', '.join(settings)})")
-    proof = GeneralProof([prove_setting(s, candidates.get(s)) for s in settings], _rule_checks())
+        if s not in settings + layers:
+            raise DeriveError(f"candidates for {s!r}, which is not among the settings and layers proven "
+                              f"({', '.join(settings + layers)})")
+    checks = _rule_checks() + (_layer_rule_checks() if layers else [])
+    proof = GeneralProof([prove_setting(s, candidates.get(s)) for s in settings], checks,
+                         layers=[prove_layer(key, candidates.get(key)) for key in layers])
     proof.seconds = time.perf_counter() - t0
     return proof
+
+
+def _layer_rule_checks() -> list[RuleCheck]:
+    """The inverse standard deviation's defining relation, by SymPy on its square root (once, symbolically)."""
+    v, eps = sp.Symbol("v", real=True), sp.Symbol("epsilon", positive=True)
+    s = (v + eps) ** sp.Rational(-1, 2)
+    good = sp.simplify(sp.diff(s, v) - (-s ** 3 / 2)) == 0
+    return [RuleCheck("inverse standard deviation", "s = (σ² + ε)^(-1/2) has ds/dσ² = -s³/2: SymPy differentiates "
+                      "the square root once, symbolically; the proofs use the relation, never the root",
+                      r"$s = (\sigma^2 + \varepsilon)^{-1/2}$ has $ds/d\sigma^2 = -s^3/2$: SymPy differentiates "
+                      r"the square root once, symbolically; the proofs use the relation, never the root", _held(good))]

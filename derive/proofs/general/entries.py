@@ -1,0 +1,248 @@
+"""The scalar graph of a layer beyond dense (batch norm, layer norm, residual): entries, the inverse standard
+deviation as an atom, definitions with pattern indices, and who reads what (the chain rule's sums).
+
+A definition is written once for a pattern entry (xhat[b, i] = (x[b, i] - mu[i]) s(var[i])); an index of the
+pattern ranges over its declared range. The readers of an entry are found by unifying it with every entry the
+definitions read: a pattern index is bound, a summation index matches any entry of its range, any other index
+must be equal. The chain rule's sums are read off these readers, never typed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import Function, IndexedBase, Sum
+
+from derive.proofs.general.functions import CostPartial, LocalPartial
+from derive.proofs.general.rules import layer_decide
+from derive.proofs.general.steps import Scope
+
+
+class Entry(IndexedBase):
+    """An indexed quantity with no layer index (x[b, i] of a norm): printed x[b,i], not x^(b)[i]."""
+
+    layered = False
+
+
+class InvStd(Function):
+    """s = (sigma^2 + eps)^(-1/2), an atom of its argument sigma^2: ds/dsigma^2 = -s^3/2, no square root written."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return -InvStd(self.args[0]) ** 3 / 2
+
+    def _eval_is_positive(self):
+        return True  # an inverse square root of sigma^2 + eps > 0
+
+    def _eval_is_real(self):
+        return True
+
+    def _general_text(self, printer):
+        v = self.args[0]
+        if isinstance(v, sp.Indexed):
+            return f"s[{','.join(printer._print(i) for i in v.indices)}]"
+        return f"s({printer._print(v)})"
+
+    def _general_latex(self, printer, exp=None):
+        v = self.args[0]
+        if isinstance(v, sp.Indexed):
+            out = f"s_{{{','.join(printer._print(i) for i in v.indices)}}}"
+        else:
+            out = rf"s\left({printer._print(v)}\right)"
+        return out if exp is None else f"{out}^{{{exp}}}"
+
+
+class TotalPartial(Function):
+    """du/dx: the derivative of u as a function of x through every path (u's inputs written out in x)."""
+
+    nargs = 2
+
+    def _general_latex(self, printer, exp=None):
+        out = r"\frac{{d {}}}{{d {}}}".format(*(printer._print(a) for a in self.args))
+        return out if exp is None else rf"\left({out}\right)^{{{exp}}}"
+
+    def _general_text(self, printer):
+        return "d{}/d{}".format(*(printer._print(a) for a in self.args))
+
+
+@dataclass(frozen=True)
+class Definition:
+    """head = rhs for every value of the head's pattern indices in their ranges."""
+
+    head: sp.Indexed  # a pattern: its indices are symbols, or lam - 1 style expressions of a layer symbol
+    rhs: sp.Expr
+    ranges: dict = field(default_factory=dict, hash=False, compare=False)  # pattern symbol -> (lo, hi)
+
+    @property
+    def pattern(self) -> list:
+        """The pattern's symbols, in the order of the head's indices."""
+        out = []
+        for ix in self.head.indices:
+            out += [s for s in sorted(ix.free_symbols, key=str) if s not in out]
+        return out
+
+
+def bound_ranges(expr, ranges: dict | None = None):
+    """(node, the ranges of the summation indices enclosing it) for every Indexed of expr."""
+    ranges = dict(ranges or {})
+    if isinstance(expr, Sum):
+        inner = dict(ranges)
+        for var, lo, hi in expr.limits:
+            inner[var] = (lo, hi)
+        yield from bound_ranges(expr.function, inner)
+        return
+    if isinstance(expr, sp.Indexed):
+        yield expr, ranges
+        return
+    for arg in expr.args:
+        yield from bound_ranges(arg, ranges)
+
+
+class Unmatched(Exception):
+    """An entry and a read entry that cannot be the same entry, or a match that is not shown."""
+
+
+def solve_index(index, sym, target):
+    """The value of sym that makes index (sym, or lam - 1 and the like) equal target; Unmatched if none is one."""
+    if index == sym:
+        return target
+    sol = sp.solve(sp.Eq(index, target), sym)
+    if len(sol) != 1:
+        raise Unmatched
+    return sol[0]
+
+
+def unify(read: sp.Indexed, entry: sp.Indexed, pattern: list, bound: dict, scope: Scope) -> dict:
+    """The pattern bindings under which `read` (in a definition) is `entry`; Unmatched if none is shown.
+
+    A summation index matches an index of the same range (the scope's); a pattern index is bound
+    (lam - 1 = r - 1 solved for lam); any other index must be identical.
+    """
+    if read.base != entry.base or len(read.indices) != len(entry.indices):
+        raise Unmatched
+    binding: dict = {}
+    for a, t in zip(read.indices, entry.indices):
+        if a in bound:
+            if scope.ranges.get(t) != bound[a] and not (t.is_Integer and 0 <= t):
+                raise Unmatched  # the entry's index is not shown to run over the sum's range
+            continue
+        mine = [s for s in a.free_symbols if s in pattern]
+        if len(mine) == 1:
+            (p,) = mine
+            sol = solve_index(a, p, t)
+            if p in binding and sp.expand(binding[p] - sol) != 0:
+                raise Unmatched
+            binding[p] = sol
+        elif sp.expand(a - t) != 0:
+            raise Unmatched
+    return binding
+
+
+@dataclass(frozen=True)
+class Reader:
+    """An entry that reads x, summed over its free pattern indices: (head, ((index, lo, hi), ...))."""
+
+    head: sp.Expr
+    limits: tuple
+
+    def term(self, x, total: bool = False) -> sp.Expr:
+        """dC/dhead * dhead/dx summed over the free indices: one term of the chain rule."""
+        local = TotalPartial(self.head, x) if total else LocalPartial(self.head, x)
+        body = CostPartial(self.head) * local
+        return Sum(body, *self.limits) if self.limits else body
+
+
+class Graph:
+    """The definitions of a layer and the quantity C reads (its outputs): who reads what."""
+
+    def __init__(self, definitions: list[Definition], outputs: IndexedBase, output_layer=None,
+                 layer_range: tuple | None = None, names: dict | None = None):
+        self.definitions = definitions
+        self.outputs = outputs
+        self.output_layer = output_layer  # residual: C reads h^R only
+        self.layer_range = layer_range  # (lam, lo, hi): the layers a definition with a layer index holds at
+        self.names = names or {}  # a free pattern index -> the summation index used for it in the chain rule
+
+    def defined(self, base) -> Definition | None:
+        return next((d for d in self.definitions if d.head.base == base), None)
+
+    def definition(self, head: sp.Indexed) -> sp.Expr:
+        """The defining expression of one entry (the pattern's definition at the entry's indices)."""
+        d = self.defined(head.base)
+        if d is None:
+            raise KeyError(head)
+        binding = {}
+        for p, t in zip(d.head.indices, head.indices):
+            mine = [s for s in p.free_symbols if s in d.pattern]
+            if len(mine) != 1:
+                raise KeyError(head)
+            (sym,) = mine
+            binding[sym] = solve_index(p, sym, t)
+        return d.rhs.xreplace(binding)
+
+    def _in_layers(self, binding: dict, scope: Scope):
+        """Whether a bound layer index lies in the definitions' layer range: True, False or None (undecided)."""
+        if self.layer_range is None:
+            return True
+        lam, lo, hi = self.layer_range
+        if lam not in binding:
+            return True
+        at = binding[lam]
+        inside = [layer_decide(sp.Le(lo, at), scope), layer_decide(sp.Le(at, hi), scope)]
+        if None in inside:
+            return None
+        return all(inside)
+
+    def reads_output(self, entry: sp.Indexed, scope: Scope):
+        """Whether C reads entry: True, False or None (a layer bound undecided)."""
+        if entry.base != self.outputs:
+            return False
+        if self.output_layer is None:
+            return True
+        return layer_decide(sp.Eq(entry.indices[0], self.output_layer), scope)
+
+    def readers(self, entry: sp.Indexed, scope: Scope) -> list[Reader] | None:
+        """Every entry whose definition reads `entry`, in the definitions' order; None if not decided."""
+        if self.reads_output(entry, scope) is not False:
+            return None  # C reads it directly, or that is undecided: no chain rule over the definitions
+        out: list[Reader] = []
+        for d in self.definitions:
+            for read, bound in bound_ranges(d.rhs):
+                try:
+                    binding = unify(read, entry, d.pattern, bound, scope)
+                except Unmatched:
+                    continue
+                inside = self._in_layers(binding, scope)
+                if inside is None:
+                    return None
+                if not inside:
+                    continue
+                free = [p for p in d.pattern if p not in binding]
+                rename = {p: self.names.get(p, p) for p in free}
+                head = d.head.xreplace({**binding, **rename})
+                limits = tuple((rename[p], *(sp.sympify(v).xreplace(binding) for v in d.ranges[p])) for p in free)
+                reader = Reader(head, limits)
+                if reader not in out:
+                    out.append(reader)
+        return out
+
+    def reachable(self, entry: sp.Indexed, scope: Scope, depth: int = 8):
+        """Every output entry reached from entry (free indices as their summation indices); None if undecided."""
+        found, frontier = [], [entry]
+        for _ in range(depth):
+            nxt = []
+            for node in frontier:
+                if self.reads_output(node, scope):
+                    if node not in found:
+                        found.append(node)
+                    continue
+                rs = self.readers(node, scope)
+                if rs is None:
+                    return None
+                nxt += [r.head for r in rs]
+            frontier = nxt
+            if not frontier:
+                return found
+        return None  # deeper than any layer here: not shown
