@@ -7,7 +7,7 @@ import sympy as sp
 from derive.proofs.general import RULES, GeneralProof, latex, render_parts, tex_words, text
 from derive.verdict import Verdict
 
-_SHOWN = ("chain", "range")  # rules whose evidence (premise, witness) the terminal shows under the step
+_SHOWN = ("chain", "range", "graph", "through")  # rules whose evidence (premise, witness) the terminal shows
 
 
 def render(proof: GeneralProof, console, brief: bool = False) -> None:
@@ -16,7 +16,7 @@ def render(proof: GeneralProof, console, brief: bool = False) -> None:
 
     mark = {Verdict.GIVEN: ("·", "dim"), Verdict.PROVEN: ("✓", "green"), Verdict.REFUTED: ("✗", "bold red"),
             Verdict.UNPROVEN: ("?", "yellow")}
-    console.print(Text("Rules SymPy cannot apply to a symbolic number of terms, checked at small sizes:", style="bold"))
+    console.print(Text("Rules SymPy cannot apply to a symbolic number of terms, each checked on its own:", style="bold"))
     for r in proof.rule_checks:
         sym, style = mark[r.verdict]
         console.print(Text.assemble((f"  {sym} ", style), f"{r.rule}: {r.what}"))
