@@ -10,6 +10,8 @@ used at an instance of its index, and the formula, compared exactly or refuted b
 
 from __future__ import annotations
 
+import itertools
+
 import sympy as sp
 from sympy import Sum
 
@@ -17,9 +19,9 @@ from derive.proofs.general import checks
 from derive.proofs.general.entries import Graph, TotalPartial
 from derive.proofs.general.functions import CostPartial, LocalPartial
 from derive.proofs.general.printing import Range
-from derive.proofs.general.rules import (
-    Stuck, clean, discharge, equal_by_linearity, factor_sums, innermost_siftable, sift, sites,
-)
+from sympy.simplify.simplify import factor_sum
+
+from derive.proofs.general.rules import Stuck, clean, discharge, equal_by_linearity, innermost_siftable, sift, sites
 from derive.proofs.general.steps import Chain, Step, Theorem
 from derive.verdict import Verdict
 
@@ -110,8 +112,26 @@ def constant_sums(expr) -> sp.Expr:
 
 
 def linear(expr) -> sp.Expr:
-    """Sums split over the terms of their summands and constant factors pulled out (linearity of Σ)."""
-    return factor_sums(sp.expand(expr))
+    """Linearity of Σ, applied as a person would: a summand that is a sum of terms is split into one sum per term,
+    a factor that holds a Kronecker delta is multiplied out (so the delta can be sifted), and every factor free
+    of the summation index is pulled out. Other factors, like (x_c - mu), stay whole."""
+    def split(s: Sum) -> sp.Expr:
+        f = s.function
+        if isinstance(f, sp.Add):
+            terms = f.args
+        else:
+            factors = sp.Mul.make_args(f)
+            open_ = [a for a in factors if isinstance(a, sp.Add) and a.has(sp.KroneckerDelta)]
+            kept = sp.Mul(*[a for a in factors if not any(a is o for o in open_)])
+            # each open factor's terms, multiplied out one level only: the terms keep their own products whole
+            terms = [kept * sp.Mul(*combo) for combo in itertools.product(*[o.args for o in open_])] if open_ else (f,)
+        return sp.Add(*[factor_sum(Sum(t, *s.limits)) for t in terms])
+    for _ in range(8):  # a split can leave a sum with a factor to open in turn: until nothing changes
+        new = expr.replace(lambda e: isinstance(e, Sum), split)
+        if new == expr:
+            break
+        expr = new
+    return expr
 
 
 def instance_of(head, value, node, free: list):

@@ -218,10 +218,15 @@ def _x_paths_consolidated(b: LayerBuilder, M: NormModel, key: str, proven: dict)
     main = _three_paths(b, M)
     for name in ("mu", "var", "xhat"):  # mu's value reads var's and xhat's: substitute it first
         b.substitute(main, proven[name].main, (M.t,) if name == "xhat" else ())
+    _centred_sums_vanish(b, M, main)
     b.linear(main)
-    b.constant(main)
-    b.fold(main, M.mu)  # Σ_t x_t = N mu: the mean's own sum, and Σ_t (x_t - mu) = 0 with it
-    b.linear(main)
+
+
+def _centred_sums_vanish(b: LayerBuilder, M: NormModel, c) -> None:
+    """Σ_t (x_t - mu) = Σ_t x_t - N mu = 0: split by linearity, the constant summed, the mean's own sum named."""
+    b.linear(c)
+    b.constant(c)
+    b.fold(c, M.mu)
 
 
 def _x(b: LayerBuilder, M: NormModel, key: str) -> None:
@@ -237,11 +242,9 @@ def _x(b: LayerBuilder, M: NormModel, key: str) -> None:
     b.sift_all(dlem)  # the mean's Kronecker sums: the others are sifted once linearity has split them
     b.fold(dlem, M.mu)
     b.fold(dlem, M.var)
-    b.linear(dlem)
+    b.linear(dlem)  # the variance's Kronecker factor multiplied out, then sifted
     b.sift_all(dlem)
-    b.constant(dlem)
-    b.fold(dlem, M.mu)
-    b.linear(dlem)
+    _centred_sums_vanish(b, M, dlem)
     main = b.chain("main", b.thm.lhs)
     b.through(main, x, y, ((t, 0, M.N - 1),))
     b.substitute(main, dlem)

@@ -264,7 +264,9 @@ class GeneralProof:
         bad = [f"{t.setting} {t.key} ({t.verdict.lower()})" for t in thms if not t.ok]
         if bad:
             return head + "; NOT proven: " + ", ".join(bad)
-        return head + "; the residual base case and step cover every depth by induction"
+        if any(s.key == "residual" for s in self.layers):
+            return head + "; the residual base case and step cover every depth by induction"
+        return head
 
     def summary(self) -> str:
         thms, steps = self.theorems, self.steps
