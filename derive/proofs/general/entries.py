@@ -147,10 +147,9 @@ class Reader:
     head: sp.Expr
     limits: tuple
 
-    def term(self, x, total: bool = False) -> sp.Expr:
-        """dC/dhead * dhead/dx summed over the free indices: one term of the chain rule."""
-        local = TotalPartial(self.head, x) if total else LocalPartial(self.head, x)
-        body = CostPartial(self.head) * local
+    def term(self, x) -> sp.Expr:
+        """dC/dhead * dhead/dx summed over the free indices: one term of the chain rule on the graph."""
+        body = CostPartial(self.head) * LocalPartial(self.head, x)
         return Sum(body, *self.limits) if self.limits else body
 
 

@@ -23,7 +23,7 @@ import sympy as sp
 from sympy import Sum
 
 from derive.proofs.general.entries import Definition, Entry, Graph, InvStd, TotalPartial
-from derive.proofs.general.functions import CostPartial, LocalPartial
+from derive.proofs.general.functions import CostPartial
 from derive.proofs.general.layer_proof import LayerBuilder, check_layer_theorem
 from derive.proofs.general.model import INDEX, WIDTH
 from derive.proofs.general.printing import Range
@@ -161,48 +161,13 @@ class NormModel:
 # the derivations
 # ---------------------------------------------------------------------------
 
-def _params(b: LayerBuilder, M: NormModel, key: str) -> None:
-    """dC/dgamma, dC/dbeta: the chain rule over the outputs that read them, each local partial substituted."""
-    x = M.lhs(key).args[0]
+def _adjoint(b: LayerBuilder, M: NormModel, x) -> object:
+    """∂C/∂x by the chain rule over what reads x, each local partial (sympy.diff of the reader's definition)
+    substituted: ∂C/∂γ, ∂C/∂β, ∂C/∂x̂, ∂C/∂σ², ∂C/∂μ, and ∂C/∂x by its three paths. Returns the main chain."""
     readers = M.graph.readers(x, b.thm.scope)
     if not readers:
         raise Stuck(f"nothing reads {x}")
-    dlem = b.local(readers[0].head, x)
-    main = b.chain("main", b.thm.lhs)
-    b.graph_rule(main, x)
-    b.substitute(main, dlem)
-
-
-def _xhat(b: LayerBuilder, M: NormModel, key: str) -> None:
-    x = M.at(M.xhat, M.t, M.u)
-    dlem = b.local(M.at(M.y, M.t, M.u), x)
-    main = b.chain("main", b.thm.lhs)
-    b.graph_rule(main, x)
-    b.substitute(main, dlem)
-
-
-def _var(b: LayerBuilder, M: NormModel, key: str) -> None:
-    x = M.var[M.u]
-    dlem = b.local(M.at(M.xhat, M.t, M.u), x)
-    main = b.chain("main", b.thm.lhs)
-    b.graph_rule(main, x)
-    b.substitute(main, dlem)
-
-
-def _mu(b: LayerBuilder, M: NormModel, key: str) -> None:
-    x = M.mu[M.u]
-    dvar = b.local(M.var[M.u], x)
-    dxh = b.local(M.at(M.xhat, M.t, M.u), x)
-    main = b.chain("main", b.thm.lhs)
-    b.graph_rule(main, x)
-    b.substitute(main, dvar)
-    b.substitute(main, dxh)
-
-
-def _three_paths(b: LayerBuilder, M: NormModel) -> object:
-    """∂C/∂x_k by the chain rule over what reads x_k (mu, var, xhat_k), each local partial substituted."""
-    x = M.at(M.x, M.k, M.u)
-    lemmas = [b.local(r, x) for r in (M.mu[M.u], M.var[M.u], M.at(M.xhat, M.k, M.u))]
+    lemmas = [b.local(r.head, x) for r in readers]
     main = b.chain("main", b.thm.lhs)
     b.graph_rule(main, x)
     for lem in lemmas:
@@ -210,12 +175,9 @@ def _three_paths(b: LayerBuilder, M: NormModel) -> object:
     return main
 
 
-def _x_paths(b: LayerBuilder, M: NormModel, key: str) -> None:
-    _three_paths(b, M)
-
-
-def _x_paths_consolidated(b: LayerBuilder, M: NormModel, key: str, proven: dict) -> None:
-    main = _three_paths(b, M)
+def _x_paths_consolidated(b: LayerBuilder, M: NormModel, proven: dict) -> None:
+    """The three paths with the proven ∂C/∂μ, ∂C/∂σ², ∂C/∂x̂ substituted, reduced to the consolidated form."""
+    main = _adjoint(b, M, M.at(M.x, M.k, M.u))
     for name in ("mu", "var", "xhat"):  # mu's value reads var's and xhat's: substitute it first
         b.substitute(main, proven[name].main, (M.t,) if name == "xhat" else ())
     _centred_sums_vanish(b, M, main)
@@ -229,7 +191,7 @@ def _centred_sums_vanish(b: LayerBuilder, M: NormModel, c) -> None:
     b.fold(c, M.mu)
 
 
-def _x(b: LayerBuilder, M: NormModel, key: str) -> None:
+def _x(b: LayerBuilder, M: NormModel) -> None:
     """From the scalars: y_t written out in x, differentiated, and the chain rule through every y_t."""
     t, u, k = M.t, M.u, M.k
     y, x = M.at(M.y, t, u), M.at(M.x, k, u)
@@ -252,10 +214,6 @@ def _x(b: LayerBuilder, M: NormModel, key: str) -> None:
     b.sift_all(main)
 
 
-_DERIVATIONS = {"gamma": _params, "beta": _params, "xhat": _xhat, "var": _var, "mu": _mu, "x-paths": _x_paths,
-                "x": _x}
-
-
 def prove_norm(kind: str, candidates: dict | None = None) -> Setting:
     """Every theorem of batch norm or layer norm; candidates maps a theorem key to a formula to prove instead."""
     M = NormModel(kind)
@@ -265,15 +223,18 @@ def prove_norm(kind: str, candidates: dict | None = None) -> Setting:
         formula = M.formula(key) if key not in candidates else sp.sympify(candidates[key])
         scope = Scope(dict(M.ranges), {}, None)
         thm = Theorem(key, kind, _TITLES[key], M.lhs(key), formula, scope)
-        free = sorted(thm.lhs.free_symbols & set(M.ranges), key=str)
-        thm.assumptions.append([Range(s, *M.ranges[s]) for s in free][0:1] + sum(
-            ([", ", Range(s, *M.ranges[s])] for s in free[1:]), []))
+        ranges: list = []
+        for s in sorted(thm.lhs.free_symbols & set(M.ranges), key=str):
+            ranges += ([", "] if ranges else []) + [Range(s, *M.ranges[s])]
+        thm.assumptions.append(ranges)
         b = LayerBuilder(M, thm)
         try:
             if key == "x-paths=x":
-                _x_paths_consolidated(b, M, key, proven)
+                _x_paths_consolidated(b, M, proven)
+            elif key == "x":
+                _x(b, M)
             else:
-                _DERIVATIONS[key](b, M, key)
+                _adjoint(b, M, thm.lhs.args[0])
             b.formula(thm.main)
         except Stuck as exc:
             thm.stuck = str(exc)
@@ -375,6 +336,3 @@ def _shown(atom, idx) -> bool:
     if isinstance(atom, CostPartial):
         return atom.args[0].base.name == "y"
     return isinstance(atom, sp.Indexed) and atom.base.name in ("x", "gamma", "beta")
-
-
-__all__ = ["NORMS", "NORM_THEOREMS", "NormModel", "prove_norm", "norm_witness", "LocalPartial"]
