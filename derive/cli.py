@@ -50,6 +50,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="seed of the oracle sample (a whole number from 0)")
     p.add_argument("--jobs", type=_jobs, default=None,
                    help=f"processes for the entry comparisons (scalable mode; at most {MAX_JOBS})")
+    _cluster_argument(p, "runs the entry comparisons (scalable mode)")
     _budget_argument(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--brief", action="store_true", help="only the summary and any failures")
@@ -194,10 +195,12 @@ def announce(spec, estimate: budget.Estimate, faster: str = "") -> bool:
 
 
 def _not_in_full_mode(args) -> None:
-    """--sample and --jobs steer the scalable proof only: say so rather than ignore them."""
-    given = [f for f, v in (("--sample", args.sample), ("--jobs", args.jobs)) if v is not None]
+    """--sample, --jobs and --cluster steer the scalable proof only: say so rather than ignore them."""
+    given = [f for f, v in (("--sample", args.sample), ("--jobs", args.jobs), ("--cluster", args.cluster))
+             if v is not None]
     if given:
-        print(f"note: {' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to --mode scalable only; "
+        print(f"note: {', '.join(given[:-1])}{' and ' if len(given) > 1 else ''}{given[-1]} "
+              f"appl{'y' if len(given) > 1 else 'ies'} to --mode scalable only; "
               "full mode runs sympy.diff on every partial, in one process", file=sys.stderr)
 
 
@@ -211,6 +214,7 @@ def run_prove(args) -> int:
     from derive.proofs.concrete import prove
     from derive.report.terminal import render, working
 
+    _one_engine(args)
     spec, note = load_with_sizes(args.spec, args.sizes)
     if isinstance(spec, LayeredSpec):
         return _prove_layers(spec, args)
@@ -228,9 +232,9 @@ def run_prove(args) -> int:
         from derive.proofs.scalable import prove_scalable
         from derive.report.terminal import render_scale, scale_progress
 
-        proof = prove_scalable(spec, sample=args.sample or SAMPLE, seed=args.seed, jobs=args.jobs or 1,
-                               progress=scale_progress(terminal))
-        proof.note = note
+        proof = prove_scalable(spec, sample=args.sample or 0, seed=args.seed, jobs=args.jobs or 1,
+                               progress=scale_progress(terminal), cluster=args.cluster)
+        proof.note = "; ".join(filter(None, [note, *proof.redone]))  # a chunk redone on a cluster is said here
         if args.json:
             json.dump(proof.to_json(), sys.stdout, indent=1)
             print()

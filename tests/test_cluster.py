@@ -10,6 +10,7 @@ starts after that file is deleted exits its process (the nanny starts a new one)
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -78,12 +79,22 @@ def test_many_files_one_result_each_as_alone(class_files, alone):
     assert r.returncode == 2  # the worst of the files': an unreadable file or claim
 
 
-def test_many_files_exit_code_is_the_worst(class_files):
+def here(capsys, *args) -> tuple[int, str, str]:
+    """python -m derive ARGS in this process (nothing forks): exit code, stdout, stderr."""
+    from derive.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_many_files_exit_code_is_the_worst(class_files, capsys, monkeypatch):
     folder, _ = class_files
-    assert derive("check", "ada.toml", "ada.toml", cwd=folder).returncode == 0
-    r = derive("check", "ada.toml", "cy.toml", cwd=folder)
-    assert r.returncode == 1 and r.stderr == ""
-    lines = r.stdout.strip().splitlines()
+    monkeypatch.chdir(folder)
+    assert here(capsys, "check", "ada.toml", "ada.toml")[0] == 0
+    code, out, err = here(capsys, "check", "ada.toml", "cy.toml")
+    assert code == 1 and err == ""
+    lines = out.strip().splitlines()
     assert lines[-1] == "2 files: 1 all proven, 1 with refuted or unproven claims, 0 with errors"
     assert "1 claim: 1 proven, 0 refuted" in lines and "2 claims: 1 proven, 1 refuted" in lines
 
@@ -99,10 +110,10 @@ def test_many_files_text_report_names_each_error(class_files):
         "error: eve.toml: no such claims file"]
 
 
-def test_one_missing_file_is_still_one_error_line(class_files):
+def test_one_missing_file_is_still_one_error_line(class_files, capsys, monkeypatch):
     folder, _ = class_files
-    r = derive("check", "eve.toml", cwd=folder)
-    assert (r.returncode, r.stdout, r.stderr) == (2, "", "error: eve.toml: no such claims file\n")
+    monkeypatch.chdir(folder)
+    assert here(capsys, "check", "eve.toml") == (2, "", "error: eve.toml: no such claims file\n")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -111,17 +122,19 @@ def test_one_missing_file_is_still_one_error_line(class_files):
     (("--cluster", "tcp://a b"), "a Dask scheduler's address"),
     (("--cluster", "local:2", "--jobs", "2"), "--jobs 2 and --cluster local:2: give one of them"),
 ])
-def test_bad_cluster_arguments(args, message):
-    r = derive("check", "docs/examples/first.toml", *args)
-    assert r.returncode == 2 and r.stdout == "" and len(r.stderr.splitlines()) == 1 and message in r.stderr
+def test_bad_cluster_arguments(args, message, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for command in (("check", "docs/examples/first.toml"), ("prove", "net222", "--mode", "scalable")):
+        code, out, err = here(capsys, *command, *args)
+        assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err, err
 
 
-def test_cluster_without_dask_is_one_line():
-    hide = ("import sys; sys.modules['distributed'] = None; from derive.cli import main; "
-            "sys.exit(main(['check', 'docs/examples/first.toml', '--cluster', 'local:2']))")
-    r = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 2 and r.stderr == ("error: --cluster local:2: needs Dask's distributed scheduler: "
-                                              "pip install -e \".[cluster]\"\n")
+def test_cluster_without_dask_is_one_line(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails, as where it is not installed
+    for args in (("check", "docs/examples/first.toml"), ("prove", "net222", "--mode", "scalable")):
+        assert here(capsys, *args, "--cluster", "local:2") == (
+            2, "", "error: --cluster local:2: needs Dask's distributed scheduler: pip install -e \".[cluster]\"\n")
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +176,7 @@ def _close(procs: list) -> None:
     every += [c for p in every for c in p.children(recursive=True)]
     for p in reversed(procs):
         p.send_signal(signal.SIGINT)
-    gone, alive = psutil.wait_procs(every, timeout=3)
+    gone, alive = psutil.wait_procs(every, timeout=1.5)
     for p in alive:
         p.kill()
     for p in procs:
@@ -240,3 +253,69 @@ def test_many_files_on_a_cluster_with_a_killed_worker(cluster, class_files, alon
     assert _as_alone(json.loads(r.stdout)) == alone and r.returncode == 2
     redone = [line for line in r.stderr.splitlines() if line.startswith("note: ")]
     assert redone and all(" was on a worker that died: redone on tcp://" in line for line in redone)
+
+
+# ---------------------------------------------------------------------------
+# the scalable proof on the cluster: the same report, the same exit codes, the same result as --jobs
+# ---------------------------------------------------------------------------
+
+PROVE = ("prove", "nielsen", "--sizes", "30-8-10", "--mode", "scalable", "--json")
+VARIES = ("seconds", "jobs", "cluster", "redone")  # how it ran, not what it proved
+
+
+@pytest.fixture(scope="module")
+def in_one_process():
+    """What `prove ... --json` prints without --cluster (the command passes these arguments)."""
+    from derive.proofs.scalable import prove_scalable
+    from derive.spec import load_spec
+
+    return json.loads(json.dumps(prove_scalable(load_spec("nielsen").with_sizes((30, 8, 10)), sample=0).to_json()))
+
+
+def _what(data: dict) -> dict:
+    return {k: ({**v, "seconds": None} if k == "oracle" else v) for k, v in data.items() if k not in VARIES}
+
+
+@needs_dask
+def test_prove_on_a_cluster_as_in_one_process(cluster, in_one_process):
+    address, _ = cluster
+    r = derive(*PROVE, "--cluster", address)
+    assert r.returncode == 0 and r.stderr == ""
+    data = json.loads(r.stdout)
+    assert _what(data) == _what(in_one_process) and data["proven"]
+    assert (data["cluster"], data["jobs"], data["redone"]) == (address, 2, [])
+    assert (in_one_process["cluster"], in_one_process["redone"]) == (None, [])
+
+
+@needs_dask
+def test_prove_with_a_killed_worker_redoes_its_chunk_and_says_so(cluster, in_one_process):
+    address, marker = cluster
+    marker.unlink()
+    r = derive(*PROVE[:-1], "--cluster", address)  # the text report
+    assert marker.exists(), "no worker was killed"
+    assert r.returncode == 0 and r.stderr == ""
+    note = r.stdout.splitlines()[1]
+    assert note.startswith("proven at sizes 30-8-10 (the spec's own are 784-30-10); the chunk of ")
+    assert re.search(r"the chunk of [^;]+, entries \d+ to \d+, was on a worker that died: redone on tcp://", note)
+    assert r.stdout.strip().splitlines()[-1] == in_one_process["summary"]
+    _wait_for_workers(address, 2)  # the dead worker's nanny started a new one
+
+
+@needs_dask
+def test_a_wrong_form_is_refuted_on_a_cluster_as_in_process(cluster):
+    from sympy import HadamardProduct
+
+    from derive.matrix import Form, MatrixForms
+    from derive.network import Network
+    from derive.proofs.scalable import prove_scalable
+    from derive.spec import load_spec
+
+    address, _ = cluster
+    net = Network(load_spec("net222").with_sizes((6, 6, 6)))
+    S = MatrixForms(net, evaluate=False).sym
+    wrong = Form("BP2[1]", "", S["delta1"], HadamardProduct(S["delta2"] * S["w2"].T, S["sp1"]), "delta", 1)
+    here, there = prove_scalable(net, forms=[wrong]), prove_scalable(net, forms=[wrong], cluster=address)
+    assert not there.ok and there.exit_code == here.exit_code == 1
+    assert [(f.name, f.form, f.entry) for f in there.failures] == [(f.name, f.form, f.entry) for f in here.failures]
+    assert there.failures[0].counterexample is not None and (there.per_form, there.per_layer) == (here.per_form, here.per_layer)
+    assert {t.worker for t in there.chunks} <= set(_worker_addresses(address))

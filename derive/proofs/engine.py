@@ -11,7 +11,9 @@ dying worker and says so in `notes`.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import threading
 import time
 import uuid
@@ -45,15 +47,23 @@ class Recipe:
     def __reduce__(self):
         return Recipe, (self.build, self.args, self.key)  # without the value: a worker builds it
 
+    @classmethod
+    def of(cls, build: Callable[..., Any], *args, value: Any = None) -> Recipe:
+        """build(*args), keyed by what it is built from (a worker keeps one state at a time, so a new key rebuilds)."""
+        what = pickle.dumps((build.__module__, build.__qualname__, args))
+        return cls(build, args, hashlib.sha256(what).hexdigest()[:20], value)
+
 
 @dataclass(frozen=True)
 class Timing:
-    """One chunk as it ran: its label, the seconds it took, where, and the seconds spent building the state first."""
+    """One chunk as it ran: its label, the seconds it took, where, the seconds spent building the state first,
+    and which map it was in (a map waits for all of its chunks: a stage)."""
 
     label: str
     seconds: float
     worker: str
     build_seconds: float = 0.0
+    stage: int = 0
 
 
 _STATES: dict[str, Any] = {}  # per process: recipe key -> state
@@ -110,6 +120,11 @@ def _chunk(fn: Callable, recipe: Recipe, task, on_cluster: bool = False):
     return result, time.perf_counter() - t, _where(), built
 
 
+def _prepare(recipe: Recipe) -> float:
+    """On a worker: the recipe's state built ahead of its chunks; the seconds it took (0 if it was there)."""
+    return _state(recipe)[1]
+
+
 _FORKED: Recipe | None = None  # in a forked process: the recipe, with its value, inherited from the caller
 
 
@@ -140,6 +155,8 @@ class Engine:
         self.timings: list[Timing] = []
         self.notes: list[str] = []
         self._client = self._local = None
+        self._preparing: list = []
+        self._stage = 0  # maps so far
         if cluster is not None:
             self._client, self._local = connect(cluster)
 
@@ -157,10 +174,20 @@ class Engine:
         n = self.workers
         return f"a Dask cluster of {n} worker{'s' if n != 1 else ''} ({self.cluster})"
 
+    def prepare(self, recipe: Recipe) -> None:
+        """On a cluster, have every worker build the recipe's state now, while this process builds its own."""
+        if self._client is None or recipe.build is None:
+            return
+        workers = list(self._client.scheduler_info(n_workers=-1)["workers"])
+        self._preparing = [self._client.submit(_prepare, recipe, key=f"derive-prepare-{uuid.uuid4().hex[:12]}",
+                                               workers=[w], allow_other_workers=False, pure=False, priority=10)
+                           for w in workers]
+
     def map(self, fn: Callable, tasks: Sequence, recipe: Recipe = Recipe(),
             labels: Sequence[str] | None = None, done: Callable[[Any, Any], None] | None = None) -> list:
         """fn(state, task) for every task, results in task order; done(task, result) hears of each as it finishes."""
         labels = list(labels) if labels is not None else [f"chunk {n + 1} of {len(tasks)}" for n in range(len(tasks))]
+        self._stage += 1
         if self._client is not None and tasks:
             return self._map_cluster(fn, list(tasks), recipe, labels, done)
         results = []
@@ -177,7 +204,7 @@ class Engine:
         return results
 
     def _finish(self, task, label, result, seconds, where, built, done, results) -> None:
-        self.timings.append(Timing(label, seconds, where, built))
+        self.timings.append(Timing(label, seconds, where, built, self._stage))
         results.append(result)
         if done is not None:
             done(task, result)
@@ -196,7 +223,7 @@ class Engine:
         try:
             for future, (result, seconds, where, built) in as_completed(futures, with_results=True):
                 n = index[future.key]
-                results[n], timings[n] = result, Timing(labels[n], seconds, where, built)
+                results[n], timings[n] = result, Timing(labels[n], seconds, where, built, self._stage)
                 if done is not None:
                     done(tasks[n], result)
             died = self._client.run_on_scheduler(_suspicious, keys=list(index))
@@ -219,6 +246,7 @@ class Engine:
 
     def close(self) -> None:
         if self._client is not None:
+            self._client.cancel(self._preparing)
             self._client.close()
             if self._local is not None:
                 self._local.close()

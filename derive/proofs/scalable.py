@@ -20,9 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from multiprocessing import get_context
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import symengine as se
@@ -34,6 +32,7 @@ from derive.errors import EXIT_OK, EXIT_REFUTED
 from derive.matrix import Form, MatrixForms
 from derive.network import Network, Param
 from derive.proofs.concrete import group as per_layer_group, oracle_partial
+from derive.proofs.engine import Engine, Recipe
 from derive.proofs.identity import (ToSymEngine, deep_stack, find_counterexample, has_denominator, is_identity, rational_zero,
                                     relations)
 from derive.proofs.oracle import OracleCheck, cross_check
@@ -101,9 +100,19 @@ def _chain_product(ms: list) -> se.DenseMatrix:
         if i == j:
             return ms[i]
         k = split[i][j]
-        return product(i, k) * product(k + 1, j)
+        return _matmul(product(i, k), product(k + 1, j))
 
     return product(0, n - 1)
+
+
+def _matmul(a: se.DenseMatrix, b: se.DenseMatrix) -> se.DenseMatrix:
+    """a b, each entry one sum built at once: SymEngine's own product adds term by term (quadratic in the inner width)."""
+    if a.cols <= 8:
+        return a * b
+    rows = [[x for x in a.row(i)] for i in range(a.rows)]
+    cols = [[x for x in b.col(j)] for j in range(b.cols)]
+    return se.DenseMatrix(a.rows, b.cols, [se.Add(*[x * y for x, y in zip(r, c) if x != 0 and y != 0])
+                                           for r in rows for c in cols])
 
 
 # ---------------------------------------------------------------------------
@@ -153,6 +162,9 @@ class ScaleProof:
     jobs: int = 1
     note: str = ""
     oracle: OracleCheck | None = None  # the oracle on every partial (derive.proofs.oracle)
+    cluster: str | None = None  # the Dask cluster the comparisons ran on (--cluster), else None
+    redone: list[str] = field(default_factory=list)  # chunks run again because their worker died, one line each
+    chunks: list = field(default_factory=list, repr=False)  # every chunk's derive.proofs.engine.Timing (not in JSON)
 
     @property
     def partials_proven(self) -> int:
@@ -210,6 +222,7 @@ class ScaleProof:
             "per_form": {k: {"proven": v[0], "total": v[1]} for k, v in self.per_form.items()},
             "methods": self.methods(), "oracle": oracle,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "jobs": self.jobs,
+            "cluster": self.cluster, "redone": self.redone,
             "failures": [{"name": f.name, "form": f.form, "entry": list(f.entry),
                           "counterexample": f.counterexample} for f in self.failures],
         }
@@ -385,18 +398,16 @@ def build_comparison(spec: Spec | str | dict | Network, forms: list[Form] | None
                       net, graph, times)
 
 
-# In a worker process only: the Comparison it was started with. The pool forks, so it reaches
-# the worker as the initializer's argument with the process's memory, never pickled.
-_WORKER_COMPARISON: Comparison | None = None
+@deep_stack
+def _bad_entries(comparison: Comparison, task: tuple) -> list[int]:
+    """A chunk of entry comparisons (a task of derive.proofs.engine, in whichever process holds the comparison)."""
+    return comparison.bad_entries(task)
 
 
-def _adopt(comparison: Comparison) -> None:
-    global _WORKER_COMPARISON
-    _WORKER_COMPARISON = comparison
-
-
-def _bad_entries_in_worker(task: tuple) -> list[int]:
-    return _WORKER_COMPARISON.bad_entries(task)
+@deep_stack
+def _worker_comparison(spec: Spec, forms: list[Form] | None, extra: dict | None) -> Comparison:
+    """build_comparison where a cluster's worker builds its own (with the deep stack the proof has here)."""
+    return build_comparison(spec, forms, extra)
 
 
 class _Count:
@@ -448,10 +459,22 @@ def _oracle_sample(net: Network, sample: int, seed: int) -> list[Param]:
     return sorted(picked, key=net.params.index)
 
 
-@deep_stack
 def prove_scalable(spec: Spec | str | Network, sample: int = 0, seed: int = 0, jobs: int = 1,
                    forms: list[Form] | None = None, extra: dict | None = None,
-                   progress: Callable[[int, int], None] | None = None, trials: int = 1) -> ScaleProof:
+                   progress: Callable[[int, int], None] | None = None, trials: int = 1,
+                   cluster: str | None = None) -> ScaleProof:
+    """_prove with the entry comparisons spread over `jobs` forked processes, or a Dask cluster (derive.proofs.engine)."""
+    with Engine(jobs, cluster) as engine:
+        # what a cluster's worker builds its own comparisons from: the spec, and the forms under test
+        portable = spec.spec if isinstance(spec, Network) else spec if isinstance(spec, Spec) else load_spec(spec)
+        recipe = Recipe.of(_worker_comparison, portable, forms, extra)
+        return _prove(spec, sample, seed, engine, recipe, forms, extra, progress, trials)
+
+
+@deep_stack
+def _prove(spec: Spec | str | Network, sample: int, seed: int, engine: Engine, recipe: Recipe,
+           forms: list[Form] | None, extra: dict | None, progress: Callable[[int, int], None] | None,
+           trials: int) -> ScaleProof:
     """Prove every partial of a (large) network, and cross-check every partial with the oracle.
 
     `sample` adds the exact sympy.diff oracle on that many partials (its cost grows with
@@ -462,7 +485,9 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 0, seed: int = 0, j
     turn, (0, total) first (derive.report.terminal.scale_progress() makes one that draws bars).
     """
     t0 = time.perf_counter()
+    engine.prepare(recipe)  # a cluster's workers build theirs meanwhile
     comparison = build_comparison(spec, forms, extra)
+    dispatch = (engine, replace(recipe, value=comparison))
     net, graph = comparison.net, comparison.graph
     times = dict(comparison.seconds)
 
@@ -475,15 +500,16 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 0, seed: int = 0, j
     proven_above = False
     for l in range(net.L, 0, -1):
         at = [i for i in range(n_forms) if comparison.is_delta(i) and comparison.forms[i].layer == l]
-        _run(comparison, at, bad, jobs, count, {i: proven_above for i in at})
+        _run(comparison, at, bad, dispatch, count, {i: proven_above for i in at})
         proven_above = not any(bad.get(i) for i in at)
     # then the gradients and updates through the proven deltas
     deltas_proven = not any(bad.get(i) for i in range(n_forms) if comparison.is_delta(i))
     rest = [i for i in range(n_forms) if not comparison.is_delta(i)]
-    _run(comparison, rest, bad, jobs, count, {i: deltas_proven for i in rest})
+    _run(comparison, rest, bad, dispatch, count, {i: deltas_proven for i in rest})
     times["comparison"] = time.perf_counter() - t
 
-    result = ScaleProof(net.spec, len(net.params), jobs=jobs, oracle_seed=seed)
+    result = ScaleProof(net.spec, len(net.params), jobs=engine.workers, oracle_seed=seed, cluster=engine.cluster,
+                        redone=list(engine.notes), chunks=list(engine.timings))
     _tally(result, comparison, bad)
 
     t = time.perf_counter()
@@ -556,21 +582,17 @@ def _through_layer_above(mf: MatrixForms, form: Form):
     return sp.MatMul(*head, mf.sym[f"deltac{form.layer + 1}{suffix}"])
 
 
-def _run(comparison: Comparison, forms_idx: list[int], bad: dict, jobs: int, count: _Count, use_lemma: dict) -> None:
-    """Compare the entries of the given forms, in chunks, over `jobs` processes (use_lemma: per form index)."""
+def _run(comparison: Comparison, forms_idx: list[int], bad: dict, dispatch: tuple[Engine, Recipe], count: _Count,
+         use_lemma: dict) -> None:
+    """Compare the entries of the given forms, in chunks, on dispatch's engine (use_lemma: per form index)."""
+    engine, recipe = dispatch
     targets = comparison.targets
     tasks = [(i, s, min(s + CHUNK, len(targets[i])), use_lemma[i]) for i in forms_idx
              for s in range(0, len(targets[i]), CHUNK)]
-    if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_adopt,
-                                 initargs=(comparison,)) as pool:
-            for task, result in zip(tasks, pool.map(_bad_entries_in_worker, tasks)):
-                bad.setdefault(task[0], []).extend(result)
-                count.advance(task[2] - task[1])
-    else:
-        for task in tasks:
-            bad.setdefault(task[0], []).extend(comparison.bad_entries(task))
-            count.advance(task[2] - task[1])
+    labels = [f"the chunk of {comparison.forms[i].key}, entries {s} to {stop - 1}," for i, s, stop, _ in tasks]
+    results = engine.map(_bad_entries, tasks, recipe, labels, done=lambda task, _: count.advance(task[2] - task[1]))
+    for task, result in zip(tasks, results):
+        bad.setdefault(task[0], []).extend(result)
 
 
 def _entries(mf: MatrixForms, l: int) -> list[tuple[int, int]]:
