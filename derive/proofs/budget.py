@@ -162,7 +162,9 @@ def oracle_groups(spec: Spec) -> int:
 
 
 def oracle_counts(spec: Spec, sample: int) -> list[int]:
-    """How many partials of each layer the oracle sample takes (at least one of each group)."""
+    """How many partials of each layer the oracle sample takes (at least one of each group; none for sample 0)."""
+    if sample <= 0:
+        return [0] * spec.depth
     groups_per_layer = oracle_groups(spec) // spec.depth
     layers = _layers(spec)
     sample = min(sample, spec.n_params)
@@ -195,7 +197,8 @@ def scalable(spec: Spec, sample: int = 50) -> Estimate:
             oracle += k * _oracle_partial(spec, l, expansion, hard)
             largest = max(largest, expansion * (L - l + 1))
     mb = BASE_MB + E * (c["mb_params"] * spec.n_params + hard * _FULL["mb_terms"] * largest)
-    return Estimate(own + oracle, mb, f"scalable mode, sympy.diff on {min(sample, spec.n_params)} partials")
+    what = f"sympy.diff on {min(sample, spec.n_params)} partials" if sample > 0 else "no sympy.diff sample"
+    return Estimate(own + oracle, mb, f"scalable mode, {what}")
 
 
 def _oracle_partial(spec: Spec, l: int, expansion: float, hard: float) -> float:
