@@ -255,3 +255,13 @@ def test_the_terminal_report_names_the_refuted_layer(tmp_path):
     assert "REFUTED layer 2 (batchnorm) dC/dx2[" in out and "counterexample: chain rule" in out
     assert "NOT PROVEN" in out and " ".join(proof.summary().split()) in " ".join(out.split())
     assert proof.summary().startswith("36/45 partials")  # the 9 of layer 1, below the wrong batch norm
+
+
+def test_jupyter_shows_each_layer_form_typeset_and_the_witness():
+    import derive  # noqa: F401  (fills the notebook hooks)
+
+    good = prove_layers(spec_of(dense(2), {"kind": "batchnorm"}))._repr_markdown_()
+    assert good.startswith("✓ **PROVEN**") and r"\frac{\partial C}{\partial \gamma^{(2)}}" in good
+    bad = prove_layers(spec_of(*MUTANT_LAYERS), backward={"batchnorm": no_variance_path}, forms={},
+                       oracle=False)._repr_markdown_()
+    assert "**Witness**" in bad and "✗ `dC/dx2[" in bad

@@ -19,10 +19,15 @@ from derive.claims import ClaimVerdict, Report
 from derive.matrix import MatrixForms
 from derive.network import Network
 from derive.proofs.concrete import Proof
+from derive.proofs.layered import LayeredProof
 from derive.proofs.general import RULES, GeneralProof, latex as general_latex
 from derive.proofs.general.printing import Range
 from derive.proofs.scalable import ScaleProof
 from derive.report.latex import Names, heading
+from derive.report.layers import layer_line
+from derive.spec import LayeredSpec
+from derive.tables.activations import ACTIVATIONS
+from derive.tables.layers import KINDS
 from derive.tables.notations import PROFILES
 from derive.verdict import Verdict
 
@@ -100,6 +105,9 @@ def _counts(table: dict, label) -> list[str]:
 
 def _spec_line(spec) -> str:
     batch = f"batch {spec.batch}" + (f" of {spec.examples} examples" if spec.batch != "single" else "")
+    if isinstance(spec, LayeredSpec):
+        return words(f"{spec.name}: inputs {spec.inputs}, layers {' → '.join(layer_line(b) for b in spec.layers)}, "
+                     f"{spec.cost} cost, {spec.convention} convention, {batch}")
     return words(f"{spec.name}: sizes {'-'.join(map(str, spec.sizes))}, {', '.join(dict.fromkeys(spec.activation))}, "
                  f"{spec.cost} cost, {spec.convention} convention, bias {spec.bias}, {batch}")
 
@@ -172,6 +180,36 @@ def scale_markdown(proof: ScaleProof) -> str:
     out += _forms(net, MatrixForms(net, evaluate=False), proof.per_form, proof.spec)
     out += ["How:", ""] + [f"- {words(m)}" for m in proof.methods()] + [""]
     out += _failures(proof.to_json()["failures"])
+    return "\n".join(out)
+
+
+def layers_markdown(proof: LayeredProof) -> str:
+    """A layer-list proof: the verdict, each layer's forms typeset with their counts, the first failures."""
+    word = Verdict.PROVEN if proof.ok else worst(c.verdict for c in proof.checks)
+    out = [f"{verdict_word(word)}: {words(proof.summary())}", "", _spec_line(proof.spec), ""]
+    if proof.note:
+        out += [words(proof.note), ""]
+    rows = []
+    for row in proof.per_block():
+        (gi, ti), (gp, tp) = row["input"], row["partials"]
+        kind = KINDS[row["kind"]]
+        block = next(b for b in proof.spec.blocks if b.position == row["layer"])
+        act = ACTIVATIONS[block.activation].latex if block.kind in ("dense", "activation") else r"\sigma"
+        l, m = str(block.position), str(block.position - 1)
+        tex = "" if row["form"] != "backward" else r",\quad ".join(
+            f.replace("{l}", l).replace("{m}", m).replace("{act}", act) for f in kind.latex_backward)
+        rows.append((MARK[Verdict.PROVEN if gi == ti and gp == tp else Verdict.REFUTED], row["layer"],
+                     words(row["kind"]), words(row["form"]), math(tex.replace("|", r"\vert ")) if tex else "",
+                     f"{gi}/{ti}", f"{gp}/{tp}" if tp else "–"))
+    out += _table(("", "layer", "kind", "form", "", "∂C/∂x", "∂C/∂params"), rows)
+    failed = [c for c in proof.checks if not c.proven]
+    for c in failed[:SHOWN_ENTRIES]:
+        out += [f"- ✗ {code(c.name)}, layer {c.position} ({words(c.block)}), {words(c.form)}", ""]
+        if c.counterexample:
+            ce = c.counterexample
+            out += _witness(ce.values, ce.lhs, ce.rhs, "the chain rule")
+    if len(failed) > SHOWN_ENTRIES:
+        out += [f"and {len(failed) - SHOWN_ENTRIES} more failures (in `to_json()`)", ""]
     return "\n".join(out)
 
 
@@ -313,7 +351,7 @@ def report_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
-SHOWS = {Proof: proof_markdown, ScaleProof: scale_markdown, GeneralProof: general_markdown,
+SHOWS = {Proof: proof_markdown, ScaleProof: scale_markdown, LayeredProof: layers_markdown, GeneralProof: general_markdown,
          ClaimVerdict: verdict_markdown, Report: report_markdown}
 for _cls, _show in SHOWS.items():
     _cls._shows["markdown"] = _show
