@@ -219,6 +219,28 @@ def test_the_chain_rule_through_the_outputs_needs_every_output_that_depends_on_x
     assert step.verdict == "UNPROVEN"
 
 
+def test_the_chain_rule_through_the_outputs_must_sum_over_every_output(proof):
+    thm = theorem(proof, "batchnorm", "x")
+    main = thm.chains.index(thm.main)
+    M = NormModel("batchnorm")
+    y = M.y[M.t, M.u]
+    short = ((M.t, 0, M.B - 2),)  # y[B-1, i] left out
+    body = Sum(CostPartial(y) * TotalPartial(y, M.x[M.k, M.u]), *short)
+    _, step = _retry(thm, main, 0, rhs=body, limits=short)
+    assert step.verdict == "UNPROVEN" and "does not run over every output" in step.evidence_text()
+
+
+def test_who_reads_an_entry_of_unknown_range_is_not_decided():
+    from derive.proofs.general.steps import Scope
+
+    M = NormModel("batchnorm")
+    somewhere = sp.Symbol("z", integer=True)  # no range: μ's sum over 0..B-1 may or may not hold x[z, i]
+    assert M.graph.readers(M.x[somewhere, M.u], Scope(dict(M.ranges), {}, None)) is None
+    assert [r.head for r in M.graph.readers(M.x[M.k, M.u], Scope(dict(M.ranges), {}, None))] == [
+        M.mu[M.u], M.var[M.u], M.xhat[M.k, M.u]]
+    assert M.graph.readers(M.gamma[M.u], Scope(dict(M.ranges), {}, None))[0].limits == ((M.t, 0, M.B - 1),)
+
+
 def test_a_local_partial_must_differentiate_the_definition_itself(proof):
     thm = theorem(proof, "batchnorm", "x-paths")
     M = NormModel("batchnorm")

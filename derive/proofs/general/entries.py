@@ -101,42 +101,49 @@ def bound_ranges(expr, ranges: dict | None = None):
 
 
 class Unmatched(Exception):
-    """An entry and a read entry that cannot be the same entry, or a match that is not shown."""
+    """An entry and a read entry that are not the same entry, whatever the symbols' values."""
+
+
+class Undecided(Exception):
+    """An entry and a read entry that may be the same entry: who reads what is not shown."""
 
 
 def solve_index(index, sym, target):
-    """The value of sym that makes index (sym, or lam - 1 and the like) equal target; Unmatched if none is one."""
+    """The value of sym that makes index (sym, or lam - 1 and the like) equal target; Undecided if none is one."""
     if index == sym:
         return target
     sol = sp.solve(sp.Eq(index, target), sym)
     if len(sol) != 1:
-        raise Unmatched
+        raise Undecided
     return sol[0]
 
 
 def unify(read: sp.Indexed, entry: sp.Indexed, pattern: list, bound: dict, scope: Scope) -> dict:
-    """The pattern bindings under which `read` (in a definition) is `entry`; Unmatched if none is shown.
+    """The pattern bindings under which `read` (in a definition) is `entry`.
 
     A summation index matches an index of the same range (the scope's); a pattern index is bound
-    (lam - 1 = r - 1 solved for lam); any other index must be identical.
+    (lam - 1 = r - 1 solved for lam); any other index must be identical. Unmatched when the two are
+    different entries for every value of the symbols, Undecided when that is not shown either way.
     """
     if read.base != entry.base or len(read.indices) != len(entry.indices):
         raise Unmatched
     binding: dict = {}
     for a, t in zip(read.indices, entry.indices):
         if a in bound:
-            if scope.ranges.get(t) != bound[a] and not (t.is_Integer and 0 <= t):
-                raise Unmatched  # the entry's index is not shown to run over the sum's range
+            if scope.ranges.get(t) != bound[a]:
+                raise Undecided  # the entry's index is not shown to run over the sum's range
             continue
         mine = [s for s in a.free_symbols if s in pattern]
         if len(mine) == 1:
             (p,) = mine
             sol = solve_index(a, p, t)
             if p in binding and sp.expand(binding[p] - sol) != 0:
-                raise Unmatched
+                raise Undecided
             binding[p] = sol
         elif sp.expand(a - t) != 0:
-            raise Unmatched
+            if (a - t).is_number:
+                raise Unmatched
+            raise Undecided
     return binding
 
 
@@ -213,6 +220,8 @@ class Graph:
                     binding = unify(read, entry, d.pattern, bound, scope)
                 except Unmatched:
                     continue
+                except Undecided:
+                    return None
                 inside = self._in_layers(binding, scope)
                 if inside is None:
                     return None

@@ -320,9 +320,13 @@ def _check_through(step, thm, model):
         return Verdict.UNPROVEN, [family, " is not what C reads"]
     reached = model.graph.reachable(x, thm.scope)
     summed = {v for v, *_ in limits}
-    for lim in limits:
-        if lim[0] not in family.indices:
+    out = model.graph.defined(family.base)
+    for v, lo, hi in limits:
+        if v not in family.indices:
             return Verdict.UNPROVEN, ["a summation index the outputs do not carry"]
+        slot = out.head.indices[list(family.indices).index(v)]  # the outputs' own index at that place
+        if out.ranges.get(slot) != (lo, hi):
+            return Verdict.UNPROVEN, ["the sum does not run over every output: ", Range(v, lo, hi)]
     for r in reached or [None]:
         if r is None or len(r.indices) != len(family.indices) or any(
                 f not in summed and f != t for f, t in zip(family.indices, r.indices)):
