@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from derive.serve import pool, work  # noqa: E402
 from derive.serve.app import MAX_BODY, create_app  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 PROVEN_LATEX = r"\delta^1 = (W^2)^T \delta^2 \odot \sigma'(z^1)"
 WRONG_LATEX = r"\frac{\partial C}{\partial W^2} = \delta^2 (a^1)^T"  # the mean's 1/2 dropped: a factor repair
 NIELSEN = {"spec": "nielsen", "sizes": "3-4-2", "notation": "", "form": "latex", "spec_text": ""}
@@ -108,6 +110,8 @@ def test_a_notation_and_a_pasted_spec(client):
     assert broken["error"].startswith("the pasted spec: malformed TOML")
     too_big = check(client, PROVEN_LATEX, sizes="")
     assert "give sizes such as 3-4-2" in too_big["error"]
+    layers = check(client, PROVEN_LATEX, spec_text=(ROOT / "examples/specs/bn_mlp.toml").read_text(), sizes="")
+    assert "lists its layers" in layers["error"] and "python -m derive check" in layers["error"]
 
 
 @pytest.mark.parametrize("claim, form, says", [

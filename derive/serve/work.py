@@ -18,7 +18,7 @@ from derive.claims.printing import latex_of
 from derive.claims.text import read_text
 from derive.claims.tree import ClaimError
 from derive.errors import DeriveError, brief
-from derive.spec import builtin_names, load_spec, parse_sizes, parse_spec
+from derive.spec import LayeredSpec, builtin_names, load_spec, parse_sizes, parse_spec
 from derive.tables.reading import READINGS
 from derive.verdict import Verdict
 
@@ -68,6 +68,9 @@ def _build(setting: Setting) -> tuple[Context, str]:
     else:
         raise DeriveError(f"spec {brief(setting.spec)}: choose a built-in spec ({', '.join(builtin_names())}) "
                           "or paste one")
+    if isinstance(spec, LayeredSpec):
+        raise DeriveError(f"spec {spec.name} lists its layers: the page checks claims on specs that give sizes; "
+                          "check a layer list's claims with python -m derive check FILE")
     own = spec.sizes
     if setting.sizes.strip():
         spec = spec.with_sizes(parse_sizes(setting.sizes.strip(), "sizes"))
