@@ -382,6 +382,8 @@ def _check_lemma(step, thm, model):
 def _check_rename(step, thm, model):
     d = step.data
     if step.rule == "res-hypothesis":
+        if not hasattr(model, "Delta"):
+            return Verdict.UNPROVEN, ["no induction hypothesis in this layer's proof"]
         if thm.scope.hypothesis_layer is None or sp.expand(d["layer"] - thm.scope.hypothesis_layer) != 0:
             return Verdict.UNPROVEN, ["no induction hypothesis at layer ", d["layer"]]
         if d["base"] != model.h or d["name"] != model.Delta:

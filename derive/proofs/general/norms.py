@@ -96,6 +96,10 @@ class NormModel:
     def definition(self, head):
         return self.graph.definition(head)
 
+    def names_ok(self, base, name) -> bool:
+        """A norm names no ∂C/∂ (its proofs write every adjoint as ∂C/∂ itself)."""
+        return False
+
     def title_tex(self) -> str:
         if self.batch:
             return (r"batch norm (training mode): feature $i$ of a batch of $B$ examples, $n$ features, "
