@@ -22,7 +22,11 @@ from derive.files import exists, named, read_user_file
 from derive.proofs import budget
 from derive.spec import builtin_names, load_spec
 
+from derive.spec import LayeredSpec
+
 from .backends import BACKENDS
+from .layer_module import generate_layers
+from .layers import layer_examples, prove_layer_forms
 from .plan import check_budget, prove_forms
 from .render import default_out, generate, package_init
 
@@ -36,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
         description="Print the proven matrix forms as NumPy, CuPy, PyTorch and JAX forward/backward modules.",
     )
     p.add_argument("specs", nargs="*", metavar="SPEC",
-                   help=f"built-in names ({', '.join(builtin_names())}) or TOML files; default: every built-in spec")
+                   help=f"built-in names ({', '.join(builtin_names())}) or TOML files; default: every built-in spec "
+                        "and the layer lists of examples/specs")
     p.add_argument("--backend", choices=(*BACKENDS, "all"), default="all", help="which modules to write (default all)")
     p.add_argument("--out", type=Path, default=None, help="folder to write into (default: generated/)")
     p.add_argument("--check", action="store_true",
@@ -50,7 +55,9 @@ def expected_files(specs, backends, with_init: bool, proofs=None) -> dict[str, s
     """specs: names, TOML paths or Spec objects; proofs: each one's `prove_forms` (made here when None)."""
     files: dict[str, str] = {}
     for spec, proof in zip(specs, proofs or [None] * len(specs)):
-        files.update(generate(load_spec(spec), backends, proof))
+        spec = load_spec(spec)
+        make = generate_layers if isinstance(spec, LayeredSpec) else generate  # a layer list: codegen/layers.py
+        files.update(make(spec, backends, proof))
     if with_init:
         files["__init__.py"] = package_init(sorted(builtin_names()))
     return files
@@ -133,16 +140,18 @@ def main(argv=None) -> int:
 def run(argv=None) -> int:
     args = parser().parse_args(argv)
     backends = BACKENDS if args.backend == "all" else (args.backend,)
-    names = args.specs or builtin_names()
+    names = args.specs or builtin_names() + layer_examples()
     out = args.out or default_out()
     everything = not args.specs and args.backend == "all"
     specs = [load_spec(name) for name in names]  # a bad name or file fails before anything is written
     _check_out(out, args.check)
     for spec in specs:  # every spec whose proof cannot finish is refused before any is proven
-        check_budget(spec, args.max_seconds)
+        if not isinstance(spec, LayeredSpec):
+            check_budget(spec, args.max_seconds)
     # nothing is printed that derive/ has not proven: the forms of each spec at the planner's
-    # widths, every partial proven exactly
-    proofs = [prove_forms(spec, args.max_seconds) for spec in specs]
+    # widths, every partial proven exactly (a layer list: each layer's backward forms)
+    proofs = [prove_layer_forms(spec) if isinstance(spec, LayeredSpec) else prove_forms(spec, args.max_seconds)
+              for spec in specs]
     for proof in proofs:
         if not proof.ok:
             raise DeriveError(f"{proof.spec.source}: the matrix forms are not proven ({proof.summary()}); nothing written")

@@ -39,6 +39,7 @@ class Backend:
     read_only: str | None  # code: whether the parameter array {} cannot be written in place; None: never
     template: str = "module.py.j2"  # the module's template (codegen/templates): its library's types, checks, autodiff hook
     helper_folder: str = "helpers"  # the folder of its stable helpers' .py.j2 templates, one per name in helpers/
+    layer_lists: bool = False  # layer-list specs are printed for it (codegen/layers.py, module_layers.py.j2)
 
 
 NUMPY = Backend(
@@ -69,6 +70,7 @@ def _not_finite_keys(*lists):
     is_contiguous=None,
     from_host="{}.astype(kind)",
     read_only="not {}.flags.writeable",
+    layer_lists=True,
 )
 
 CUPY = Backend(
@@ -117,6 +119,7 @@ def _not_finite_keys(*lists):
     is_contiguous="{}.flags.c_contiguous",
     from_host="cupy.asarray({}, dtype=kind)",
     read_only=None,
+    layer_lists=True,
 )
 
 TORCH = Backend(

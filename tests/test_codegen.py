@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from codegen import BACKENDS, load_generated, make_plan, prove_forms
 from codegen.__main__ import expected_files, write_all
 from codegen.__main__ import main as codegen_main
+from codegen.layers import layer_examples
 from codegen.render import generate, literal, plain
 from codegen.plan import helper_names
 from codegen.render import param_shapes
@@ -797,7 +798,7 @@ def test_plan_softmax_output_error_is_exact():
 def test_generation_is_deterministic_and_checked_in(tmp_path, capsys):
     assert codegen_main(["--out", str(tmp_path)]) == 0
     assert "nielsen at 3-3-3: 24/24 partials of C proven" in capsys.readouterr().out
-    again = expected_files(builtin_names(), BACKENDS, with_init=True)
+    again = expected_files(builtin_names() + layer_examples(), BACKENDS, with_init=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(again)
     for name, text in again.items():
         assert (tmp_path / name).read_bytes() == text.encode()

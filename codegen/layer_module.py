@@ -1,0 +1,209 @@
+"""The module of a layer-list spec: the traced lines (codegen/layers.py) printed by a backend, laid out by
+templates/module_layers.py.j2, one template for NumPy and CuPy (the backend is its record)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import sympy as sp
+
+from derive.errors import DeriveError
+from derive.proofs.layered import LayeredProof
+from derive.spec import LayeredSpec
+from derive.tables.layers import KINDS, ROW
+
+from .backends import BACKENDS
+from .layers import B, INV_B, MOMENTUM, Line, Trace, base, flip, prove_layer_forms, trace_module
+from .plan import helper_names
+from .printers import formula
+from .render import checked, command, environment, literal, log_floors, plain
+
+
+# ---------------------------------------------------------------------------
+# printing
+# ---------------------------------------------------------------------------
+
+class LinePrinter:
+    """The lines of one function in one backend's array code."""
+
+    def __init__(self, lines: list[Line], shapes: dict, backend, printer):
+        self.lines = {line.lhs: line for line in lines}
+        self.order = lines
+        self.shapes, self.backend, self.p = shapes, backend, printer
+        self.used_helpers: set[str] = set()
+
+    def batch(self, name: str) -> bool:
+        return self.shapes.get(base(name), (None,))[0] == "B"
+
+    def ref(self, name: str) -> str:
+        """A name as code: an inline line's own code in parentheses (then .T when transposed)."""
+        line = self.lines.get(base(name))
+        if line is None or not line.inline:
+            return name
+        code = self.code(line)
+        code = code if code.isidentifier() else f"({code})"
+        return code + ".T" if name.endswith(".T") else code
+
+    def code(self, line: Line) -> str:
+        if line.kind == "expr":
+            expr = line.args[0]
+            if isinstance(expr, sp.Symbol) and expr.name in self.lines and self.lines[expr.name].inline:
+                inner = self.lines[expr.name]
+                return self.code(Line(line.lhs, inner.kind, inner.args, line.transposed))
+            self.p.names = {n: self.ref(n) for n in map(str, expr.free_symbols)}
+            text = self.p.doprint(expr)
+            return (f"{text}.T" if isinstance(expr, sp.Symbol) else f"({text}).T") if line.transposed else text
+        if line.kind == "matmul":
+            left, right = line.args
+            if line.transposed:  # (L R)ᵀ = Rᵀ Lᵀ
+                left, right = flip(right), flip(left)
+            dot = self.backend.batch_dot
+            if dot and left.endswith(".T") and not right.endswith(".T") and self.batch(left) and self.batch(right):
+                self.used_helpers.add(dot)
+                return f"{dot}({self.ref(base(left))}, {self.ref(right)})"
+            return f"{self.ref(left)} @ {self.ref(right)}"
+        if line.kind == "sum":
+            name, axis = line.args
+            return f"{self.ref(name)}.sum(axis={axis}, keepdims=True)" + (".T" if line.transposed else "")
+        helper_name, arg = line.args
+        self.used_helpers.add(helper_name)
+        return f"{helper_name}({self.ref(arg)})"
+
+    def text(self) -> list[str]:
+        out = [f"{line.lhs} = {self.code(line)}" for line in self.order if not line.inline]
+        self.used_helpers |= self.p.used_helpers
+        return out
+
+
+# ---------------------------------------------------------------------------
+# the module
+# ---------------------------------------------------------------------------
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join("None" if n == "B" else str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _reads(lines: list[Line], symbol: sp.Symbol) -> bool:
+    return any(line.kind == "expr" and symbol in line.args[0].free_symbols for line in lines)
+
+
+def layer_docs(spec: LayeredSpec) -> tuple[list[str], list[str], list[str]]:
+    """The layer list as the module's docstring gives it, and each kind's forward and backward formulas (the table's)."""
+    listing, fwd, bwd = [], [], []
+
+    def walk(blocks, depth):
+        for b in blocks:
+            what = b.kind + (f" {b.activation}" if b.kind in ("dense", "activation") else "")
+            head = f"{'  ' * depth}layer {b.position}: {what}, width {b.width}"
+            listing.append(head + (f", eps = {b.eps}" if b.kind in ("batchnorm", "layernorm") else ""))
+            kind = KINDS[b.kind]
+            fwd.append(f"{'  ' * depth}layer {b.position} ({b.kind}): {_one_line(kind.forward.__doc__ or kind.doc)}")
+            walk(b.inner, depth + 1)
+    walk(spec.layers, 0)
+    for b in reversed(spec.blocks):
+        bwd.append(f"layer {b.position} ({b.kind}): {_one_line(KINDS[b.kind].backward.__doc__ or '')}")
+    return listing, fwd, bwd
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = None, env=None) -> str:
+    """The module of a layer-list spec for one backend (its record's printer, array module and helpers)."""
+    backend = BACKENDS[backend_name]
+    trace = trace or trace_module(spec)
+    env = env or environment()
+    helpers = helper_names("py")
+
+    def printed(lines):
+        lp = LinePrinter(lines, trace.shapes, backend, backend.printer({}, helpers))
+        return lp.text(), lp.used_helpers
+
+    fwd, used_f = printed(trace.forward)
+    bwd, used_b = printed(trace.backward)
+    inf, used_i = printed(trace.inference)
+    cost_printer = backend.printer({}, helpers, floor_logs="tiny")
+    cost_term = cost_printer.doprint(trace.cost_term)
+    cost_z = cost_printer.doprint(trace.cost_term_z) if trace.cost_term_z is not None else None
+    output_of_z = cost_printer.doprint(trace.output_of_z) if trace.output_of_z is not None else None
+    floored = log_floors(trace.cost_term, cost_printer)
+    row = spec.convention == ROW
+    listing, fwd_doc, bwd_doc = layer_docs(spec)
+    output_activation = spec.output_activation
+    init = []
+    for key, shape, fan_in in trace.params:
+        start = '"normal"' if key.startswith("W") else "1.0" if key.startswith("gamma") else "0.0"
+        init.append((key, start, fan_in))
+    context = dict(
+        backend=backend, xp=backend.xp,
+        std_imports=sorted({"math", "numbers"} | ({"warnings"} if floored else set())),
+        lib_imports=sorted({backend.import_line, "import numpy"}),
+        command=command(spec), source=plain(spec.source), spec_name=plain(spec.name), name_literal=literal(spec.name),
+        choices={k: plain(getattr(spec, k)) for k in ("cost", "batch", "convention")},
+        layers=[plain(s) for s in listing], row=row, sizes=list(spec.sizes),
+        params=[(k, _shape_text(s)) for k, s, _ in trace.params],
+        state=[(k, _shape_text(s)) for k, s in trace.state],
+        state_start=[(k, repr(trace.starts[k])) for k, _ in trace.state],
+        cache_keys=[n for n, _ in trace.cache],
+        cache_tuple=repr(tuple(n for n, _ in trace.cache)).replace("'", '"'),
+        cache_shapes=_shape_text([_shape_text(s) for _, s in trace.cache]).replace("'", ""),
+        cache_names=", ".join(n for n, _ in trace.cache) + ("," if len(trace.cache) == 1 else ""),
+        batch_dim="1" if spec.batch == "single" else "None", momentum=MOMENTUM,
+        forward_doc=fwd_doc, backward_doc=bwd_doc,
+        param_names=", ".join(k for k, _, _ in trace.params) + ("," if len(trace.params) == 1 else ""),
+        uses_B=_reads(trace.forward, B), uses_inv_B=_reads(trace.forward, INV_B),
+        backward_uses_B=_reads(trace.backward, B), backward_uses_inv_B=_reads(trace.backward, INV_B),
+        forward_lines=fwd, backward_lines=bwd, inference_lines=inf,
+        output=trace.output, output_finite=f"_finite({trace.output})",
+        inference_output=trace.inference_output, inference_finite=f"_finite({trace.inference_output})",
+        updates=[(k, name if row else f"{name}.T", bessel) for k, name, bessel in trace.running],
+        g=formula(trace.g), mean=spec.batch == "mean", grads=trace.grads,
+        cost_term=cost_term, cost_term_doc=formula(trace.cost_term), cost_term_z=cost_z,
+        cost_term_z_doc=formula(trace.cost_term_z) if trace.cost_term_z is not None else None,
+        z_name=trace.z_name, output_of_z=output_of_z, cost_floored=floored, output_range=trace.output_range,
+        activations=[plain(output_activation)], scale="inv_B*" if spec.batch == "mean" else "",
+        from_host=backend.from_host.format("value"), init=init,
+        helpers=sorted(used_f | used_b | used_i | cost_printer.used_helpers),
+    )
+    return env.get_template("module_layers.py.j2").render(**context)
+
+
+def layer_backends(backends) -> list[str]:
+    """The backends named that print layer lists (their records say so), in the order given."""
+    return [name for name in backends if BACKENDS[name].layer_lists]
+
+
+def generate_layers(spec: LayeredSpec, backends, proof: LayeredProof | None = None) -> dict[str, str]:
+    """File name -> text for a layer-list spec: <name>_<backend>.py for each backend named that prints layer lists.
+
+    proof: `prove_layer_forms(spec)`, made here when not given; nothing is printed unless it is ok.
+    """
+    spec = checked(spec)
+    proof = proof or prove_layer_forms(spec)
+    if not proof.ok:
+        raise DeriveError(f"{spec.source}: the layers' backward forms are not proven ({proof.summary()}); nothing is printed")
+    names = layer_backends(backends)
+    if not names:
+        raise DeriveError(f"{spec.source}: a layer list is printed for {', '.join(layer_backends(_all()))} only, "
+                          f"not {', '.join(backends)}; use --backend numpy or cupy")
+    trace = trace_module(spec)
+    env = environment()
+    return {f"{spec.name}_{name}.py": render_layers(spec, name, trace, env) for name in names}
+
+
+def _all():
+    return list(BACKENDS)
+
+
+def load_layers(spec: LayeredSpec, folder: Path, backend: str = "numpy", proof: LayeredProof | None = None):
+    """Generate a layer-list spec's module for `backend` into `folder` and import it."""
+    folder = Path(folder)
+    for fname, text in generate_layers(spec, [backend], proof).items():
+        (folder / fname).write_text(text, encoding="utf-8")
+    name = f"{spec.name}_{backend}"
+    mod_spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
