@@ -36,7 +36,7 @@ NORM_THEOREMS = ("gamma", "beta", "xhat", "var", "mu", "x-paths", "x", "x-paths=
 _TITLES = {
     "gamma": "∂C/∂γ", "beta": "∂C/∂β", "xhat": "∂C/∂ of the normalized input (the first of the three paths)",
     "var": "∂C/∂σ² (the variance's path)", "mu": "∂C/∂μ (the mean's path)",
-    "x-paths": "∂C/∂x, the three paths through x̂, σ² and μ",
+    "x-paths": "∂C/∂x, the three paths: through the normalized input, σ² and μ",
     "x": "∂C/∂x, consolidated, from the chain rule on the scalars",
     "x-paths=x": "the three paths give the consolidated form",
 }
