@@ -244,6 +244,19 @@ def test_no_scheduler_there_is_one_line(monkeypatch):
 
 
 @needs_dask
+def test_a_scheduler_without_workers_is_one_line(monkeypatch):
+    from distributed import LocalCluster
+
+    from derive.errors import DeriveError
+
+    monkeypatch.setattr(engine_module, "CONNECT_SECONDS", 1)
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None) as empty:
+        with pytest.raises(DeriveError, match=r"the scheduler has no workers \(none joined within 1 s\); start some "
+                                              r"with `dask worker tcp://"):
+            Engine(cluster=empty.scheduler_address)
+
+
+@needs_dask
 def test_many_files_on_a_cluster_with_a_killed_worker(cluster, class_files, alone):
     address, marker = cluster
     folder, names = class_files

@@ -11,6 +11,7 @@ dying worker and says so in `notes`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import pickle
@@ -56,14 +57,16 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Timing:
-    """One chunk as it ran: its label, the seconds it took, where, the seconds spent building the state first,
-    and which map it was in (a map waits for all of its chunks: a stage)."""
+    """One chunk as it ran: its label, the seconds it took (wall, and CPU: what a core of its own would take on a
+    loaded machine), where, the seconds spent building the state first, and which map it was in (a map waits
+    for all of its chunks: a stage)."""
 
     label: str
     seconds: float
     worker: str
     build_seconds: float = 0.0
     stage: int = 0
+    cpu_seconds: float = 0.0
 
 
 _STATES: dict[str, Any] = {}  # per process: recipe key -> state
@@ -115,9 +118,9 @@ def _chunk(fn: Callable, recipe: Recipe, task, on_cluster: bool = False):
     if on_cluster:
         _die_if_asked()
     state, built = _state(recipe)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     result = fn(state, task)
-    return result, time.perf_counter() - t, _where(), built
+    return result, (time.perf_counter() - t, time.process_time() - cpu), _where(), built
 
 
 def _prepare(recipe: Recipe) -> float:
@@ -157,15 +160,15 @@ class Engine:
         self._client = self._local = None
         self._preparing: list = []
         self._stage = 0  # maps so far
+        self._workers = jobs
         if cluster is not None:
             self._client, self._local = connect(cluster)
+            self._workers = len(self._client.scheduler_info(n_workers=-1)["workers"])
 
     @property
     def workers(self) -> int:
-        """Processes the chunks run in: the cluster's workers now, else jobs."""
-        if self._client is None:
-            return self.jobs
-        return len(self._client.scheduler_info(n_workers=-1)["workers"])
+        """Processes the chunks run in: jobs, or the cluster's workers when the engine connected."""
+        return self._workers
 
     def describe(self) -> str:
         """'a Dask cluster of 2 workers (local:2)', or '2 processes'."""
@@ -204,7 +207,7 @@ class Engine:
         return results
 
     def _finish(self, task, label, result, seconds, where, built, done, results) -> None:
-        self.timings.append(Timing(label, seconds, where, built, self._stage))
+        self.timings.append(Timing(label, seconds[0], where, built, self._stage, seconds[1]))
         results.append(result)
         if done is not None:
             done(task, result)
@@ -223,7 +226,7 @@ class Engine:
         try:
             for future, (result, seconds, where, built) in as_completed(futures, with_results=True):
                 n = index[future.key]
-                results[n], timings[n] = result, Timing(labels[n], seconds, where, built, self._stage)
+                results[n], timings[n] = result, Timing(labels[n], seconds[0], where, built, self._stage, seconds[1])
                 if done is not None:
                     done(tasks[n], result)
             died = self._client.run_on_scheduler(_suspicious, keys=list(index))
@@ -273,11 +276,18 @@ def connect(cluster: str):
                              silence_logs=50)
         return Client(local), local
     try:
-        return Client(cluster, timeout=CONNECT_SECONDS), None
-    except (OSError, TimeoutError, ValueError) as exc:
+        client = Client(cluster, timeout=CONNECT_SECONDS)
+    except (OSError, TimeoutError, asyncio.TimeoutError, ValueError) as exc:  # asyncio's is its own before 3.11
         raise DeriveError(f"--cluster {cluster}: no Dask scheduler answered there within {CONNECT_SECONDS} s "
                           f"({type(exc).__name__}); start one with `dask scheduler` and give its tcp://HOST:PORT, "
                           "or use local:N") from None
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+    except (TimeoutError, asyncio.TimeoutError):
+        client.close()
+        raise DeriveError(f"--cluster {cluster}: the scheduler has no workers (none joined within {CONNECT_SECONDS} s); "
+                          f"start some with `dask worker {cluster}`") from None
+    return client, None
 
 
 def local_workers(cluster: str) -> int:
