@@ -5,9 +5,12 @@ download). The network is a spec like any other, 64-32-10 with a sigmoid hidden 
 softmax output and the log-likelihood cost averaged over each mini-batch; its NumPy module
 is generated from the proven forms into a temporary folder and imported, then trained with
 mini-batch SGD (`sgd_step`). A quarter of the digits is held out and only scored.
+--spec takes a layer list too (examples/digits_bn.toml: batch norm and a residual
+block): its module keeps running averages of the batch statistics while it trains, and the
+held-out digits are scored with them (forward(..., training=False)), as PyTorch's eval mode.
 
     python -m codegen.train [--epochs N] [--batch B] [--eta ETA] [--hidden H] [--spec FILE]
-                            [--seed S] [--plot curve.png]
+                            [--seed S] [--plot curve.png] [--anneal]
 
 Exit codes: 0 trained, 2 bad input (a spec whose sizes do not fit the digits, a missing
 optional package, a --plot path that cannot be written) or training that diverged (the
@@ -29,8 +32,9 @@ import numpy as np
 from derive.arguments import Parser, whole
 from derive.errors import DeriveError, brief, decimal, guarded, shown
 from derive.files import check_writable, write_atomically
-from derive.spec import Spec, load_spec, validate
+from derive.spec import LayeredSpec, Spec, load_spec, validate
 
+from .layer_module import load_layers
 from .render import load_generated
 
 INPUTS, CLASSES = 64, 10
@@ -61,9 +65,16 @@ def load_digits(seed: int):
     return train_test_split(x, y, test_size=0.25, random_state=seed, stratify=data.target)
 
 
-def accuracy(module, params, x, y) -> float:
-    out, _ = module.forward(params, x)
+def accuracy(module, params, x, y, state=None) -> float:
+    """The share of digits classified right; a module with batch statistics scores with its running averages."""
+    out, _ = module.forward(params, x, state, training=False) if state is not None else module.forward(params, x)
     return float((out.argmax(axis=1) == y.argmax(axis=1)).mean())
+
+
+def train_step(module, params, x, y, eta: float, state=None) -> None:
+    """One mini-batch: forward (updating the running averages, where the module keeps any), backward, sgd_step."""
+    out, cache = module.forward(params, x, state) if state is not None else module.forward(params, x)
+    module.sgd_step(params, module.backward(params, cache, y), eta)
 
 
 class Diverged(DeriveError):
@@ -80,23 +91,29 @@ def _diverged(epoch: int, epochs: int, eta: float, why: str) -> Diverged:
                     f"try a smaller --eta, such as {eta / 10:g}")
 
 
-def train(module, params, data, epochs: int, batch: int, eta: float, seed: int, progress=None):
-    """Mini-batch SGD; returns one (epoch, training cost, test accuracy) per epoch; Diverged if it overflows."""
+def train(module, params, data, epochs: int, batch: int, eta: float, seed: int, progress=None, state=None,
+          anneal: bool = False):
+    """Mini-batch SGD; returns one (epoch, training cost, test accuracy) per epoch; Diverged if it overflows.
+
+    state: the running averages of a module with batch statistics (its init_state()), updated as it trains;
+    then a last batch smaller than `batch` is left out of each epoch (PyTorch's drop_last), whose statistics
+    would be the noisiest. anneal: the rate falls linearly from eta to eta/epochs over the epochs."""
     x_train, x_test, y_train, y_test = data
     rng = np.random.default_rng(seed)
     history = []
     task = progress.add_task("training", total=epochs) if progress else None
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(x_train))
+        rate = eta * (1 - (epoch - 1) / epochs) if anneal else eta
+        end = len(order) - (len(order) % batch if state is not None and len(order) >= batch else 0)
         try:
             with np.errstate(all="ignore"):  # the module checks its values itself: no warning lines
-                for start in range(0, len(order), batch):
+                for start in range(0, end, batch):
                     rows = order[start : start + batch]
-                    out, cache = module.forward(params, x_train[rows])
-                    module.sgd_step(params, module.backward(params, cache, y_train[rows]), eta)
+                    train_step(module, params, x_train[rows], y_train[rows], rate, state)
                 out, cache = module.forward(params, x_train)
                 cost = module.cost(out, y_train, cache)
-                acc = accuracy(module, params, x_test, y_test)
+                acc = accuracy(module, params, x_test, y_test, state)
         except (ValueError, FloatingPointError) as exc:
             if not any(text in str(exc) for text in _NOT_FINITE):
                 raise
@@ -145,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=whole(1, 10**6), default=30)
     p.add_argument("--batch", type=whole(1, 10**6), default=16, help="mini-batch size (default 16)")
     p.add_argument("--eta", type=_rate, default=0.5, help="learning rate (default 0.5)")
+    p.add_argument("--anneal", action="store_true", help="let the rate fall linearly from --eta to --eta/epochs")
     p.add_argument("--hidden", type=whole(1, 4096), default=32, help="hidden width of the built-in digits spec (default 32)")
     p.add_argument("--spec", help=f"a spec of your own instead: sizes {INPUTS}-...-{CLASSES}")
     p.add_argument("--seed", type=whole(0, 2**32 - 1), default=0, help="seed of the split, the initial weights and the batches")
@@ -179,13 +197,17 @@ def run(argv=None) -> int:
 
     console = Console()
     with tempfile.TemporaryDirectory(prefix="codegen_train_") as folder:
-        module = load_generated(spec, Path(folder))
+        layered = isinstance(spec, LayeredSpec)
+        module = (load_layers if layered else load_generated)(spec, Path(folder))
         params = module.init_params(args.seed)
-        console.print(f"{spec.name}: {'-'.join(map(str, spec.sizes))}, {', '.join(dict.fromkeys(spec.activation))}, {spec.cost}; "
+        state = module.init_state() if layered else None
+        kinds = [b.kind for b in spec.blocks] if layered else spec.activation
+        console.print(f"{spec.name}: {'-'.join(map(str, spec.sizes))}, {', '.join(dict.fromkeys(kinds))}, {spec.cost}; "
                       f"{len(data[0])} training and {len(data[1])} held-out digits; batch {args.batch}, eta {args.eta}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
-            history = train(module, params, data, args.epochs, args.batch, args.eta, args.seed, progress)
+            history = train(module, params, data, args.epochs, args.batch, args.eta, args.seed, progress, state,
+                            args.anneal)
     final = history[-1][2]
     console.print(f"held-out accuracy after {args.epochs} epoch{'s' if args.epochs != 1 else ''}: {final:.2%} ({round(final * len(data[1]))} of {len(data[1])})")
     if args.plot:
