@@ -155,7 +155,7 @@ def cluster(tmp_path_factory):
     info = folder / "scheduler.json"
     common = ["--no-dashboard"]
     procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file",
-                               str(info), *common], env=env, cwd=folder, stdout=subprocess.DEVNULL,
+                               str(info), "--dashboard-address", "127.0.0.1:0"], env=env, cwd=folder, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
     try:
         address = _wait_for_address(info)
@@ -250,7 +250,8 @@ def test_a_scheduler_without_workers_is_one_line(monkeypatch):
     from derive.errors import DeriveError
 
     monkeypatch.setattr(engine_module, "CONNECT_SECONDS", 1)
-    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None) as empty:
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as empty:
         with pytest.raises(DeriveError, match=r"the scheduler has no workers \(none joined within 1 s\); start some "
                                               r"with `dask worker tcp://"):
             Engine(cluster=empty.scheduler_address)

@@ -271,9 +271,10 @@ def connect(cluster: str):
                           "pip install -e \".[cluster]\"") from None
     if cluster.startswith("local:"):
         n = local_workers(cluster)
-        # one thread a worker: the chunks are CPU-bound Python, so threads would share one GIL
-        local = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                             silence_logs=50)
+        # one thread a worker: the chunks are CPU-bound Python, so threads would share one GIL; this machine only
+        # (loopback), and its HTTP server on a free port (on 8787, taken or not, it would warn or clash)
+        local = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                             dashboard_address="127.0.0.1:0", silence_logs=50)
         return Client(local), local
     try:
         client = Client(cluster, timeout=CONNECT_SECONDS)
