@@ -16,7 +16,7 @@ import sympy as sp
 from sympy import Sum
 
 from derive.errors import DeriveError
-from derive.proofs.general import LAYERS, RULES, CostPartial, prove_general, prove_layer, sigma_prime, text
+from derive.proofs.general import LAYERS, RULES, CostPartial, prove_general, prove_layer, render_parts, text
 from derive.proofs.general.entries import TotalPartial
 from derive.proofs.general.functions import LocalPartial
 from derive.proofs.general.layer_proof import check_layer_theorem
@@ -48,7 +48,7 @@ def test_every_layer_theorem_is_proven_with_every_step_checked(proof):
     assert {st.rule for st in steps} >= {"graph", "through", "diff", "kronecker", "range", "linear", "constant",
                                           "fold", "unfold", "lemma", "res-hypothesis", "formula"}
     assert [r.verdict for r in proof.rule_checks][-1] == "PROVEN"  # ds/dσ² = -s³/2, by SymPy on the root
-    assert proof.layers_summary().startswith("layers beyond dense: 21/21 theorems proven")
+    assert proof.layers_summary().startswith("layers beyond dense: 24/24 theorems proven")  # 8 + 8 + 8
 
 
 def test_batch_norm_consolidated_form_is_the_textbook_one_with_B_symbolic(proof):
@@ -92,14 +92,23 @@ def test_layer_norm_is_the_same_over_features_with_gamma_inside_the_sum(proof):
 def test_the_residual_step_is_delta_from_above_plus_delta_through_the_block(proof):
     step = theorem(proof, "residual", "step")
     assert text(step.lhs) == "Δ^(r-1)[j]"
-    assert text(step.formula) == "Δ^(r)[j] + Σ_{m=0..n-1}(σ'(z^(r)[m])*Δ^(r)[m]*w^(r)[m,j])"
-    assert text(step.scope.layer_range.var) == "r" and step.scope.hypothesis_layer == sp.Symbol("r", integer=True,
-                                                                                               positive=True)
+    assert text(step.formula) == "Δ^(r)[j] + Σ_{m=0..n-1}(δ^(r,1)[m]*w^(r,1)[m,j])"
+    assert text(step.scope.layer_range.var) == "r"
     graph = next(s for s in step.main.steps if s.rule == "graph")
-    assert graph.evidence_text() == ("what reads h^(r-1)[j] in the definitions: z^(r)[m] for every 0 ≤ m ≤ n-1; "
-                                     "h^(r)[j]")
-    assert any(s.rule == "res-hypothesis" for s in step.main.steps)
+    assert graph.evidence_text() == ("what reads h^(r-1)[j] in the definitions: z^(r,1)[m] for every "
+                                     "0 ≤ m ≤ n-1; h^(r)[j]")
+    assert [s.data["name"].name for s in step.main.steps if s.rule == "res-hypothesis"] == ["Delta", "delta"]
     assert theorem(proof, "residual", "base").ok and theorem(proof, "residual", "base").scope.layer_range is None
+
+
+def test_inside_a_block_the_delta_goes_down_its_dense_layers_from_the_top(proof):
+    top, inner = theorem(proof, "residual", "top"), theorem(proof, "residual", "inner")
+    assert text(top.lhs) == "δ^(r,P)[m]" and text(top.formula) == "σ'(z^(r,P)[m])*Δ^(r)[m]"
+    assert text(inner.formula) == "σ'(z^(r,p)[j])*Σ_{k=0..n-1}(δ^(r,p+1)[k]*w^(r,p+1)[k,j])"
+    assert [render_parts(a, "text") for a in inner.assumptions][:2] == ["1 ≤ r ≤ R", "1 ≤ p ≤ P-1"]
+    # who reads a^(r,p) is decided by the layer ranges: z^(r,p+1) (2 <= p+1 <= P), never h^r (p = P is excluded)
+    graph = next(s for s in inner.steps if s.rule == "graph" and "a^(r,p)" in s.evidence_text())
+    assert graph.evidence_text() == "what reads a^(r,p)[j] in the definitions: z^(r,p+1)[m] for every 0 ≤ m ≤ n-1"
 
 
 @pytest.mark.parametrize("kind", ["batchnorm", "layernorm"])
@@ -158,8 +167,8 @@ def test_a_wrong_residual_step_is_refuted():
     from derive.proofs.general.residual import ResidualModel
 
     M = ResidualModel()
-    only_through = Sum(M.w[M.r, M.m, M.j] * M.Delta[M.r, M.m] * sigma_prime(M.z[M.r, M.m]), (M.m, 0, M.n - 1))
-    thm = prove_layer("residual", {"step": only_through}).theorems[2]
+    only_through = Sum(M.w[M.r, 1, M.m, M.j] * M.delta[M.r, 1, M.m], (M.m, 0, M.n - 1))  # the skip path forgotten
+    thm = next(t for t in prove_layer("residual", {"step": only_through}).theorems if t.key == "step")
     assert thm.verdict == "REFUTED" and thm.steps[-1].rule == "formula"
     assert thm.steps[-1].evidence_text().startswith("counterexample at n = ")
 
@@ -177,13 +186,15 @@ def test_a_wrong_candidate_makes_the_command_fail(proof):
 # -- a tampered step loses its verdict --------------------------------------------------------------------------
 
 def _retry(thm, chain_at, step_at, **change):
-    """The theorem with one step changed (rhs or data), every step checked again."""
+    """The theorem with one step changed (rhs, rule or data), every step checked again."""
     import copy
 
     thm = copy.deepcopy(thm)
     st = thm.chains[chain_at].steps[step_at]
     if "rhs" in change:
         st.rhs = change.pop("rhs")
+    if "rule" in change:
+        st.rule = change.pop("rule")
     st.data.update(change)
     check_layer_theorem(thm, NormModel(thm.setting) if thm.setting != "residual" else _residual_model())
     return thm, st
@@ -257,13 +268,13 @@ def test_a_local_partial_must_differentiate_the_definition_itself(proof):
 
 def test_a_sum_index_that_captures_the_variable_is_not_differentiated():
     from derive.proofs.general.layer_proof import LayerBuilder
-    from derive.proofs.general.steps import Scope, Theorem
+    from derive.proofs.general.steps import Theorem
 
     R = _residual_model()
-    p = sp.Symbol("p", integer=True, nonnegative=True)
-    thm = Theorem("w", "residual", "", CostPartial(R.w[R.r, R.m, p]), R.formula("w"), Scope(dict(R.ranges), {}, None))
+    c = sp.Symbol("c", integer=True, nonnegative=True)
+    thm = Theorem("w-first", "residual", "", CostPartial(R.w[R.r, 1, R.m, c]), R.formula("w-first"), R.scope("w"))
     b = LayerBuilder(R, thm)
-    b.local(R.z[R.r, R.m], R.w[R.r, R.m, p])  # the definition's own Σ_p: ∂/∂w[r,m,p] would read the bound p
+    b.local(R.z[R.r, 1, R.m], R.w[R.r, 1, R.m, c])  # the definition's own Σ_c: ∂/∂w[r,1,m,c] would read the bound c
     check_layer_theorem(thm, R)
     diff = thm.chains[1].steps[0]
     assert diff.verdict == "UNPROVEN" and "summation index" in diff.evidence_text()
@@ -274,8 +285,13 @@ def test_the_hypothesis_is_used_only_at_its_layer(proof):
     main = thm.chains.index(thm.main)
     at = next(i for i, s in enumerate(thm.main.steps) if s.rule == "res-hypothesis")
     R = _residual_model()
-    _, step = _retry(thm, main, at, layer=R.r + 1)
+    _, step = _retry(thm, main, at, prefix=(R.r + 1,))
     assert step.verdict == "UNPROVEN" and "no induction hypothesis" in step.evidence_text()
+    weights = theorem(proof, "residual", "w")
+    main = weights.chains.index(weights.main)
+    at = next(i for i, s in enumerate(weights.main.steps) if s.rule == "def-delta")
+    _, step = _retry(weights, main, at, rule="res-hypothesis")  # a name is not an induction hypothesis
+    assert step.verdict == "UNPROVEN"
 
 
 def test_a_mean_named_with_the_wrong_count_is_not_proven(proof):
@@ -308,12 +324,12 @@ def test_cli_names_the_layer_theorems_and_their_summary():
     r = run("--layer", "batchnorm", "--layer", "residual", "--brief")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[-1].startswith("layers beyond dense: 13/13 theorems proven (batchnorm, residual)")
+    assert lines[-1].startswith("layers beyond dense: 16/16 theorems proven (batchnorm, residual)")
     assert not any(ln.startswith("general proof:") for ln in lines)  # no setting of BP1-BP4 was named
     assert ("✓ x ∂C/∂x[k,i] = (B*∂C/∂y[k,i] - x̂[k,i]*Σ_{b=0..B-1}(∂C/∂y[b,i]*x̂[b,i]) - Σ_{b=0..B-1}(∂C/∂y[b,i]))"
             "*s[i]*γ[i]/B   PROVEN") in lines
-    assert "✓ step Δ^(r-1)[j] = Δ^(r)[j] + Σ_{m=0..n-1}(σ'(z^(r)[m])*Δ^(r)[m]*w^(r)[m,j])   PROVEN" in lines
-    assert r.stdout.count("PROVEN") == 13
+    assert "✓ step Δ^(r-1)[j] = Δ^(r)[j] + Σ_{m=0..n-1}(δ^(r,1)[m]*w^(r,1)[m,j])   PROVEN" in lines
+    assert r.stdout.count("PROVEN") == 16
 
 
 def test_cli_json_lists_the_layers():

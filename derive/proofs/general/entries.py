@@ -141,9 +141,11 @@ def unify(read: sp.Indexed, entry: sp.Indexed, pattern: list, bound: dict, scope
                 raise Undecided
             binding[p] = sol
         elif sp.expand(a - t) != 0:
-            if (a - t).is_number:
+            same = layer_decide(sp.Eq(a, t), scope)  # a^(r,P) read, a^(r,p) asked: is p = P here?
+            if same is False or (a - t).is_number:
                 raise Unmatched
-            raise Undecided
+            if same is None:
+                raise Undecided
     return binding
 
 
@@ -164,42 +166,48 @@ class Graph:
     """The definitions of a layer and the quantity C reads (its outputs): who reads what."""
 
     def __init__(self, definitions: list[Definition], outputs: IndexedBase, output_layer=None,
-                 layer_range: tuple | None = None, names: dict | None = None):
+                 names: dict | None = None):
         self.definitions = definitions
         self.outputs = outputs
         self.output_layer = output_layer  # residual: C reads h^R only
-        self.layer_range = layer_range  # (lam, lo, hi): the layers a definition with a layer index holds at
         self.names = names or {}  # a free pattern index -> the summation index used for it in the chain rule
 
     def defined(self, base) -> Definition | None:
         return next((d for d in self.definitions if d.head.base == base), None)
 
-    def definition(self, head: sp.Indexed) -> sp.Expr:
-        """The defining expression of one entry (the pattern's definition at the entry's indices)."""
-        d = self.defined(head.base)
-        if d is None:
+    def definition(self, head: sp.Indexed, scope: Scope | None = None) -> sp.Expr:
+        """The defining expression of one entry: the one definition whose pattern holds there (z^(r,1) reads
+        h^(r-1), z^(r,p) for 2 <= p reads a^(r,p-1)); KeyError when none is shown to, or more than one."""
+        scope = scope or Scope({}, {}, None)
+        found = []
+        for d in self.definitions:
+            if d.head.base != head.base or len(d.head.indices) != len(head.indices):
+                continue
+            try:
+                binding = unify(d.head, head, d.pattern, {}, scope)
+            except (Unmatched, Undecided):
+                continue
+            if self._inside(d, binding, scope) is True:
+                found.append(d.rhs.xreplace(binding))
+        if len(found) != 1:
             raise KeyError(head)
-        binding = {}
-        for p, t in zip(d.head.indices, head.indices):
-            mine = [s for s in p.free_symbols if s in d.pattern]
-            if len(mine) != 1:
-                raise KeyError(head)
-            (sym,) = mine
-            binding[sym] = solve_index(p, sym, t)
-        return d.rhs.xreplace(binding)
+        return found[0]
 
-    def _in_layers(self, binding: dict, scope: Scope):
-        """Whether a bound layer index lies in the definitions' layer range: True, False or None (undecided)."""
-        if self.layer_range is None:
-            return True
-        lam, lo, hi = self.layer_range
-        if lam not in binding:
-            return True
-        at = binding[lam]
-        inside = [layer_decide(sp.Le(lo, at), scope), layer_decide(sp.Le(at, hi), scope)]
-        if None in inside:
-            return None
-        return all(inside)
+    @staticmethod
+    def _inside(d: Definition, binding: dict, scope: Scope):
+        """Whether each bound pattern symbol lies in its range: True, False or None (undecided)."""
+        verdicts = []
+        for sym, value in binding.items():
+            if sym not in d.ranges:
+                continue
+            lo, hi = d.ranges[sym]
+            if scope.ranges.get(value) == (lo, hi):
+                verdicts.append(True)  # an index of the same range
+                continue
+            verdicts += [layer_decide(sp.Le(lo, value), scope), layer_decide(sp.Le(value, hi), scope)]
+        if False in verdicts:
+            return False
+        return None if None in verdicts else True
 
     def reads_output(self, entry: sp.Indexed, scope: Scope):
         """Whether C reads entry: True, False or None (a layer bound undecided)."""
@@ -222,7 +230,7 @@ class Graph:
                     continue
                 except Undecided:
                     return None
-                inside = self._in_layers(binding, scope)
+                inside = self._inside(d, binding, scope)
                 if inside is None:
                     return None
                 if not inside:

@@ -30,9 +30,9 @@ from derive.verdict import Verdict
 # the rules' operations (used to build a step, and again to check it)
 # ---------------------------------------------------------------------------
 
-def unfold(graph: Graph, expr, base) -> sp.Expr:
+def unfold(graph: Graph, expr, base, scope) -> sp.Expr:
     """Every entry of `base` in expr replaced by its definition."""
-    return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == base, lambda e: graph.definition(e))
+    return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == base, lambda e: graph.definition(e, scope))
 
 
 def alpha(s: Sum) -> tuple:
@@ -159,11 +159,12 @@ def substitute(expr, lemma: Chain, free: list) -> sp.Expr:
                         lambda n: instance_of(lemma.head, lemma.final, n, free)[0])
 
 
-def rename(expr, base, name, layer) -> sp.Expr:
-    """Every dC/du for an entry u of base (at layer, if given) replaced by its name: name[u's indices]."""
+def rename(expr, base, name, prefix) -> sp.Expr:
+    """Every dC/du for an entry u of base whose indices start with prefix (all of them if None) replaced by its
+    name: name[u's indices]."""
     def hit(x):
         return (isinstance(x, CostPartial) and isinstance(x.args[0], sp.Indexed) and x.args[0].base == base
-                and (layer is None or x.args[0].indices[0] == layer))
+                and (prefix is None or tuple(x.args[0].indices[:len(prefix)]) == tuple(prefix)))
     return expr.replace(hit, lambda x: name[x.args[0].indices])
 
 
@@ -186,10 +187,10 @@ class LayerBuilder:
         c.steps.append(Step(c.final, rhs, rule, data))
 
     def define(self, c: Chain) -> None:
-        self._add(c, self.M.definition(c.head), "definition")
+        self._add(c, self.M.definition(c.head, self.thm.scope), "definition")
 
     def unfold(self, c: Chain, base) -> None:
-        self._add(c, unfold(self.M.graph, c.final, base), "unfold", base=base)
+        self._add(c, unfold(self.M.graph, c.final, base, self.thm.scope), "unfold", base=base)
 
     def fold(self, c: Chain, base) -> None:
         new = fold(self.M.graph, c.final, base)
@@ -250,8 +251,8 @@ class LayerBuilder:
     def substitute(self, c: Chain, lemma: Chain, free: tuple = ()) -> None:
         self._add(c, substitute(c.final, lemma, list(free)), "lemma", lemma=lemma, free=tuple(free))
 
-    def rename(self, c: Chain, rule: str, base, name, layer=None) -> None:
-        self._add(c, rename(c.final, base, name, layer), rule, base=base, name=name, layer=layer)
+    def rename(self, c: Chain, rule: str, base, name, prefix=None) -> None:
+        self._add(c, rename(c.final, base, name, prefix), rule, base=base, name=name, prefix=prefix)
 
     def formula(self, c: Chain) -> None:
         if c.final != self.thm.formula:
@@ -273,7 +274,7 @@ def check_layer_theorem(thm: Theorem, model) -> Theorem:
 
 def _check_definition(step, thm, model):
     try:
-        if step.rhs == model.definition(step.lhs):
+        if step.rhs == model.definition(step.lhs, thm.scope):
             return Verdict.GIVEN, ["the definition of ", step.lhs]
     except KeyError:
         pass
@@ -282,7 +283,7 @@ def _check_definition(step, thm, model):
 
 def _check_unfold(step, thm, model):
     base = step.data["base"]
-    if step.rhs != step.lhs and step.rhs == unfold(model.graph, step.lhs, base):
+    if step.rhs != step.lhs and step.rhs == unfold(model.graph, step.lhs, base, thm.scope):
         return Verdict.PROVEN, [f"every {base} entry written by its definition"]
     return Verdict.UNPROVEN, ["the step is not that replacement"]
 
@@ -343,7 +344,7 @@ def _check_diff(step, thm, model):
         defined = [e for e in src.final.atoms(sp.Indexed) if model.graph.defined(e.base) is not None]
         if step.lhs != TotalPartial(src.head, x) or defined:
             return Verdict.UNPROVEN, ["not a function of the inputs alone: ", *defined[:1]]
-    elif step.lhs != LocalPartial(src.head, x) or src.final != model.definition(src.head):
+    elif step.lhs != LocalPartial(src.head, x) or src.final != model.definition(src.head, thm.scope):
         return Verdict.UNPROVEN, ["a local partial differentiates the definition itself"]
     captured = {v for s in src.final.atoms(Sum) for v, *_ in s.limits} & x.free_symbols
     if captured:  # Σ_q w[q] differentiated by w[q] would read the bound q as x's own index
@@ -382,15 +383,12 @@ def _check_lemma(step, thm, model):
 def _check_rename(step, thm, model):
     d = step.data
     if step.rule == "res-hypothesis":
-        if not hasattr(model, "Delta"):
-            return Verdict.UNPROVEN, ["no induction hypothesis in this layer's proof"]
-        if thm.scope.hypothesis_layer is None or sp.expand(d["layer"] - thm.scope.hypothesis_layer) != 0:
-            return Verdict.UNPROVEN, ["no induction hypothesis at layer ", d["layer"]]
-        if d["base"] != model.h or d["name"] != model.Delta:
-            return Verdict.UNPROVEN, ["not the induction hypothesis"]
+        allowed = getattr(model, "hypotheses", lambda key: [])(thm.key)
+        if (d["base"], d["name"], d["prefix"]) not in allowed:
+            return Verdict.UNPROVEN, ["no induction hypothesis for ∂C/∂", d["base"], " at ", sp.Tuple(*d["prefix"])]
     elif not model.names_ok(d["base"], d["name"]):
         return Verdict.UNPROVEN, [d["name"], " is not the name of ∂C/∂", d["base"]]
-    if step.rhs != step.lhs and step.rhs == rename(step.lhs, d["base"], d["name"], d["layer"]):
+    if step.rhs != step.lhs and step.rhs == rename(step.lhs, d["base"], d["name"], d["prefix"]):
         return Verdict.PROVEN, [f"every ∂C/∂{d['base']} replaced by its name {d['name']}"]
     return Verdict.UNPROVEN, ["the step is not that replacement"]
 

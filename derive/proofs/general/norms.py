@@ -93,8 +93,8 @@ class NormModel:
         """∂C/∂y at t: the upstream gradient."""
         return CostPartial(self.at(self.y, t, self.u))
 
-    def definition(self, head):
-        return self.graph.definition(head)
+    def definition(self, head, scope=None):
+        return self.graph.definition(head, scope or Scope(dict(self.ranges), {}, None))
 
     def names_ok(self, base, name) -> bool:
         """A norm names no ∂C/∂ (its proofs write every adjoint as ∂C/∂ itself)."""
@@ -155,7 +155,9 @@ class NormModel:
 
     def canonical(self, expr):
         """expr with every x̂ written by its definition (x - mu) s: one way of writing each quantity."""
-        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == self.xhat, self.definition)
+        d = self.graph.defined(self.xhat)  # xhat[t, u] = (x[t, u] - mu[u]) s(var[u]) wherever the entry exists
+        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == self.xhat,
+                            lambda e: d.rhs.xreplace(dict(zip(d.head.indices, e.indices))))
 
     def witness(self, thm: Theorem, lhs, rhs):
         return norm_witness(self, lhs, rhs)

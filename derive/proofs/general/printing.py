@@ -26,8 +26,9 @@ class _Latex(LatexPrinter):
         base = _TEX_BASE.get(expr.base.name, expr.base.name)
         if not getattr(expr.base, "layered", True):  # a norm's entries: no layer index
             return f"{base}_{{{','.join(self._print(i) for i in expr.indices)}}}"
-        layer, *idx = expr.indices
-        return f"{base}^{{{compact(self._print(layer))}}}_{{{','.join(self._print(i) for i in idx)}}}"
+        n = getattr(expr.base, "layer_indices", 1)  # a residual block's inner layer: z^{r,p}_m
+        layer, idx = ",".join(compact(self._print(i)) for i in expr.indices[:n]), expr.indices[n:]
+        return f"{base}^{{{layer}}}_{{{','.join(self._print(i) for i in idx)}}}"
 
     def _print_KroneckerDelta(self, expr, exp=None):
         i, j = (self._print(a) for a in expr.args)
@@ -41,8 +42,9 @@ class _Text(StrPrinter):
         base = _TEXT_BASE.get(expr.base.name, expr.base.name)
         if not getattr(expr.base, "layered", True):  # a norm's entries: no layer index
             return f"{base}[{','.join(self._print(i) for i in expr.indices)}]"
-        layer, *idx = expr.indices
-        return f"{base}^({compact(self._print(layer))})[{','.join(self._print(i) for i in idx)}]"
+        n = getattr(expr.base, "layer_indices", 1)  # a residual block's inner layer: z^(r,p)[m]
+        layer, idx = ",".join(compact(self._print(i)) for i in expr.indices[:n]), expr.indices[n:]
+        return f"{base}^({layer})[{','.join(self._print(i) for i in idx)}]"
 
     def _print_Sum(self, expr):
         out = self._print(expr.function)

@@ -259,13 +259,13 @@ class GeneralProof:
         given = sum(s.verdict == Verdict.GIVEN for s in steps)
         proven = sum(s.verdict == Verdict.PROVEN for s in steps)
         head = (f"layers beyond dense: {good}/{len(thms)} theorems proven ({', '.join(s.key for s in self.layers)}) "
-                f"with the batch size B, the width n and the depth R symbols, {proven} steps proven from {given} "
-                "definitions")
+                f"with the batch size B, the width n, the number of blocks R and their inner depth P as symbols, "
+                f"{proven} steps proven from {given} definitions")
         bad = [f"{t.setting} {t.key} ({t.verdict.lower()})" for t in thms if not t.ok]
         if bad:
             return head + "; NOT proven: " + ", ".join(bad)
         if any(s.key == "residual" for s in self.layers):
-            return head + "; the residual base case and step cover every depth by induction"
+            return head + "; base and step (top and inner within a block) cover every depth by induction"
         return head
 
     def summary(self) -> str:
