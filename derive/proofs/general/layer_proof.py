@@ -14,13 +14,12 @@ import itertools
 
 import sympy as sp
 from sympy import Sum
+from sympy.simplify.simplify import factor_sum
 
 from derive.proofs.general import checks
 from derive.proofs.general.entries import Graph, TotalPartial
 from derive.proofs.general.functions import CostPartial, LocalPartial
 from derive.proofs.general.printing import Range
-from sympy.simplify.simplify import factor_sum
-
 from derive.proofs.general.rules import Stuck, clean, discharge, equal_by_linearity, innermost_siftable, sift, sites
 from derive.proofs.general.steps import Chain, Step, Theorem
 from derive.verdict import Verdict
@@ -147,9 +146,9 @@ def instance_of(head, value, node, free: list):
             return None
     if head.xreplace(binding) != node:
         return None
-    clash = {v for s in value.atoms(Sum) for v, *_ in s.limits} & set().union(*(n.free_symbols for n in binding.values()))
-    if clash:
-        return None  # a summation index of the value would capture the instance's index
+    bound = {v for s in value.atoms(Sum) for v, *_ in s.limits}
+    if bound & (set(binding) | set().union(*(n.free_symbols for n in binding.values()))):
+        return None  # a summation index of the value is the lemma's index or would capture the instance's
     return value.xreplace(binding), binding
 
 
