@@ -190,8 +190,12 @@ class FieldEval:
 
     def __init__(self, point: dict, degree: dict, carriers: dict, atoms):
         self.point, self.sym_degree, self.carriers, self.atoms = point, degree, carriers, atoms
-        self.memo: dict = {}
         self.base_degree: dict = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every node's value but the symbols' (read from the point as it is now)."""
+        self.memo = {s: (v, self.sym_degree.get(s, 1), _NO_DEN) for s, v in self.point.items()}
 
     def __call__(self, node):
         got = self.memo.get(node)
@@ -199,34 +203,45 @@ class FieldEval:
             got = self.memo[node] = self._eval(node)
         return got
 
+    def _args(self, node) -> list:
+        """The (value, degree, denominators) of each argument, each node evaluated once."""
+        memo, out = self.memo, []
+        for arg in node.args:
+            got = memo.get(arg)
+            if got is None:
+                got = memo[arg] = self._eval(arg)
+            out.append(got)
+        return out
+
     def _eval(self, node):
-        if node.is_Symbol:
-            if node not in self.point:
-                raise ValueError(f"the oracle has no value for the symbol {node}")
-            return self.point[node], self.sym_degree.get(node, 1), _NO_DEN
+        kind = type(node)
+        if kind is se.Mul:
+            value, n, den = 1, 0, _NO_DEN
+            for v, m, d in self._args(node):
+                value = value * v % PRIME
+                n += m
+                if d:
+                    den = _merge(den, d, sum)
+            return value, n, den
+        if kind is se.Add:
+            (value, n, den), *rest = self._args(node)
+            for v, m, d in rest:
+                value += v
+                if d or den:
+                    n, den = _add_degree(n, den, m, d, self.base_degree)
+                elif m > n:
+                    n = m
+            return value % PRIME, n, den
         if node.is_Number:
             if node.is_Integer:
                 return int(node) % PRIME, 0, _NO_DEN
             if node.is_Rational:
                 return int(node.p) * pow(int(node.q), -1, PRIME) % PRIME, 0, _NO_DEN
             raise ValueError(f"the oracle cannot evaluate the number {node} exactly")
-        if node.is_Add:
-            args = node.args
-            value, n, den = self(args[0])
-            for arg in args[1:]:
-                v, m, d = self(arg)
-                value += v
-                n, den = _add_degree(n, den, m, d, self.base_degree)
-            return value % PRIME, n, den
-        if node.is_Mul:
-            value, n, den = 1, 0, _NO_DEN
-            for arg in node.args:
-                v, m, d = self(arg)
-                value = value * v % PRIME
-                n += m
-                if d:
-                    den = _merge(den, d, sum)
-            return value, n, den
+        if node.is_Symbol:  # one given a value after the memo was made (the point's others are in it from the start)
+            if node not in self.point:
+                raise ValueError(f"the oracle has no value for the symbol {node}")
+            return self.point[node], self.sym_degree.get(node, 1), _NO_DEN
         if node.is_Pow:
             base, exp = node.args
             if not exp.is_Integer:
@@ -404,7 +419,7 @@ def _evaluate(net: Network, comp: Composed, chain: dict, params: list[Param], rn
     if unchecked:  # left's directional derivative must move only the partials compared
         for p in unchecked:
             point[comp.direction[p]] = 0
-        ev.memo.clear()
+        ev.reset()
         left, n_left, den_left = ev(comp.derivative)
     n, den = _add_degree(n_left, den_left, n_right, den_right, ev.base_degree)
     total_den = sum(ev.base_degree[b] for b in ev.base_degree)
@@ -422,7 +437,7 @@ def _split(net: Network, comp: Composed, chain: dict, params: list[Param], state
         for p in net.params:
             if p in full:
                 point[comp.direction[p]] = full[p] if p in keep else 0
-        ev.memo.clear()
+        ev.reset()
         left = ev(comp.derivative)[0]
         right = sum(full[p] * values[p] for p in group)
         return (left - right) % PRIME != 0

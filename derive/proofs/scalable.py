@@ -291,8 +291,8 @@ class Comparison:
     deltas it rests on are proven: a task says so (use_lemma). None where a form has none.
     """
 
-    values: list  # per form: its SymEngine matrix
-    targets: list  # per form, per entry (row-major): (name, param or None, truth)
+    values: list  # per form: its SymEngine matrix, or a _Lazy that makes it (see value())
+    targets: list  # per form, per entry (row-major): (name, param or None, truth); a _Lazy until read
     rule: dict  # every relation of the atoms (derive.proofs.identity.relations), in SymEngine
     kept: dict | None  # the part that leaves every atom in place; None when that is all of rule
     lemma_values: list
@@ -313,17 +313,59 @@ class Comparison:
         expanded in full.
         """
         i, start, stop, use_lemma = task
-        value, targets = self.values[i], self.targets[i]
         lemma_value, lemma_targets = (self.lemma_values[i], self.lemma_targets[i]) if use_lemma else (None, None)
         bad = []
-        cols = value.cols
+        cols = int(self.forms[i].lhs.shape[1])
         for idx in range(start, stop):
             r, c = idx // cols, idx % cols
             if lemma_value is not None and _zero(lemma_targets[idx][2] - lemma_value[r, c], self.rule, self.kept):
                 continue
-            if not _zero(targets[idx][2] - value[r, c], self.rule, self.kept):
+            if not _zero(self.targets[i][idx][2] - self.value(i)[r, c], self.rule, self.kept):
                 bad.append(idx)
         return bad
+
+    def value(self, i: int) -> se.DenseMatrix:
+        """Form i evaluated with the network's own matrices (on first use: most forms are closed by their lemma version)."""
+        v = self.values[i]
+        return v.get() if isinstance(v, _Lazy) else v
+
+    def entries(self, i: int) -> list:
+        """(name, param or None, truth) per entry of form i: the lemma version's where there is one (names, params)."""
+        return self.lemma_targets[i] if self.lemma_targets[i] is not None else self.targets[i]
+
+
+class _Lazy:
+    """A value made on first use, with its length known before (a form's entries: len() is what the dispatch reads)."""
+
+    def __init__(self, size: int, make: Callable):
+        self.size, self.make, self.made = size, make, None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def get(self):
+        if self.made is None:
+            self.made = self.make()
+        return self.made
+
+    def __getitem__(self, k):
+        return self.get()[k]
+
+
+class _Env(dict):
+    """MatrixSymbol -> SymEngine matrix; a form's left-hand side evaluated from the form that defines it when first read."""
+
+    def __init__(self, base: dict, definers: dict, fallback: dict | None = None):
+        super().__init__(base)
+        self.definers, self.fallback = definers, fallback
+
+    def __missing__(self, key):
+        if key in self.definers:
+            self[key] = evaluate_form(self.definers[key].expr, self)
+            return self[key]
+        if self.fallback is not None:
+            return self.fallback[key]
+        raise KeyError(key)
 
 
 def build_comparison(spec: Spec | str | dict | Network, forms: list[Form] | None = None,
@@ -349,43 +391,47 @@ def build_comparison(spec: Spec | str | dict | Network, forms: list[Form] | None
     times["chain rule"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    values = {ms: to_se_matrix(v, graph.conv) for ms, v in {**mf.values, **(extra or {})}.items()}
+    base = {ms: to_se_matrix(v, graph.conv) for ms, v in {**mf.values, **(extra or {})}.items()}
     chosen = forms if forms is not None else mf.forward + mf.forms
     defining = [f for f in mf.forms if f.truth in ("delta", "delta_col")]
-    evaluated = []
     # with forms under test, the proven forms that define each delta come first
-    for form in chosen if forms is None else defining + [f for f in forms if f not in defining]:
-        v = evaluate_form(form.expr, values)
-        if form.lhs not in values:
-            values[form.lhs] = v
-        evaluated.append((form, v))
-    evaluated = [(f, v) for f, v in evaluated if f in chosen or f in defining]
-    for form, v in evaluated:
-        if v.shape != form.lhs.shape:
-            raise ValueError(f"{form.key}: the form is {v.shape[0]}×{v.shape[1]} but {form.lhs.name} "
+    order = chosen if forms is None else defining + [f for f in forms if f not in defining]
+    definers: dict = {}
+    for form in order:
+        if form.lhs not in base:
+            definers.setdefault(form.lhs, form)
+        if form.expr.shape != form.lhs.shape:
+            raise ValueError(f"{form.key}: the form is {form.expr.shape[0]}×{form.expr.shape[1]} but {form.lhs.name} "
                              f"is {form.lhs.shape[0]}×{form.lhs.shape[1]}")
-    targets = [_targets(net, mf, graph, f, v) for f, v in evaluated]
+    env = _Env(base, definers)
+    compared = [f for f in order if f in chosen or f in defining]
+
+    def plain(form):  # the form with the network's matrices, and its truths: made when first needed
+        value = _Lazy(0, lambda: evaluate_form(form.expr, env))
+        size = int(form.lhs.shape[0] * form.lhs.shape[1])
+        return value, _Lazy(size, lambda: _targets(net, mf, graph, form, value.get()))
+
+    made = [plain(f) for f in compared]
     # the lemma: one symbol per proven delta entry, shared by delta{l} and its column form
     lemma = {(e, l, j): se.Symbol(f"_delta{l}_{j}_e{e}") for e in range(net.E) for l in range(1, net.L + 1)
              for j in range(net.sizes[l])}
-    lemma_values = dict(values)
+    lemma_env = _Env({}, {}, fallback=env)
     for l in range(1, net.L + 1):
-        lemma_values[mf.sym[f"delta{l}"]] = se.DenseMatrix(
+        lemma_env[mf.sym[f"delta{l}"]] = se.DenseMatrix(
             *mf.sym[f"delta{l}"].shape, [lemma[(e, l, j)] for e, j in _entries(mf, l)])
         for e in range(net.E):
             name = f"deltac{l}" + ("" if net.E == 1 else f"_e{e}")
-            lemma_values[mf.sym[name]] = se.DenseMatrix(net.sizes[l], 1, [lemma[e, l, j] for j in range(net.sizes[l])])
-    lemma_forms: list = [None] * len(evaluated)
-    lemma_targets: list = [None] * len(evaluated)
-    for i, (form, _) in enumerate(evaluated):
+            lemma_env[mf.sym[name]] = se.DenseMatrix(net.sizes[l], 1, [lemma[e, l, j] for j in range(net.sizes[l])])
+    lemma_forms: list = [None] * len(compared)
+    lemma_targets: list = [None] * len(compared)
+    for i, form in enumerate(compared):
         if form.truth in ("delta", "delta_col"):
             if form.layer < net.L:  # each delta below the output through the deltas of the layer above
-                lemma_forms[i] = evaluate_form(_through_layer_above(mf, form), lemma_values)
-        else:  # each gradient and update through the deltas
-            lv = evaluate_form(form.expr, lemma_values)
-            if lemma_values.get(form.lhs) is values.get(form.lhs):  # the gradient an update uses
-                lemma_values[form.lhs] = lv
-            lemma_forms[i] = lv
+                lemma_forms[i] = evaluate_form(_through_layer_above(mf, form), lemma_env)
+        elif form.truth != "z":  # each gradient and update through the deltas
+            lemma_forms[i] = evaluate_form(form.expr, lemma_env)
+            if form.lhs not in lemma_env:  # the gradient an update uses
+                lemma_env[form.lhs] = lemma_forms[i]
         if lemma_forms[i] is not None:
             lemma_targets[i] = _targets(net, mf, graph, form, lemma_forms[i], lemma)
     times["matrix forms"] = time.perf_counter() - t
@@ -393,9 +439,8 @@ def build_comparison(spec: Spec | str | dict | Network, forms: list[Form] | None
     sp_rule = relations(net)
     rule = {graph.conv(k): graph.conv(v) for k, v in sp_rule.items()}
     kept = {graph.conv(k): graph.conv(v) for k, v in sp_rule.kept.items()}
-    return Comparison([v for _, v in evaluated], targets, rule, None if len(kept) == len(rule) else kept,
-                      lemma_forms, lemma_targets, [f for f, _ in evaluated], [f in chosen for f, _ in evaluated],
-                      net, graph, times)
+    return Comparison([v for v, _ in made], [tg for _, tg in made], rule, None if len(kept) == len(rule) else kept,
+                      lemma_forms, lemma_targets, compared, [f in chosen for f in compared], net, graph, times)
 
 
 @deep_stack
@@ -514,9 +559,7 @@ def _prove(spec: Spec | str | Network, sample: int, seed: int, engine: Engine, r
 
     t = time.perf_counter()
     count = _Count(progress, 1)
-    chain = {p: truth for i, tg in enumerate(comparison.targets) if comparison.forms[i].truth == "grad"
-             for _, p, truth in tg if p is not None}
-    chain.update({p: graph.accumulated(p) for p in net.params if p not in chain})
+    chain = {p: graph.accumulated(p) for p in net.params}  # what the comparisons proved equal to the matrix forms
     result.oracle = cross_check(net, chain, seed=seed, trials=trials)
     for name in result.oracle.wrong:
         result.failures.append(Failure(name, "oracle on every partial", (0, 0)))
@@ -548,24 +591,25 @@ def _tally(result: ScaleProof, comparison: Comparison, bad: dict) -> None:
     for i, form in enumerate(comparison.forms):
         if not comparison.chosen[i]:
             continue
-        v, targets = comparison.values[i], comparison.targets[i]
+        cols = int(form.lhs.shape[1])
+        entries = comparison.entries(i)
         wrong = set(bad.get(i, []))
-        result.per_form[form.key] = [len(targets) - len(wrong), len(targets)]
-        for idx, (name, p, _) in enumerate(targets):
+        result.per_form[form.key] = [len(entries) - len(wrong), len(entries)]
+        for idx, (name, p, _) in enumerate(entries):
             if p is not None:
                 tally = result.per_layer.setdefault(per_layer_group(p), [0, 0])
                 tally[0] += idx not in wrong
                 tally[1] += 1
         if wrong and not result.failures:
             idx = min(wrong)
-            truth = sp.sympify(targets[idx][2])
-            other = sp.sympify(v[idx // v.cols, idx % v.cols])
+            truth = sp.sympify(comparison.targets[i][idx][2])
+            other = sp.sympify(comparison.value(i)[idx // cols, idx % cols])
             ce = find_counterexample(net, truth, other)
-            result.failures.append(Failure(targets[idx][0], form.key, (idx // v.cols, idx % v.cols),
+            result.failures.append(Failure(entries[idx][0], form.key, (idx // cols, idx % cols),
                                            None if ce is None else {"values": ce.values, "chain_rule": ce.lhs,
                                                                     "matrix": ce.rhs}))
         elif wrong:
-            result.failures.extend(Failure(targets[k][0], form.key, (k // v.cols, k % v.cols)) for k in sorted(wrong)[:3])
+            result.failures.extend(Failure(entries[k][0], form.key, (k // cols, k % cols)) for k in sorted(wrong)[:3])
 
 
 def _through_layer_above(mf: MatrixForms, form: Form):
