@@ -15,7 +15,7 @@ from derive.claims.check import Claim, ClaimVerdict, check_claim
 from derive.claims.truth import Context
 from derive.errors import DeriveError, brief, shown
 from derive.files import exists, read_user_file  # a regular file only, read with a bound (st_size is 0 for devices)
-from derive.spec import MAX_EXAMPLES, Spec, builtin_names, load_spec, parse_sizes, validate
+from derive.spec import MAX_EXAMPLES, LayeredSpec, Spec, builtin_names, load_spec, parse_sizes, validate
 from derive.tables.reading import READINGS, Reading, with_fields
 from derive.verdict import Verdict, exit_code
 
@@ -97,6 +97,9 @@ def load_claims(path: str | Path) -> tuple[Spec, str, list[Claim], str, Reading 
         if key not in TOP_KEYS:
             _bad(path, f"unknown key {brief(key)}; a claims file has {', '.join(TOP_KEYS)}")
     spec, note = _spec_of(path, table)
+    if isinstance(spec, LayeredSpec) and ({"notation", "regularization", "layers"} & set(table)):
+        _bad(path, "notation, regularization and layers are for sizes specs; a layer list's claims use its own names "
+                   "(mu2, xhat2, gamma2, dC/dgamma2) and LaTeX (\\mu^{(2)}, \\hat{x}^{(2)})")
     layers = table.get("layers", "")
     if layers not in ("", "paren", "bare"):
         _bad(path, f"layers = {brief(layers)}: 'paren' (a^{{(l)}}_j) or 'bare' (Nielsen's a^l_j)")
@@ -175,6 +178,8 @@ def _spec_of(path: Path, table: dict) -> tuple[Spec, str]:
                        "and no such file next to the claims file")
         spec = load_spec(name) if name in builtin_names() else load_spec(path.parent / name)
         own = spec.sizes
+        if isinstance(spec, LayeredSpec) and "sizes" in table:
+            _bad(path, "sizes: the spec lists its layers, each with its own width; change the widths in the spec")
         if "sizes" in table:
             sizes = table["sizes"]
             if isinstance(sizes, str):
@@ -227,6 +232,12 @@ def _claim_of(path: Path, i: int, c: dict, names: set) -> Claim:
 def check_file(path: str | Path) -> Report:
     """Read a claims file and check every claim in it."""
     spec, layers, claims, note, reading, regularization = load_claims(path)
+    if isinstance(spec, LayeredSpec):  # a layer list: its own vocabulary and truth (derive.claims.layers)
+        from derive.claims.layers import LayeredContext
+        from derive.claims.layers_check import check_layered
+
+        ctx = LayeredContext(spec)
+        return Report(str(path), spec, note, [check_layered(ctx, c) for c in claims])
     if reading is not None and layers:
         reading = replace(reading, layers=layers)
     ctx = Context(spec, layers or None, reading, regularization)

@@ -6,6 +6,7 @@ import json
 import re
 
 from derive.claims import Report
+from derive.spec import LayeredSpec
 from derive.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUTED, shown
 from derive.verdict import Verdict
 
@@ -18,6 +19,13 @@ def json_text(data) -> str:
 
 def _spec_line(report: Report) -> str:
     s = report.spec
+    if isinstance(s, LayeredSpec):
+        from derive.report.layers import layer_line
+
+        parts = [s.name, f"inputs {s.inputs}", " → ".join(layer_line(b) for b in s.layers), f"{s.cost} cost",
+                 f"{s.convention} convention",
+                 f"batch {s.batch}" + (f" of {s.examples} examples" if s.batch != "single" else "")]
+        return f"{report.path}: " + ", ".join(parts) + (f"; {report.note}" if report.note else "")
     parts = [f"{s.name}", "-".join(map(str, s.sizes)), ", ".join(dict.fromkeys(s.activation)), f"{s.cost} cost",
              f"{s.convention} convention", f"bias {s.bias}",
              f"batch {s.batch}" + (f" of {s.examples} example{'s' if s.examples > 1 else ''}" if s.batch != "single" else "")]

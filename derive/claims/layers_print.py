@@ -1,0 +1,108 @@
+"""A layer-list claim's tree printed back: as text (it parses back to the same tree) and as LaTeX (for documents)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from derive.claims.printing import _idx_text, _paren
+from derive.claims.tree import Leaf, Node, Num
+
+_LATEX = {"mu": r"\mu", "var": r"\sigma^{2}", "gamma": r"\gamma", "beta": r"\beta", "delta": r"\delta",
+          "xhat": r"\hat{x}", "xc": r"\bar{x}"}
+
+
+def _leaf_text(leaf: Leaf) -> str:
+    if leaf.kind == "X":
+        base = "x"
+    elif leaf.kind == "T":
+        base = leaf.alias or "T"
+    elif leaf.kind in ("B", "C") or (leaf.kind == "eps" and leaf.layer is None):
+        base = leaf.kind
+    else:
+        base = f"{leaf.kind}{leaf.layer}"
+    return base if leaf.index is None else f"{base}[{','.join(_idx_text(i) for i in leaf.index)}]"
+
+
+def text(node: Node) -> str:
+    """The tree in the layer list's text vocabulary."""
+    if isinstance(node, Num):
+        return str(node.value)
+    if isinstance(node, Leaf):
+        return _leaf_text(node)
+    op, args = node.op, node.args
+    p = partial(_paren, text, op)
+    if op in ("add", "sub"):
+        return f"{p(args[0], 10)} {'+' if op == 'add' else '-'} {p(args[1], 10, right=True)}"
+    if op == "neg":
+        return f"-{p(args[0], 30)}"
+    if op in ("mul", "had", "dot", "matmul", "div"):
+        sym = {"mul": "*", "had": "*", "dot": "*", "matmul": "@", "div": "/"}[op]
+        return f"{p(args[0], 30)} {sym} {p(args[1], 30, right=True)}"
+    if op in ("pow", "epow"):
+        return f"{p(args[0], 41)}**{node.param}"
+    if op == "T":
+        return f"{p(args[0], 50)}.T"
+    if op == "entry":
+        return f"{p(args[0], 50)}[{','.join(_idx_text(i) for i in node.param)}]"
+    if op == "grad":
+        inner = args[0]
+        return f"dC/d{_leaf_text(inner)}" if isinstance(inner, Leaf) else f"dC/d({text(inner)})"
+    if op in ("sigma", "sigma_prime"):
+        return f"{node.param or 'sigma'}{'_prime' if op == 'sigma_prime' else ''}({text(args[0])})"
+    names = {"batch_sum": "sum", "feature_sum": "sum_features", "sqrt": "sqrt"}
+    return f"{names.get(op, op)}({', '.join(text(a) for a in args)})"
+
+
+def _leaf_latex(leaf: Leaf) -> str:
+    if leaf.kind == "X":
+        return "x"
+    if leaf.kind == "T":
+        return "T"
+    if leaf.kind in ("B", "C"):
+        return leaf.kind
+    if leaf.kind == "eps":
+        return r"\varepsilon" if leaf.layer is None else rf"\varepsilon^{{({leaf.layer})}}"
+    base = _LATEX.get(leaf.kind, leaf.kind)
+    idx = "" if leaf.index is None else "_{" + ",".join(_idx_text(i) for i in leaf.index) + "}"
+    if leaf.kind == "var":
+        return rf"\sigma^{{2({leaf.layer})}}" + idx
+    return f"{base}^{{({leaf.layer})}}" + idx
+
+
+def latex_text(node: Node) -> str:
+    """The tree in LaTeX: sums as \\sum_b (the batch) and \\sum_i (the features), gradients as fractions."""
+    if isinstance(node, Num):
+        v = node.value
+        return rf"\frac{{{abs(v.p)}}}{{{v.q}}}" if v.q != 1 and v > 0 else str(v)
+    if isinstance(node, Leaf):
+        return _leaf_latex(node)
+    op, args = node.op, node.args
+    p = partial(_paren, latex_text, op)
+    if op in ("add", "sub"):
+        return f"{p(args[0], 10)} {'+' if op == 'add' else '-'} {p(args[1], 10, right=True)}"
+    if op == "neg":
+        return f"-{p(args[0], 30)}"
+    if op == "div":
+        return rf"\frac{{{latex_text(args[0])}}}{{{latex_text(args[1])}}}"
+    if op in ("mul", "had", "dot"):
+        return rf"{p(args[0], 30)} \odot {p(args[1], 30, right=True)}"
+    if op == "matmul":
+        return f"{p(args[0], 30)} {p(args[1], 30, right=True)}"
+    if op in ("pow", "epow"):
+        return f"({latex_text(args[0])})^{{{node.param}}}"
+    if op == "T":
+        return f"({latex_text(args[0])})^\\top"
+    if op == "entry":
+        return f"({latex_text(args[0])})_{{{','.join(_idx_text(i) for i in node.param)}}}"
+    if op == "grad":
+        return rf"\frac{{\partial C}}{{\partial {latex_text(args[0])}}}"
+    if op == "batch_sum":
+        return rf"\sum_b {p(args[0], 30)}"
+    if op == "feature_sum":
+        return rf"\sum_i {p(args[0], 30)}"
+    if op == "sqrt":
+        return rf"\sqrt{{{latex_text(args[0])}}}"
+    if op in ("sigma", "sigma_prime"):
+        name = r"\sigma" if node.param is None else rf"\operatorname{{{node.param}}}"
+        return f"{name}{chr(39) if op == 'sigma_prime' else ''}({latex_text(args[0])})"
+    return op  # pragma: no cover
