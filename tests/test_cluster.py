@@ -267,6 +267,7 @@ def test_many_files_on_a_cluster_with_a_killed_worker(cluster, class_files, alon
     assert _as_alone(json.loads(r.stdout)) == alone and r.returncode == 2
     redone = [line for line in r.stderr.splitlines() if line.startswith("note: ")]
     assert redone and all(" was on a worker that died: redone on tcp://" in line for line in redone)
+    _wait_for_workers(address, 2)  # the dead worker's nanny started a new one (the tests below count 2)
 
 
 # ---------------------------------------------------------------------------
