@@ -79,9 +79,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in ("general", None):  # SymPy loads only for the command that needs it (or for --help)
         from derive.proofs.general import LAYERS as layers, SETTINGS as settings
     p.add_argument("--setting", action="append", choices=settings,
-                   help="prove only this setting of BP1-BP4 (repeatable; default: all four, and every layer)")
+                   help="prove this setting of BP1-BP4 (repeatable; with neither --setting nor --layer: all of both)")
     p.add_argument("--layer", action="append", choices=layers,
-                   help="prove only this layer beyond dense (repeatable; default: all three, and every setting)")
+                   help="prove this layer beyond dense (repeatable; with neither --setting nor --layer: all of both)")
     p.add_argument("--brief", action="store_true", help="only each theorem's verdict and the summary")
     p.add_argument("--json", action="store_true", help="print each theorem's verdict as JSON")
 
@@ -283,6 +283,8 @@ def run_latex(args) -> int:
     check_writable(args.output, "-o")  # before the proof, so a wrong path costs nothing
     if args.pdf:
         check_writable(Path(args.output).with_suffix(".pdf"), "--pdf")
+    if isinstance(spec, LayeredSpec):
+        return _latex_layers(spec, args)
     if spec.n_params > MAX_DOCUMENT_PARAMS:
         return _latex_summary(spec, note, args)
     estimate = check_budget(spec, "full", args, "latex")
@@ -290,6 +292,18 @@ def run_latex(args) -> int:
         proof = prove(spec, oracle="all")
     proof.note = note[:1].upper() + note[1:] + "." if note else ""
     write_atomically(Path(args.output), render(proof), "-o")
+    print(shown(f"wrote {args.output}: {proof.summary()}"))
+    _pdf(args)
+    return proof.exit_code
+
+
+def _latex_layers(spec, args) -> int:
+    """A layer list: each layer's forward equations and proven backward forms (derive.report.latex_layers)."""
+    from derive.proofs.layered import prove_layers
+    from derive.report.latex_layers import render_layers
+
+    proof = prove_layers(spec)
+    write_atomically(Path(args.output), render_layers(proof), "-o")
     print(shown(f"wrote {args.output}: {proof.summary()}"))
     _pdf(args)
     return proof.exit_code
