@@ -529,7 +529,7 @@ def _prove(spec: Spec | str | Network, sample: int, seed: int, engine: Engine, r
     that the network does not have. `progress(done, total)` hears of each of PHASES in
     turn, (0, total) first (derive.report.terminal.scale_progress() makes one that draws bars).
     """
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     engine.prepare(recipe)  # a cluster's workers build theirs meanwhile
     comparison = build_comparison(spec, forms, extra)
     dispatch = (engine, replace(recipe, value=comparison))
@@ -580,6 +580,7 @@ def _prove(spec: Spec | str | Network, sample: int, seed: int, engine: Engine, r
                 result.failures.append(Failure(f"dC/d{p.name}", "sympy.diff oracle", (0, 0)))
             count.advance(1)
         times["oracle sample"] = time.perf_counter() - t
+    times["CPU of this process"] = time.process_time() - cpu0  # what a loaded machine leaves steady
     times["total"] = time.perf_counter() - t0
     result.seconds = times
     return result
