@@ -46,7 +46,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="full: every path listed and sympy.diff on every partial; scalable: reverse accumulation "
                         f"and a sampled oracle; auto picks full up to {budget.FULL_AUTO_PARAMS} parameters")
     p.add_argument("--sample", type=_positive, default=None,
-                   help="partials the sampled sympy.diff oracle checks (scalable mode; default 50)")
+                   help="also run the exact sympy.diff oracle on N partials spread over every weight matrix and bias "
+                        "(scalable mode; default none: every partial is cross-checked by the randomized oracle either way, "
+                        "and the exact one's cost grows exponentially with depth)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the oracle sample (a whole number from 0)")
     p.add_argument("--jobs", type=_jobs, default=None,
                    help=f"processes for the entry comparisons (scalable mode; at most {MAX_JOBS})")
