@@ -152,5 +152,14 @@ def test_the_command_checks_a_layer_list_and_says_so_in_json():
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 1, r.stderr
     claims = json.loads(r.stdout)
-    assert [c["verdict"] for c in claims].count("REFUTED") == 2
+    assert [c["verdict"] for c in claims].count("REFUTED") == 3
     assert {c["repair"]["kind"] for c in claims if c["repair"]} == {"path", "term"}
+
+
+def test_names_without_a_layer_are_of_the_only_layer_that_has_them(bn, tmp_path):
+    assert verdict(bn, "dC/dgamma", "np.sum(dC/dy2 * xhat, axis=0, keepdims=True)").verdict == Verdict.PROVEN
+    assert verdict(bn, "mu", "np.mean(x2, axis=0, keepdims=True)").verdict == Verdict.PROVEN
+    two = _spec(tmp_path, "two", '[[layers]]\nkind = "batchnorm"\n[[layers]]\nkind = "dense"\nwidth = 2\n'
+                                 '[[layers]]\nkind = "layernorm"\n[[layers]]\nkind = "dense"\nwidth = 1\n')
+    v = verdict(LayeredContext(load_spec(two)), "dC/dgamma", "sum(dC/dy1 * xhat)")
+    assert v.verdict == Verdict.ERROR and "could be of layers 1, 3" in v.message

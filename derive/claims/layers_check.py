@@ -15,7 +15,7 @@ a product, a sign, a constant factor), each proven before it is reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
@@ -23,9 +23,9 @@ import sympy as sp
 
 from derive.claims.check import Claim, ClaimVerdict, _close, _fail, _round
 from derive.claims.evaluate import Evaluator, Leaves, is_matrix, shape_of, size_text
-from derive.claims.layers import NORMS, LayeredContext, Undefined
-from derive.claims.layers_read import (LayeredLhs, fill_layers, lhs_of, read_layered_latex, read_layered_lhs,
-                                       read_layered_text)
+from derive.claims.layers import NORMS, LayeredContext, Undefined, _names
+from derive.claims.layers_read import (LayeredLhs, fill_layers, lhs_of, named_kinds, read_layered_latex,
+                                       read_layered_lhs, read_layered_text)
 from derive.claims.layers_print import latex_text, text
 from derive.claims.repair import Repair, find
 from derive.claims.tree import ClaimError, Invalid, Leaf, Node, Op, ShapeError, substitute, walk
@@ -98,6 +98,13 @@ class LayeredEvaluator(Evaluator):
             return sp.Matrix(value.rows, 1, lambda i, j: sp.Add(*value[i, :]))
         if isinstance(node, Op) and node.op == "sqrt":
             return self.leaves.sqrt(self.eval(node.args[0], env), node)
+        if isinstance(node, Op) and node.op == "axis_mean":  # np.mean: the sum over the axis, over its length
+            value = self.eval(node.args[0], env)
+            if not is_matrix(value):
+                raise ShapeError(f"{self.describe(node)}: np.mean needs an array")
+            count = value.rows * value.cols if node.param is None else value.shape[node.param]
+            total = self.eval(Op("axis_sum", node.args, node.param, span=node.span), env)
+            return total / count
         return super().eval(node, env)
 
 
@@ -191,6 +198,7 @@ def read(ctx: LayeredContext, claim: Claim) -> tuple[LayeredLhs, Node, str] | Cl
         return _fail(claim, "code", claim.code, ClaimError("code claims are read for sizes specs; write a layer list's "
                                                            "claims as text (rhs) or LaTeX", (0, 0)))
     lhs, shown = None, ""
+    field = "latex" if claim.latex is not None else "rhs"
     if claim.latex is not None:
         try:
             left, tree = read_layered_latex(claim.latex)
@@ -214,13 +222,31 @@ def read(ctx: LayeredContext, claim: Claim) -> tuple[LayeredLhs, Node, str] | Cl
                 f"lhs names {own.text()} but the LaTeX's left-hand side is {lhs.text()}", (0, len(claim.lhs))))
         lhs, shown = own, claim.lhs.strip()
     if lhs is None:
-        field = "latex" if claim.latex is not None else "rhs"
         return _fail(claim, field, claim.source, ClaimError(
             "no left-hand side: give lhs = \"dC/dgamma2\" (or write the LaTeX as an equation)", (0, 0)))
     if lhs.layer is None:
-        return _fail(claim, "latex", claim.source, ClaimError(
-            "the left-hand side names no layer: write its layer, \\gamma^{(2)}", (0, 0)))
-    return lhs, fill_layers(tree, lhs.layer), shown
+        try:
+            lhs = replace(lhs, layer=_only_layer(ctx, {lhs.kind} | named_kinds(tree)))
+        except ClaimError as exc:
+            return _fail(claim, "lhs" if claim.lhs is not None else field, claim.lhs or claim.source, exc)
+    try:
+        return lhs, fill_layers(tree, lhs.layer, ctx.blocks[lhs.layer].kind if lhs.layer in ctx.blocks else ""), shown
+    except ClaimError as exc:
+        return _fail(claim, field, claim.source, exc)
+
+
+def _only_layer(ctx: LayeredContext, kinds: set) -> int:
+    """The layer a claim that writes no layer numbers is about: the only one with all its names, or the only norm
+    layer among those."""
+    have = [b for b in ctx.spec.blocks if kinds <= set(_names(b))]
+    if len(have) > 1:
+        norms = [b for b in have if b.kind in NORMS]
+        have = norms if len(norms) == 1 else have
+    if len(have) == 1:
+        return have[0].position
+    which = ", ".join(str(b.position) for b in have) or "none"
+    raise ClaimError(f"the claim names no layer, and {', '.join(sorted(kinds))} could be of layers {which}: write "
+                     "the layer, gamma2 or \\gamma^{(2)}", (0, 0))
 
 
 def truth_of(ctx: LayeredContext, lhs: LayeredLhs, example: int, span=None):

@@ -3,19 +3,24 @@
 Text names a layer's quantities with its number: x2, y2, mu2, var2, s2, xhat2, gamma2, beta2,
 W1, b1, z1, a1, delta1, w1[j,k]; B (the batch's size), eps2 (or eps), n2 (a layer's width),
 x and T (the network's inputs and targets); dC/dQ2 for a gradient (dC/dy2 is the layer's
-upstream gradient); sum(M) over the batch and sum_features(M) over the features (both keep
-the summed axis, as NumPy's keepdims), sqrt(var2 + eps2), mean(M) = sum(M)/B, the activations
-(sigma(z1), relu_prime(z1)); + - * / ** as NumPy (broadcasting), @ and .T.
+upstream gradient); sum(M) over the batch and sum_features(M) over the features, np.sum and
+np.mean with axis=0 or 1 (every sum keeps the summed axis, as keepdims=True), sqrt(var2 +
+eps2), mean(M) = sum(M)/B, the activations (sigma(z1), relu_prime(z1)); + - * / ** as NumPy
+(broadcasting), @ and .T. A norm layer's names may leave out the number (gamma, xhat, mu, var,
+s, beta): they are then of the claim's layer, or of the only layer that has them.
 
 LaTeX writes the same quantities as textbooks print them: \\mu^{(2)}, \\sigma^{2(2)} or
-(\\sigma^{(2)})^2, \\hat{x}^{(2)}, \\gamma^{(2)}, \\beta^{(2)}, \\varepsilon, s^{(2)}, x^{(2)},
-y^{(2)}, W^{(1)}, z, a, \\delta; \\frac{\\partial C}{\\partial \\gamma^{(2)}}; \\sum_b (over the
-batch: b, e, m or p under the sum) and \\sum_i (over the features: i, j or k); \\sqrt{...}; B, n.
-A name written without its layer (x_b, \\hat{x}, \\gamma, y) is of the claim's own layer (the
-one its left-hand side names); T are the targets. A subscript of letters (x_b, \\hat{x}_{b'})
-names the whole array, entry by entry, and one of numbers names one entry. Products written side by side, \\cdot, \\odot and \\circ are entry by
-entry (broadcast), as the per-feature formulas mean them; a product with a transposed
-factor or a weight matrix W is the matrix product.
+(\\sigma^{(2)})^2 or \\sigma^2_B, \\hat{x}^{(2)}, \\gamma^{(2)}, \\beta^{(2)}, \\varepsilon or \\epsilon,
+s^{(2)}, x^{(2)}, y^{(2)}, W^{(1)}, z, a, \\delta; \\frac{\\partial C}{\\partial \\gamma^{(2)}} (C, L or
+\\ell the cost); \\sum over the batch or the features (by its bound: B or m, n; in a batch norm
+claim, the batch; else by its letter: b, e, m, p the batch, i, j, k the features); \\sqrt{...}
+and half powers, (\\sigma^2 + \\epsilon)^{-3/2}; B or m the batch's size, n a layer's width. So
+Ioffe and Szegedy's Algorithm 1 reads as printed. A name written without its layer (x_b,
+\\hat{x}, \\gamma, y) is of the claim's own layer (the one its left-hand side names, or the only
+one with those names); T are the targets. A subscript of letters (x_b, \\hat{x}_{b'}) names the
+whole array, entry by entry, and one of numbers names one entry. Products written side by
+side, \\cdot, \\odot and \\circ are entry by entry (broadcast), as the per-feature formulas mean
+them; a product with a transposed factor or a weight matrix W is the matrix product.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ class LayeredTextReader(TextReader):
             return Leaf("B", None, span=span)
         if ident == "eps":
             return Leaf("eps", None, span=span)
+        if ident in BARE:  # a norm layer's name without its number: the claim's layer, or the only one that has it
+            return Leaf(ident, None, span=span)
         if ident == "x":
             return Leaf("X", None, alias="x", span=span)
         if ident in ("T", "y"):
@@ -117,12 +124,17 @@ class LayeredTextReader(TextReader):
 
     def call(self, n: ast.Call) -> Node:
         span = self.span(n)
-        if not isinstance(n.func, ast.Name) or n.func.id not in FUNCTIONS:
+        fn = _function_name(n.func)
+        if fn not in FUNCTIONS:
             self.fail(n.func, f"'{self.snippet(n.func)}' is not a function of the vocabulary ({', '.join(FUNCTIONS[:6])}, "
-                              "the activations and their _prime)")
-        if n.keywords or len(n.args) != 1 or isinstance(n.args[0], ast.Starred):
-            self.fail(n, f"{n.func.id}() takes exactly one argument")
-        fn, inner = n.func.id, self.walk(n.args[0])
+                              "np.sum, np.mean, np.sqrt, the activations and their _prime)")
+        if len(n.args) != 1 or isinstance(n.args[0], ast.Starred):
+            self.fail(n, f"{fn}() takes one array")
+        axis = self.keywords(n, fn)
+        inner = self.walk(n.args[0])
+        if fn in ("sum", "mean") and axis is not _BATCH:  # NumPy's axis, as the arrays are laid out (kept)
+            total = Op("axis_sum", (inner,), axis, span=span)
+            return total if fn == "sum" else Op("axis_mean", (inner,), axis, span=span)
         if fn == "sum":
             return Op("batch_sum", (inner,), span=span)
         if fn == "sum_features":
@@ -134,6 +146,34 @@ class LayeredTextReader(TextReader):
         prime = fn.endswith("_prime")
         name = fn[:-6] if prime else fn
         return Op("sigma_prime" if prime else "sigma", (inner,), None if name == "sigma" else name, span=span)
+
+    def keywords(self, n: ast.Call, fn: str):
+        """axis=0 or 1 (and keepdims=True) of np.sum and np.mean; the batch when no axis is given to sum or mean."""
+        axis = _BATCH if not n.func.__class__ is ast.Attribute else None  # np.sum(x) sums every entry
+        for k in n.keywords:
+            v = k.value
+            if k.arg == "axis" and fn in ("sum", "mean") and isinstance(v, ast.Constant) and v.value in (0, 1) \
+                    and not isinstance(v.value, bool):
+                axis = v.value
+            elif k.arg == "keepdims" and isinstance(v, ast.Constant) and v.value is True:
+                continue
+            else:
+                self.fail(k.value, f"{fn}() takes axis=0 or axis=1 (and keepdims=True): the summed axis is always kept")
+        return axis
+
+
+_BATCH = object()  # sum() without an axis: over the batch
+BARE = ("mu", "var", "s", "xhat", "gamma", "beta")
+
+
+def _function_name(func: ast.AST) -> str | None:
+    """sum, or np.sum -> sum (np.mean, np.sqrt likewise)."""
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "np" \
+            and func.attr in ("sum", "mean", "sqrt"):
+        return func.attr
+    return None
 
 
 def read_layered_text(source: str) -> Node:
@@ -164,7 +204,7 @@ def lhs_of(node: Node, span) -> LayeredLhs:
         if leaf.index is not None:
             index = tuple(leaf.index)
         return LayeredLhs(leaf.kind, leaf.layer, index, True, transposed)
-    if isinstance(node, Leaf) and node.kind not in CONSTANTS and node.layer is not None:
+    if isinstance(node, Leaf) and node.kind not in CONSTANTS + ("X", "T", "C"):
         if node.kind == "w":
             raise ClaimError("a weight is a parameter: a claim is about dC/dw1[j,k], not about w1 itself", span)
         if node.kind in PARAMS:
@@ -190,6 +230,7 @@ def _parser() -> Lark:
 _VARIANCE = [re.compile(r"\(\s*\\sigma\s*\^\s*\{\s*\(\s*(\d+)\s*\)\s*\}\s*\)\s*\^\s*\{?\s*2\s*\}?"),
              re.compile(r"\\sigma\s*\^\s*\{\s*2\s*(?:\\,)?\s*\(\s*(\d+)\s*\)\s*\}"),
              re.compile(r"\\sigma\s*_\s*\{?\s*\(\s*(\d+)\s*\)\s*\}?\s*\^\s*\{?\s*2\s*\}?"),
+             re.compile(r"\\sigma\s*_\s*\{?\s*[A-Za-z]\s*\}?\s*\^\s*\{?\s*2\s*\}?"),
              re.compile(r"\\sigma\s*\^\s*\{?\s*2\s*\}?(?![\s(]*\()")]
 _TYPE = re.compile(r"\\(?:mathbf|boldsymbol|bm|mathrm|operatorname)\s*\{\s*([A-Za-z])\s*\}")
 _FUNCTIONS = {**{act.latex: name for name, act in ACTIVATIONS.items()},
@@ -210,10 +251,10 @@ def _normalise(source: str) -> str:
     return _TYPE.sub(lambda m: m.group(1) + " " * (len(m.group(0)) - len(m.group(1))), source)
 
 
-_GREEK = {r"\mu": "mu", r"\gamma": "gamma", r"\beta": "beta", r"\VAR": "var", r"\delta": "delta",
+_GREEK = {r"\ell": "C", r"\mu": "mu", r"\gamma": "gamma", r"\beta": "beta", r"\VAR": "var", r"\delta": "delta",
           r"\varepsilon": "eps", r"\epsilon": "eps"}
 _LETTERS = {"x": "x", "y": "y", "z": "z", "a": "a", "W": "W", "w": "W", "b": "b", "s": "s", "B": "B", "n": "n",
-            "T": "T", "C": "C"}
+            "T": "T", "C": "C", "L": "C", "m": "B"}  # Ioffe and Szegedy's loss and batch size, as they print them
 
 
 def _span(t) -> tuple[int, int] | None:
@@ -305,12 +346,9 @@ class LayeredLatexReader:
             return Leaf("xhat", None, span=span)
         if data == "sum":
             letter = str([k for k in kids if isinstance(k, Token) and k.type == "LETTER"][0])
-            body = self.conv(kids[-1])
-            if letter in EXAMPLE_LETTERS:
-                return Op("batch_sum", (body,), span=span)
-            if letter in FEATURE_LETTERS:
-                return Op("feature_sum", (body,), span=span)
-            self.fail(t, f"\\sum_{letter}: sum over the batch with b, e, m or p, over the features with i, j or k")
+            top = next((k for k in kids if isinstance(k, Tree) and k.data == "sum_to"), None)
+            bound = self.source[_span(top)[0]:_span(top)[1]].lstrip("^").strip().strip("{}").strip() if top else ""
+            return Op("sum_any", (self.conv(kids[-1]),), (letter, bound), span=span)
         if data == "func":
             word = re.sub(r"\s+", "", str(kids[0]))
             prime = any(isinstance(k, Tree) and k.data == "prime" for k in kids)
@@ -340,7 +378,7 @@ class LayeredLatexReader:
             if m and layer is None and not rest:
                 layer = int(m.group(1))
             else:
-                rest.append((s, text))
+                rest.append((s, re.sub(r"\s+", "", text)))
         node = self.name(base.children[0], layer, index, _span(t)) if isinstance(base, Tree) and base.data == "name" \
             else self.hatted(base, layer, index, _span(t)) if isinstance(base, Tree) and base.data == "hat" \
             else self._base(base, layer, index, t)
@@ -349,8 +387,11 @@ class LayeredLatexReader:
                 node = Op("T", (node,), span=_span(t))
             elif re.fullmatch(r"-?\d+", text):
                 node = Op("epow", (node,), int(text), span=_span(t))
+            elif re.fullmatch(r"-?\d+/2", text):  # (σ² + ε)^{-3/2}: a power of the square root
+                node = Op("epow", (Op("sqrt", (node,), span=_span(t)),), int(text[:-2]), span=_span(t))
             else:
-                self.fail(s, f"^{{{text}}}: a superscript is a layer (2), a transpose T or a whole power such as 2")
+                self.fail(s, f"^{{{text}}}: a superscript is a layer (2), a transpose T, a whole power such as 2, or "
+                             "a half one such as -3/2")
         return node
 
     def _base(self, base, layer, index, t) -> Node:
@@ -421,7 +462,8 @@ class LayeredLatexReader:
             if a is not None or b is not None:
                 self.fail(top, "a derivative here is \\frac{\\partial C}{\\partial Q}, of the cost C")
             return None
-        if not (isinstance(a, Tree) and a.data == "name" and str(a.children[0]) == "C"):
+        if not (isinstance(a, Tree) and a.data == "name" and _LETTERS.get(str(a.children[0]),
+                                                                         _GREEK.get(str(a.children[0]))) == "C"):
             self.fail(top, "a derivative here is of the cost: \\frac{\\partial C}{\\partial Q}")
         q = self.conv(b)
         leaf = q.args[0] if isinstance(q, Op) and q.op == "entry" else q
@@ -444,8 +486,10 @@ def read_layered_latex(source: str) -> tuple[Node | None, Node]:
     return LayeredLatexReader(source).read()
 
 
-def fill_layers(node: Node, layer: int | None) -> Node:
-    """A LaTeX name written without its layer (\\hat{x}, \\gamma) takes the claim's layer, when it has one."""
+def fill_layers(node: Node, layer: int | None, kind: str = "") -> Node:
+    """A name written without its layer (\\hat{x}, \\gamma) takes the claim's layer; a \\sum is over the batch
+    or the features by its bound (B or m; n), else over the batch in a batch norm claim (Ioffe and Szegedy's
+    \\sum_i), else by its letter (b, e, m, p the batch; i, j, k the features)."""
     from dataclasses import replace
 
     if isinstance(node, Leaf):
@@ -453,5 +497,26 @@ def fill_layers(node: Node, layer: int | None) -> Node:
             return replace(node, layer=layer)
         return node
     if isinstance(node, Op):
-        return replace(node, args=tuple(fill_layers(a, layer) for a in node.args))
+        node = replace(node, args=tuple(fill_layers(a, layer, kind) for a in node.args))
+        if node.op == "sum_any":
+            letter, bound = node.param
+            batch = (bound in ("B", "m") or (bound not in ("n", "d", "N") and kind == "batchnorm")
+                     or (not bound and letter in EXAMPLE_LETTERS))
+            if not batch and not (bound in ("n", "d", "N") or letter in FEATURE_LETTERS):
+                raise ClaimError(f"\\sum_{letter}: sum over the batch with b, e, m or p (or up to B), over the "
+                                 "features with i, j or k (or up to n)", node.span)
+            return Op("batch_sum" if batch else "feature_sum", node.args, span=node.span)
     return node
+
+
+def named_kinds(node: Node) -> set[str]:
+    """The kinds of the names a tree writes without their layer."""
+    out = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Leaf) and n.layer is None and n.kind not in ("B", "eps", "X", "T", "C", "n"):
+            out.add(n.kind)
+        elif isinstance(n, Op):
+            stack.extend(n.args)
+    return out
