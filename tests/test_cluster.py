@@ -334,3 +334,21 @@ def test_a_wrong_form_is_refuted_on_a_cluster_as_in_process(cluster):
     assert [(f.name, f.form, f.entry) for f in there.failures] == [(f.name, f.form, f.entry) for f in here.failures]
     assert there.failures[0].counterexample is not None and (there.per_form, there.per_layer) == (here.per_form, here.per_layer)
     assert {t.worker for t in there.chunks} <= set(_worker_addresses(address))
+
+
+@needs_dask
+def test_a_chunk_that_kills_its_workers_is_one_line(tmp_path, monkeypatch):
+    import dask
+
+    from derive.errors import DeriveError
+
+    # a LocalCluster (local:1) whose scheduler gives up on a chunk after one dead worker, and whose worker dies
+    monkeypatch.setenv(KILL_HOOK, str(tmp_path / "kill"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                   os.environ.get("PYTHONPATH")])))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), Engine(cluster="local:1") as eng:
+        assert eng.workers == 1
+        with pytest.raises(DeriveError, match=r"^--cluster local:1: chunk 1 of 1 killed every worker that ran it "
+                                              r"\(1 in a row\); see the workers' logs$"):
+            eng.map(_total, [(0, 5)], Recipe(_numbers, (5,), "numbers 5"))
+    assert (tmp_path / "kill").exists()
