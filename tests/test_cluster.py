@@ -235,6 +235,20 @@ def _worker_addresses(address: str) -> list[str]:
 
 
 @needs_dask
+def test_workers_that_cannot_import_the_task_are_one_line(cluster, tmp_path, monkeypatch):
+    from derive.errors import DeriveError
+
+    (tmp_path / "elsewhere.py").write_text("def task(state, n):\n    return n\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable here, not on the workers
+    import elsewhere
+
+    address, _ = cluster
+    with Engine(cluster=address) as eng, pytest.raises(
+            DeriveError, match=r"the workers cannot load the task \(elsewhere\.task\); install this backprop-derive"):
+        eng.map(elsewhere.task, [1, 2])
+
+
+@needs_dask
 def test_no_scheduler_there_is_one_line(monkeypatch):
     from derive.errors import DeriveError
 

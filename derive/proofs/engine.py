@@ -237,6 +237,13 @@ class Engine:
                               f"({exc.allowed_failures + 1} in a row); see the workers' logs") from None
         except FutureCancelledError:
             raise DeriveError(f"--cluster {self.cluster}: the scheduler went away mid-run") from None
+        except RuntimeError as exc:
+            if "deserializ" not in str(exc):
+                raise
+            # the task names a module the workers cannot import: not this package, or another version of it
+            raise DeriveError(f"--cluster {self.cluster}: the workers cannot load the task "
+                              f"({fn.__module__}.{fn.__qualname__}); install this backprop-derive in every worker's "
+                              "Python environment (pip install -e \".[cluster]\" from the same checkout)") from None
         finally:
             self._client.cancel(futures)
         self.timings.extend(timings)
