@@ -26,7 +26,8 @@ from derive.proofs.engine import KILL_HOOK, Engine, Recipe
 ROOT = Path(__file__).resolve().parent.parent
 CLAIMS = ROOT / "examples" / "claims"
 HAVE_DASK = importlib.util.find_spec("distributed") is not None and shutil.which("dask") is not None
-needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="Dask distributed is not installed (pip install -e \".[cluster]\")")
+needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="Dask distributed or its dask command is not installed "
+                                                    "(pip install -e \".[cluster]\")")
 
 GOOD = 'spec = "net222"\n[[claim]]\nname = "ok"\nlhs = "delta2"\nrhs = "(a2 - T) * a2 * (1 - a2)"\n'
 
@@ -145,7 +146,7 @@ def test_cluster_without_dask_is_one_line(capsys, monkeypatch):
 def cluster(tmp_path_factory):
     """(the scheduler's address, the kill hook's file): the file exists, so no worker dies until a test deletes it."""
     if not HAVE_DASK:
-        pytest.skip("Dask distributed is not installed (pip install -e \".[cluster]\")")
+        pytest.skip("Dask distributed or its dask command is not installed (pip install -e \".[cluster]\")")
     folder = tmp_path_factory.mktemp("dask")
     marker = folder / "kill-a-worker"
     marker.write_text("")
