@@ -15,7 +15,8 @@ from tests.conftest import needs_pdflatex
 ROOT = Path(__file__).resolve().parent.parent
 # (built-in or example spec, --sizes): every built-in spec, nielsen at a size a document writes in full, every example
 DOCUMENTS = [("net222", None), ("nielsen", "3-4-2"), ("nobias3", None), ("rowmajor", None)] + [
-    (str(p), None) for p in sorted((ROOT / "examples" / "specs").glob("*.toml"))]
+    (str(p), None) for p in sorted((ROOT / "examples" / "specs").glob("*.toml"))
+    if "[[layers]]" not in p.read_text()]  # layer lists have their own document (tests/test_latex_layers.py)
 SUMMARY = ("nielsen", "50-12-4")  # more parameters than a full document writes: the summary document
 
 
