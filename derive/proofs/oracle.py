@@ -194,8 +194,8 @@ class FieldEval:
         self.reset()
 
     def reset(self) -> None:
-        """Forget every node's value but the symbols' (read from the point as it is now)."""
-        self.memo = {s: (v, self.sym_degree.get(s, 1), _NO_DEN) for s, v in self.point.items()}
+        """Forget every node's value (the symbols' are read from the point again)."""
+        self.memo = {}
 
     def __call__(self, node):
         got = self.memo.get(node)
@@ -215,6 +215,11 @@ class FieldEval:
 
     def _eval(self, node):
         kind = type(node)
+        if kind is se.Symbol:
+            v = self.point.get(node)
+            if v is None:
+                raise ValueError(f"the oracle has no value for the symbol {node}")
+            return v, self.sym_degree.get(node, 1), _NO_DEN
         if kind is se.Mul:
             value, n, den = 1, 0, _NO_DEN
             for v, m, d in self._args(node):
@@ -238,10 +243,8 @@ class FieldEval:
             if node.is_Rational:
                 return int(node.p) * pow(int(node.q), -1, PRIME) % PRIME, 0, _NO_DEN
             raise ValueError(f"the oracle cannot evaluate the number {node} exactly")
-        if node.is_Symbol:  # one given a value after the memo was made (the point's others are in it from the start)
-            if node not in self.point:
-                raise ValueError(f"the oracle has no value for the symbol {node}")
-            return self.point[node], self.sym_degree.get(node, 1), _NO_DEN
+        if node.is_Symbol:  # a Dummy, say: no point gives it a value
+            raise ValueError(f"the oracle has no value for the symbol {node}")
         if node.is_Pow:
             base, exp = node.args
             if not exp.is_Integer:
@@ -405,12 +408,12 @@ def _evaluate(net: Network, comp: Composed, chain: dict, params: list[Param], rn
     ev.atoms = _Atoms(net, a, ap, scale, ev)
     left, n_left, den_left = ev(comp.derivative)
     # the chain rule's side; the partials left out of `chain` have c_p = 0 in it, so move none of them
-    values = {}
+    values = []
     right, n_right, den_right = 0, None, _NO_DEN
-    for p in params:
-        v, n, d = ev(chain[p])
-        values[p] = v
-        right += point[comp.direction[p]] * v
+    for c, expr in zip([comp.direction[p] for p in params], [chain[p] for p in params]):
+        v, n, d = ev(expr)
+        values.append(v)
+        right += point[c] * v
         if n_right is None:
             n_right, den_right = n + 1, d
         else:
@@ -429,7 +432,8 @@ def _evaluate(net: Network, comp: Composed, chain: dict, params: list[Param], rn
 
 def _split(net: Network, comp: Composed, chain: dict, params: list[Param], state: dict, find: int) -> list[str]:
     """The partials the failing point refutes: the direction restricted to halves of the parameters, recursively."""
-    point, values, ev = state["point"], state["values"], state["eval"]
+    point, ev = state["point"], state["eval"]
+    values = dict(zip(params, state["values"]))
     full = {p: point[comp.direction[p]] for p in params}
 
     def differs(group: list[Param]) -> bool:

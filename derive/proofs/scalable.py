@@ -186,7 +186,7 @@ class ScaleProof:
             f"proof (exact): every entry of {len(self.per_form)} matrix forms compared exactly with it (difference "
             "expanded to 0): delta^L in full, each lower delta with the deltas of the layer above held as the symbols "
             "just proven equal to them (induction down the layers), then each gradient and update entry through "
-            "the proven deltas (an entry this cannot close is expanded in full)",
+            "the proven deltas (an entry this cannot close is expanded in full)" + self._where(),
         ]
         if self.oracle is not None:
             out.append(_oracle_method(self.oracle))
@@ -195,6 +195,12 @@ class ScaleProof:
                        f"partials (seed {self.oracle_seed}) spread over every weight matrix"
                        + (" and bias" if self.spec.bias != "none" else "") + f": {self.oracle_proven} agree")
         return out
+
+    def _where(self) -> str:
+        """Where the entry comparisons ran: in chunks on a Dask cluster, or in forked processes."""
+        if self.cluster:
+            return f", in chunks on the Dask cluster {self.cluster} ({self.jobs} workers)"
+        return f", in {self.jobs} processes" if self.jobs > 1 else ""
 
     def summary(self) -> str:
         how = "chain rule = matrix form"
