@@ -32,6 +32,7 @@ class LinePrinter:
         self.order = lines
         self.shapes, self.backend, self.p = shapes, backend, printer
         self.used_helpers: set[str] = set()
+        self.used_ones = False
 
     def batch(self, name: str) -> bool:
         return self.shapes.get(base(name), (None,))[0] == "B"
@@ -65,6 +66,10 @@ class LinePrinter:
             return f"{self.ref(left)} @ {self.ref(right)}"
         if line.kind == "sum":
             name, axis = line.args
+            ones = self.backend.batch_ones  # a sum over the batch as one matrix-vector product, where the record says
+            if ones and axis == 0 and self.batch(name):
+                self.used_ones = True
+                return f"{self.ref(flip(name))} @ {ones}" if line.transposed else f"{ones}.T @ {self.ref(name)}"
             return f"{self.ref(name)}.sum(axis={axis}, keepdims=True)" + (".T" if line.transposed else "")
         helper_name, arg = line.args
         self.used_helpers.add(helper_name)
@@ -117,13 +122,16 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
     env = env or environment()
     helpers = helper_names("py")
 
-    def printed(lines):
+    def printed(lines, rows: str):
         lp = LinePrinter(lines, trace.shapes, backend, backend.printer({}, helpers))
-        return lp.text(), lp.used_helpers
+        text = lp.text()
+        if lp.used_ones:  # sums over the batch are products with it
+            text.insert(0, f"{backend.batch_ones} = {backend.xp}.ones(({rows}.shape[0], 1), dtype={rows}.dtype)")
+        return text, lp.used_helpers
 
-    fwd, used_f = printed(trace.forward)
-    bwd, used_b = printed(trace.backward)
-    inf, used_i = printed(trace.inference)
+    fwd, used_f = printed(trace.forward, "a0")
+    bwd, used_b = printed(trace.backward, trace.output)
+    inf, used_i = printed(trace.inference, "a0")
     cost_printer = backend.printer({}, helpers, floor_logs="tiny")
     cost_term = cost_printer.doprint(trace.cost_term)
     cost_z = cost_printer.doprint(trace.cost_term_z) if trace.cost_term_z is not None else None

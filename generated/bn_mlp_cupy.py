@@ -74,13 +74,14 @@ def forward(params, x, state=None, training=True):
     a0 = _check_array("x", x, (_BATCH, 3))
     W1, b1, gamma2, beta2, W5, b5, gamma6, beta6, W7, b7 = _params(params, a0.dtype)
     if not training:
-        return _inference(a0, params, _state(state, a0.dtype, True)), None
+        return _inference(a0, x, params, _state(state, a0.dtype, True)), None
     running = _state(state, a0.dtype, False)
     inv_B = 1.0 / a0.shape[0]
+    ones_B = cupy.ones((a0.shape[0], 1), dtype=a0.dtype)
     z1 = b1 + (a0 @ W1)
-    mu2 = inv_B*(z1.sum(axis=0, keepdims=True))
+    mu2 = inv_B*(ones_B.T @ z1)
     xc2 = -mu2 + z1
-    var2 = inv_B*((xc2**2).sum(axis=0, keepdims=True))
+    var2 = inv_B*(ones_B.T @ (xc2**2))
     s2 = 1/cupy.sqrt(var2 + 1/100)
     xhat2 = s2*xc2
     y2 = beta2 + gamma2*xhat2
@@ -123,27 +124,28 @@ def backward(params, cache, y):
         _target_not_finite(y)
     B = a7.shape[0]
     inv_B = 1.0 / a7.shape[0]
+    ones_B = cupy.ones((a7.shape[0], 1), dtype=a7.dtype)
     delta7 = a7*inv_B*(1 - a7)*(a7 - y)
     dC_dW7 = y6.T @ delta7
-    dC_db7 = delta7.sum(axis=0, keepdims=True)
+    dC_db7 = ones_B.T @ delta7
     t11 = delta7 @ W7.T
     dxhat6 = gamma6*t11
     t12 = dxhat6.sum(axis=1, keepdims=True)
     t14 = (dxhat6*xhat6).sum(axis=1, keepdims=True)
-    dC_dgamma6 = (t11*xhat6).sum(axis=0, keepdims=True)
-    dC_dbeta6 = t11.sum(axis=0, keepdims=True)
+    dC_dgamma6 = ones_B.T @ (t11*xhat6)
+    dC_dbeta6 = ones_B.T @ t11
     c0 = (1/4)*s6*(4*dxhat6 - t12 - t14*xhat6)
     delta5 = c0*(1 - a5**2)
     dC_dW5 = a3.T @ delta5
-    dC_db5 = delta5.sum(axis=0, keepdims=True)
+    dC_db5 = ones_B.T @ delta5
     t20 = delta5 @ W5.T
     c1 = (c0 + t20)*cupy.heaviside(y2, 0.5)
     dxhat2 = c1*gamma2
-    dC_dgamma2 = (c1*xhat2).sum(axis=0, keepdims=True)
-    dC_dbeta2 = c1.sum(axis=0, keepdims=True)
-    delta1 = inv_B*s2*(B*dxhat2 - (dxhat2.sum(axis=0, keepdims=True)) - ((dxhat2*xhat2).sum(axis=0, keepdims=True))*xhat2)
+    dC_dgamma2 = ones_B.T @ (c1*xhat2)
+    dC_dbeta2 = ones_B.T @ c1
+    delta1 = inv_B*s2*(B*dxhat2 - (ones_B.T @ dxhat2) - (ones_B.T @ (dxhat2*xhat2))*xhat2)
     dC_dW1 = a0.T @ delta1
-    dC_db1 = delta1.sum(axis=0, keepdims=True)
+    dC_db1 = ones_B.T @ delta1
     return {"W1": dC_dW1, "b1": dC_db1, "gamma2": dC_dgamma2, "beta2": dC_dbeta2, "W5": dC_dW5, "b5": dC_db5, "gamma6": dC_dgamma6, "beta6": dC_dbeta6, "W7": dC_dW7, "b7": dC_db7}
 
 
@@ -209,9 +211,9 @@ def init_state(dtype=numpy.float64):
 _INIT = {"W1": ("normal", 3), "b1": (0.0, 3), "gamma2": (1.0, 4), "beta2": (0.0, 4), "W5": ("normal", 4), "b5": (0.0, 4), "gamma6": (1.0, 4), "beta6": (0.0, 4), "W7": ("normal", 4), "b7": (0.0, 4)}  # key -> ("normal", n_in) or a constant
 
 
-def _inference(a0, params, state):
+def _inference(a0, x, params, state):
     """The forward pass at inference: the running averages in place of each batch statistic."""
-    W1, b1, gamma2, beta2, W5, b5, gamma6, beta6, W7, b7 = _params(params, a0.dtype)
+    W1, b1, gamma2, beta2, W5, b5, gamma6, beta6, W7, b7 = _params(params, a0.dtype)  # checked by forward: the fast path
     running_mean2 = state["running_mean2"]
     running_var2 = state["running_var2"]
     z1 = b1 + (a0 @ W1)
@@ -232,7 +234,7 @@ def _inference(a0, params, state):
     z7 = b7 + (y6 @ W7)
     a7 = sigmoid(z7)
     if not _finite(a7):
-        _not_finite(a0, params)
+        _not_finite(x, params)
     return a7
 
 

@@ -62,7 +62,7 @@ def forward(params, x, state=None, training=True):
     a0 = _check_array("x", x, (_BATCH, 4))
     W1, b1, gamma2, beta2, W3, b3 = _params(params, a0.dtype)
     if not training:
-        return _inference(a0, params, _state(state, a0.dtype, True)), None
+        return _inference(a0, x, params, _state(state, a0.dtype, True)), None
     running = _state(state, a0.dtype, False)
     z1 = b1 + (a0 @ W1)
     a1 = numpy.tanh(z1)
@@ -94,17 +94,18 @@ def backward(params, cache, y):
     if not _finite(y):
         _target_not_finite(y)
     inv_B = 1.0 / a3.shape[0]
+    ones_B = numpy.ones((a3.shape[0], 1), dtype=a3.dtype)
     c0 = inv_B*y
     delta3 = -a3*((-c0).sum(axis=1, keepdims=True)) - c0
     dC_dW3 = tdot(y2, delta3)
-    dC_db3 = delta3.sum(axis=0, keepdims=True)
+    dC_db3 = ones_B.T @ delta3
     t9 = delta3 @ W3.T
     dxhat2 = gamma2*t9
-    dC_dgamma2 = (t9*xhat2).sum(axis=0, keepdims=True)
-    dC_dbeta2 = t9.sum(axis=0, keepdims=True)
+    dC_dgamma2 = ones_B.T @ (t9*xhat2)
+    dC_dbeta2 = ones_B.T @ t9
     delta1 = (1/5)*s2*(1 - a1**2)*(5*dxhat2 - (dxhat2.sum(axis=1, keepdims=True)) - ((dxhat2*xhat2).sum(axis=1, keepdims=True))*xhat2)
     dC_dW1 = tdot(a0, delta1)
-    dC_db1 = delta1.sum(axis=0, keepdims=True)
+    dC_db1 = ones_B.T @ delta1
     return {"W1": dC_dW1, "b1": dC_db1, "gamma2": dC_dgamma2, "beta2": dC_dbeta2, "W3": dC_dW3, "b3": dC_db3}
 
 
@@ -184,9 +185,9 @@ def init_state(dtype=numpy.float64):
 _INIT = {"W1": ("normal", 4), "b1": (0.0, 4), "gamma2": (1.0, 5), "beta2": (0.0, 5), "W3": ("normal", 5), "b3": (0.0, 5)}  # key -> ("normal", n_in) or a constant
 
 
-def _inference(a0, params, state):
+def _inference(a0, x, params, state):
     """The forward pass at inference: the running averages in place of each batch statistic."""
-    W1, b1, gamma2, beta2, W3, b3 = _params(params, a0.dtype)
+    W1, b1, gamma2, beta2, W3, b3 = _params(params, a0.dtype)  # checked by forward: the fast path
     z1 = b1 + (a0 @ W1)
     a1 = numpy.tanh(z1)
     mu2 = (1/5)*(a1.sum(axis=1, keepdims=True))
@@ -198,7 +199,7 @@ def _inference(a0, params, state):
     z3 = b3 + (y2 @ W3)
     a3 = softmax(z3)
     if not _finite(a3):
-        _not_finite(a0, params)
+        _not_finite(x, params)
     return a3
 
 
