@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import mpmath
 import numpy as np
 import sympy as sp
 
@@ -87,6 +88,7 @@ class LayeredContext:
                 walk(b.inner, b.position)
         walk(spec.layers, None)
         self._adj: dict = {}
+        self._compiled: dict = {}
         self._points: list[Point] = []
         self._seed = -1
         self._zero: dict = {}
@@ -256,32 +258,37 @@ class LayeredContext:
                     out[g] = v.xreplace(out)
         return out
 
-    @cached_property
-    def true_upstream(self) -> dict:
-        """Every G symbol -> its true value, in nodes, atoms and leaves (each layer's G from the layer above)."""
+    def true_upstream(self, symbols) -> dict:
+        """The G symbols among `symbols` (and those they are read from) -> their true values, in nodes, atoms and
+        leaves: each layer's G from the layer that reads its output, down from the cost."""
         out: dict = {}
 
-        def value(p: int) -> sp.Matrix:
+        def value(p: int) -> None:
+            if self.G[p][0] in out:
+                return
             M = self.upstream_value(p)
             how, other = self.reader[p]
             if how != "cost":
                 value(other)
                 M = M.xreplace(out)
-            for g, v in zip(self.G[p], M):
-                out[g] = v
-            return M
-        for p in sorted(self.blocks):
-            if self.G[p][0] not in out:
-                value(p)
+            out.update(zip(self.G[p], M))
+        for p in sorted({self.g_symbols[g] for g in symbols if g in self.g_symbols}):
+            value(p)
         return out
 
     # -- exactness -----------------------------------------------------------------------
     @cached_property
     def within(self) -> dict:
-        """Each node that is not an atom -> its value in its own layer's input, parameters and atoms."""
+        """Each node that is not an atom -> its value within its own layer: in the layer's input, parameters and
+        atoms, but for a norm layer in its centred inputs and mean (kept, with `centred`)."""
+        keep = set()
+        for b in self.spec.blocks:
+            if b.kind in NORMS:
+                saved = self.net.state[b.position][1]
+                keep |= set(saved["xc"]) | set(saved["mu"])
         out: dict = {}
         for s in self.net.order:
-            if s in self.net.atoms:
+            if s in self.net.atoms or s in keep:
                 continue
             p = self.net.position_of[s]
             d = self.net.definitions[s]
@@ -289,34 +296,60 @@ class LayeredContext:
                                  and self.net.position_of[k] == p})
         return out
 
+    @cached_property
+    def centred(self) -> dict:
+        """A norm layer's inputs as centred value plus mean, x = xc + mu, and in each group the last centred value
+        as minus the others' sum: a linear change of variables, so the remaining symbols are independent and an
+        identity in them is an identity in the inputs (the centred values of a group sum to 0)."""
+        out: dict = {}
+        for b in self.spec.blocks:
+            if b.kind not in NORMS:
+                continue
+            X, saved, _ = self.net.state[b.position]
+            XC, MU = saved["xc"], saved["mu"]
+            batch = b.kind == "batchnorm"
+            groups = [list(XC[:, j]) for j in range(XC.cols)] if batch else [list(XC[e, :]) for e in range(XC.rows)]
+            for group in groups:
+                if len(group) > 1:
+                    out[group[-1]] = -sp.Add(*group[:-1])
+            for e in range(X.rows):
+                for j in range(X.cols):
+                    if X[e, j] not in out:
+                        out[X[e, j]] = out.get(XC[e, j], XC[e, j]) + (MU[0, j] if batch else MU[e, 0])
+        return out
+
     def lowered(self, expr, full: bool = False):
-        """expr with nodes replaced by their values within their layer (cheap), or all the way down to the leaves."""
+        """expr with nodes replaced by their values within their layer, a norm layer's in its centred inputs (cheap
+        and, for a claim about one layer, complete), or all the way down to the leaves."""
         expr = sp.sympify(expr)
         if full:
             return self.net.reduce(expr)
         previous = None
         while previous != expr:  # a node's value may name another node of its layer only through atoms: a few rounds
-            previous, expr = expr, expr.xreplace(self.within)
+            # a norm layer's input first: it may be a node of the layer below, which `within` would expand
+            previous, expr = expr, expr.xreplace(self.centred).xreplace(self.within)
         return expr.xreplace(self.rule)
 
-    def identical(self, a, b, true_g: bool = False) -> bool:
-        """a == b exactly: with the upstream gradients free (in nodes kept as symbols, then in the leaves), or with
-        each G replaced by its true value."""
-        if true_g:
-            a, b = sp.sympify(a).xreplace(self.true_upstream), sp.sympify(b).xreplace(self.true_upstream)
-            a, b = self.lowered(a, True), self.lowered(b, True)
+    def identical(self, a, b, level: str = "layer") -> bool:
+        """a == b exactly: "layer", with the upstream gradients free and nodes of other layers kept as symbols;
+        "leaves", all the way down to the leaves; "true", each upstream gradient replaced by its true value."""
+        if level == "true":
+            a, b = sp.sympify(a), sp.sympify(b)
+            g = self.true_upstream(a.free_symbols | b.free_symbols)
+            a, b = self.lowered(a.xreplace(g), True), self.lowered(b.xreplace(g), True)
             from derive.claims.cost import expanded_terms
 
             if expanded_terms(a - b, MAX_EXPANSION) > MAX_EXPANSION:
                 return False
             return is_identity(a, b)
-        if is_identity(self.lowered(a), self.lowered(b)) or is_identity(self.lowered(a, True), self.lowered(b, True)):
+        full = level == "leaves"
+        if is_identity(self.lowered(a, full), self.lowered(b, full)):
             return True
         related = self.relate(a, b)  # dC/dy4 and dC/dx5 inside it: both through the highest upstream gradient
         if not related:
             return False
         a, b = sp.sympify(a).xreplace(related), sp.sympify(b).xreplace(related)
-        return is_identity(self.lowered(a), self.lowered(b)) or is_identity(self.lowered(a, True), self.lowered(b, True))
+        return is_identity(self.lowered(a, full), self.lowered(b, full))
 
     def is_zero(self, value) -> bool:
         value = sp.sympify(value)
@@ -409,13 +442,22 @@ class LayeredContext:
             how, other = self.reader[p]
             if how != "cost" and self.G[other][0] not in out:
                 value(other)
-            M = self.upstream_value(p)
-            for g, v in zip(self.G[p], M):
-                out[g] = sp.Float(sp.N(v.xreplace(vals).xreplace(out), 30), 30)
+            args, fn = self._upstream_function(p)
+            with mpmath.workdps(30):
+                got = fn(*[mpmath.mpf(str(out[a] if a in out else vals[a])) for a in args])
+            out.update((g, sp.Float(str(v), 30)) for g, v in zip(self.G[p], got))
         for p in sorted(self.blocks):
             if self.G[p][0] not in out:
                 value(p)
         return out
+
+    def _upstream_function(self, p: int):
+        """upstream_value(p) compiled once (mpmath, 30 digits): a point's gradients without substituting into trees."""
+        if p not in self._compiled:
+            M = self.upstream_value(p)
+            args = sorted(sp.Matrix([M]).free_symbols, key=str)
+            self._compiled[p] = (args, sp.lambdify(args, list(M), modules="mpmath"))
+        return self._compiled[p]
 
     def number(self, value, pt: Point, free_g: dict | None = None):
         """A value at a point (a float, or a float array); free_g replaces the true upstream gradients."""
