@@ -163,3 +163,11 @@ def test_names_without_a_layer_are_of_the_only_layer_that_has_them(bn, tmp_path)
                                  '[[layers]]\nkind = "layernorm"\n[[layers]]\nkind = "dense"\nwidth = 1\n')
     v = verdict(LayeredContext(load_spec(two)), "dC/dgamma", "sum(dC/dy1 * xhat)")
     assert v.verdict == Verdict.ERROR and "could be of layers 1, 3" in v.message
+
+
+def test_half_powers_the_loss_and_inline_partials_read(bn):
+    assert verdict(bn, "xhat2", "(x2 - mu2) * (var2 + eps2)**(-1/2)").verdict == Verdict.PROVEN
+    assert verdict(bn, "dL/dvar2", "-0.5 * sum(dL/dxhat2 * (x2 - mu2)) * (var2 + eps2)**-1.5").verdict == Verdict.PROVEN
+    assert verdict(bn, "dC/dvar2", "-0.5 * sum(dC/dxhat2 * (x2 - mu2)) * (var2 + eps2)**-0.5").verdict == Verdict.REFUTED
+    v = verdict(bn, latex=r"\partial C / \partial \beta^{(2)} = \sum_b \partial C / \partial y^{(2)}_b")
+    assert v.verdict == Verdict.PROVEN

@@ -42,7 +42,7 @@ from derive.tables.activations import ACTIVATIONS
 
 NAMES = ARRAYS + PARAMS  # with a layer number
 _NAME = re.compile(rf"^({'|'.join(sorted(NAMES + ('w', 'eps', 'n'), key=len, reverse=True))})(\d+)$")
-_GRAD = re.compile(r"\bdC/d(?=[A-Za-z]+\d*\b)")
+_GRAD = re.compile(r"\bd[CL]/d(?=[A-Za-z]+\d*\b)")  # dC/dgamma2, or the loss's dL/dgamma2
 FUNCTIONS = ("sum", "sum_features", "mean", "sqrt", "sigma", "sigma_prime") + tuple(ACTIVATIONS) \
     + tuple(f"{a}_prime" for a in ACTIVATIONS)
 VOCABULARY = ("x2 y2 mu2 var2 s2 xhat2 gamma2 beta2 W1 b1 z1 a1 delta1 w1[j,k] B eps2 n2 x T dC/dgamma2 dC/dy2; "
@@ -107,6 +107,14 @@ class LayeredTextReader(TextReader):
     def name(self, n: ast.Name) -> Node:
         return self.leaf(n.id, self.span(n), n)
 
+    def walk(self, n: ast.AST) -> Node:
+        """Python's tree as a claim's, with half powers: (var2 + eps2)**(-1/2) is a power of the square root."""
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow):
+            half = _half(n.right)
+            if half is not None:
+                return Op("epow", (Op("sqrt", (self.walk(n.left),), span=self.span(n)),), half, span=self.span(n))
+        return super().walk(n)
+
     def subscript(self, n: ast.Subscript) -> Node:
         span = self.span(n)
         index = self.index(n.slice)
@@ -160,6 +168,23 @@ class LayeredTextReader(TextReader):
             else:
                 self.fail(k.value, f"{fn}() takes axis=0 or axis=1 (and keepdims=True): the summed axis is always kept")
         return axis
+
+
+def _half(n: ast.AST) -> int | None:
+    """p for an exponent p/2 with p odd: -1/2, (-3/2), -0.5, 1.5; None for anything else."""
+    sign = 1
+    while isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
+        sign, n = (-sign if isinstance(n.op, ast.USub) else sign), n.operand
+    if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+        top, bottom = n.left, n.right
+        neg = isinstance(top, ast.UnaryOp) and isinstance(top.op, ast.USub)
+        top = top.operand if neg else top
+        if isinstance(top, ast.Constant) and isinstance(bottom, ast.Constant) and bottom.value == 2 \
+                and type(top.value) is int and type(bottom.value) is int and top.value % 2 == 1 and top.value < 64:
+            return sign * (-1 if neg else 1) * top.value
+    if isinstance(n, ast.Constant) and type(n.value) is float and (2 * n.value) % 2 == 1 and abs(n.value) < 32:
+        return sign * int(2 * n.value)
+    return None
 
 
 _BATCH = object()  # sum() without an axis: over the batch
@@ -327,8 +352,9 @@ class LayeredLatexReader:
         if data in ("implicit", "binop"):
             a, b = self.conv(kids[0]), self.conv(kids[-1])
             return Op("matmul" if _matrix_factor(a) or _matrix_factor(b) else "mul", (a, b), span=span)
-        if data == "div":
-            return Op("div", (self.conv(kids[0]), self.conv(kids[-1])), span=span)
+        if data == "div":  # \partial C / \partial \gamma, inline, is the gradient too
+            grad = self.gradient(kids[0], kids[-1], span)
+            return grad if grad is not None else Op("div", (self.conv(kids[0]), self.conv(kids[-1])), span=span)
         if data == "frac":
             top, bottom = [k for k in kids if not isinstance(k, Token)]
             grad = self.gradient(top, bottom, span)
