@@ -11,6 +11,7 @@ and on autograd's arrays.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import warnings
 from fractions import Fraction
