@@ -265,7 +265,11 @@ def _prove_layers(spec, args) -> int:
     if args.mode == "scalable":
         raise SpecError(f"--mode scalable: {spec.name} lists its layers, and a layer list is proven layer by layer "
                         "(its proof grows with the sum of its layers' sizes); leave --mode out")
-    proof = prove_layers(spec)
+    from derive.report.terminal import working
+
+    terminal = not args.json and sys.stderr.isatty()
+    with working(f"proving the backward forms of {len(spec.blocks)} layers, {spec.n_params} parameters", terminal):
+        proof = prove_layers(spec)
     if args.json:
         json.dump(proof.to_json(), sys.stdout, indent=1)
         print()
