@@ -160,7 +160,7 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
         cache_names=", ".join(n for n, _ in trace.cache) + ("," if len(trace.cache) == 1 else ""),
         batch_dim="1" if spec.batch == "single" else "None", momentum=MOMENTUM,
         forward_doc=fwd_doc, backward_doc=bwd_doc,
-        param_names=", ".join(k for k, _, _ in trace.params) + ("," if len(trace.params) == 1 else ""),
+        param_names=(", ".join(k for k, _, _ in trace.params) + ("," if len(trace.params) == 1 else "")) or "_",
         uses_B=_reads(trace.forward, B), uses_inv_B=_reads(trace.forward, INV_B),
         backward_uses_B=_reads(trace.backward, B), backward_uses_inv_B=_reads(trace.backward, INV_B),
         forward_lines=fwd, backward_lines=bwd, inference_lines=inf,

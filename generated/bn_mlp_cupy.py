@@ -170,7 +170,7 @@ def sgd_step(params, grads, eta):
     (gamma and beta included). A gradient with a NaN or inf, or a step that overflows, is refused before
     anything is written.
     """
-    first = params.get(next(iter(PARAM_SHAPES))) if isinstance(params, dict) else None
+    first = params.get(next(iter(PARAM_SHAPES), None)) if isinstance(params, dict) else None
     dtype = first.dtype if type(first) is cupy.ndarray and first.dtype in _FLOATS else _FLOATS[1]
     values = _params(params, dtype)
     steps = _params(grads, dtype, "grads")
