@@ -171,3 +171,10 @@ def test_half_powers_the_loss_and_inline_partials_read(bn):
     assert verdict(bn, "dC/dvar2", "-0.5 * sum(dC/dxhat2 * (x2 - mu2)) * (var2 + eps2)**-0.5").verdict == Verdict.REFUTED
     v = verdict(bn, latex=r"\partial C / \partial \beta^{(2)} = \sum_b \partial C / \partial y^{(2)}_b")
     assert v.verdict == Verdict.PROVEN
+
+
+def test_a_chain_of_equalities_checks_every_side_and_names_the_wrong_one(bn):
+    ok = verdict(bn, latex=r"\mu^{(2)} = \frac{1}{B}\sum_b x^{(2)}_b = \frac{1}{B}\sum_b x^{(2)}")
+    assert ok.verdict == Verdict.PROVEN
+    wrong = verdict(bn, latex=r"\mu^{(2)} = \frac{1}{B}\sum_b x^{(2)}_b = \sum_b x^{(2)}")
+    assert wrong.verdict == Verdict.REFUTED and wrong.witness["side"] == 3 and wrong.repair.kind == "factor"

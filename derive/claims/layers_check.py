@@ -28,7 +28,8 @@ from derive.claims.layers_read import (LayeredLhs, fill_layers, lhs_of, named_ki
                                        read_layered_lhs, read_layered_text)
 from derive.claims.layers_print import latex_text, text
 from derive.claims.repair import Repair, find
-from derive.claims.tree import ClaimError, Invalid, Leaf, Node, Op, ShapeError, substitute, walk
+from derive.claims.cost import expanded_terms
+from derive.claims.tree import MAX_TERMS, ClaimError, Invalid, Leaf, Node, Op, ShapeError, substitute, walk
 from derive.verdict import Verdict
 
 WITNESS_TRIES = 6
@@ -206,6 +207,8 @@ def read(ctx: LayeredContext, claim: Claim) -> tuple[LayeredLhs, Node, str] | Cl
                 lhs = lhs_of(left, left.span or (0, 0))
                 shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else lhs.text()
         except ClaimError as exc:
+            if exc.sides and claim.lhs is None and all(exc.sides):
+                return exc.sides  # a chain: check_layered checks its sides one by one
             return _fail(claim, "latex", claim.latex, exc)
     else:
         try:
@@ -284,6 +287,8 @@ def check_layered(ctx: LayeredContext, claim: Claim) -> ClaimVerdict:
     got = read(ctx, claim)
     if isinstance(got, ClaimVerdict):
         return got
+    if isinstance(got, list):
+        return _chain(ctx, claim, got)
     lhs, tree, shown = got
     field = "latex" if claim.latex is not None else "rhs"
     try:
@@ -308,6 +313,9 @@ def check_layered(ctx: LayeredContext, claim: Claim) -> ClaimVerdict:
         _repair(check, verdict)
         return verdict
     pairs = _pairs(truth, value)
+    if any(expanded_terms(v) > MAX_TERMS for _, v in pairs):
+        return _fail(claim, field, claim.source, ClaimError(
+            f"too large to prove exactly: its expansion may have more than {MAX_TERMS} terms", (0, 0)), lhs.text())
     holds = [ctx.identical(t, v) for t, v in pairs]
     if all(holds):
         return verdict
@@ -332,6 +340,26 @@ def check_layered(ctx: LayeredContext, claim: Claim) -> ClaimVerdict:
     verdict.verdict = Verdict.REFUTED
     _repair(check, verdict)
     return verdict
+
+
+def _chain(ctx: LayeredContext, claim: Claim, sides: list) -> ClaimVerdict:
+    """A = B = C: each side after the first against the first, as a claim of its own; the worst verdict, its side
+    named (all PROVEN: PROVEN)."""
+    first = claim.latex[sides[0][0]:sides[0][1]]
+    results = []
+    for k, (a, b) in enumerate(sides[1:], 2):
+        one = check_layered(ctx, replace(claim, latex=f"{first} = {claim.latex[a:b]}"))
+        results.append((k, one))
+    order = (Verdict.ERROR, Verdict.REFUTED, Verdict.UNPROVEN)
+    k, worst = next(((k, v) for w in order for k, v in results if v.verdict == w), results[0])
+    out = replace(worst, claim=claim)
+    if out.verdict != Verdict.PROVEN:
+        out.message = f"side {k}: {out.message}" if out.message else f"side {k}"
+        if out.shape_error:
+            out.shape_error = f"side {k}: {out.shape_error}"
+        if out.witness is not None:
+            out.witness = {"side": k, **out.witness}
+    return out
 
 
 def _entry_name(lhs: LayeredLhs, M, r: int, c: int) -> str:

@@ -327,8 +327,8 @@ class LayeredLatexReader:
             if isinstance(t, Tree):
                 stack.extend((c, d + 1) for c in t.children)
         sides = [c for c in tree.children if not (isinstance(c, Token) and c.type == "EQUALS")]
-        if len(sides) > 2:
-            raise ClaimError("one equation: a left-hand side, =, a right-hand side", _span(sides[2]))
+        if len(sides) > 2:  # A = B = C: each side after the first is checked against the first (sides)
+            raise ClaimError("a chain of equalities", _span(sides[2]), sides=[_span(x) for x in sides])
         nodes = [check_size(self.conv(s)) for s in sides]
         return (nodes[0], nodes[1]) if len(nodes) == 2 else (None, nodes[0])
 
