@@ -294,19 +294,7 @@ class LayeredNetwork:
     def composed(self) -> tuple[sp.Expr, dict]:
         """C with every node replaced by its definition all the way down, and the rule taking each
         composed activation, derivative and inverse square root back to its atom."""
-        value: dict = {}
-        rule: dict = {}
-        for s in self.order:
-            d = self.definitions[s].xreplace(value)
-            value[s] = d
-            if s in self.atoms:
-                if isinstance(d, sp.Pow):
-                    for key, k in _rsqrt_rule(d).items():
-                        rule[key] = s if k is None else s ** k
-                else:
-                    rule[d] = s
-        for ap, (name, z, _) in self.primes.items():
-            rule[activations.get(name).prime_function(z.xreplace(value))] = ap
+        value, rule = self.composed_within(self.order)
         return self.C.xreplace(value), rule
 
     def composed_within(self, nodes: list[sp.Symbol]) -> tuple[dict, dict]:

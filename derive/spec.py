@@ -127,6 +127,26 @@ def _max_digits() -> int:
     return sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
 
 
+def _name(table: dict, source: str) -> str:
+    name = table["name"]
+    if not isinstance(name, str) or not name.isidentifier():
+        _fail(source, "name", f"{_brief(name)} is not a name (letters, digits and _, not starting with a digit)")
+    return name
+
+
+def _examples_and_description(table: dict, source: str, batch: str) -> tuple[int, str]:
+    """`examples` (default 1 for a single example, else 2) and `description`, checked."""
+    examples = table.get("examples", 1 if batch == "single" else 2)
+    if not isinstance(examples, int) or isinstance(examples, bool) or not 1 <= examples <= MAX_EXAMPLES:
+        _fail(source, "examples", f"{_brief(examples)} is not an integer from 1 to {MAX_EXAMPLES}")
+    if batch == "single" and examples != 1:
+        _fail(source, "examples", f"{_brief(examples)} examples with batch = 'single'; use 'mean' or 'sum'")
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        _fail(source, "description", "must be a string")
+    return examples, description
+
+
 def _fail(source: str, field: str, problem: str) -> None:
     raise SpecError(f"{source}: field '{field}': {problem}")
 
@@ -155,9 +175,7 @@ def validate(table: dict, source: str = "<spec>") -> "Spec | LayeredSpec":
         if key not in table:
             _fail(source, key, f"missing; a spec needs {', '.join(REQUIRED)}")
 
-    name = table["name"]
-    if not isinstance(name, str) or not name.isidentifier():
-        _fail(source, "name", f"{_brief(name)} is not a name (letters, digits and _, not starting with a digit)")
+    name = _name(table, source)
 
     sizes = table["sizes"]
     if (
@@ -200,14 +218,7 @@ def validate(table: dict, source: str = "<spec>") -> "Spec | LayeredSpec":
     batch = _choice(table, source, "batch", BATCHES)
     notation = _choice(table, source, "notation", tuple(PROFILES))
 
-    examples = table.get("examples", 1 if batch == "single" else 2)
-    if not isinstance(examples, int) or isinstance(examples, bool) or not 1 <= examples <= MAX_EXAMPLES:
-        _fail(source, "examples", f"{_brief(examples)} is not an integer from 1 to {MAX_EXAMPLES}")
-    if batch == "single" and examples != 1:
-        _fail(source, "examples", f"{_brief(examples)} examples with batch = 'single'; use 'mean' or 'sum'")
-    description = table.get("description", "")
-    if not isinstance(description, str):
-        _fail(source, "description", "must be a string")
+    examples, description = _examples_and_description(table, source, batch)
 
     return Spec(
         name=name,
@@ -359,9 +370,7 @@ def validate_layers(table: dict, source: str) -> LayeredSpec:
     for key in LAYERED_REQUIRED:
         if key not in table:
             _fail(source, key, f"missing; a layer list needs {', '.join(LAYERED_REQUIRED)}")
-    name = table["name"]
-    if not isinstance(name, str) or not name.isidentifier():
-        _fail(source, "name", f"{_brief(name)} is not a name (letters, digits and _, not starting with a digit)")
+    name = _name(table, source)
     inputs = table["inputs"]
     if not _positive(inputs) or inputs > MAX_WIDTH:
         _fail(source, "inputs", f"{_brief(inputs)} is not a width from 1 to {MAX_WIDTH} (the width of x)")
@@ -369,14 +378,7 @@ def validate_layers(table: dict, source: str) -> LayeredSpec:
     convention = _choice(table, source, "convention", CONVENTIONS)
     batch = _choice(table, source, "batch", BATCHES)
     notation = _choice(table, source, "notation", tuple(PROFILES))
-    examples = table.get("examples", 1 if batch == "single" else 2)
-    if not isinstance(examples, int) or isinstance(examples, bool) or not 1 <= examples <= MAX_EXAMPLES:
-        _fail(source, "examples", f"{_brief(examples)} is not an integer from 1 to {MAX_EXAMPLES}")
-    if batch == "single" and examples != 1:
-        _fail(source, "examples", f"{_brief(examples)} examples with batch = 'single'; use 'mean' or 'sum'")
-    description = table.get("description", "")
-    if not isinstance(description, str):
-        _fail(source, "description", "must be a string")
+    examples, description = _examples_and_description(table, source, batch)
 
     counter = [0]
     layers, width = _layer_list(table["layers"], inputs, source, "layers", counter)
