@@ -157,8 +157,11 @@ def render_layers(proof: LayeredProof) -> str:
         how, other = _reader(spec, b)
         lacks = [rf"\partial {_GREEK.get(p, p)}^{{(" for p in missing]  # the gradient of a parameter it lacks
         back = [_without(_fill(f, b, given), missing) for f in kind.latex_backward if not any(x in f for x in lacks)]
+        further = [{"name": tex_text(name), "equations": [_without(_fill(f, b, given), missing) for f in lines]}
+                   for name, lines in getattr(kind, "latex_forms", ())]  # further forms, where the table writes them
         backward.append({"title": f"Layer {b.position}: {tex_text(b.kind)}{tex_text(_where(b, spec))}",
-                         "upstream": how, "equations": back, "forms": forms, "entries": _entry(net, b, TEXT_WIDTH)})
+                         "upstream": how, "equations": back, "forms": forms, "further": further,
+                         "entries": _entry(net, b, TEXT_WIDTH)})
     backward.reverse()  # from the cost down, as backpropagation runs
     cost = COSTS[spec.cost]
     last = spec.layers[-1]
