@@ -122,7 +122,7 @@ class LayeredCheck:
     def __post_init__(self):
         self.source = self.claim.source
         self.latex = self.claim.latex is not None
-        self.printer = text
+        self.printer = latex_text if self.latex else text  # a repair in the claim's own syntax
         self.sizes, self.bias, self.row, self.product = self.ctx.sizes, "separate", self.ctx.row, "mul"
         self.e = self.claim.example
         self._values: dict = {}
@@ -530,8 +530,11 @@ def _path_repair(check: LayeredCheck) -> list[Repair]:
             parts.append(f"{name}, {shown}, with the opposite sign")
         else:
             parts.append(f"{name}, {shown}, once, not {c} times")
-    added = " + ".join(f"{'' if x == 1 else f'({x}) * '}({t[1]})" for x, t in zip(ks, terms) if x != 0)
-    whole = f"{text(check.tree)} + {added}"
+    shown = 2 if check.latex else 1
+    times = (lambda x: "" if x == 1 else rf"\left({sp.latex(sp.Rational(x.numerator, x.denominator))}\right) ") \
+        if check.latex else (lambda x: "" if x == 1 else f"({x}) * ")
+    added = " + ".join(f"{times(x)}({t[shown]})" for x, t in zip(ks, terms) if x != 0)
+    whole = f"{check.printer(check.tree)} + {added}"
     return [Repair("path" if missing else "term", "holds with " + "; ".join(parts), check.describe(check.tree), added,
                    whole)]
 
@@ -544,8 +547,9 @@ def _identity_repair(check: LayeredCheck) -> list[Repair]:
     path = Op("grad", (Leaf("y", lhs.layer),), "batch")
     new = Op("add", (check.tree, path))
     if check.exact_holds(new):
-        return [Repair("path", f"holds with the identity path added, + {text(path)}: the block adds its input to its "
-                               "output, so its upstream gradient reaches the input unchanged", "", text(path), text(new))]
+        P = check.printer
+        return [Repair("path", f"holds with the identity path added, + {P(path)}: the block adds its input to its "
+                               "output, so its upstream gradient reaches the input unchanged", "", P(path), P(new))]
     return []
 
 
@@ -565,9 +569,9 @@ def _xhat_repair(check: LayeredCheck) -> list[Repair]:
             continue
         tree = substitute(check.tree, path, new)
         if check.exact_holds(tree):
-            shown = text(new)
+            shown = check.printer(new)
             out.append(Repair("xhat", f"holds with {shown} in place of {check.describe(node)} ({note})",
-                              check.describe(node), shown, text(tree)))
+                              check.describe(node), shown, check.printer(tree)))
     return out[:1]
 
 
@@ -577,7 +581,7 @@ def _sum_repair(check: LayeredCheck) -> list[Repair]:
         return []
     new = Op("batch_sum", (check.tree,))
     if check.exact_holds(new):
-        shown = text(new)
+        shown = check.printer(new)
         return [Repair("sum", f"holds summed over the batch: {shown}", check.describe(check.tree), shown, shown)]
     return []
 

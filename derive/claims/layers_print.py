@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from derive.claims.printing import _idx_text, _paren
-from derive.claims.tree import Leaf, Node, Num
+from derive.claims.tree import Leaf, Node, Num, Op
 
 _LATEX = {"mu": r"\mu", "var": r"\sigma^{2}", "gamma": r"\gamma", "beta": r"\beta", "delta": r"\delta",
           "xhat": r"\hat{x}", "xc": r"\bar{x}"}
@@ -69,6 +69,15 @@ def _leaf_latex(leaf: Leaf) -> str:
     return f"{base}^{{({leaf.layer})}}" + idx
 
 
+def _scalar(node: Node) -> bool:
+    """A number, or made of the batch's size, a width and eps only: written before an array without a ⊙."""
+    if isinstance(node, Num):
+        return True
+    if isinstance(node, Leaf):
+        return node.kind in ("B", "n", "eps")
+    return isinstance(node, Op) and all(_scalar(a) for a in node.args)
+
+
 def latex_text(node: Node) -> str:
     """The tree in LaTeX: sums as \\sum_b (the batch) and \\sum_i (the features), gradients as fractions."""
     if isinstance(node, Num):
@@ -85,7 +94,10 @@ def latex_text(node: Node) -> str:
     if op == "div":
         return rf"\frac{{{latex_text(args[0])}}}{{{latex_text(args[1])}}}"
     if op in ("mul", "had", "dot"):
-        return rf"{p(args[0], 30)} \odot {p(args[1], 30, right=True)}"
+        joiner = " " if any(_scalar(a) for a in args) else r" \odot "
+        left, right = (latex_text(a) if isinstance(a, Op) and a.op == "div" else p(a, 30, right=n == 1)
+                       for n, a in enumerate(args))  # a fraction needs no parentheses
+        return f"{left}{joiner}{right}"
     if op == "matmul":
         return f"{p(args[0], 30)} {p(args[1], 30, right=True)}"
     if op in ("pow", "epow"):
