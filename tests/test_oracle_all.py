@@ -160,3 +160,14 @@ def test_a_wrong_matrix_form_is_caught_by_the_proof_with_the_oracle_agreeing():
     wrong = Form("dC/dW1", "", S["dC_dW1"], S["delta1"] * S["a0"].T, "grad", 1, "W1")  # the batch mean's 1/2 left out
     result = prove_scalable(net, forms=[wrong])
     assert not result.ok and result.failures[0].form == "dC/dW1" and result.oracle.agree
+
+
+def test_matrix_products_in_any_order_and_summed_at_once_equal_symengines():
+    from derive.proofs.scalable import _chain_product, _matmul
+
+    def m(name, rows, cols):
+        return se.DenseMatrix(rows, cols, [se.Symbol(f"{name}{i}") for i in range(rows * cols)])
+
+    a, b, c = m("a", 3, 12), m("b", 12, 12), m("c", 12, 2)
+    assert all(se.expand(x - y) == 0 for x, y in zip(_matmul(a, b), a * b))
+    assert all(se.expand(x - y) == 0 for x, y in zip(_chain_product([a, b, c]), (a * b) * c))
