@@ -379,7 +379,7 @@ def _witness(check: LayeredCheck, value, free_g: bool, related: dict | None = No
         pt = ctx.point(i)
         g = _free_g(ctx, i) if free_g else None
         if g is not None and related:
-            g.update({k: sp.sympify(v).xreplace(pt.vals).xreplace(g) for k, v in related.items()})
+            g.update({k: sp.sympify(v).xreplace(g).xreplace(pt.vals) for k, v in related.items()})  # free top G first
         try:
             t, v = ctx.number(check.truth, pt, g), ctx.number(value, pt, g)
         except (Undefined, Invalid):
