@@ -178,3 +178,13 @@ def test_a_chain_of_equalities_checks_every_side_and_names_the_wrong_one(bn):
     assert ok.verdict == Verdict.PROVEN
     wrong = verdict(bn, latex=r"\mu^{(2)} = \frac{1}{B}\sum_b x^{(2)}_b = \sum_b x^{(2)}")
     assert wrong.verdict == Verdict.REFUTED and wrong.witness["side"] == 3 and wrong.repair.kind == "factor"
+
+
+def test_scalar_claims_name_one_feature_of_every_example(bn):
+    right = (r"\frac{\partial C}{\partial \gamma^{(2)}_1} = \sum_{b} \frac{\partial C}{\partial y^{(2)}_{b1}} "
+             r"\hat{x}^{(2)}_{b1}")
+    assert verdict(bn, latex=right).verdict == Verdict.PROVEN
+    assert verdict(bn, latex=right.replace("y^{(2)}_{b1}", "y^{(2)}_{b0}")).verdict == Verdict.REFUTED
+    assert verdict(bn, latex=r"\mu^{(2)}_1 = \frac{1}{B} \sum_b x^{(2)}_{b1}").verdict == Verdict.PROVEN
+    text = "gamma2[2] * s2[2] / B * (B * dC/dy2[1,2] - sum(dC/dy2)[2] - xhat2[1,2] * sum(dC/dy2 * xhat2)[2])"
+    assert verdict(bn, "dC/dx2[1,2]", text).verdict == Verdict.PROVEN

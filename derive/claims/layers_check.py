@@ -99,6 +99,18 @@ class LayeredEvaluator(Evaluator):
             return sp.Matrix(value.rows, 1, lambda i, j: sp.Add(*value[i, :]))
         if isinstance(node, Op) and node.op == "sqrt":
             return self.leaves.sqrt(self.eval(node.args[0], env), node)
+        if isinstance(node, Op) and node.op == "pick":  # x_{b1}: one feature of every example, or the reverse
+            value = self.eval(node.args[0], env)
+            what, k = node.param
+            if not is_matrix(value):
+                raise ShapeError(f"{self.describe(node)}: a scalar has no {what} {k}")
+            along_rows = (what == "example") == self.row  # the index runs along the rows of the layout
+            n = value.rows if along_rows else value.cols
+            if n == 1:  # a per-feature statistic has every example's value in its one row
+                return value
+            if not 0 <= k < n:
+                raise ClaimError(f"{self.describe(node)}: no {what} {k}; there are {n}", node.span)
+            return value[k, :] if along_rows else value[:, k]
         if isinstance(node, Op) and node.op == "axis_mean":  # np.mean: the sum over the axis, over its length
             value = self.eval(node.args[0], env)
             if not is_matrix(value):

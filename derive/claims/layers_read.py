@@ -471,11 +471,15 @@ class LayeredLatexReader:
         return self._indexed(Leaf(kind, layer, span=span), index, span)
 
     def _indexed(self, leaf: Leaf, index, span) -> Node:
-        if not index or any(isinstance(i, str) for i in index):
-            if index and not all(isinstance(i, str) for i in index):
-                raise ClaimError("indices are all numbers (one entry) or all letters (every entry)", span)
+        if not index or all(isinstance(i, str) for i in index):
             return leaf
-        return Leaf(leaf.kind, leaf.layer, tuple(index), span=span)
+        if all(isinstance(i, int) for i in index):
+            return Leaf(leaf.kind, leaf.layer, tuple(index), span=span)
+        if len(index) == 2:  # x_{b1}: feature 1 of every example; x_{0i}: every feature of example 0
+            return Op("pick", (leaf,), ("feature", index[1]) if isinstance(index[1], int) else ("example", index[0]),
+                      span=span)
+        raise ClaimError("indices are numbers (one entry), letters (every entry), or an example and a feature, "
+                         "one of them a number (x_{b1})", span)
 
     def gradient(self, top, bottom, span) -> Node | None:
         """\\frac{\\partial C}{\\partial Q}: dC/dQ."""
@@ -492,14 +496,14 @@ class LayeredLatexReader:
                                                                          _GREEK.get(str(a.children[0]))) == "C"):
             self.fail(top, "a derivative here is of the cost: \\frac{\\partial C}{\\partial Q}")
         q = self.conv(b)
-        leaf = q.args[0] if isinstance(q, Op) and q.op == "entry" else q
+        leaf = q.args[0] if isinstance(q, Op) and q.op in ("entry", "pick") else q
         if not isinstance(leaf, Leaf) or leaf.kind in ("B", "n", "eps", "C"):
             self.fail(b, "\\partial of a layer's named quantity, such as \\gamma^{(2)} or y^{(2)}")
         grad = Op("grad", (Leaf(leaf.kind, leaf.layer, span=leaf.span),), "batch", span=span)
         if leaf.index is not None:
             return Op("entry", (grad,), leaf.index, span=span)
         if q is not leaf:
-            return Op("entry", (grad,), q.param, span=span)
+            return Op(q.op, (grad,), q.param, span=span)
         return grad
 
 
