@@ -236,7 +236,7 @@ def lhs_of(node: Node, span) -> LayeredLhs:
             raise ClaimError(f"{node.kind}{node.layer} is a parameter: a claim is about its gradient, "
                              f"dC/d{node.kind}{node.layer}", span)
         return LayeredLhs(node.kind, node.layer, None if node.index is None else tuple(node.index),
-                          node.kind == "delta" and False, transposed)
+                          False, transposed)
     raise ClaimError("the left-hand side is a gradient, dC/dgamma2, dC/dx2, dC/dW1 (one entry: dC/dgamma2[0]), "
                      "delta1, or a layer's value, xhat2, mu2", span)
 
