@@ -39,8 +39,9 @@ from derive.tables import activations
 from derive.tables.layers import KINDS
 
 NORMS = ("batchnorm", "layernorm")
-ARRAYS = ("x", "y", "z", "a", "delta", "mu", "xc", "var", "s", "xhat")  # a layer's values: one per example or feature
-PARAMS = ("W", "b", "gamma", "beta")
+PARAMS = ("W", "b", "gamma", "beta")  # the names of the kinds' parameters (derive.tables.layers Kind.params)
+# a layer's values, one per example or feature: its input, its output and what each kind names (KINDS' claim_names)
+ARRAYS = tuple(dict.fromkeys(("x", "y") + tuple(n for k in KINDS.values() for n in k.claim_names if n not in PARAMS)))
 CONSTANTS = ("B", "eps", "n")  # the batch's size, a norm layer's eps, a layer's width
 MAX_EXPANSION = 200_000  # terms an exact check with the true upstream gradient may expand to
 
@@ -115,19 +116,19 @@ class LayeredContext:
             if kind not in P:
                 raise ClaimError(f"{kind}{position}: layer {position} ({_what(b)}) has no {kind}", span)
             return P[kind]
+        if kind not in _names(b):
+            have = ", ".join(f"{k}{position}" for k in _names(b))
+            raise ClaimError(f"{kind}{position}: layer {position} is {_what(b)}; its names are {have}", span)
         if kind == "x":
             return X
-        if kind == "y":
-            return Y
-        if b.kind == "dense" and kind in ("z", "a"):
-            return saved["Z"] if kind == "z" else saved["A"]
-        if b.kind == "dense" and kind == "delta":  # dC/dz, by the chain rule from G
+        if kind == "delta":  # dC/dz, by the chain rule from G
             adj = self.adjoint(position)
             return saved["Z"].applyfunc(lambda s: adj.get(s, sp.Integer(0)))
-        if b.kind == "activation" and kind == "a":
+        for key in (kind, kind.upper()):  # what the kind's forward pass saved under the name (dense's Z and A)
+            if key in saved:
+                return saved[key]
+        if kind in ("y", "a"):  # the layer's output
             return Y
-        if b.kind in NORMS and kind in ("mu", "xc", "var", "s", "xhat"):
-            return saved[kind]
         have = ", ".join(f"{k}{position}" for k in _names(b))
         raise ClaimError(f"{kind}{position}: layer {position} is {_what(b)}; its names are {have}", span)
 
