@@ -86,7 +86,7 @@ class LayeredTextReader(TextReader):
             if inner.index is not None or inner.kind in CONSTANTS + ("X", "T"):
                 self.fail(n, f"dC/d{ident[4:]}: a gradient is of a layer's named quantity (dC/dgamma2, dC/dy2)")
             return Op("grad", (inner,), "batch", span=span)
-        if ident == "B":
+        if ident in ("B", "m"):  # the batch's size (m in Ioffe and Szegedy)
             return Leaf("B", None, span=span)
         if ident == "eps":
             return Leaf("eps", None, span=span)

@@ -70,7 +70,7 @@ def _fill(template: str, block, given: str) -> str:
     act = ACTIVATIONS[block.activation].latex if block.kind in ("dense", "activation") else r"\sigma"
     l = str(block.position)
     return (template.replace("a^{({m})}", given).replace("{l}", l).replace("{m}", str(block.position - 1))
-            .replace("{act}", act))
+            .replace("{act}", act).replace(r"(x)^{\top}", r"x^{\top}"))
 
 
 def _without(tex: str, missing: set) -> str:
