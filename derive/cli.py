@@ -21,7 +21,6 @@ from derive.spec import LayeredSpec, load_with_sizes
 from derive.verdict import Verdict
 
 DEFAULT_SPEC = "net222"
-SAMPLE = 50  # partials of the scalable proof's sympy.diff sample
 MAX_JOBS = 64
 _positive = whole(1, 10**9, "a positive integer (1 to 10^9)")
 _seed = whole(0, 2**64 - 1, "a seed: a whole number from 0 to 2^64 - 1")
@@ -173,7 +172,7 @@ def _check_command(word: str) -> None:
 def check_budget(spec, mode: str, args, command: str = "prove") -> budget.Estimate:
     """Refuse, before anything starts, a run estimated beyond --max-seconds or this machine's memory."""
     max_seconds = getattr(args, "max_seconds", budget.MAX_SECONDS)
-    sample = getattr(args, "sample", None) or SAMPLE
+    sample = getattr(args, "sample", None) or 0  # the exact sympy.diff sample is opt-in (--sample N)
     estimate = budget.full(spec) if mode == "full" else budget.scalable(spec, sample)
     instead = "prove it at smaller widths or depth with --sizes"
     if command == "prove":
@@ -226,7 +225,7 @@ def run_prove(args) -> int:
     faster = ""
     if mode == "full":
         _not_in_full_mode(args)
-        other = budget.scalable(spec, SAMPLE)
+        other = budget.scalable(spec, args.sample or 0)
         if other.seconds < estimate.seconds / 2:
             faster = f"--mode scalable would take {other.text()}"
     long = announce(spec, estimate, faster)

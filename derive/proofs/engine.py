@@ -19,7 +19,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -113,9 +114,11 @@ def _die_if_asked() -> None:
     os._exit(70)  # no cleanup, no goodbye to the scheduler: as a crash or an OOM kill looks to it
 
 
-def _chunk(fn: Callable, recipe: Recipe, task, on_cluster: bool = False):
-    """fn(state, task) in this process: (its result, seconds, where, seconds building the state)."""
-    if on_cluster:
+def _chunk(fn: Callable, recipe: Recipe, task, elsewhere: bool = False):
+    """fn(state, task) in this process: (its result, seconds, where, seconds building the state).
+
+    `elsewhere`: in a worker or a forked process, which the test hook may end."""
+    if elsewhere:
         _die_if_asked()
     state, built = _state(recipe)
     t, cpu = time.perf_counter(), time.process_time()
@@ -137,7 +140,14 @@ def _adopt(recipe: Recipe) -> None:
 
 
 def _chunk_forked(fn: Callable, task):
-    return _chunk(fn, _FORKED, task)
+    return _chunk(fn, _FORKED, task, True)
+
+
+def _some(labels, most: int = 3) -> str:
+    """The first few labels, and how many more."""
+    labels = [label.strip(",") for label in labels]
+    more = f" and {len(labels) - most} more" if len(labels) > most else ""
+    return "; ".join(labels[:most]) + more
 
 
 def _suspicious(dask_scheduler, keys: list[str]) -> dict[str, int]:
@@ -193,27 +203,43 @@ class Engine:
         self._stage += 1
         if self._client is not None and tasks:
             return self._map_cluster(fn, list(tasks), recipe, labels, done)
-        results = []
         if self.jobs > 1 and len(tasks) > 1:
-            # forked: the state reaches the processes with the caller's memory, never pickled
-            with ProcessPoolExecutor(self.jobs, mp_context=get_context("fork"), initializer=_adopt,
-                                     initargs=(recipe,)) as pool:
-                outcomes = pool.map(_chunk_forked, [fn] * len(tasks), tasks)
-                for task, label, (result, seconds, where, built) in zip(tasks, labels, outcomes):
-                    self._finish(task, label, result, seconds, where, built, done, results)
-        else:
-            for task, label in zip(tasks, labels):
-                self._finish(task, label, *_chunk(fn, recipe, task), done, results)
+            return self._map_forked(fn, list(tasks), recipe, labels, done)
+        results: list = [None] * len(tasks)
+        for n, task in enumerate(tasks):
+            self._finish(n, task, labels[n], *_chunk(fn, recipe, task), done, results)
         return results
 
-    def _finish(self, task, label, result, seconds, where, built, done, results) -> None:
+    def _map_forked(self, fn, tasks, recipe, labels, done) -> list:
+        """Over `jobs` forked processes; the chunks a dead process left unfinished go to a new pool (three times)."""
+        results: list = [None] * len(tasks)
+        pending = list(range(len(tasks)))
+        for attempt in range(4):
+            # forked: the state reaches the processes with the caller's memory, never pickled
+            try:
+                with ProcessPoolExecutor(self.jobs, mp_context=get_context("fork"), initializer=_adopt,
+                                         initargs=(recipe,)) as pool:
+                    futures = {pool.submit(_chunk_forked, fn, tasks[n]): n for n in pending}
+                    for future in as_completed(futures):
+                        n = futures[future]
+                        self._finish(n, tasks[n], labels[n], *future.result(), done, results)
+                        pending.remove(n)
+                return results
+            except BrokenProcessPool:
+                # which chunk the dead process held is not known: every unfinished one is run again
+                self.notes.append(f"a process died with {len(pending)} chunk{'s' if len(pending) > 1 else ''} "
+                                  f"unfinished ({_some(labels[n] for n in pending)}): redone in new processes")
+        raise DeriveError(f"--jobs {self.jobs}: processes died four times in a row with "
+                          f"{_some(labels[n] for n in pending)} unfinished (out of memory?)")
+
+    def _finish(self, n, task, label, result, seconds, where, built, done, results) -> None:
         self.timings.append(Timing(label, seconds[0], where, built, self._stage, seconds[1]))
-        results.append(result)
+        results[n] = result
         if done is not None:
             done(task, result)
 
     def _map_cluster(self, fn, tasks, recipe, labels, done) -> list:
-        from distributed import as_completed
+        from distributed import as_completed as arriving
         from distributed.client import FutureCancelledError
         from distributed.scheduler import KilledWorker
 
@@ -224,7 +250,7 @@ class Engine:
         results: list = [None] * len(tasks)
         timings: list = [None] * len(tasks)
         try:
-            for future, (result, seconds, where, built) in as_completed(futures, with_results=True):
+            for future, (result, seconds, where, built) in arriving(futures, with_results=True):
                 n = index[future.key]
                 results[n], timings[n] = result, Timing(labels[n], seconds[0], where, built, self._stage, seconds[1])
                 if done is not None:
