@@ -85,6 +85,11 @@ class LinePrinter:
 # the module
 # ---------------------------------------------------------------------------
 
+# how init_params starts a parameter, by its name in the layer table (every other one at 0): W from
+# N(0, 1/n_in) as the dense modules, a norm's scale gamma at 1 (PyTorch's and the papers' start)
+START = {"W": '"normal"', "gamma": "1.0"}
+
+
 def _shape_text(shape) -> str:
     return "(" + ", ".join("None" if n == "B" else str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -99,10 +104,10 @@ def layer_docs(spec: LayeredSpec) -> tuple[list[str], list[str], list[str]]:
 
     def walk(blocks, depth):
         for b in blocks:
-            what = b.kind + (f" {b.activation}" if b.kind in ("dense", "activation") else "")
+            kind = KINDS[b.kind]  # its settings, as the table lists them
+            what = b.kind + (f" {b.activation}" if "activation" in kind.keys else "")
             head = f"{'  ' * depth}layer {b.position}: {what}, width {b.width}"
-            listing.append(head + (f", eps = {b.eps}" if b.kind in ("batchnorm", "layernorm") else ""))
-            kind = KINDS[b.kind]
+            listing.append(head + (f", eps = {b.eps}" if "eps" in kind.keys else ""))
             fwd.append(f"{'  ' * depth}layer {b.position} ({b.kind}): {_one_line(kind.forward.__doc__ or kind.doc)}")
             walk(b.inner, depth + 1)
     walk(spec.layers, 0)
@@ -140,10 +145,7 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
     row = spec.convention == ROW
     listing, fwd_doc, bwd_doc = layer_docs(spec)
     output_activation = spec.output_activation
-    init = []
-    for key, shape, fan_in in trace.params:
-        start = '"normal"' if key.startswith("W") else "1.0" if key.startswith("gamma") else "0.0"
-        init.append((key, start, fan_in))
+    init = [(key, START.get(key.rstrip("0123456789"), "0.0"), fan_in) for key, _, fan_in in trace.params]
     context = dict(
         backend=backend, xp=backend.xp,
         std_imports=sorted({"math", "numbers"} | ({"warnings"} if floored else set())),
