@@ -26,6 +26,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from derive.errors import DeriveError
+from derive.proofs.identity import deep_stack
 
 # Test hook: where this names a file that does not exist yet, the first cluster worker to start a chunk
 # creates it and exits at once (a worker killed mid-run, exactly once per file); see docs/cluster.md.
@@ -120,12 +121,19 @@ def _chunk(fn: Callable, recipe: Recipe, task, elsewhere: bool = False):
     `elsewhere`: in a worker or a forked process, which the test hook may end."""
     if elsewhere:
         _die_if_asked()
+    result, seconds, built = _deep_chunk(fn, recipe, task)
+    return result, seconds, _where(), built  # here: a Dask worker knows itself in its task's thread only
+
+
+@deep_stack  # a proof's expressions nest once per layer: a worker's thread needs the stack the proof has here
+def _deep_chunk(fn: Callable, recipe: Recipe, task):
     state, built = _state(recipe)
     t, cpu = time.perf_counter(), time.process_time()
     result = fn(state, task)
-    return result, (time.perf_counter() - t, time.process_time() - cpu), _where(), built
+    return result, (time.perf_counter() - t, time.process_time() - cpu), built
 
 
+@deep_stack
 def _prepare(recipe: Recipe) -> float:
     """On a worker: the recipe's state built ahead of its chunks; the seconds it took (0 if it was there)."""
     return _state(recipe)[1]

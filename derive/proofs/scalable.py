@@ -449,18 +449,6 @@ def build_comparison(spec: Spec | str | dict | Network, forms: list[Form] | None
                       lemma_forms, lemma_targets, compared, [f in chosen for f in compared], net, graph, times)
 
 
-@deep_stack
-def _bad_entries(comparison: Comparison, task: tuple) -> list[int]:
-    """A chunk of entry comparisons (a task of derive.proofs.engine, in whichever process holds the comparison)."""
-    return comparison.bad_entries(task)
-
-
-@deep_stack
-def _worker_comparison(spec: Spec, forms: list[Form] | None, extra: dict | None) -> Comparison:
-    """build_comparison where a cluster's worker builds its own (with the deep stack the proof has here)."""
-    return build_comparison(spec, forms, extra)
-
-
 class _Count:
     """Work done out of `total`, told to the progress callback as (done, total), starting with (0, total)."""
 
@@ -518,7 +506,7 @@ def prove_scalable(spec: Spec | str | Network, sample: int = 0, seed: int = 0, j
     with Engine(jobs, cluster) as engine:
         # what a cluster's worker builds its own comparisons from: the spec, and the forms under test
         portable = spec.spec if isinstance(spec, Network) else spec if isinstance(spec, Spec) else load_spec(spec)
-        recipe = Recipe.of(_worker_comparison, portable, forms, extra)
+        recipe = Recipe.of(build_comparison, portable, forms, extra)
         return _prove(spec, sample, seed, engine, recipe, forms, extra, progress, trials)
 
 
@@ -641,7 +629,9 @@ def _run(comparison: Comparison, forms_idx: list[int], bad: dict, dispatch: tupl
     tasks = [(i, s, min(s + CHUNK, len(targets[i])), use_lemma[i]) for i in forms_idx
              for s in range(0, len(targets[i]), CHUNK)]
     labels = [f"the chunk of {comparison.forms[i].key}, entries {s} to {stop - 1}," for i, s, stop, _ in tasks]
-    results = engine.map(_bad_entries, tasks, recipe, labels, done=lambda task, _: count.advance(task[2] - task[1]))
+    # a task of derive.proofs.engine: Comparison.bad_entries(the comparison there, task), by name
+    results = engine.map(Comparison.bad_entries, tasks, recipe, labels,
+                         done=lambda task, _: count.advance(task[2] - task[1]))
     for task, result in zip(tasks, results):
         bad.setdefault(task[0], []).extend(result)
 
