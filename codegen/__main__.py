@@ -25,7 +25,7 @@ from derive.spec import builtin_names, load_spec
 from derive.spec import LayeredSpec
 
 from .backends import BACKENDS
-from .layer_module import generate_layers
+from .layer_module import generate_layers, layer_backends
 from .layers import layer_examples, prove_layer_forms
 from .plan import check_budget, prove_forms
 from .render import default_out, generate, package_init
@@ -140,7 +140,8 @@ def main(argv=None) -> int:
 def run(argv=None) -> int:
     args = parser().parse_args(argv)
     backends = BACKENDS if args.backend == "all" else (args.backend,)
-    names = args.specs or builtin_names() + layer_examples()
+    # by default also the layer lists of examples/specs, for the backends that print layer lists
+    names = args.specs or builtin_names() + (layer_examples() if layer_backends(backends) else [])
     out = args.out or default_out()
     everything = not args.specs and args.backend == "all"
     specs = [load_spec(name) for name in names]  # a bad name or file fails before anything is written
