@@ -264,6 +264,11 @@ def _prove_layers(spec, args) -> int:
     if args.mode == "scalable":
         raise SpecError(f"--mode scalable: {spec.name} lists its layers, and a layer list is proven layer by layer "
                         "(its proof grows with the sum of its layers' sizes); leave --mode out")
+    given = [f for f, v in (("--sample", args.sample), ("--jobs", args.jobs), ("--cluster", args.cluster))
+             if v is not None]
+    if given:
+        print(f"note: {' and '.join(given)} steer{'s' if len(given) == 1 else ''} the scalable proof of a sizes spec; "
+              "a layer list is proven layer by layer, in one process", file=sys.stderr)
     from derive.report.terminal import working
 
     terminal = not args.json and sys.stderr.isatty()

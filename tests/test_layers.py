@@ -265,3 +265,13 @@ def test_jupyter_shows_each_layer_form_typeset_and_the_witness():
     bad = prove_layers(spec_of(*MUTANT_LAYERS), backward={"batchnorm": no_variance_path}, forms={},
                        oracle=False)._repr_markdown_()
     assert "**Witness**" in bad and "✗ `dC/dx2[" in bad
+
+
+def test_flags_of_the_scalable_proof_are_named_not_ignored():
+    path = str(ROOT / "examples" / "specs" / "ln_mlp.toml")
+    run = subprocess.run([sys.executable, "-m", "derive", "prove", path, "--brief", "--jobs", "2"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "note: --jobs steers the scalable proof" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "derive", "prove", path, "--mode", "scalable"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "proven layer by layer" in run.stderr and run.stdout == ""

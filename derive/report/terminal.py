@@ -107,7 +107,9 @@ def render_scale(proof, console: Console, brief: bool = False) -> None:
         console.print(f"  - {m}", soft_wrap=True)
     secs = proof.seconds
     console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items() if k != "total")
-                  + f"; total {secs['total']:.1f} s with {proof.jobs} process{'es' if proof.jobs > 1 else ''}",
+                  + f"; total {secs['total']:.1f} s "
+                  + (f"with the Dask cluster {proof.cluster} ({proof.jobs} workers)" if proof.cluster
+                     else f"with {proof.jobs} process{'es' if proof.jobs > 1 else ''}"),
                   soft_wrap=True)
     _failure(proof, console)
     console.print(proof.summary(), soft_wrap=True)
