@@ -282,7 +282,7 @@ def test_a_slip_in_a_generated_line_is_caught(tmp_path):
 def _quiet_pass(module, spec, x, y, state=None):
     """forward (training, then inference), backward and cost with every NumPy warning an error; all finite."""
     params = module.init_params(3, x.dtype)
-    with warnings.catch_warnings(), np.errstate(all="raise"):
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):  # NumPy's warnings as errors (underflow, silent by default, stays so)
         warnings.simplefilter("error")
         out, cache = module.forward(params, x, state)
         grads = module.backward(params, cache, y)
