@@ -58,10 +58,21 @@ def environment() -> jinja2.Environment:
 _TEXT_ESCAPES = {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}", **{ch: "\\" + ch for ch in "_&%#${}"}}
 
 
+# symbols a summary or a note may carry that inputenc's utf8 cannot typeset in text mode
+_TEXT_SYMBOLS = {"δ": r"$\delta$", "ᵀ": "$^T$", "·": r"$\cdot$", "≤": r"$\le$", "≥": r"$\ge$", "≠": r"$\neq$",
+                 "→": r"$\to$", "×": r"$\times$", "∘": r"$\circ$", "⊙": r"$\odot$", "σ": r"$\sigma$",
+                 "ε": r"$\varepsilon$", "μ": r"$\mu$", "γ": r"$\gamma$", "β": r"$\beta$", "Σ": r"$\Sigma$",
+                 "∂": r"$\partial$", "∇": r"$\nabla$", "η": r"$\eta$", "²": "$^2$", "³": "$^3$", "′": "$'$",
+                 "−": "$-$", "–": "--", "—": "---", "…": r"\ldots{}"}
+
+
 def tex_text(s: str) -> str:
-    """Plain text (a spec name, a note) made safe for LaTeX's text mode."""
-    s = "".join(_TEXT_ESCAPES.get(ch, ch) for ch in s)
-    return s.replace("δ", r"$\delta$").replace("ᵀ", "$^T$").replace("·", r"$\cdot$")
+    """Plain text (a spec name, a note, a summary) made safe for LaTeX's text mode."""
+    s = s.replace("\x00", "").replace("x\u0302", "\x00")  # x̂ (x and a combining hat): one symbol
+    s = "".join(_TEXT_ESCAPES.get(ch, ch) for ch in s).replace("\x00", r"$\hat{x}$")
+    for ch, tex in _TEXT_SYMBOLS.items():
+        s = s.replace(ch, tex)
+    return s
 
 
 class Names:
