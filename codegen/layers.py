@@ -11,8 +11,8 @@ cost's definition, as the dense planner takes it.
 Elementwise steps stay SymPy expressions until a product, a sum or a name needs them as an
 array; each is then printed by the backend's printer, brought to lowest terms when it has a
 denominator (so that a sigmoid's cross-entropy δ is a - y, never (1 - y)/(1 - a) ∘ a(1 - a)).
-The batch size is known only at run time: `rows` of a batch array is a sentinel prime
-`COUNT`, which `scale` reads back as B (the table writes 1/B as Fraction(1, rows(X))).
+The batch size is known only at run time: `rows` of a batch array is the symbol B, and the
+table's `ratio(p, rows(X))` is p times inv_B (1/B, computed once by the module).
 
 Batch statistics (a batch norm's μ and σ²) get running averages in PyTorch's convention
 (momentum 0.1, the unbiased σ²), updated by a training-mode forward given a `state`, and read
@@ -36,7 +36,6 @@ from derive.tables.layers import KINDS, ROW, backward_pass, forward_pass
 
 from .plan import as_helper, helper, helper_names, log_rule, lowest_terms, renamed
 
-COUNT = 2**61 - 1  # rows(X) of a batch array: a prime no spec writes, read back as B by `scale`
 B, INV_B = sp.Symbol("B"), sp.Symbol("inv_B")
 Y = sp.Symbol("y")
 SMALL = 3  # the widths the forms are proven at (they do not depend on the widths)
@@ -212,7 +211,12 @@ class TraceOps:
         return self._zip(A, Bv, A.expr * Bv.expr)
 
     def scale(self, c, A):
-        return Arr(count_rational(c) * A.expr, A.rows, A.cols, A.batch_stat)
+        c = sp.Rational(c.numerator, c.denominator) if isinstance(c, Fraction) else sp.sympify(c)
+        return Arr(c * A.expr, A.rows, A.cols, A.batch_stat)
+
+    def ratio(self, p: int, n) -> sp.Expr:
+        """p/n: for the batch's count B (known when the code runs) p times inv_B, else the rational."""
+        return p * INV_B if n == B else sp.Rational(p, n)
 
     def power(self, A, k: int):
         return Arr(A.expr ** k, A.rows, A.cols, A.batch_stat)
@@ -235,8 +239,8 @@ class TraceOps:
     def sum_cols(self, A):
         return self.temp("sum", (self.ref(A), 1), A.rows, 1, A.batch_stat)
 
-    def rows(self, A) -> int:
-        return COUNT if A.rows == "B" else A.rows
+    def rows(self, A):
+        return B if A.rows == "B" else A.rows
 
     def cols(self, A) -> int:
         return A.cols
@@ -264,17 +268,6 @@ class TraceOps:
         else:
             prime = as_helper(renamed(act.prime, Z.expr), Z.expr)
         return self.mul(G, Arr(prime, Z.rows, Z.cols))
-
-
-def count_rational(c) -> sp.Expr:
-    """A rational of the table as SymPy, each factor COUNT (the batch size) read back as B."""
-    c = Fraction(c)
-    num, den, k = c.numerator, c.denominator, 0
-    while num and num % COUNT == 0:
-        num, k = num // COUNT, k + 1
-    while den % COUNT == 0:
-        den, k = den // COUNT, k - 1
-    return sp.Rational(num, den) * (B ** k if k >= 0 else INV_B ** -k)
 
 
 def lowest(expr: sp.Expr) -> sp.Expr:

@@ -78,6 +78,9 @@ class SymbolicOps:
     def sum_cols(self, A):
         return sp.Matrix(A.rows, 1, lambda i, j: sp.Add(*A[i, :]))
 
+    def ratio(self, p: int, n: int) -> Fraction:
+        return Fraction(p, n)
+
     def rows(self, A) -> int:
         return A.rows
 

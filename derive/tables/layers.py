@@ -176,7 +176,8 @@ LAYERS: dict[str, Layer] = {DENSE.name: DENSE}
 #
 #   matmul(A, B), T(A), add/sub/mul(A, B) elementwise (a 1×n or E×1 operand broadcasts),
 #   scale(c, A) for a rational c, power(A, k), sum_rows(A) (over examples, 1×n),
-#   sum_cols(A) (over features, E×1), rows(A), cols(A) (their counts), rsqrt(V, eps)
+#   sum_cols(A) (over features, E×1), rows(A), cols(A) (their counts: the batch's may be known only
+#   when the code runs), ratio(p, n) (the rational p/n for such a count n), rsqrt(V, eps)
 #   ((V + eps)^(-1/2), an atom in the proofs), activation(name, Z) and
 #   activation_vjp(name, Z, A, G) (G times the activation's Jacobian at Z, A its value),
 #   name(label, A) (an intermediate the graph keeps as a node and the code as a variable).
@@ -260,9 +261,9 @@ def _norm_forward(axis: str):
     def forward(ops, X, P, block, inner):
         """μ = mean x, σ² = mean (x − μ)², s = (σ² + ε)^(-1/2), x̂ = (x − μ) s, y = γ x̂ + β."""
         total, n = _norm_sum(ops, axis), _norm_count(ops, X, axis)
-        mu = ops.name("mu", ops.scale(Fraction(1, n), total(X)))
+        mu = ops.name("mu", ops.scale(ops.ratio(1, n), total(X)))
         centred = ops.name("xc", ops.sub(X, mu))
-        var = ops.name("var", ops.scale(Fraction(1, n), total(ops.power(centred, 2))))
+        var = ops.name("var", ops.scale(ops.ratio(1, n), total(ops.power(centred, 2))))
         s = ops.rsqrt(var, block.eps)
         xhat = ops.name("xhat", ops.mul(centred, s))
         Y = ops.name("y", ops.add(ops.mul(xhat, P["gamma"]), P["beta"])) if block.affine else xhat
@@ -284,7 +285,7 @@ def _norm_backward(axis: str):
         dxhat = ops.name("dxhat", ops.mul(G, P["gamma"])) if "gamma" in P else G
         inside = ops.sub(ops.sub(ops.scale(n, dxhat), total(dxhat)),
                          ops.mul(S["xhat"], total(ops.mul(dxhat, S["xhat"]))))
-        return ops.mul(ops.scale(Fraction(1, n), S["s"]), inside), _norm_parameter_grads(ops, G, S, P)
+        return ops.mul(ops.scale(ops.ratio(1, n), S["s"]), inside), _norm_parameter_grads(ops, G, S, P)
     return backward
 
 
@@ -296,9 +297,9 @@ def _norm_paths(axis: str):
         dxhat = ops.mul(G, P["gamma"]) if "gamma" in P else G
         dvar = ops.name("dvar", ops.mul(total(ops.mul(dxhat, S["xc"])), ops.scale(Fraction(-1, 2), ops.power(S["s"], 3))))
         dmu = ops.name("dmu", ops.add(ops.scale(-1, total(ops.mul(dxhat, S["s"]))),
-                                      ops.mul(dvar, ops.scale(Fraction(-2, n), total(S["xc"])))))
-        dX = ops.add(ops.add(ops.mul(dxhat, S["s"]), ops.mul(dvar, ops.scale(Fraction(2, n), S["xc"]))),
-                     ops.scale(Fraction(1, n), dmu))
+                                      ops.mul(dvar, ops.scale(ops.ratio(-2, n), total(S["xc"])))))
+        dX = ops.add(ops.add(ops.mul(dxhat, S["s"]), ops.mul(dvar, ops.scale(ops.ratio(2, n), S["xc"]))),
+                     ops.scale(ops.ratio(1, n), dmu))
         return dX, _norm_parameter_grads(ops, G, S, P)
     return backward
 
