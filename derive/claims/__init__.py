@@ -40,7 +40,10 @@ share), text and latex (the readers), evaluate (the tree's value, exactly or at 
 point), printing (the tree in the claim's own syntax), truth (the network a claim is
 checked against), check (one claim's verdict, witness and repair), repair (the repair
 search), cost and fast (a check's size estimated, and the fast exact path), file (a
-claims file and its Report).
+claims file and its Report). A claims file whose spec is a layer list (batch norm, layer norm,
+residual blocks) is checked by layers (its truth: each layer's chain rule from its upstream
+gradient), layers_read (its text and LaTeX, layers.lark), layers_check (verdicts, witnesses and
+the repairs that name a lost path) and layers_print.
 """
 
 from derive.claims.check import Claim, ClaimCheck, ClaimVerdict, check_claim, read_claim
