@@ -197,6 +197,7 @@ class Kind:
     forms: tuple[tuple[str, Callable], ...] = ()  # further textbook backward forms, each proven equal
     latex_forward: tuple[str, ...] = ()  # its equations in a document ({l} the layer, {m} the layer below)
     latex_backward: tuple[str, ...] = ()
+    latex_forms: tuple[tuple[str, tuple[str, ...]], ...] = ()  # each further form's equations, by its name
     claim_names: tuple[str, ...] = ()  # what a claim may name of it, with the layer's number appended
     doc: str = ""
 
@@ -315,6 +316,19 @@ def _residual_backward(ops, G, X, S, P, block, inner):
 
 
 _NORM_KEYS = ("eps", "affine")
+
+
+def _paths_latex(n: str, x: str, sums: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The three paths' equations for a norm over `n` items (x its entry, sums under the Σ)."""
+    dxhat = r"\frac{\partial C}{\partial \hat{x}_{" + x + "}}"
+    dvar = r"\frac{\partial C}{\partial \sigma^{2({l})}}"
+    dmu = r"\frac{\partial C}{\partial \mu^{({l})}}"
+    return (("three paths", (
+        dvar + r" = -\frac{1}{2} \sum_{" + sums + "} " + dxhat + r" \odot (x_{" + x + r"} - \mu^{({l})}) \odot s^3",
+        dmu + r" = -\sum_{" + sums + "} " + dxhat + r" \odot s - \frac{2}{" + n + "} " + dvar
+        + r" \odot \sum_{" + sums + "} (x_{" + x + r"} - \mu^{({l})})",
+        r"\frac{\partial C}{\partial x_{" + x + "}} = " + dxhat + r" \odot s + \frac{2}{" + n + "} " + dvar
+        + r" \odot (x_{" + x + r"} - \mu^{({l})}) + \frac{1}{" + n + "} " + dmu)),)
 _NORM_LATEX_BACK = (
     r"\frac{\partial C}{\partial \gamma^{({l})}} = \sum_{b} \frac{\partial C}{\partial y^{({l})}} \odot \hat{x}^{({l})}",
     r"\frac{\partial C}{\partial \beta^{({l})}} = \sum_{b} \frac{\partial C}{\partial y^{({l})}}",
@@ -335,7 +349,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          latex_backward=(r"\frac{\partial C}{\partial a^{({m})}} = \frac{\partial C}{\partial a^{({l})}} \odot {act}'(a^{({m})})",),
          claim_names=("a",), doc="a = σ(x) entry by entry"),
     Kind("batchnorm", _NORM_KEYS, (), _norm_params, _norm_forward("rows"), _norm_backward("rows"),
-         forms=(("three paths", _norm_paths("rows")),),
+         forms=(("three paths", _norm_paths("rows")),), latex_forms=_paths_latex("B", "b", "b"),
          latex_forward=(r"\mu^{({l})} = \frac{1}{B} \sum_{b} x_b", r"\sigma^{2({l})} = \frac{1}{B} \sum_{b} (x_b - \mu^{({l})})^2",
                         r"\hat{x}_b = \frac{x_b - \mu^{({l})}}{\sqrt{\sigma^{2({l})} + \varepsilon}}",
                         r"y_b = \gamma^{({l})} \odot \hat{x}_b + \beta^{({l})}"),
@@ -344,7 +358,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          claim_names=("mu", "var", "s", "xhat", "gamma", "beta", "y"),
          doc="per feature over the batch: μ, σ², x̂ = (x − μ)/√(σ² + ε), y = γ x̂ + β"),
     Kind("layernorm", _NORM_KEYS, (), _norm_params, _norm_forward("cols"), _norm_backward("cols"),
-         forms=(("three paths", _norm_paths("cols")),),
+         forms=(("three paths", _norm_paths("cols")),), latex_forms=_paths_latex("n", "bi", "i"),
          latex_forward=(r"\mu^{({l})}_b = \frac{1}{n} \sum_{i} x_{bi}", r"\sigma^{2({l})}_b = \frac{1}{n} \sum_{i} (x_{bi} - \mu^{({l})}_b)^2",
                         r"\hat{x}_{bi} = \frac{x_{bi} - \mu^{({l})}_b}{\sqrt{\sigma^{2({l})}_b + \varepsilon}}",
                         r"y_{bi} = \gamma^{({l})}_i \hat{x}_{bi} + \beta^{({l})}_i"),
