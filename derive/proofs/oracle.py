@@ -80,6 +80,19 @@ class OracleCheck:
         exponent = (b.denominator // b.numerator).bit_length() - 1  # 2^exponent <= 1/b
         return f"2^-{exponent}"
 
+    def method(self) -> str:
+        """The oracle in one line of a report: what it did, what it found, and its error bound."""
+        found = ("all agree" if self.agree else "undecided (every point drawn made a denominator vanish)"
+                 if self.undecided else f"they differ at {', '.join(self.wrong) or 'a partial it did not name'}")
+        return (f"cross-check (randomized, independent of the chain rule): every one of the {self.checked} partials, "
+                "by SymEngine's diff of the composed cost along a random direction c (d/dt C(theta + t c) = sum_p c_p "
+                "dC/dp, each activation an atom, its derivative the activation table's) against sum_p c_p times the "
+                f"chain rule's dC/dp, at {self.trials} random point{'s' if self.trials > 1 else ''} of the field of "
+                f"2^127 - 1 elements (seed {self.seed}): {found}; a wrong partial passes with probability at most "
+                f"{self.bound_text()} (Schwartz-Zippel: numerator degree {self.degree}"
+                + (f", denominators of degree {self.denominator_degree}, a point where one vanishes drawn again"
+                   if self.denominator_degree else "") + ")")
+
     def to_json(self) -> dict:
         return {"method": "directional derivative of the composed cost (SymEngine diff) against sum_p c_p dC/dp, "
                           "at random points of GF(2^127 - 1)",

@@ -189,7 +189,7 @@ class ScaleProof:
             "the proven deltas (an entry this cannot close is expanded in full)" + self._where(),
         ]
         if self.oracle is not None:
-            out.append(_oracle_method(self.oracle))
+            out.append(self.oracle.method())
         if self.oracle_sample:
             out.append(f"exact cross-check: sympy.diff of the composed cost on a random sample of {len(self.oracle_sample)} "
                        f"partials (seed {self.oracle_seed}) spread over every weight matrix"
@@ -240,20 +240,6 @@ class ScaleProof:
         """The scalable proof typeset for Jupyter (derive.report.notebook), or its summary until that is imported."""
         show = self._shows.get("markdown")
         return show(self) if show else self.summary()
-
-
-def _oracle_method(o: OracleCheck) -> str:
-    """The all-partials oracle in one line: what it did, what it found, and its error bound."""
-    found = ("all agree" if o.agree else "undecided (every point drawn made a denominator vanish)" if o.undecided
-             else f"they differ at {', '.join(o.wrong) or 'a partial it did not name'}")
-    return (f"cross-check (randomized, independent of the chain rule): every one of the {o.checked} partials, by "
-            "SymEngine's diff of the composed cost along a random direction c (d/dt C(theta + t c) = sum_p c_p dC/dp, "
-            "each activation an atom, its derivative the activation table's) against sum_p c_p times the chain "
-            f"rule's dC/dp, at {o.trials} random point{'s' if o.trials > 1 else ''} of the field of 2^127 - 1 elements "
-            f"(seed {o.seed}): {found}; a wrong partial passes with probability at most "
-            f"{o.bound_text()} (Schwartz-Zippel: numerator degree {o.degree}"
-            + (f", denominators of degree {o.denominator_degree}, a point where one vanishes drawn again"
-               if o.denominator_degree else "") + ")")
 
 
 # ---------------------------------------------------------------------------
@@ -443,10 +429,23 @@ def build_comparison(spec: Spec | str | dict | Network, forms: list[Form] | None
     times["matrix forms"] = time.perf_counter() - t
 
     sp_rule = relations(net)
-    rule = {graph.conv(k): graph.conv(v) for k, v in sp_rule.items()}
-    kept = {graph.conv(k): graph.conv(v) for k, v in sp_rule.kept.items()}
+    shared: dict = {}  # an identity neuron's value nests the layers below: convert each shared part once
+    rule = {graph.conv(k): _shared_conv(v, graph.conv, shared) for k, v in sp_rule.items()}
+    kept = {graph.conv(k): _shared_conv(v, graph.conv, shared) for k, v in sp_rule.kept.items()}
     return Comparison([v for v, _ in made], [tg for _, tg in made], rule, None if len(kept) == len(rule) else kept,
                       lemma_forms, lemma_targets, compared, [f in chosen for f in compared], net, graph, times)
+
+
+def _shared_conv(expr, conv, memo: dict):
+    """SymPy -> SymEngine keeping shared parts shared (sympify walks the tree: 2^depth for a deep identity net)."""
+    got = memo.get(id(expr))
+    if got is None:
+        if expr.is_Add or expr.is_Mul or expr.is_Pow:
+            args = [_shared_conv(a, conv, memo) for a in expr.args]
+            got = memo[id(expr)] = (se.Add if expr.is_Add else se.Mul if expr.is_Mul else se.Pow)(*args), expr
+        else:  # the SymPy object is kept with it, so that its id stays its own
+            got = memo[id(expr)] = conv(expr), expr
+    return got[0]
 
 
 class _Count:
