@@ -171,3 +171,10 @@ def test_matrix_products_in_any_order_and_summed_at_once_equal_symengines():
     a, b, c = m("a", 3, 12), m("b", 12, 12), m("c", 12, 2)
     assert all(se.expand(x - y) == 0 for x, y in zip(_matmul(a, b), a * b))
     assert all(se.expand(x - y) == 0 for x, y in zip(_chain_product([a, b, c]), (a * b) * c))
+
+
+def test_a_deep_identity_network_is_proven_and_cross_checked():
+    """64 identity layers: each a is its z written through the layers below, converted once per shared part."""
+    spec = validate({**BASE, "activation": "identity", "cost": "quadratic", "sizes": [2] * 65})
+    proof = prove_scalable(spec)
+    assert proof.ok and proof.oracle.agree and proof.oracle.degree >= 64 and proof.oracle.bound <= Fraction(1, 2**100)
