@@ -18,7 +18,7 @@ from derive.report.breaking import TEXT_WIDTH, Breaker, width
 from derive.report.latex import environment, tex_text
 from derive.tables.activations import ACTIVATIONS
 from derive.tables.costs import COSTS
-from derive.tables.layers import KINDS
+from derive.tables.layers import KINDS, latex_backward
 from derive.verdict import Verdict
 
 _GREEK = {"mu": r"\mu", "gamma": r"\gamma", "beta": r"\beta", "xhat": r"\hat{x}",
@@ -156,7 +156,7 @@ def render_layers(proof: LayeredProof) -> str:
                           "input": f"{gi}/{ti}", "params": f"{gp}/{tp}" if tp else "--"})
         how, other = _reader(spec, b)
         lacks = [rf"\partial {_GREEK.get(p, p)}^{{(" for p in missing]  # the gradient of a parameter it lacks
-        back = [_without(_fill(f, b, given), missing) for f in kind.latex_backward if not any(x in f for x in lacks)]
+        back = [_without(_fill(f, b, given), missing) for f in latex_backward(b) if not any(x in f for x in lacks)]
         further = [{"name": tex_text(name), "equations": [_without(_fill(f, b, given), missing) for f in lines]}
                    for name, lines in getattr(kind, "latex_forms", ())]  # further forms, where the table writes them
         backward.append({"title": f"Layer {b.position}: {tex_text(b.kind)}{tex_text(_where(b, spec))}",

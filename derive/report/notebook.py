@@ -27,7 +27,7 @@ from derive.report.latex import Names, heading
 from derive.report.layers import layer_line
 from derive.spec import LayeredSpec
 from derive.tables.activations import ACTIVATIONS
-from derive.tables.layers import KINDS
+from derive.tables.layers import latex_backward
 from derive.tables.notations import PROFILES
 from derive.verdict import Verdict
 
@@ -192,12 +192,11 @@ def layers_markdown(proof: LayeredProof) -> str:
     rows = []
     for row in proof.per_block():
         (gi, ti), (gp, tp) = row["input"], row["partials"]
-        kind = KINDS[row["kind"]]
         block = next(b for b in proof.spec.blocks if b.position == row["layer"])
         act = ACTIVATIONS[block.activation].latex if block.kind in ("dense", "activation") else r"\sigma"
         l, m = str(block.position), str(block.position - 1)
         tex = "" if row["form"] != "backward" else r",\quad ".join(
-            f.replace("{l}", l).replace("{m}", m).replace("{act}", act) for f in kind.latex_backward)
+            f.replace("{l}", l).replace("{m}", m).replace("{act}", act) for f in latex_backward(block))
         rows.append((MARK[Verdict.PROVEN if gi == ti and gp == tp else Verdict.REFUTED], row["layer"],
                      words(row["kind"]), words(row["form"]), math(tex.replace("|", r"\vert ")) if tex else "",
                      f"{gi}/{ti}", f"{gp}/{tp}" if tp else "–"))

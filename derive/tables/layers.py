@@ -24,11 +24,14 @@ arguments, and a new entry says so in its own docstring.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
 
 import sympy as sp
+
+from derive.tables.activations import ACTIVATIONS
 
 ROW = "row"  # the spec's convention whose vectors are rows; every other is `column`
 
@@ -415,3 +418,17 @@ def backward_pass(ops, blocks, G, P: dict, state: dict, grads: dict, backward: d
         step = (backward or {}).get(block.kind, KINDS[block.kind].backward)
         G, grads[block.position] = step(ops, G, X, saved, P.get(block.position, {}), block, inner)
     return G
+
+
+_ELEMENTWISE_VJP = re.compile(r"\\frac\{\\partial C\}\{\\partial a\^\{\(\{l\}\)\}\} \\odot \{act\}'\((?:z|a)\^\{\(\{[lm]\}\)\}\)")
+_SOFTMAX_VJP = (r"a^{({l})} \odot \Bigl(\frac{\partial C}{\partial a^{({l})}} - \operatorname{rowsum}\bigl("
+                r"\frac{\partial C}{\partial a^{({l})}} \odot a^{({l})}\bigr)\Bigr)")
+
+
+def latex_backward(block) -> tuple[str, ...]:
+    """A block's backward equations as a document prints them ({l}, {m}, {act} still to fill): a softmax's δ is
+    its Jacobian applied by rows, a ∘ (∂C/∂a − rowsum(∂C/∂a ∘ a)), not ∂C/∂a ∘ σ'(z)."""
+    lines = KINDS[block.kind].latex_backward
+    if block.kind in ("dense", "activation") and not ACTIVATIONS[block.activation].elementwise:
+        lines = tuple(_ELEMENTWISE_VJP.sub(lambda m: _SOFTMAX_VJP, line) for line in lines)
+    return lines
