@@ -48,7 +48,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="also run the exact sympy.diff oracle on N partials spread over every weight matrix and bias "
                         "(scalable mode; default none: every partial is cross-checked by the randomized oracle either way, "
                         "and the exact one's cost grows exponentially with depth)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the oracle sample (a whole number from 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the oracle's random point and of the --sample partials (a whole number from 0)")
     p.add_argument("--jobs", type=_jobs, default=None,
                    help=f"processes for the entry comparisons (scalable mode; at most {MAX_JOBS})")
     _cluster_argument(p, "runs the entry comparisons (scalable mode)")

@@ -106,10 +106,12 @@ def render_scale(proof, console: Console, brief: bool = False) -> None:
     for m in proof.methods():
         console.print(f"  - {m}", soft_wrap=True)
     secs = proof.seconds
-    console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items() if k != "total")
+    cpu = secs.get("CPU of this process")
+    console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items() if k not in ("total", "CPU of this process"))
                   + f"; total {secs['total']:.1f} s "
                   + (f"with the Dask cluster {proof.cluster} ({proof.jobs} workers)" if proof.cluster
-                     else f"with {proof.jobs} process{'es' if proof.jobs > 1 else ''}"),
+                     else f"with {proof.jobs} process{'es' if proof.jobs > 1 else ''}")
+                  + (f" ({cpu:.1f} s of CPU in this process)" if cpu is not None else ""),
                   soft_wrap=True)
     _failure(proof, console)
     console.print(proof.summary(), soft_wrap=True)
