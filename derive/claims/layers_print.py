@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from derive.claims.printing import _idx_text, _paren
+from derive.claims.printing import _idx_text, _paren, text_of
 from derive.claims.tree import Leaf, Node, Num, Op
 
 _LATEX = {"mu": r"\mu", "var": r"\sigma^{2}", "gamma": r"\gamma", "beta": r"\beta", "delta": r"\delta",
@@ -25,32 +25,7 @@ def _leaf_text(leaf: Leaf) -> str:
 
 def text(node: Node) -> str:
     """The tree in the layer list's text vocabulary."""
-    if isinstance(node, Num):
-        return str(node.value)
-    if isinstance(node, Leaf):
-        return _leaf_text(node)
-    op, args = node.op, node.args
-    p = partial(_paren, text, op)
-    if op in ("add", "sub"):
-        return f"{p(args[0], 10)} {'+' if op == 'add' else '-'} {p(args[1], 10, right=True)}"
-    if op == "neg":
-        return f"-{p(args[0], 30)}"
-    if op in ("mul", "had", "dot", "matmul", "div"):
-        sym = {"mul": "*", "had": "*", "dot": "*", "matmul": "@", "div": "/"}[op]
-        return f"{p(args[0], 30)} {sym} {p(args[1], 30, right=True)}"
-    if op in ("pow", "epow"):
-        return f"{p(args[0], 41)}**{node.param}"
-    if op == "T":
-        return f"{p(args[0], 50)}.T"
-    if op == "entry":
-        return f"{p(args[0], 50)}[{','.join(_idx_text(i) for i in node.param)}]"
-    if op == "grad":
-        inner = args[0]
-        return f"dC/d{_leaf_text(inner)}" if isinstance(inner, Leaf) else f"dC/d({text(inner)})"
-    if op in ("sigma", "sigma_prime"):
-        return f"{node.param or 'sigma'}{'_prime' if op == 'sigma_prime' else ''}({text(args[0])})"
-    names = {"batch_sum": "sum", "feature_sum": "sum_features", "sqrt": "sqrt"}
-    return f"{names.get(op, op)}({', '.join(text(a) for a in args)})"
+    return text_of(node, leaf=_leaf_text, calls={"batch_sum": "sum", "feature_sum": "sum_features", "sqrt": "sqrt"})
 
 
 def _leaf_latex(leaf: Leaf) -> str:

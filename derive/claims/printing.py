@@ -30,14 +30,20 @@ def _paren(show: Callable[[Node], str], op: str, child: Node, level: int, right:
     return f"({s})" if cp < level or mixed or (right and cp == level and level < 40) else s
 
 
-def text_of(node: Node) -> str:
-    """The tree in the text vocabulary (parses back to the same tree)."""
+def text_of(node: Node, leaf: Callable[[Leaf], str] | None = None, calls: dict | None = None) -> str:
+    """The tree in the text vocabulary (parses back to the same tree).
+
+    A vocabulary of its own (a layer list's) passes its `leaf` printer, and `calls`, the names it
+    prints its own operations by (batch_sum -> sum); a gradient of a leaf is then dC/dgamma2, bare.
+    """
+    leaf = leaf or _text_leaf
+    show = partial(text_of, leaf=leaf, calls=calls)
     if isinstance(node, Num):
         return str(node.value)
     if isinstance(node, Leaf):
-        return _text_leaf(node)
+        return leaf(node)
     op, args = node.op, node.args
-    p = partial(_paren, text_of, op)
+    p = partial(_paren, show, op)
 
     if op in ("add", "sub"):
         return f"{p(args[0], 10)} {'+' if op == 'add' else '-'} {p(args[1], 10, right=True)}"
@@ -54,17 +60,19 @@ def text_of(node: Node) -> str:
         return f"{p(args[0], 50)}[{','.join(_idx_text(i) for i in node.param)}]"
     if op in ("sigma", "sigma_prime"):
         name = node.param or "sigma"
-        return f"{name}{'_prime' if op == 'sigma_prime' else ''}({text_of(args[0])})"
+        return f"{name}{'_prime' if op == 'sigma_prime' else ''}({show(args[0])})"
     if op == "diag":
-        return f"diag({text_of(args[0])})"
+        return f"diag({show(args[0])})"
     if op == "grad":
-        return f"dC/d({text_of(args[0])})"
+        if calls is not None and isinstance(args[0], Leaf):
+            return f"dC/d{leaf(args[0])}"
+        return f"dC/d({show(args[0])})"
     if op == "axis_sum":
-        return f"np.sum({text_of(args[0])}" + ("" if node.param is None else f", axis={node.param}, keepdims=True") + ")"
+        return f"np.sum({show(args[0])}" + ("" if node.param is None else f", axis={node.param}, keepdims=True") + ")"
     if op == "sum":
         var, lo, hi = node.param
-        return f"sum({text_of(args[0])} for {var} in range({lo}, {hi + 1}))"
-    return f"{op}({', '.join(text_of(a) for a in args)})"
+        return f"sum({show(args[0])} for {var} in range({lo}, {hi + 1}))"
+    return f"{(calls or {}).get(op, op)}({', '.join(show(a) for a in args)})"
 
 
 def _idx_text(item) -> str:
