@@ -23,7 +23,6 @@ one column per example (the transposes). Parameters are in the spec's own layout
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from functools import cached_property
 
 import mpmath
@@ -31,6 +30,7 @@ import numpy as np
 import sympy as sp
 
 from derive.claims.tree import ClaimError, Invalid
+from derive.claims.truth import Point, Undefined  # one point of the network, and a value it has none of
 from derive.graph import LayeredNetwork
 from derive.proofs.identity import is_identity
 from derive.proofs.layered import _accumulate
@@ -44,19 +44,6 @@ PARAMS = ("W", "b", "gamma", "beta")  # the names of the kinds' parameters (deri
 ARRAYS = tuple(dict.fromkeys(("x", "y") + tuple(n for k in KINDS.values() for n in k.claim_names if n not in PARAMS)))
 CONSTANTS = ("B", "eps", "n")  # the batch's size, a norm layer's eps, a layer's width
 MAX_EXPANSION = 200_000  # terms an exact check with the true upstream gradient may expand to
-
-
-class Undefined(ArithmeticError):
-    """A value with no number at a point."""
-
-
-@dataclass
-class Point:
-    """One point of the real network: free values, every node and atom, and each layer's true upstream gradient."""
-
-    free: dict
-    vals: dict
-    cache: dict = field(default_factory=dict)
 
 
 def upstream_symbols(position: int, rows: int, cols: int) -> sp.Matrix:
