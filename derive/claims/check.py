@@ -277,11 +277,19 @@ def read_claim(ctx: Context, claim: Claim) -> tuple[Lhs, Node, str] | ClaimVerdi
     return lhs, tree, shown
 
 
+def no_such_example(ctx, claim: Claim) -> ClaimVerdict | None:
+    """The ERROR for a claim's `example` that the network does not have, else None."""
+    if 0 <= claim.example < ctx.E:
+        return None
+    return ClaimVerdict(claim, Verdict.ERROR, "", f"example {claim.example} does not exist; this network has "
+                        f"{ctx.E} example{'s' if ctx.E > 1 else ''} (0 to {ctx.E - 1})", "example")
+
+
 def check_claim(ctx: Context, claim: Claim) -> ClaimVerdict:
     """The verdict on one claim."""
-    if not 0 <= claim.example < ctx.E:
-        return ClaimVerdict(claim, Verdict.ERROR, "", f"example {claim.example} does not exist; this network has "
-                            f"{ctx.E} example{'s' if ctx.E > 1 else ''} (0 to {ctx.E - 1})", "example")
+    missing = no_such_example(ctx, claim)
+    if missing:
+        return missing
     read = read_claim(ctx, claim)
     if isinstance(read, ClaimVerdict):
         return read

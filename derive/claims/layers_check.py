@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 import sympy as sp
 
-from derive.claims.check import Claim, ClaimVerdict, _close, _fail, _round
+from derive.claims.check import Claim, ClaimVerdict, _close, _fail, _round, no_such_example
 from derive.claims.evaluate import Evaluator, Leaves, is_matrix, shape_of, size_text
 from derive.claims.layers import NORMS, LayeredContext, Undefined, _names
 from derive.claims.layers_read import (LayeredLhs, fill_layers, lhs_of, named_kinds, read_layered_latex,
@@ -293,9 +293,9 @@ def _entry(ctx: LayeredContext, lhs: LayeredLhs, M, example: int, span):
 
 def check_layered(ctx: LayeredContext, claim: Claim) -> ClaimVerdict:
     """The verdict on one claim about a layer list."""
-    if not 0 <= claim.example < ctx.E:
-        return ClaimVerdict(claim, Verdict.ERROR, "", f"example {claim.example} does not exist; this network has "
-                            f"{ctx.E} example{'s' if ctx.E > 1 else ''} (0 to {ctx.E - 1})", "example")
+    missing = no_such_example(ctx, claim)
+    if missing:
+        return missing
     got = read(ctx, claim)
     if isinstance(got, ClaimVerdict):
         return got

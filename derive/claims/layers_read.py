@@ -35,6 +35,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
 from derive.claims.layers import ARRAYS, CONSTANTS, PARAMS
+from derive.claims.latex_parts import _span
 from derive.claims.text import TextReader
 from derive.claims.tree import (LATEX_HINTS, MAX_DEPTH, MAX_NODES, ClaimError, Leaf, Node, Num, Op, Shape, check_size,
                                 number, precheck)
@@ -280,15 +281,6 @@ _GREEK = {r"\ell": "C", r"\mu": "mu", r"\gamma": "gamma", r"\beta": "beta", r"\V
           r"\varepsilon": "eps", r"\epsilon": "eps"}
 _LETTERS = {"x": "x", "y": "y", "z": "z", "a": "a", "W": "W", "w": "W", "b": "b", "s": "s", "B": "B", "n": "n",
             "T": "T", "C": "C", "L": "C", "m": "B"}  # Ioffe and Szegedy's loss and batch size, as they print them
-
-
-def _span(t) -> tuple[int, int] | None:
-    if isinstance(t, Token):
-        return (t.start_pos, t.end_pos)
-    meta = getattr(t, "meta", None)
-    if meta is None or getattr(meta, "empty", True):
-        return None
-    return (meta.start_pos, meta.end_pos)
 
 
 class LayeredLatexReader:
