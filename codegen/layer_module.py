@@ -3,7 +3,6 @@ templates/module_layers.py.j2, one template for NumPy and CuPy (the backend is i
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import sympy as sp
@@ -17,7 +16,7 @@ from .backends import BACKENDS
 from .layers import B, INV_B, MOMENTUM, Line, Trace, base, flip, prove_layer_forms, trace_module
 from .plan import helper_names
 from .printers import formula
-from .render import checked, command, environment, literal, log_floors, plain
+from .render import checked, command, environment, import_written, literal, log_floors, plain
 
 
 # ---------------------------------------------------------------------------
@@ -209,11 +208,4 @@ def _all():
 
 def load_layers(spec: LayeredSpec, folder: Path, backend: str = "numpy", proof: LayeredProof | None = None):
     """Generate a layer-list spec's module for `backend` into `folder` and import it."""
-    folder = Path(folder)
-    for fname, text in generate_layers(spec, [backend], proof).items():
-        (folder / fname).write_text(text, encoding="utf-8")
-    name = f"{spec.name}_{backend}"
-    mod_spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module
+    return import_written(generate_layers(spec, [backend], proof), Path(folder), f"{spec.name}_{backend}")

@@ -466,10 +466,13 @@ def generate(spec: Spec, backends=BACKENDS, proof: Proof | None = None) -> dict[
 def load_generated(spec: Spec, folder: Path, backend: str = "numpy", proof: Proof | None = None):
     """Prove the spec's forms (or take `proof`, as generate does), generate its `backend` module into
     `folder` (its kernels file too) and import it."""
-    folder = Path(folder)
-    for fname, text in generate(spec, [backend], proof).items():
+    return import_written(generate(spec, [backend], proof), Path(folder), f"{spec.name}_{backend}")
+
+
+def import_written(files: dict[str, str], folder: Path, name: str):
+    """Write generated files into `folder` and import the module `name` from there."""
+    for fname, text in files.items():
         (folder / fname).write_text(text, encoding="utf-8")
-    name = f"{spec.name}_{backend}"
     mod_spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(module)

@@ -195,10 +195,27 @@ def announce(spec, estimate: budget.Estimate, faster: str = "") -> bool:
     return True
 
 
+def _scalable_flags(args) -> list[str]:
+    """Which of --sample, --jobs and --cluster (they steer the scalable proof only) were given."""
+    return [f for f, v in (("--sample", args.sample), ("--jobs", args.jobs), ("--cluster", args.cluster))
+            if v is not None]
+
+
+def _shown(proof, args, render) -> int:
+    """A proof as --json prints it, or rendered by `render` on the terminal; its exit code."""
+    if args.json:
+        json.dump(proof.to_json(), sys.stdout, indent=1)
+        print()
+    else:
+        from rich.console import Console
+
+        render(proof, Console(highlight=False), brief=args.brief)
+    return proof.exit_code
+
+
 def _not_in_full_mode(args) -> None:
     """--sample, --jobs and --cluster steer the scalable proof only: say so rather than ignore them."""
-    given = [f for f, v in (("--sample", args.sample), ("--jobs", args.jobs), ("--cluster", args.cluster))
-             if v is not None]
+    given = _scalable_flags(args)
     if given:
         print(f"note: {', '.join(given[:-1])}{' and ' if len(given) > 1 else ''}{given[-1]} "
               f"appl{'y' if len(given) > 1 else 'ies'} to --mode scalable only; "
@@ -210,8 +227,6 @@ def _not_in_full_mode(args) -> None:
 # ---------------------------------------------------------------------------
 
 def run_prove(args) -> int:
-    from rich.console import Console
-
     from derive.proofs.concrete import prove
     from derive.report.terminal import render, working
 
@@ -236,50 +251,31 @@ def run_prove(args) -> int:
         proof = prove_scalable(spec, sample=args.sample or 0, seed=args.seed, jobs=args.jobs or 1,
                                progress=scale_progress(terminal), cluster=args.cluster)
         proof.note = "; ".join(filter(None, [note, *proof.redone]))  # a chunk redone on a cluster is said here
-        if args.json:
-            json.dump(proof.to_json(), sys.stdout, indent=1)
-            print()
-        else:
-            render_scale(proof, Console(highlight=False), brief=args.brief)
-        return proof.exit_code
+        return _shown(proof, args, render_scale)
     with working(f"proving {spec.n_params} partials in full mode (estimated {budget.duration(estimate.seconds)})",
                  terminal and long):
         proof = prove(spec, oracle="all")
     proof.note = note
-    if args.json:
-        json.dump(proof.to_json(), sys.stdout, indent=1)
-        print()
-    else:
-        render(proof, Console(highlight=False), brief=args.brief)
-    return proof.exit_code
+    return _shown(proof, args, render)
 
 
 def _prove_layers(spec, args) -> int:
     """A layer list: each layer's backward forms and every partial, layer by layer (derive.proofs.layered)."""
-    from rich.console import Console
-
     from derive.proofs.layered import prove_layers
     from derive.report.layers import render_layers
+    from derive.report.terminal import working
 
     if args.mode == "scalable":
         raise SpecError(f"--mode scalable: {spec.name} lists its layers, and a layer list is proven layer by layer "
                         "(its proof grows with the sum of its layers' sizes); leave --mode out")
-    given = [f for f, v in (("--sample", args.sample), ("--jobs", args.jobs), ("--cluster", args.cluster))
-             if v is not None]
+    given = _scalable_flags(args)
     if given:
         print(f"note: {' and '.join(given)} steer{'s' if len(given) == 1 else ''} the scalable proof of a sizes spec; "
               "a layer list is proven layer by layer, in one process", file=sys.stderr)
-    from derive.report.terminal import working
-
     terminal = not args.json and sys.stderr.isatty()
     with working(f"proving the backward forms of {len(spec.blocks)} layers, {spec.n_params} parameters", terminal):
         proof = prove_layers(spec)
-    if args.json:
-        json.dump(proof.to_json(), sys.stdout, indent=1)
-        print()
-    else:
-        render_layers(proof, Console(highlight=False), brief=args.brief)
-    return proof.exit_code
+    return _shown(proof, args, render_layers)
 
 
 def run_latex(args) -> int:

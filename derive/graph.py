@@ -238,10 +238,6 @@ class LayeredNetwork:
         return ap
 
     # -- what proofs read ------------------------------------------------------------
-    @property
-    def leaves(self) -> list[sp.Symbol]:
-        return [p[0] for p in self.param_list] + list(self.X) + list(self.Y)
-
     @cached_property
     def relations(self) -> dict:
         """Each softmax row sums to 1: its last output is 1 minus the others (as derive.proofs.identity does)."""
@@ -259,10 +255,6 @@ class LayeredNetwork:
     def reduce(self, expr: sp.Expr) -> sp.Expr:
         """expr in leaves and atoms: every other node replaced by its value, each softmax row's relation applied."""
         return expr.xreplace(self.values).xreplace(self.relations)
-
-    def reduce_within(self, expr: sp.Expr, own: bool = True) -> sp.Expr:
-        """expr with each node not an atom replaced by its definition, one level (own) or all the way down."""
-        return expr.xreplace(self.definitions) if own else self.reduce(expr)
 
     def local(self, node: sp.Symbol) -> list[tuple[sp.Symbol, sp.Expr]]:
         """∂node/∂parent for each symbol its definition reads, by sympy.diff, written in the atoms."""
@@ -284,22 +276,7 @@ class LayeredNetwork:
                            backward)
         return dX, grads
 
-    def output_gradient(self) -> sp.Matrix:
-        """∂C/∂(the last layer's output), by sympy.diff of the cost (BP1's first factor)."""
-        return self.output.applyfunc(lambda o: sp.diff(self.C, o))
-
-    def as_layout(self, position: int, pname: str, rowwise: sp.Matrix) -> sp.Matrix:
-        """A gradient computed as rows × features, in the spec's layout of that parameter."""
-        return rowwise if self.spec.convention == ROW or pname not in self.params[position] else rowwise.T
-
-    # -- the composed cost, for the sympy.diff oracle ----------------------------------
-    @cached_property
-    def composed(self) -> tuple[sp.Expr, dict]:
-        """C with every node replaced by its definition all the way down, and the rule taking each
-        composed activation, derivative and inverse square root back to its atom."""
-        value, rule = self.composed_within(self.order)
-        return self.C.xreplace(value), rule
-
+    # -- composition, for the oracle ----------------------------------------------------
     def composed_within(self, nodes: list[sp.Symbol]) -> tuple[dict, dict]:
         """Each of the given nodes composed down to what lies outside them (the block's input, its parameters),
         and the rule taking each composed activation, derivative and inverse square root back to its atom."""

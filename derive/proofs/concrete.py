@@ -52,8 +52,7 @@ class Check:
         if self.derivation and self.derivation.paths is not None:
             out["paths"] = [[text(f.value) for f in p.factors] for p in self.derivation.paths]
         if self.counterexample:
-            out["counterexample"] = {"values": self.counterexample.values, "chain_rule": self.counterexample.lhs,
-                                     "other": self.counterexample.rhs}
+            out["counterexample"] = self.counterexample.to_json()
         return out
 
 

@@ -290,6 +290,10 @@ class Counterexample:
     indices: tuple = ()  # (symbol, int): the free indices
     layer_widths: tuple = ()  # (layer, width) of the whole network, 0..L
 
+    def to_json(self) -> dict:
+        """What a proof's --json says of it: the point's values and the two sides there."""
+        return {"values": self.values, "chain_rule": self.lhs, "other": self.rhs}
+
     def parts(self) -> list:
         out: list = ["counterexample at "]
         for sym, v in (*self.sizes, *self.indices):

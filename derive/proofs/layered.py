@@ -37,7 +37,6 @@ from derive.graph import LayeredNetwork
 from derive.proofs.identity import Counterexample, is_identity
 from derive.spec import LayeredSpec, load_spec
 from derive.tables.layers import KINDS
-from derive.tables.notations import text
 from derive.verdict import Verdict, exit_code
 
 
@@ -63,8 +62,7 @@ class LayerCheck:
         out = {"name": self.name, "kind": self.kind, "layer": self.position, "block": self.block, "form": self.form,
                "verdict": self.verdict}
         if self.counterexample:
-            out["counterexample"] = {"values": self.counterexample.values, "chain_rule": self.counterexample.lhs,
-                                     "other": self.counterexample.rhs}
+            out["counterexample"] = self.counterexample.to_json()
         return out
 
 
@@ -251,36 +249,20 @@ def _param_name(s: sp.Symbol) -> str:
     return f"{head}[{','.join(idx)}]"
 
 
-def _witness(net: LayeredNetwork, lhs, rhs, rng, G: sp.Matrix | None = None, tries: int = 6) -> Counterexample | None:
-    """A point of the real network (atoms computed forward) and of the upstream gradient where lhs != rhs."""
+def _witness(net: LayeredNetwork, lhs, rhs, rng, G: sp.Matrix, tries: int = 6) -> Counterexample | None:
+    """A point of the real network (atoms computed forward) and of the upstream gradient G where lhs != rhs."""
     lhs, rhs = sp.sympify(lhs), sp.sympify(rhs)
     for _ in range(tries):
         free = net.free_values(rng)
-        if G is not None:
-            free.update({g: sp.Rational(int(rng.integers(-12, 13)), 8) for g in G})
+        free.update({g: sp.Rational(int(rng.integers(-12, 13)), 8) for g in G})
         vals = net.forward_values(free)
         try:
             lf, rf = float(sp.N(lhs.xreplace(vals), 30)), float(sp.N(rhs.xreplace(vals), 30))
         except TypeError:
             continue
         if abs(lf - rf) > 1e-12 * (1 + abs(lf) + abs(rf)):
-            used = set()  # what the identity is about: the block's input, parameters and G (leaves, when whole)
+            used = set()  # what the identity is about: the layer's input, its parameters, G and its own nodes' parents
             for side in (lhs, rhs):
-                used |= net.reduce_within(side, G is not None).free_symbols - net.atoms
+                used |= side.xreplace(net.definitions).free_symbols - net.atoms
             return Counterexample({str(k): float(vals[k]) for k in sorted(used, key=str)}, lf, rf)
     return None
-
-
-def describe(proof: LayeredProof) -> list[tuple[str, str, str, str]]:
-    """Rows for a report: (layer, kind, form, verdict with counts)."""
-    out = []
-    for row in proof.per_block():
-        good, total = row["lemma"]
-        pg, pt = row["partials"]
-        verdict = Verdict.PROVEN if good == total and pg == pt else Verdict.REFUTED
-        counts = f"{good}/{total} entries" + (f"; {pg}/{pt} partials" if pt else "")
-        out.append((str(row["layer"]), row["kind"], row["form"], f"{verdict} ({counts})"))
-    return out
-
-
-__all__ = ["LayerCheck", "LayeredProof", "prove_layers", "describe", "text"]

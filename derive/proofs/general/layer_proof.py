@@ -21,7 +21,7 @@ from derive.proofs.general.entries import Graph, TotalPartial
 from derive.proofs.general.functions import CostPartial, LocalPartial
 from derive.proofs.general.printing import Range
 from derive.proofs.general.rules import Stuck, clean, discharge, equal_by_linearity, innermost_siftable, sift, sites
-from derive.proofs.general.steps import Chain, Step, Theorem
+from derive.proofs.general.steps import Builder, Chain, Theorem
 from derive.verdict import Verdict
 
 
@@ -171,19 +171,8 @@ def rename(expr, base, name, prefix) -> sp.Expr:
 # the builder
 # ---------------------------------------------------------------------------
 
-class LayerBuilder:
-    """Appends the steps of a theorem's chains, each computed by its rule's operation (checked afterwards)."""
-
-    def __init__(self, model, thm: Theorem):
-        self.M, self.thm = model, thm
-
-    def chain(self, name: str, head) -> Chain:
-        c = Chain(name, head)
-        self.thm.chains.append(c)
-        return c
-
-    def _add(self, c: Chain, rhs, rule: str, **data) -> None:
-        c.steps.append(Step(c.final, rhs, rule, data))
+class LayerBuilder(Builder):
+    """The steps of the layer theorems' chains (batch norm, layer norm, residual blocks)."""
 
     def define(self, c: Chain) -> None:
         self._add(c, self.M.definition(c.head, self.thm.scope), "definition")

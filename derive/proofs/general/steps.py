@@ -191,6 +191,21 @@ class Theorem:
         return self.verdict == Verdict.PROVEN
 
 
+class Builder:
+    """Appends the steps of a theorem's chains, each computed by its rule's operation (checked afterwards)."""
+
+    def __init__(self, model, thm: Theorem):
+        self.M, self.thm = model, thm
+
+    def chain(self, name: str, head) -> Chain:
+        c = Chain(name, head)
+        self.thm.chains.append(c)
+        return c
+
+    def _add(self, c: Chain, rhs, rule: str, **data) -> None:
+        c.steps.append(Step(c.final, rhs, rule, data))
+
+
 @dataclass
 class Setting:
     key: str

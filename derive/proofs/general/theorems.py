@@ -18,7 +18,7 @@ from derive.proofs.general.printing import Range, text
 from derive.proofs.general.rules import (
     Stuck, chain_sum, clean, discharge, factor_sums, innermost_siftable, replace_fact, sift, sites,
 )
-from derive.proofs.general.steps import Chain, GeneralProof, RuleCheck, Scope, Setting, Step, Theorem
+from derive.proofs.general.steps import Builder, Chain, GeneralProof, RuleCheck, Scope, Setting, Theorem
 from derive.verdict import Verdict
 
 
@@ -29,19 +29,8 @@ LAYERS = (*NORMS, "residual")  # the layers beyond dense the general proof cover
 # the builder and the derivations
 # ---------------------------------------------------------------------------
 
-class _Builder:
-    """Appends the steps of a theorem's chains, each computed by its rule's operation (checked afterwards)."""
-
-    def __init__(self, model: Model, thm: Theorem):
-        self.M, self.thm = model, thm
-
-    def chain(self, name: str, head) -> Chain:
-        c = Chain(name, head)
-        self.thm.chains.append(c)
-        return c
-
-    def _add(self, c: Chain, rhs, rule: str, **data) -> None:
-        c.steps.append(Step(c.final, rhs, rule, data))
+class _Builder(Builder):
+    """The steps of BP1-BP4's chains."""
 
     def define(self, c: Chain, dummy=None) -> None:
         self._add(c, self.M.definition(c.head, dummy), "definition", dummy=dummy)
