@@ -150,9 +150,8 @@ def prove_layers(spec: LayeredSpec | str | LayeredNetwork, backward: dict | None
     for block in net.spec.blocks:
         steps = [("backward", (backward or {}).get(block.kind, KINDS[block.kind].backward))]
         steps += list((forms or {}).get(block.kind, KINDS[block.kind].forms))
-        for number, (form, step) in enumerate(steps):
-            proof.checks += _lemma(net, block, form, {**(backward or {}), block.kind: step}, rng,
-                                   oracle=oracle and number == 0)
+        proof.checks += _lemma(net, block, [(form, {**(backward or {}), block.kind: step}) for form, step in steps],
+                               rng, oracle)
     proof.seconds = time.perf_counter() - start
     return proof
 
@@ -175,9 +174,10 @@ def _accumulate(net: LayeredNetwork, seeds: dict, nodes: list[sp.Symbol]) -> dic
     return adj
 
 
-def _lemma(net: LayeredNetwork, block, form: str, backward: dict, rng, oracle: bool) -> list[LayerCheck]:
-    """The block's backward form against the chain rule over its own nodes, entry by entry, and (with
-    `oracle`) both against the derivative of the block's composed output contracted with G."""
+def _lemma(net: LayeredNetwork, block, forms: list[tuple[str, dict]], rng, oracle: bool) -> list[LayerCheck]:
+    """The block's backward forms (each a name and the backward passes to run) against the chain rule over its
+    own nodes, entry by entry, and (with `oracle`) the chain rule against the derivative of the block's composed
+    output contracted with G. The chain rule and the oracle run once, whatever the number of forms."""
     X, _, Y = net.state[block.position]
     G = _upstream(net, block.position, Y)
     inside = {b.position for b in block.flat()}
@@ -187,7 +187,6 @@ def _lemma(net: LayeredNetwork, block, form: str, backward: dict, rng, oracle: b
         for j in range(Y.cols):
             seeds[Y[e, j]] = seeds.get(Y[e, j], 0) + G[e, j]
     adj = _accumulate(net, seeds, nodes)
-    dX, grads = net.textbook(G, backward, blocks=[block])
     values: dict = {}
     for s in nodes:
         if s not in net.atoms:
@@ -197,37 +196,30 @@ def _lemma(net: LayeredNetwork, block, form: str, backward: dict, rng, oracle: b
         terms = [(G[e, j], Y[e, j].xreplace(composed)) for e in range(Y.rows) for j in range(Y.cols)]
         terms = [(g, y, y.free_symbols) for g, y in terms]
 
-        def contracted(variable: sp.Symbol) -> sp.Expr:
-            return sp.Add(*[g * y for g, y, free in terms if variable in free])
+    def judged(name: str, kind: str, form: str, chain: sp.Expr, lhs: sp.Expr, other: sp.Expr) -> LayerCheck:
+        check = LayerCheck(name, kind, block.position, block.kind, form)
+        check.proven = is_identity(lhs, _in_atoms(net, other, values))
+        if not check.proven:
+            check.counterexample = _witness(net, chain, other, rng, G)
+        return check
 
-    def judged(name: str, kind: str, variable: sp.Symbol, form_value: sp.Expr) -> list[LayerCheck]:
+    entries = [(f"dC/dx{block.position}[{e},{k}]", "input", X[e, k], (e, k), None)
+               for e in range(X.rows) for k in range(X.cols)]
+    entries += [(f"dC/d{_param_name(M[r, c])}", "partial", M[r, c], (r, c), pname)
+                for pname, M in net.P[block.position].items() for r in range(M.rows) for c in range(M.cols)]
+    textbook = [(form, net.textbook(G, backward, blocks=[block])) for form, backward in forms]
+    by_form: list[list[LayerCheck]] = [[] for _ in forms]  # the oracle's checks go with the first form's
+    for name, kind, variable, (r, c), pname in entries:
         chain = adj.get(variable, sp.Integer(0))
         lhs = _in_atoms(net, chain, values)
-        check = LayerCheck(name, kind, block.position, block.kind, form)
-        check.proven = is_identity(lhs, _in_atoms(net, form_value, values))
-        if not check.proven:
-            check.counterexample = _witness(net, chain, form_value, rng, G)
-        out = [check]
-        if oracle:
-            d = _diff(contracted(variable), variable).xreplace(rule)
-            check = LayerCheck(name, kind, block.position, block.kind, "oracle")
-            check.proven = is_identity(lhs, _in_atoms(net, d, values))
-            if not check.proven:
-                check.counterexample = _witness(net, chain, _diff(contracted(variable), variable), rng, G)
-            out.append(check)
-        return out
-
-    out = []
-    for e in range(X.rows):
-        for k in range(X.cols):
-            out += judged(f"dC/dx{block.position}[{e},{k}]", "input", X[e, k], dX[e, k])
-    for pname, M in net.P[block.position].items():
-        mine = grads.get(block.position, {}).get(pname)
-        for r in range(M.rows):
-            for c in range(M.cols):
-                value = mine[r, c] if mine is not None else sp.Integer(0)
-                out += judged(f"dC/d{_param_name(M[r, c])}", "partial", M[r, c], value)
-    return out
+        for number, (form, (dX, grads)) in enumerate(textbook):
+            mine = dX if pname is None else grads.get(block.position, {}).get(pname)
+            value = mine[r, c] if mine is not None else sp.Integer(0)
+            by_form[number].append(judged(name, kind, form, chain, lhs, value))
+            if oracle and number == 0:
+                d = _diff(sp.Add(*[g * y for g, y, free in terms if variable in free]), variable)
+                by_form[0].append(judged(name, kind, "oracle", chain, lhs, d.xreplace(rule)))
+    return [check for checks in by_form for check in checks]
 
 
 def _diff(expr: sp.Expr, variable: sp.Symbol) -> sp.Expr:
