@@ -23,3 +23,17 @@ def proof222():
 
 
 needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+
+
+def gpu_reason() -> str | None:
+    """Why the GPU tests cannot run here, or None when CuPy sees a CUDA device."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install '.[cupy]')"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no CUDA device"
+    except Exception as exc:  # noqa: BLE001 - any driver error means no usable device
+        return f"no usable CUDA device ({type(exc).__name__})"
+    return None

@@ -120,10 +120,12 @@ def autograd_gradients(spec, params, x, y):
 # oracle 2: central finite differences of the module's cost
 # ---------------------------------------------------------------------------
 
-def fd_gradients(module, params, x, y, entries=None):
+def fd_gradients(module, params, x, y, entries=None, through_cache=False):
+    """Central differences of the module's own cost; through_cache: the cost given the forward's cache
+    (a layer list's module takes its logs through z there, exactly)."""
     def C(p):
-        out, _ = module.forward(p, x)
-        return module.cost(out, y)
+        out, cache = module.forward(p, x)
+        return module.cost(out, y, cache) if through_cache else module.cost(out, y)
 
     grads = {}
     for k, v in params.items():

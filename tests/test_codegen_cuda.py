@@ -26,6 +26,7 @@ from codegen.render import DTYPES, generate
 from derive.spec import builtin_names, load_spec, validate
 from derive.tables.activations import ACTIVATIONS
 from test_codegen import ARRAY_ARGUMENTS, NOT_ARRAYS
+from tests.conftest import gpu_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = builtin_names()
@@ -179,20 +180,7 @@ def test_every_kernel_has_both_precisions():
 # on a GPU
 # ---------------------------------------------------------------------------
 
-def _gpu_reason():
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed (pip install '.[cupy]')"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "no CUDA device"
-    except Exception as exc:  # noqa: BLE001 - any driver error means no usable device
-        return f"no usable CUDA device ({type(exc).__name__})"
-    return None
-
-
-gpu = pytest.mark.skipif(_gpu_reason() is not None, reason=_gpu_reason() or "")
+gpu = pytest.mark.skipif(gpu_reason() is not None, reason=gpu_reason() or "")
 
 
 @pytest.mark.gpu

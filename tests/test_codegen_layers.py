@@ -30,6 +30,8 @@ from codegen.layers import layer_examples, trace_module
 from derive.errors import DeriveError
 from derive.spec import load_spec, validate
 from derive.tables.costs import COSTS
+from tests.conftest import gpu_reason
+from tests.oracles import fd_gradients
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [Path(p).stem for p in layer_examples()]
@@ -161,26 +163,6 @@ def autograd_gradients(spec, params, x, y):
     return autograd.grad(lambda p: plain_cost(spec, plain_output(spec, p, x, AutogradLib), y, AutogradLib))(params)
 
 
-def fd_gradients(module, params, x, y):
-    """(2) central differences of the module's own forward and cost (through z with the cache: exact logs)."""
-    def C(p):
-        out, cache = module.forward(p, x)
-        return module.cost(out, y, cache)
-
-    out = {}
-    for k, v in params.items():
-        g = np.zeros(v.shape)
-        for i in np.ndindex(v.shape):
-            h = 1e-6 * max(1.0, abs(v[i]))
-            p = {kk: vv.copy() for kk, vv in params.items()}
-            p[k][i] = v[i] + h
-            up = C(p)
-            p[k][i] = v[i] - h
-            g[i] = (up - C(p)) / (2 * h)
-        out[k] = g
-    return out
-
-
 def data(spec, module, B: int, seed: int):
     """Parameters near their start (gamma near 1), inputs and targets that suit the cost."""
     rng = np.random.default_rng(seed)
@@ -199,7 +181,7 @@ def three_oracles(spec, module, B: int = 3, seed: int = 0):
     for k, g in grads.items():
         assert g.shape == params[k].shape and g.dtype == params[k].dtype, k
     for what, want, rtol, atol in (("symbolic", symbolic_gradients(spec, params, x, y), 1e-9, 1e-12),
-                                   ("finite differences", fd_gradients(module, params, x, y), 1e-5, 1e-8),
+                                   ("finite differences", fd_gradients(module, params, x, y, through_cache=True), 1e-5, 1e-8),
                                    ("autograd", autograd_gradients(spec, params, x, y), 1e-9, 1e-12)):
         for k in params:
             np.testing.assert_allclose(grads[k], want[k], rtol=rtol, atol=atol, err_msg=f"{what}: {k}")
@@ -404,19 +386,6 @@ def test_interface_and_sgd_step(name):
         module.forward(params, np.ones((2, 7), np.float32))
 
 
-def _gpu_reason():
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed (pip install '.[cupy]')"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "no CUDA device"
-    except Exception as exc:  # noqa: BLE001 - any driver error means no usable device
-        return f"no usable CUDA device ({type(exc).__name__})"
-    return None
-
-
 def _cupy_module(name, cupy):
     """generated/<name>_cupy.py imported against the given `cupy`."""
     path = ROOT / "generated" / f"{name}_cupy.py"
@@ -463,7 +432,7 @@ def test_cupy_module_on_the_cpu_equals_numpy(name):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(_gpu_reason() is not None, reason=_gpu_reason() or "")
+@pytest.mark.skipif(gpu_reason() is not None, reason=gpu_reason() or "")
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_cupy_equals_numpy_on_the_gpu(name):
     import cupy
