@@ -40,6 +40,10 @@ class SymbolicOps:
 
     def at(self, position: int) -> None:
         self.position = position
+        self.graph.tag = ""
+
+    def step(self, t: int) -> None:
+        self.graph.tag = f"t{t}" if t else ""
 
     # -- elementwise with broadcasting of a 1×n row or an E×1 column ------------------
     @staticmethod
@@ -87,6 +91,56 @@ class SymbolicOps:
     def cols(self, A) -> int:
         return A.cols
 
+    def zeros(self, rows: int, cols: int):
+        return sp.zeros(rows, cols)
+
+    # -- shapes: windows, groups of rows, products per group ----------------------------
+    def gather(self, A, index):
+        return sp.Matrix(A.rows, len(index), lambda i, f: A[i, index[f]] if index[f] >= 0 else sp.Integer(0))
+
+    def scatter(self, A, index, n: int):
+        out = sp.zeros(A.rows, n)
+        for f, m in enumerate(index):
+            if m >= 0:
+                for i in range(A.rows):
+                    out[i, m] += A[i, f]
+        return out
+
+    def split_rows(self, A, k: int):
+        n = A.cols // k
+        return sp.Matrix(A.rows * n, k, lambda r, c: A[r // n, (r % n) * k + c])
+
+    def merge_rows(self, A, n: int):
+        return sp.Matrix(A.rows // n, n * A.cols, lambda r, c: A[r * n + c // A.cols, c % A.cols])
+
+    def bmm(self, A, B, a: int, b: int, ta: bool, tb: bool):
+        blocks = []
+        for g in range(A.rows // a):
+            left, right = A[g * a:(g + 1) * a, :], B[g * b:(g + 1) * b, :]
+            blocks.append((left.T if ta else left) * (right.T if tb else right))
+        return sp.Matrix.vstack(*blocks)
+
+    def concat(self, *As):
+        return sp.Matrix.hstack(*As)
+
+    def causal(self, S, n: int):
+        return sp.Matrix(S.rows, S.cols, lambda r, c: S[r, c] if c <= r % n else sp.S.NegativeInfinity)
+
+    def max_cols(self, A):
+        """Each row's maximum (an atom, defined as Max of the row) and the mask of its arg-max: atoms defined as
+        Heaviside(x_i − max of the others), which is what sympy.diff of Max gives for ∂max/∂x_i."""
+        if A.cols == 1:
+            return A, sp.ones(A.rows, 1)
+        if not self.recording:
+            raise ValueError("max_cols is a forward step")
+        A = self.graph.nodes_for("x", self.position, A)
+        top = self.graph.atoms_for("m", self.position, sp.Matrix(A.rows, 1, lambda r, c: sp.Max(*A[r, :])),
+                                   lambda d: {d: None})
+        heaviside = sp.Matrix(A.rows, A.cols, lambda r, c: sp.Heaviside(A[r, c] - sp.Max(*[A[r, k] for k in range(A.cols)
+                                                                                            if k != c])))
+        mask = self.graph.atoms_for("mask", self.position, heaviside, lambda d: {d: None})
+        return top, mask
+
     # -- nodes and atoms ------------------------------------------------------------
     def name(self, label: str, A):
         if not self.recording:
@@ -110,8 +164,12 @@ class SymbolicOps:
         Z = self.graph.nodes_for("z", self.position, Z)
         if act.elementwise:
             defs = Z.applyfunc(lambda z: act.function(z))
-        else:
-            defs = sp.Matrix(Z.rows, Z.cols, lambda i, j: act.function(j, *Z[i, :]))
+        else:  # by rows; an entry at −∞ (a causal mask's) is left out: its value is 0
+            defs = sp.zeros(Z.rows, Z.cols)
+            for i in range(Z.rows):
+                kept = [j for j in range(Z.cols) if Z[i, j] != sp.S.NegativeInfinity]
+                for n, j in enumerate(kept):
+                    defs[i, j] = act.function(n, *[Z[i, k] for k in kept])
         A = self.graph.atoms_for("a", self.position, defs, lambda d: {d: None})
         if act.elementwise:  # σ'(z) gets its atom now, before the chain rule differentiates σ(z)
             for i in range(Z.rows):
@@ -148,6 +206,7 @@ class LayeredNetwork:
         self.atom_rule: dict = {}  # a definition (σ(z), (v + ε)^(-1/2), σ'(z)) and its powers -> the atom
         self.primes: dict[sp.Symbol, tuple[str, sp.Expr, sp.Symbol]] = {}  # ap atom -> (activation, z, a)
         self.softmax_rows: list[list[sp.Symbol]] = []
+        self.tag = ""  # a recurrent layer's step, in the names of the nodes it makes
 
         # parameters, in the spec's layout and, for the equations, as rows × features
         self.params: dict[int, dict[str, sp.Matrix]] = {}  # position -> name -> matrix in the spec's layout
@@ -162,7 +221,7 @@ class LayeredNetwork:
                 self.param_list += [(M[r, c], block.position, pname, (r, c))
                                     for r in range(shape[0]) for c in range(shape[1])]
             self.params[block.position], self.P[block.position] = own, rowwise
-        self.X = sp.Matrix(self.E, spec.inputs, lambda e, k: sp.Symbol(f"x_e{e}_{k}"))
+        self.X = sp.Matrix(self.E, spec.inputs, lambda e, k: sp.Symbol(f"x_e{e}_{k}"))  # flat in C, H, W order
         self.Y = sp.Matrix(self.E, spec.outputs, lambda e, j: sp.Symbol(f"y_e{e}_{j}"))
 
         ops = SymbolicOps(self, recording=True)
@@ -174,19 +233,21 @@ class LayeredNetwork:
         self.C = self.scale * total if self.E > 1 else total
 
     def _param_symbol(self, pname: str, position: int, r: int, c: int) -> sp.Symbol:
-        """w{l}_{j}_{k} (to unit j from unit k) whatever the layout; gamma{l}_{j}, beta{l}_{j}, b{l}_{j}."""
-        if pname == "W":
+        """w{l}_{j}_{k} (to unit j from unit k) whatever the layout, wq{l}_{j}_{k} for W_q;
+        gamma{l}_{j}, beta{l}_{j}, b{l}_{j}."""
+        if pname.startswith("W"):
             j, k = (c, r) if self.spec.convention == ROW else (r, c)
-            return sp.Symbol(f"w{position}_{j}_{k}")
+            return sp.Symbol(f"{pname.lower()}{position}_{j}_{k}")
         return sp.Symbol(f"{pname}{position}_{c if self.spec.convention == ROW else r}")
 
     # -- building ------------------------------------------------------------------
     def _symbol(self, label: str, position: int, shape: tuple[int, int], i: int, j: int) -> sp.Symbol:
+        label = f"{label}{position}{self.tag}"
         if shape[0] == 1 and self.E > 1:  # one value per feature (a batch statistic)
-            return sp.Symbol(f"{label}{position}_{j}")
+            return sp.Symbol(f"{label}_{j}")
         if shape[1] == 1 and shape[0] > 1:  # one value per example (a layer statistic)
-            return sp.Symbol(f"{label}{position}_e{i}")
-        return sp.Symbol(f"{label}{position}_e{i}_{j}")
+            return sp.Symbol(f"{label}_e{i}")
+        return sp.Symbol(f"{label}_e{i}_{j}")
 
     def _record(self, symbol: sp.Symbol, definition: sp.Expr, position: int) -> None:
         if symbol in self.definitions:
@@ -201,7 +262,7 @@ class LayeredNetwork:
         for i in range(A.rows):
             for j in range(A.cols):
                 v = A[i, j]
-                if isinstance(v, sp.Symbol):
+                if isinstance(v, sp.Symbol) or v.is_number:  # a node or a leaf already, or a constant
                     out[i, j] = v
                     continue
                 s = self._symbol(label, position, A.shape, i, j)
@@ -215,14 +276,16 @@ class LayeredNetwork:
         for i in range(defs.rows):
             for j in range(defs.cols):
                 d = defs[i, j]
+                if d.is_number:  # a masked softmax entry: 0, no atom
+                    continue
                 s = self._symbol(label, position, defs.shape, i, j)
                 self._record(s, d, position)
                 self.atoms.add(s)
                 for key, k in powers(d).items():
                     self.atom_rule[key] = s if k is None else s ** k
                 out[i, j] = s
-        if label == "a" and defs.rows and isinstance(defs[0, 0], activations.Softmax):
-            self.softmax_rows += [list(out[i, :]) for i in range(out.rows)]
+        if label == "a" and any(isinstance(d, activations.Softmax) for d in defs):
+            self.softmax_rows += [[s for s in out[i, :] if s != 0] for i in range(out.rows)]
         return out
 
     def prime_atom(self, name: str, z: sp.Symbol, a: sp.Symbol) -> sp.Expr:

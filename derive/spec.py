@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from fractions import Fraction
+from math import prod
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -298,6 +299,18 @@ class Block:
     eps: Fraction = Fraction(1, 100000)  # batch and layer norm: added to the variance
     affine: bool = True  # batch and layer norm: a scale gamma and a shift beta per feature
     inner: tuple["Block", ...] = ()  # a residual block's layers
+    shape_in: tuple[int, ...] = ()  # its input's shape per example: (n,), [C, L], [T, d] or [C, H, W]
+    shape: tuple[int, ...] = ()  # its output's
+    out_channels: int = 0  # convolution
+    kernel_size: tuple[int, ...] = ()  # convolution and pooling, one per spatial dimension
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    head_dim: int = 0  # attention: the width of Q, K and V (0: the input's d)
+    causal: bool = False
+    out_proj: bool = False  # attention: an output projection W_o back to d
+    hidden_size: int = 0  # rnn
+    nonlinearity: str = "tanh"
+    output: str = "last"  # rnn: the last step's h, or "all" of them
 
     def flat(self) -> list["Block"]:
         """This block and every block inside it, in position order."""
@@ -318,6 +331,12 @@ class LayeredSpec:
     examples: int = 1
     description: str = ""
     source: str = "<spec>"
+    input_shape: tuple[int, ...] = ()  # x's shape per example when it is not flat ([C, H, W], [T, d]); () if flat
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """x's shape per example: (inputs,) when flat."""
+        return self.input_shape or (self.inputs,)
 
     @property
     def blocks(self) -> list[Block]:
@@ -348,11 +367,12 @@ class LayeredSpec:
             keys = KINDS[b.kind].keys
             for key in keys:
                 value = getattr(b, key)
-                out[key] = str(value) if isinstance(value, Fraction) else value
+                out[key] = str(value) if isinstance(value, Fraction) else list(value) if isinstance(value, tuple) \
+                    else value
             if b.inner:
                 out["layers"] = [one(i) for i in b.inner]
             return out
-        return {"name": self.name, "inputs": self.inputs, "layers": [one(b) for b in self.layers], "cost": self.cost,
+        return {"name": self.name, "inputs": list(self.input_shape) if self.input_shape else self.inputs, "layers": [one(b) for b in self.layers], "cost": self.cost,
                 "convention": self.convention, "batch": self.batch, "notation": self.notation,
                 "examples": self.examples, "description": self.description}
 
@@ -372,8 +392,11 @@ def validate_layers(table: dict, source: str) -> LayeredSpec:
             _fail(source, key, f"missing; a layer list needs {', '.join(LAYERED_REQUIRED)}")
     name = _name(table, source)
     inputs = table["inputs"]
-    if not _positive(inputs) or inputs > MAX_WIDTH:
-        _fail(source, "inputs", f"{_brief(inputs)} is not a width from 1 to {MAX_WIDTH} (the width of x)")
+    shape = tuple(inputs) if isinstance(inputs, list) else (inputs,)
+    if not 1 <= len(shape) <= 3 or not all(_positive(n) for n in shape) or prod(shape) > MAX_WIDTH:
+        _fail(source, "inputs", f"{_brief(inputs)} is neither a width nor a shape of 1 to 3 positive sizes "
+                                f"([C, H, W] or [T, d]) of at most {MAX_WIDTH} entries (the shape of x)")
+    inputs = prod(shape)
     cost = _choice(table, source, "cost", sorted(COSTS))
     convention = _choice(table, source, "convention", CONVENTIONS)
     batch = _choice(table, source, "batch", BATCHES)
@@ -381,11 +404,16 @@ def validate_layers(table: dict, source: str) -> LayeredSpec:
     examples, description = _examples_and_description(table, source, batch)
 
     counter = [0]
-    layers, width = _layer_list(table["layers"], inputs, source, "layers", counter)
+    layers, _ = _layer_list(table["layers"], shape, source, "layers", counter)
     if counter[0] > MAX_LAYERS:
         _fail(source, "layers", f"{counter[0]} layers; at most {MAX_LAYERS}, nested ones counted")
     spec = LayeredSpec(name=name, inputs=inputs, layers=layers, cost=cost, convention=convention, batch=batch,
-                       notation=notation, examples=examples, description=description, source=source)
+                       notation=notation, examples=examples, description=description, source=source,
+                       input_shape=shape if len(shape) > 1 else ())
+    if len(layers[-1].shape) > 1:
+        _fail(source, f"layers (layer {layers[-1].position}, {layers[-1].kind})",
+              f"the last layer's output has shape {list(layers[-1].shape)}; the cost needs a flat output "
+              "(add a flatten layer, or a dense one after it)")
     for b in spec.blocks:
         if b.kind == "batchnorm" and examples < 2:
             _fail(source, f"layers (layer {b.position}, batchnorm)",
@@ -404,8 +432,8 @@ def _positive(n) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and n > 0
 
 
-def _layer_list(items, n_in: int, source: str, where: str, counter: list) -> tuple[tuple[Block, ...], int]:
-    """The blocks of a [[layers]] array (or a residual's inner one), and the width they end at."""
+def _layer_list(items, shape: tuple[int, ...], source: str, where: str, counter: list):
+    """The blocks of a [[layers]] array (or a residual's inner one), and the shape they end at."""
     if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
         _fail(source, where, f"{_brief(items)} is not a non-empty array of tables ([[{where}]] with kind = ...; "
                              f"kinds: {', '.join(KINDS)})")
@@ -414,13 +442,64 @@ def _layer_list(items, n_in: int, source: str, where: str, counter: list) -> tup
         counter[0] += 1
         if counter[0] > MAX_LAYERS:
             break
-        block = _block(item, n_in, source, counter)
+        block = _block(item, shape, source, counter)
         out.append(block)
-        n_in = block.width
-    return tuple(out), n_in
+        shape = block.shape
+    return tuple(out), shape
 
 
-def _block(item: dict, n_in: int, source: str, counter: list) -> Block:
+def _sizes(key: str, value, dims: int, low: int) -> tuple[int, ...]:
+    """kernel_size, stride or padding: one integer for every spatial dimension, or a list of `dims` of them."""
+    values = value if isinstance(value, list) else [value] * dims
+    if len(values) != dims or not all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_WIDTH
+                                      for v in values):
+        raise ValueError(f"{key} {_brief(value)} is not an integer of at least {low}, or a list of {dims} of them")
+    return tuple(values)
+
+
+def _count(key: str, value, low: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_WIDTH:
+        raise ValueError(f"{key} {_brief(value)} is not an integer from {low} to {MAX_WIDTH}")
+    return value
+
+
+def _choose(key: str, value, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{key} {_brief(value)} is not one of {', '.join(choices)}")
+    return value
+
+
+def _flag(key: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} {_brief(value)} is not true or false")
+    return value
+
+
+def _setting(key: str, value, dims: int):
+    """One setting of a layer, checked and brought to its Block field's type."""
+    if key in ("width", "out_channels", "hidden_size"):
+        return _count(key, value)
+    if key == "head_dim":
+        return _count(key, value)
+    if key in ("activation", "nonlinearity"):
+        choices = sorted(ACTIVATIONS) if key == "activation" else ["relu", "tanh"]
+        return _choose(key, value, choices)
+    if key == "bias":
+        if value not in ("separate", "none"):
+            raise ValueError(f"bias {_brief(value)} is not one of separate, none (an augmented bias is for sizes specs)")
+        return value
+    if key in ("affine", "causal", "out_proj"):
+        return _flag(key, value)
+    if key == "output":
+        return _choose(key, value, ("last", "all"))
+    if key in ("kernel_size", "stride"):
+        return _sizes(key, value, dims, 1)
+    if key == "padding":
+        return _sizes(key, value, dims, 0)
+    raise ValueError(f"unknown setting {key}")  # pragma: no cover - every key of KINDS is read above or in _block
+
+
+def _block(item: dict, shape_in: tuple[int, ...], source: str, counter: list) -> Block:
     position = counter[0]
     kind = item.get("kind")
     here = f"layers (layer {position}"
@@ -435,36 +514,46 @@ def _block(item: dict, n_in: int, source: str, counter: list) -> Block:
     for key in entry.required:
         if key not in item:
             _fail(source, here, f"missing {key!r}; a {kind} layer needs {', '.join(entry.required)}")
+    if len(shape_in) not in entry.inputs:
+        takes = " or ".join({1: "a flat input", 2: "an input [C, L] or [T, d]", 3: "an input [C, H, W]"}[n]
+                            for n in entry.inputs)
+        hint = "; put a flatten layer before it" if entry.inputs == (1,) else ""
+        _fail(source, here, f"its input has shape {list(shape_in)}; a {kind} layer takes {takes}{hint}")
     values: dict = {}
-    if "width" in item:
-        if not _positive(item["width"]) or item["width"] > MAX_WIDTH:
-            _fail(source, here, f"width {_brief(item['width'])} is not an integer from 1 to {MAX_WIDTH}")
-        values["width"] = item["width"]
-    if "activation" in item:
-        act = item["activation"]
-        if not isinstance(act, str) or act not in ACTIVATIONS:
-            _fail(source, here, f"activation {_brief(act)} is not one of {', '.join(sorted(ACTIVATIONS))}")
-        values["activation"] = act
-    if "bias" in item:
-        if item["bias"] not in ("separate", "none"):
-            _fail(source, here, f"bias {_brief(item['bias'])} is not one of separate, none "
-                                "(an augmented bias is for sizes specs)")
-        values["bias"] = item["bias"]
-    if "eps" in item:
-        values["eps"] = _eps(item["eps"], source, here)
-    if "affine" in item:
-        if not isinstance(item["affine"], bool):
-            _fail(source, here, f"affine {_brief(item['affine'])} is not true or false")
-        values["affine"] = item["affine"]
+    dims = max(len(shape_in) - 1, 1)
+    for key in entry.keys:
+        if key == "eps" and key in item:
+            values["eps"] = _eps(item["eps"], source, here)
+        elif key in item:
+            try:
+                values[key] = _setting(key, item[key], dims)
+            except ValueError as error:
+                _fail(source, here, str(error))
+    for key, other in entry.defaults:
+        values.setdefault(key, values.get(other))
+    if "stride" in entry.keys:
+        values.setdefault("stride", (1,) * dims)
+    if "padding" in entry.keys:
+        values.setdefault("padding", (0,) * dims)
+    try:
+        shape = entry.out_shape(values, shape_in)
+    except ValueError as error:
+        _fail(source, here, f"{error} (its input has shape {list(shape_in)})")
     inner: tuple[Block, ...] = ()
-    width = values.pop("width", n_in)
     if kind == "residual":
-        inner, width_in = _layer_list(item.get("layers"), n_in, source, f"layers (layer {position}, residual).layers",
-                                      counter)
-        if width_in != n_in:
-            _fail(source, here, f"its layers end at width {width_in}, not at its input's width {n_in}; "
-                                "a residual block adds its input to its layers' output, so they must keep the width")
-    return Block(kind=kind, position=position, n_in=n_in, width=width, inner=inner, **values)
+        inner, shape_inner = _layer_list(item.get("layers"), shape_in, source,
+                                         f"layers (layer {position}, residual).layers", counter)
+        if shape_inner != shape_in:
+            _fail(source, here, f"its layers end at {_shape_words(shape_inner)}, not at its input's "
+                                f"{_shape_words(shape_in)}; a residual block adds its input to its layers' output, "
+                                "so they must keep the width")
+    values.pop("width", None)
+    return Block(kind=kind, position=position, n_in=prod(shape_in), width=prod(shape), inner=inner,
+                 shape_in=shape_in, shape=shape, **values)
+
+
+def _shape_words(shape: tuple[int, ...]) -> str:
+    return f"width {shape[0]}" if len(shape) == 1 else f"shape {list(shape)}"
 
 
 def _eps(value, source: str, here: str) -> Fraction:

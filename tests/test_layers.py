@@ -78,7 +78,7 @@ def test_eps_is_an_exact_rational(eps, exact):
     ([dense(2), {"kind": "batchnorm"}], {"batch": "single", "examples": 1}, "batch norm needs a batch"),
     ([dense(2)], {"cost": "log_likelihood"}, "needs the last layer's activation in (softmax)"),
     ([dense(2)], {"sizes": [2, 2]}, "field 'sizes': a spec lists its layers or gives sizes"),
-    ([dense(2)], {"inputs": 0}, "field 'inputs': 0 is not a width"),
+    ([dense(2)], {"inputs": 0}, "field 'inputs': 0 is neither a width nor a shape"),
     ([dense(2)] * 65, {}, "at most 64"),
 ])
 def test_a_wrong_layer_list_is_one_line_naming_the_layer(layers, over, needle):

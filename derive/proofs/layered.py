@@ -226,7 +226,7 @@ def _diff(expr: sp.Expr, variable: sp.Symbol) -> sp.Expr:
     """d expr / d variable: by SymEngine where expr is algebraic (a norm's sums, squares and powers, which SymPy
     differentiates about ten times slower), by sympy.diff where it applies an activation (whose derivative rule
     is the table's). Either is a differentiation of the composed expression, independent of the chain rule."""
-    if se is None or expr.atoms(sp.Function):
+    if se is None or expr.atoms(sp.Function) or expr.has(sp.Max):
         return sp.diff(expr, variable)
     return sp.sympify(se.diff(se.sympify(expr), se.Symbol(variable.name)))
 

@@ -32,8 +32,9 @@ from typing import Callable, Sequence
 import sympy as sp
 
 from derive.tables.activations import ACTIVATIONS
+from derive.tables.kind import ROW, Kind, flat_shape, vector_shape
+from derive.tables.spatial import SPATIAL_KINDS
 
-ROW = "row"  # the spec's convention whose vectors are rows; every other is `column`
 
 
 @dataclass(frozen=True)
@@ -184,36 +185,28 @@ LAYERS: dict[str, Layer] = {DENSE.name: DENSE}
 #   ((V + eps)^(-1/2), an atom in the proofs), activation(name, Z) and
 #   activation_vjp(name, Z, A, G) (G times the activation's Jacobian at Z, A its value),
 #   name(label, A) (an intermediate the graph keeps as a node and the code as a variable).
+#
+# Shaped inputs ([C, H, W], [C, L], [T, d]) are flat per example in C, H, W order (torch.flatten's);
+# convolution, pooling, attention and recurrence (derive.tables.spatial) add:
+#
+#   gather(A, index) (column f of the result is column index[f] of A, 0 where index[f] is -1:
+#   im2col by the maps of derive.tables.windows), scatter(A, index, n) (its adjoint: n columns,
+#   column m the sum of A's columns f with index[f] == m), split_rows(A, k) (each row cut into
+#   rows of k entries: R × nk -> Rn × k) and merge_rows(A, n) (back: Rn × k -> R × nk),
+#   bmm(A, B, a, b, ta, tb) (a product per group: A's rows in groups of a, B's in groups of b,
+#   group g of the result op(A_g) op(B_g), op a transpose where ta or tb), max_cols(A) (each
+#   row's maximum, R × 1, and the 0/1 mask of its first arg-max, R × k: atoms in the proofs),
+#   causal(S, n) (S's rows in groups of n, entry (i, j) of a group with j > i set to −∞, which
+#   a softmax after it reads as left out), concat(*As) (side by side) and step(t) (names made
+#   after it carry the step t: a recurrent layer's h_t).
 
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One kind of block in a layer list: its spec keys, parameters, forward and backward passes, names."""
-
-    name: str
-    keys: tuple[str, ...]  # the settings a spec may give it (besides kind)
-    required: tuple[str, ...]
-    params: Callable  # (block, convention) -> ((name, shape in the spec's layout), ...)
-    forward: Callable  # (ops, X, P, block, inner) -> (Y, saved)
-    backward: Callable  # (ops, G, X, saved, P, block, inner) -> (dX, {param: gradient})
-    forms: tuple[tuple[str, Callable], ...] = ()  # further textbook backward forms, each proven equal
-    latex_forward: tuple[str, ...] = ()  # its equations in a document ({l} the layer, {m} the layer below)
-    latex_backward: tuple[str, ...] = ()
-    latex_forms: tuple[tuple[str, tuple[str, ...]], ...] = ()  # each further form's equations, by its name
-    claim_names: tuple[str, ...] = ()  # what a claim may name of it, with the layer's number appended
-    doc: str = ""
-
-
-def _vector_shape(n: int, convention: str) -> tuple[int, int]:
-    return (1, n) if convention == ROW else (n, 1)
 
 
 def _block_dense_params(block, convention: str):
     W = (block.n_in, block.width) if convention == ROW else (block.width, block.n_in)
     out = [("W", W)]
     if block.bias == "separate":
-        out.append(("b", _vector_shape(block.width, convention)))
+        out.append(("b", vector_shape(block.width, convention)))
     return tuple(out)
 
 
@@ -250,7 +243,7 @@ def _block_activation_backward(ops, G, X, S, P, block, inner):
 def _norm_params(block, convention: str):
     if not block.affine:
         return ()
-    return (("gamma", _vector_shape(block.width, convention)), ("beta", _vector_shape(block.width, convention)))
+    return (("gamma", vector_shape(block.width, convention)), ("beta", vector_shape(block.width, convention)))
 
 
 def _norm_sum(ops, axis: str):
@@ -345,12 +338,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
                          r"\frac{\partial C}{\partial W^{({l})}} = (a^{({m})})^{\top} \delta^{({l})}",
                          r"\frac{\partial C}{\partial b^{({l})}} = \sum_{b} \delta^{({l})}",
                          r"\frac{\partial C}{\partial a^{({m})}} = \delta^{({l})} (W^{({l})})^{\top}"),
-         claim_names=("W", "b", "z", "a", "delta"), doc="z = x W + b, a = σ(z)"),
+         claim_names=("W", "b", "z", "a", "delta"), doc="z = x W + b, a = σ(z)", out_shape=flat_shape),
     Kind("activation", ("activation",), ("activation",), lambda block, convention: (),
          _block_activation_forward, _block_activation_backward,
          latex_forward=(r"a^{({l})} = {act}(a^{({m})})",),
          latex_backward=(r"\frac{\partial C}{\partial a^{({m})}} = \frac{\partial C}{\partial a^{({l})}} \odot {act}'(a^{({m})})",),
-         claim_names=("a",), doc="a = σ(x) entry by entry"),
+         claim_names=("a",), doc="a = σ(x) entry by entry", inputs=(1, 2, 3)),
     Kind("batchnorm", _NORM_KEYS, (), _norm_params, _norm_forward("rows"), _norm_backward("rows"),
          forms=(("three paths", _norm_paths("rows")),), latex_forms=_paths_latex("B", "b", "b"),
          latex_forward=(r"\mu^{({l})} = \frac{1}{B} \sum_{b} x_b", r"\sigma^{2({l})} = \frac{1}{B} \sum_{b} (x_b - \mu^{({l})})^2",
@@ -372,8 +365,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("residual", (), (), lambda block, convention: (), _residual_forward, _residual_backward,
          latex_forward=(r"y^{({l})} = x + F^{({l})}(x)",),
          latex_backward=(r"\frac{\partial C}{\partial x} = \frac{\partial C}{\partial y^{({l})}} + \frac{\partial C}{\partial y^{({l})}} \frac{\partial F^{({l})}}{\partial x}",),
-         claim_names=("y",), doc="y = x + F(x), F its own layers (which keep the width)"),
-]}
+         claim_names=("y",), doc="y = x + F(x), F its own layers (which keep the width)", inputs=(1, 2, 3)),
+] + SPATIAL_KINDS}
 
 
 class _Inner:
