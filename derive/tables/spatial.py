@@ -36,6 +36,7 @@ import sympy as sp
 
 from derive.tables import windows as win
 from derive.tables.kind import ROW, Kind, vector_shape
+from derive.tables.spatial_latex import LATEX
 
 
 def _mat(rows: int, cols: int, convention: str) -> tuple[int, int]:
@@ -156,6 +157,7 @@ def _flatten_forward(ops, X, P, block, inner):
 
 
 def _flatten_backward(ops, G, X, S, P, block, inner):
+    """∂C/∂x = ∂C/∂y, back in the input's shape (the same flat layout)."""
     return G, {}
 
 
@@ -298,61 +300,45 @@ def _total(ops, terms: list, empty: tuple[int, int] | None = None):
 _CONV_KEYS = ("out_channels", "kernel_size", "stride", "padding", "bias", "activation")
 _POOL_KEYS = ("kernel_size", "stride")
 _STRIDE_IS_KERNEL = (("stride", "kernel_size"),)
-_CONV_LATEX_BACK = (
-    r"\delta^{({l})} = \frac{\partial C}{\partial a^{({l})}} \odot {act}'(z^{({l})})",
-    r"\frac{\partial C}{\partial W^{({l})}_{oc}} = \sum_{b} x_{bc} \star \delta^{({l})}_{bo}",
-    r"\frac{\partial C}{\partial b^{({l})}_{o}} = \sum_{b} \sum_{i} \delta^{({l})}_{bo,i}",
-    r"\frac{\partial C}{\partial x_{bc}} = \sum_{o} \operatorname{pad}_{k-1-p}\bigl(\operatorname{dilate}_{s}(\delta^{({l})}_{bo})\bigr) \star \operatorname{rot}_{180}(W^{({l})}_{oc})",
-)
-
 SPATIAL_KINDS = [
     Kind("conv2d", _CONV_KEYS, ("out_channels", "kernel_size"), _conv_params, _conv_forward, _conv_backward,
-         latex_forward=(r"z^{({l})}_{bo} = \sum_{c} W^{({l})}_{oc} \star x_{bc} + b^{({l})}_{o}",
-                        r"a^{({l})} = {act}(z^{({l})})"),
-         latex_backward=_CONV_LATEX_BACK, claim_names=("W", "b", "z", "a", "delta"),
+         latex_forward=LATEX["conv2d"][0],
+         latex_backward=LATEX["conv2d"][1], claim_names=("W", "b", "z", "a", "delta"),
          doc="z = Σ_c W_oc ⋆ x_c + b_o (cross-correlation, as PyTorch), a = σ(z)",
          out_shape=_conv_shape(2), inputs=(3,)),
     Kind("conv1d", _CONV_KEYS, ("out_channels", "kernel_size"), _conv_params, _conv_forward, _conv_backward,
-         latex_forward=(r"z^{({l})}_{bo} = \sum_{c} W^{({l})}_{oc} \star x_{bc} + b^{({l})}_{o}",
-                        r"a^{({l})} = {act}(z^{({l})})"),
-         latex_backward=_CONV_LATEX_BACK, claim_names=("W", "b", "z", "a", "delta"),
+         latex_forward=LATEX["conv1d"][0],
+         latex_backward=LATEX["conv1d"][1], claim_names=("W", "b", "z", "a", "delta"),
          doc="z = Σ_c W_oc ⋆ x_c + b_o along a sequence [C, L], a = σ(z)",
          out_shape=_conv_shape(1), inputs=(2,)),
     Kind("avgpool2d", _POOL_KEYS, ("kernel_size",), lambda block, convention: (), _avgpool_forward,
          _avgpool_backward,
-         latex_forward=(r"y^{({l})}_{bc,i} = \frac{1}{k} \sum_{j \in w(i)} x_{bc,j}",),
-         latex_backward=(r"\frac{\partial C}{\partial x_{bc,j}} = \sum_{i : j \in w(i)} \frac{1}{k} \frac{\partial C}{\partial y^{({l})}_{bc,i}}",),
+         latex_forward=LATEX["avgpool2d"][0],
+         latex_backward=LATEX["avgpool2d"][1],
          claim_names=("y",), doc="y = the mean of each window, per channel",
          out_shape=_pool_shape, inputs=(3,), defaults=_STRIDE_IS_KERNEL),
     Kind("maxpool2d", _POOL_KEYS, ("kernel_size",), lambda block, convention: (), _maxpool_forward,
          _maxpool_backward,
-         latex_forward=(r"y^{({l})}_{bc,i} = \max_{j \in w(i)} x_{bc,j}",),
-         latex_backward=(r"\frac{\partial C}{\partial x_{bc,j}} = \sum_{i : j \in w(i)} [\, j = \operatorname{argmax}_{w(i)} x_{bc} \,] \frac{\partial C}{\partial y^{({l})}_{bc,i}}",),
+         latex_forward=LATEX["maxpool2d"][0],
+         latex_backward=LATEX["maxpool2d"][1],
          claim_names=("y", "mask"), doc="y = the maximum of each window, per channel (the gradient to its arg-max)",
          out_shape=_pool_shape, inputs=(3,), defaults=_STRIDE_IS_KERNEL),
     Kind("flatten", (), (), lambda block, convention: (), _flatten_forward, _flatten_backward,
-         latex_forward=(r"a^{({l})} = \operatorname{vec}(a^{({m})})",),
-         latex_backward=(r"\frac{\partial C}{\partial a^{({m})}} = \operatorname{vec}^{-1}\Bigl(\frac{\partial C}{\partial a^{({l})}}\Bigr)",),
+         latex_forward=LATEX["flatten"][0],
+         latex_backward=LATEX["flatten"][1],
          doc="[C, H, W] -> [C·H·W] (C, H, W order, as torch.flatten)",
          out_shape=lambda values, shape_in: (prod(shape_in),), inputs=(2, 3)),
     Kind("attention", ("head_dim", "causal", "out_proj"), (), _attention_params, _attention_forward,
          _attention_backward,
-         latex_forward=(r"Q = X W_q^{({l})}, \quad K = X W_k^{({l})}, \quad V = X W_v^{({l})}",
-                        r"S = \frac{Q K^{\top}}{\sqrt{d_k}}, \quad P = \operatorname{softmax}(S), \quad O = P V"),
-         latex_backward=(r"\frac{\partial C}{\partial V} = P^{\top} \frac{\partial C}{\partial O}, \quad \frac{\partial C}{\partial P} = \frac{\partial C}{\partial O} V^{\top}",
-                         r"\frac{\partial C}{\partial S} = P \odot \Bigl(\frac{\partial C}{\partial P} - \operatorname{rowsum}\bigl(\frac{\partial C}{\partial P} \odot P\bigr)\Bigr)",
-                         r"\frac{\partial C}{\partial Q} = \frac{1}{\sqrt{d_k}} \frac{\partial C}{\partial S} K, \quad \frac{\partial C}{\partial K} = \frac{1}{\sqrt{d_k}} \Bigl(\frac{\partial C}{\partial S}\Bigr)^{\top} Q",
-                         r"\frac{\partial C}{\partial W_q^{({l})}} = X^{\top} \frac{\partial C}{\partial Q}, \quad \frac{\partial C}{\partial W_k^{({l})}} = X^{\top} \frac{\partial C}{\partial K}, \quad \frac{\partial C}{\partial W_v^{({l})}} = X^{\top} \frac{\partial C}{\partial V}",
-                         r"\frac{\partial C}{\partial X} = \frac{\partial C}{\partial Q} W_q^{({l})\top} + \frac{\partial C}{\partial K} W_k^{({l})\top} + \frac{\partial C}{\partial V} W_v^{({l})\top}"),
+         latex_forward=LATEX["attention"][0],
+         latex_backward=LATEX["attention"][1],
          claim_names=("Wq", "Wk", "Wv", "Wo", "q", "k", "v", "s", "a", "o"),
          doc="single-head self-attention: softmax(Q Kᵀ/√d_k) V, Q, K, V = X W_q, X W_k, X W_v",
          out_shape=_attention_shape, inputs=(2,)),
     Kind("rnn", ("hidden_size", "nonlinearity", "bias", "output"), ("hidden_size",), _rnn_params, _rnn_forward,
          _rnn_backward,
-         latex_forward=(r"h_t = {act}(x_t W_{xh}^{({l})} + h_{t-1} W_{hh}^{({l})} + b^{({l})}), \quad h_0 = 0",),
-         latex_backward=(r"\delta_t = \Bigl(\delta_{t+1} W_{hh}^{({l})\top} + \frac{\partial C}{\partial h_t}\Bigr) \odot {act}'(z_t)",
-                         r"\frac{\partial C}{\partial W_{xh}^{({l})}} = \sum_t x_t^{\top} \delta_t, \quad \frac{\partial C}{\partial W_{hh}^{({l})}} = \sum_t h_{t-1}^{\top} \delta_t, \quad \frac{\partial C}{\partial b^{({l})}} = \sum_t \sum_b \delta_t",
-                         r"\frac{\partial C}{\partial x_t} = \delta_t W_{xh}^{({l})\top}"),
+         latex_forward=LATEX["rnn"][0],
+         latex_backward=LATEX["rnn"][1],
          claim_names=("Wxh", "Whh", "b", "z", "h", "delta"),
          doc="h_t = tanh(x_t W_xh + h_{t−1} W_hh + b) over T steps (the last h, or every h)",
          out_shape=_rnn_shape, inputs=(2,)),
