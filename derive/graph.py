@@ -245,6 +245,9 @@ class LayeredNetwork:
         label = f"{label}{position}{self.tag}"
         if shape[0] == 1 and self.E > 1:  # one value per feature (a batch statistic)
             return sp.Symbol(f"{label}_{j}")
+        if shape[0] > self.E and shape[0] % self.E == 0:  # rows in groups, one per example: a position, a window
+            e, r = divmod(i, shape[0] // self.E)
+            return sp.Symbol(f"{label}_e{e}_{r}" + (f"_{j}" if shape[1] > 1 else ""))
         if shape[1] == 1 and shape[0] > 1:  # one value per example (a layer statistic)
             return sp.Symbol(f"{label}_e{i}")
         return sp.Symbol(f"{label}_e{i}_{j}")
