@@ -13,6 +13,7 @@ from derive.spec import LayeredSpec
 from derive.tables.layers import KINDS, ROW
 
 from .backends import BACKENDS
+from .index_maps import literal as literal_ints
 from .layers import B, INV_B, MOMENTUM, Line, Trace, base, flip, prove_layer_forms, trace_module
 from .plan import helper_names
 from .printers import formula
@@ -26,12 +27,15 @@ from .render import checked, command, environment, import_written, literal, log_
 class LinePrinter:
     """The lines of one function in one backend's array code."""
 
-    def __init__(self, lines: list[Line], shapes: dict, backend, printer):
+    def __init__(self, lines: list[Line], shapes: dict, backend, printer, like: str = "a0", constant_names=None):
         self.lines = {line.lhs: line for line in lines}
         self.order = lines
         self.shapes, self.backend, self.p = shapes, backend, printer
+        self.like = like  # an array of the function's dtype (new arrays take it)
+        self.constant_names = constant_names or {}  # an index map's name in the trace -> in the module
         self.used_helpers: set[str] = set()
         self.used_ones = False
+        self.used_zero = False  # a gather reads the padding: _with_zero appends the zero column
 
     def batch(self, name: str) -> bool:
         return self.shapes.get(base(name), (None,))[0] == "B"
@@ -70,9 +74,55 @@ class LinePrinter:
                 self.used_ones = True
                 return f"{self.ref(flip(name))} @ {ones}" if line.transposed else f"{ones}.T @ {self.ref(name)}"
             return f"{self.ref(name)}.sum(axis={axis}, keepdims=True)" + (".T" if line.transposed else "")
+        if line.kind != "call":
+            code = self.shape_step(line)
+            return f"({code}).T" if line.transposed else code
         helper_name, arg = line.args
         self.used_helpers.add(helper_name)
         return f"{helper_name}({self.ref(arg)})"
+
+    def shape_step(self, line: Line) -> str:
+        """A step of derive.tables.spatial's algebra: gathers, reshapes, products per group, max, masks."""
+        xp, args = self.backend.xp, line.args
+        if line.kind == "gather":
+            return self.gather(self.ref(args[0]), args[1])
+        if line.kind == "reshape":
+            return f"{self.ref(args[0])}.reshape(-1, {args[1]})"
+        if line.kind == "bmm":  # rows in groups: 3-D views, one batched product
+            a_name, b_name, a, ka, b, kb, ta, tb, cols = args
+            left = f"{self.ref(a_name)}.reshape(-1, {a}, {ka})" + (".swapaxes(1, 2)" if ta else "")
+            right = f"{self.ref(b_name)}.reshape(-1, {b}, {kb})" + (".swapaxes(1, 2)" if tb else "")
+            return f"({left} @ {right}).reshape(-1, {cols})"
+        if line.kind == "max":
+            return f"{self.ref(args[0])}.max(axis=1, keepdims=True)"
+        if line.kind == "argmax":  # the first arg-max where entries tie, as PyTorch's max pooling takes
+            name = self.ref(args[0])
+            return f"({name}.argmax(axis=1)[:, None] == {xp}.arange({self.shapes[line.lhs][1]})).astype({name}.dtype)"
+        if line.kind == "causal":  # entry (i, j) of each group of n rows with j > i is left out of the softmax
+            name, n, cols = args
+            return (f"{xp}.where({xp}.tri({n}, {cols}, dtype=bool), {self.ref(name)}.reshape(-1, {n}, {cols}), "
+                    f"-{xp}.inf).reshape(-1, {cols})")
+        if line.kind == "concat":
+            return f"{xp}.concatenate(({', '.join(self.ref(a) for a in args)}), axis=1)"
+        assert line.kind == "zeros", line.kind
+        return f"{xp}.zeros(({args[0]}, {args[1]}), dtype={self.like}.dtype)"
+
+    def gather(self, name: str, plan) -> str:
+        """Columns of `name` by an index map, as its plan says (codegen/index_maps.py)."""
+        xp = self.backend.xp
+        if plan.how == "slice":
+            start, stop, step = plan.args
+            return f"{name}[:, {start}:{stop}{'' if step == 1 else f':{step}'}]"
+        if plan.how == "transpose":
+            rows, cols = plan.args
+            return f"{name}.reshape(-1, {rows}, {cols}).swapaxes(1, 2).reshape(-1, {rows * cols})"
+        if plan.how == "repeat":
+            return f"{xp}.repeat({name}, {plan.args[0]}, axis=1)"
+        if plan.padded:
+            self.used_zero = True
+            name = f"_with_zero({name})"
+        code = f"{xp}.take({name}, {self.constant_names[plan.args[0]]}, axis=1)"
+        return code + ".sum(axis=2)" if plan.summed else code
 
     def text(self) -> list[str]:
         out = [f"{line.lhs} = {self.code(line)}" for line in self.order if not line.inline]
@@ -90,7 +140,10 @@ START = {"W": '"normal"', "gamma": "1.0"}
 
 
 def _shape_text(shape) -> str:
-    return "(" + ", ".join("None" if n == "B" else str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+    """A shape as the module writes it: None for the batch's rows, (None, n) for n rows per example."""
+    def one(n) -> str:
+        return "None" if n == "B" else f"(None, {n[1]})" if isinstance(n, tuple) else str(n)
+    return "(" + ", ".join(map(one, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _reads(lines: list[Line], symbol: sp.Symbol) -> bool:
@@ -106,6 +159,9 @@ def layer_docs(spec: LayeredSpec) -> tuple[list[str], list[str], list[str]]:
             kind = KINDS[b.kind]  # its settings, as the table lists them
             what = b.kind + (f" {b.activation}" if "activation" in kind.keys else "")
             head = f"{'  ' * depth}layer {b.position}: {what}, width {b.width}"
+            if len(b.shape_in) > 1 or len(b.shape) > 1:  # a shaped layer: its shapes and settings
+                settings = [f"{key} {_setting(getattr(b, key))}" for key in kind.keys if key not in ("activation",)]
+                head += f", {list(b.shape_in)} -> {list(b.shape)}" + "".join(f", {x}" for x in settings)
             listing.append(head + (f", eps = {b.eps}" if "eps" in kind.keys else ""))
             fwd.append(f"{'  ' * depth}layer {b.position} ({b.kind}): {_one_line(kind.forward.__doc__ or kind.doc)}")
             walk(b.inner, depth + 1)
@@ -113,6 +169,10 @@ def layer_docs(spec: LayeredSpec) -> tuple[list[str], list[str], list[str]]:
     for b in reversed(spec.blocks):
         bwd.append(f"layer {b.position} ({b.kind}): {_one_line(KINDS[b.kind].backward.__doc__ or '')}")
     return listing, fwd, bwd
+
+
+def _setting(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _one_line(text: str) -> str:
@@ -126,11 +186,17 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
     env = env or environment()
     helpers = helper_names("py")
 
+    with_zero = False
+    constants = _used_constants(trace)
+
     def printed(lines, rows: str):
-        lp = LinePrinter(lines, trace.shapes, backend, backend.printer({}, helpers))
+        nonlocal with_zero
+        lp = LinePrinter(lines, trace.shapes, backend, backend.printer({}, helpers), rows,
+                         {old: new for new, (old, _, _) in constants.items()})
         text = lp.text()
         if lp.used_ones:  # sums over the batch are products with it
             text.insert(0, f"{backend.batch_ones} = {backend.xp}.ones(({rows}.shape[0], 1), dtype={rows}.dtype)")
+        with_zero |= lp.used_zero
         return text, lp.used_helpers
 
     fwd, used_f = printed(trace.forward, "a0")
@@ -175,8 +241,55 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
         activations=[plain(output_activation)], scale="inv_B*" if spec.batch == "mean" else "",
         from_host=backend.from_host.format("value"), init=init,
         helpers=sorted(used_f | used_b | used_i | cost_printer.used_helpers),
+        constants=[(name, _constant(backend, index, shape)) for name, (_, index, shape) in constants.items()],
+        with_zero=with_zero, grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
+        input_layout=_input_layout(spec), param_layouts=_param_layouts(spec),
     )
     return env.get_template("module_layers.py.j2").render(**context)
+
+
+def _used_constants(trace: Trace) -> dict:
+    """The index maps the printed lines take (a map of a folded line is not printed), numbered in order:
+    module name -> (trace name, index, shape)."""
+    used = {line.args[1].args[0] for line in trace.forward + trace.backward + trace.inference
+            if line.kind == "gather" and line.args[1].how == "take"}
+    kept = [item for item in trace.constants.items() if item[0] in used]
+    return {f"_INDEX{k}": item for k, item in enumerate(kept)}
+
+
+def _constant(backend, index: tuple[int, ...], shape: tuple[int, ...]) -> str:
+    """An index map as a module constant of the backend's integer arrays (codegen/index_maps.py)."""
+    code = f"{backend.xp}.array({literal_ints(index)}, dtype=numpy.intp)"
+    return code if len(shape) == 1 else f"{code}.reshape{shape}"
+
+
+def _input_layout(spec: LayeredSpec) -> str:
+    """How x's rows lay out a shaped example ([C, H, W], [C, L], [T, d]); empty for a flat input."""
+    if not spec.input_shape:
+        return ""
+    dims = " x ".join(map(str, spec.input_shape))
+    return (f"Each row of x is one example of shape [{', '.join(map(str, spec.input_shape))}] ({dims}) flattened "
+            f"in C, H, W order (first axis slowest): torch.flatten(x, 1) of a batch of that shape, "
+            f"x.reshape(B, -1) of a NumPy one.")
+
+
+# what a parameter of a shaped kind is in PyTorch (the table's layout in the column convention)
+TORCH_LAYOUT = {
+    "conv2d": "W (out_channels, C*kh*kw) is torch's Conv2d weight.reshape(out_channels, -1), b its bias",
+    "conv1d": "W (out_channels, C*k) is torch's Conv1d weight.reshape(out_channels, -1), b its bias",
+    "attention": "Wq, Wk, Wv (d_k, d) and Wo (d, d_k) are nn.Linear weights (bias-free): Q = x Wq^T",
+    "rnn": "Wxh (H, d), Whh (H, H) and b (H, 1) are torch.nn.RNN's weight_ih_l0, weight_hh_l0 and b_ih_l0 + b_hh_l0",
+}
+
+
+def _param_layouts(spec: LayeredSpec) -> list[str]:
+    """One line per parameter-holding shaped layer: its parameters as PyTorch holds them."""
+    out = []
+    for b in spec.blocks:
+        if b.kind in TORCH_LAYOUT and KINDS[b.kind].params(b, spec.convention):
+            note = TORCH_LAYOUT[b.kind] + ("" if spec.convention != ROW else "; here each transposed (row convention)")
+            out.append(plain(f"layer {b.position} ({b.kind}): {note}."))
+    return out
 
 
 def layer_backends(backends) -> list[str]:

@@ -28,12 +28,14 @@ from pathlib import Path
 
 import sympy as sp
 
+from derive.errors import DeriveError
 from derive.proofs.layered import LayeredProof, prove_layers
 from derive.spec import LayeredSpec, load_spec, validate
 from derive.tables import activations
 from derive.tables.costs import COSTS
 from derive.tables.layers import KINDS, ROW, backward_pass, forward_pass
 
+from .index_maps import Plan, gather_plan, scatter_plan
 from .plan import as_helper, helper, helper_names, log_rule, lowest_terms, renamed
 
 B, INV_B = sp.Symbol("B"), sp.Symbol("inv_B")
@@ -64,21 +66,39 @@ def layer_examples() -> list[str]:
 # the proof the module prints
 # ---------------------------------------------------------------------------
 
+# the settings that count units (shrunk to SMALL) and those that count channels (shrunk to 2)
+UNITS, CHANNELS = ("width", "hidden_size", "head_dim"), ("out_channels",)
+
+
 def small_layers(spec: LayeredSpec) -> LayeredSpec:
-    """The spec at widths of at most SMALL and two examples: its forms are those of the spec at any size."""
+    """The spec at widths of at most SMALL and two examples: its forms are those of the spec at any size.
+
+    A shaped input keeps every spatial size where a layer has windows (its kernels, strides and padding
+    stay valid), with at most 2 channels; a sequence [T, d] without windows is cut to at most SMALL steps
+    of SMALL entries. The module's own index maps are always the spec's (trace_module reads the spec)."""
     def shrink(layer: dict) -> dict:
         out = dict(layer)
-        if "width" in out:
-            out["width"] = min(out["width"], SMALL)
+        for key in UNITS + CHANNELS:
+            if out.get(key):
+                out[key] = min(out[key], SMALL if key in UNITS else 2)
         if "layers" in out:
             out["layers"] = [shrink(i) for i in out["layers"]]
         return out
     data = spec.as_dict()
-    data["inputs"] = min(spec.inputs, SMALL)
     data["layers"] = [shrink(layer) for layer in data["layers"]]
+    if not spec.input_shape:
+        data["inputs"] = min(spec.inputs, SMALL)
+    elif any(b.kernel_size for b in spec.blocks):  # windows: the spatial sizes stay, the channels shrink
+        data["inputs"] = [min(spec.input_shape[0], 2), *spec.input_shape[1:]]
+    else:
+        data["inputs"] = [min(n, SMALL) for n in spec.input_shape]
     if spec.batch != "single":
         data["examples"] = 2
-    return validate(data, spec.source)
+    try:
+        return validate(data, spec.source)
+    except DeriveError:  # a shape the cut sizes do not fit: proven as given
+        data.update(inputs=spec.as_dict()["inputs"], layers=spec.as_dict()["layers"])
+        return validate(data, spec.source)
 
 
 def prove_layer_forms(spec: LayeredSpec) -> LayeredProof:
@@ -95,7 +115,7 @@ class Arr:
     """An array of the trace: an elementwise SymPy expression over named arrays, and its shape."""
 
     expr: sp.Expr
-    rows: object  # "B" for one row per example, else a number
+    rows: object  # "B" for one row per example, ("B", n) for n rows per example, else a number
     cols: int
     batch_stat: bool = False  # one row computed from the whole batch (a sum over the examples)
 
@@ -105,7 +125,8 @@ class Line:
     """lhs = an elementwise expression, a matrix product, a sum along an axis, or a helper's call."""
 
     lhs: str
-    kind: str  # "expr", "matmul", "sum", "call"
+    kind: str  # "expr", "matmul", "sum", "call", or a shape step: "gather", "reshape", "bmm", "max", "argmax",
+    # "causal", "concat", "zeros" (codegen/layer_module.py prints each)
     args: tuple
     transposed: bool = False  # the result is stored transposed (a gradient in the column layout)
     inline: bool = False  # a product or sum read once: printed where it is read
@@ -114,6 +135,21 @@ class Line:
         if self.kind == "expr":
             return {base(s.name) for s in self.args[0].free_symbols}
         return {base(a) for a in self.args if isinstance(a, str)}
+
+
+def scaled_rows(rows, num: int, den: int = 1):
+    """rows × num / den: a batch array's rows per example change, a fixed array's count does."""
+    if isinstance(rows, int):
+        return rows * num // den
+    n = (1 if rows == "B" else rows[1]) * num
+    if n % den:
+        raise ValueError(f"{n} rows per example do not split into groups of {den}")
+    return "B" if n // den == 1 else ("B", n // den)
+
+
+def is_batch(rows) -> bool:
+    """Rows that depend on the batch: one or more per example."""
+    return not isinstance(rows, int)
 
 
 def base(name: str) -> str:
@@ -127,7 +163,7 @@ def flip(name: str) -> str:
 class TraceOps:
     """derive.tables.layers' array algebra on named arrays: each step that needs an array is a line of code."""
 
-    def __init__(self, spec: LayeredSpec, inference: bool = False):
+    def __init__(self, spec: LayeredSpec, inference: bool = False, constants: "Constants | None" = None):
         self.spec, self.inference = spec, inference
         self.position = 0
         self.lines: list[Line] = []
@@ -138,9 +174,16 @@ class TraceOps:
         self.last_activation: tuple[str, str, str] | None = None  # (activation, its argument, its value)
         self.starts: dict[str, float] = {}  # running average -> its value before any batch
         self.temp_names: set[str] = set()
+        self.tag = ""  # a recurrent layer's step (_t1, _t2, ...) in the names it makes
+        self.gathered: dict[str, tuple[str, tuple, int]] = {}  # a gather's line -> (its array, its map, their cols)
+        self.constants = constants if constants is not None else Constants()
 
     def at(self, position: int) -> None:
         self.position = position
+        self.tag = ""
+
+    def step(self, t: int) -> None:
+        self.tag = f"_t{t}" if t else ""
 
     # -- naming -----------------------------------------------------------------------
     def fresh(self, label: str) -> str:
@@ -178,7 +221,7 @@ class TraceOps:
         return isinstance(A.expr, sp.Symbol) and base(A.expr.name) not in self.temp_names
 
     def name(self, label: str, A: Arr) -> Arr:
-        label_here = f"{label}{self.position}"
+        label_here = f"{label}{self.position}{self.tag}"
         if A.batch_stat and label in RUNNING:
             key = f"{RUNNING[label][0]}{self.position}"
             self.starts[key] = RUNNING[label][2]
@@ -194,7 +237,8 @@ class TraceOps:
     # -- elementwise (lazy) --------------------------------------------------------
     @staticmethod
     def _shape(*arrays: Arr) -> tuple:
-        rows = "B" if any(a.rows == "B" for a in arrays) else max(a.rows for a in arrays)
+        batch = [a.rows for a in arrays if is_batch(a.rows)]
+        rows = max(batch, key=lambda r: 1 if r == "B" else r[1]) if batch else max(a.rows for a in arrays)
         return rows, max(a.cols for a in arrays)
 
     def _zip(self, A: Arr, Bv: Arr, expr) -> Arr:
@@ -234,13 +278,13 @@ class TraceOps:
         return Arr(sp.Symbol(flip(self.ref(A))), A.cols, A.rows)
 
     def sum_rows(self, A):
-        return self.temp("sum", (self.ref(A), 0), 1, A.cols, A.rows == "B" or A.batch_stat)
+        return self.temp("sum", (self.ref(A), 0), 1, A.cols, is_batch(A.rows) or A.batch_stat)
 
     def sum_cols(self, A):
         return self.temp("sum", (self.ref(A), 1), A.rows, 1, A.batch_stat)
 
     def rows(self, A):
-        return B if A.rows == "B" else A.rows
+        return A.rows if isinstance(A.rows, int) else B if A.rows == "B" else B * A.rows[1]
 
     def cols(self, A) -> int:
         return A.cols
@@ -253,9 +297,9 @@ class TraceOps:
         z = Z if self.is_named(Z) else self.name("z", Z)
         if act.elementwise:
             value = helper(act.stable)(z.expr) if act.stable in helper_names("py") else act.definition(z.expr)
-            A = self.emit(f"a{self.position}", "expr", (value,), z.rows, z.cols)
+            A = self.emit(f"a{self.position}{self.tag}", "expr", (value,), z.rows, z.cols)
         else:
-            A = self.emit(f"a{self.position}", "call", (act.stable, z.expr.name), z.rows, z.cols)
+            A = self.emit(f"a{self.position}{self.tag}", "call", (act.stable, z.expr.name), z.rows, z.cols)
         self.last_activation = (name, z.expr.name, A.expr.name)
         return A
 
@@ -268,6 +312,77 @@ class TraceOps:
         else:
             prime = as_helper(renamed(act.prime, Z.expr), Z.expr)
         return self.mul(G, Arr(prime, Z.rows, Z.cols))
+
+
+    # -- shapes: windows, groups of rows, products per group (derive.tables.spatial) ------------
+    def gather(self, A, index):
+        index = tuple(index)
+        source = self.gathered.get(A.expr.name) if isinstance(A.expr, sp.Symbol) else None
+        if source is not None:  # a gather of a gather is one gather, by the composed map
+            name, inner, cols = source
+            A, index = Arr(sp.Symbol(name), A.rows, cols), tuple(-1 if i < 0 else inner[i] for i in index)
+        plan = gather_plan(index, A.cols)
+        if plan.how == "identity":
+            return A
+        out = self.temp("gather", (self.ref(A), self.constants.add(plan)), A.rows, len(index))
+        self.gathered[out.expr.name] = (A.expr.name, index, A.cols)
+        return out
+
+    def scatter(self, A, index, n: int):
+        plan = scatter_plan(tuple(index), n)
+        if plan.how == "identity":
+            return A
+        return self.temp("gather", (self.ref(A), self.constants.add(plan)), A.rows, n)
+
+    def split_rows(self, A, k: int):
+        return self.temp("reshape", (self.ref(A), k), scaled_rows(A.rows, A.cols // k), k)
+
+    def merge_rows(self, A, n: int):
+        return self.temp("reshape", (self.ref(A), n * A.cols), scaled_rows(A.rows, 1, n), n * A.cols)
+
+    def bmm(self, A, Bv, a: int, b: int, ta: bool, tb: bool):
+        rows = A.cols if ta else a
+        cols = b if tb else Bv.cols
+        args = (self.ref(A), self.ref(Bv), a, A.cols, b, Bv.cols, ta, tb, cols)
+        return self.temp("bmm", args, scaled_rows(A.rows, rows, a), cols)
+
+    def max_cols(self, A):
+        if A.cols == 1:
+            return A, Arr(sp.Integer(1), A.rows, 1)
+        name = self.ref(A)
+        top = self.temp("max", (name,), A.rows, 1)
+        mask = self.emit(f"mask{self.position}{self.tag}", "argmax", (name,), A.rows, A.cols)
+        return top, mask
+
+    def causal(self, S, n: int):
+        return self.temp("causal", (self.ref(S), n, S.cols), S.rows, S.cols)
+
+    def concat(self, *As):
+        return self.temp("concat", tuple(self.ref(A) for A in As), As[0].rows, sum(A.cols for A in As))
+
+    def zeros(self, rows: int, cols: int):
+        return self.temp("zeros", (rows, cols), rows, cols)
+
+
+class Constants:
+    """The index maps a module takes along the columns: one constant per distinct map, named in the order first
+    met (forward, backward, inference), so that the same spec prints the same names."""
+
+    def __init__(self):
+        self.names: dict[tuple, str] = {}
+
+    def add(self, plan: Plan) -> Plan:
+        """The plan, its constant named (_INDEX0, _INDEX1, ...) when it takes one."""
+        if plan.constant is None:
+            return plan
+        key = (plan.constant, plan.args)
+        if key not in self.names:
+            self.names[key] = f"_INDEX{len(self.names)}"
+        return Plan(plan.how, (self.names[key],) + plan.args, plan.constant, plan.padded, plan.summed)
+
+    def items(self) -> list[tuple[str, tuple, tuple]]:
+        """(name, the index, its shape: (n,) or (targets, sources per target)) in order."""
+        return [(name, constant, args or (len(constant),)) for (constant, args), name in self.names.items()]
 
 
 def lowest(expr: sp.Expr) -> sp.Expr:
@@ -304,6 +419,7 @@ class Trace:
     output_range: object = None
     starts: dict = field(default_factory=dict)
     shapes: dict = field(default_factory=dict)  # name -> (rows, cols); rows "B": one per example
+    constants: Constants = field(default_factory=lambda: Constants())  # the index maps the lines take
 
 
 def _param_leaves(ops: TraceOps, spec: LayeredSpec, trace: Trace | None = None) -> dict:
@@ -323,7 +439,7 @@ def _param_leaves(ops: TraceOps, spec: LayeredSpec, trace: Trace | None = None) 
 def trace_module(spec: LayeredSpec) -> Trace:
     """Run the layer table's forward and backward passes on the tracer: the module's lines."""
     trace = Trace(spec)
-    ops = TraceOps(spec)
+    ops = TraceOps(spec, constants=trace.constants)
     P = _param_leaves(ops, spec, trace)
     X = ops.leaf("a0", "B", spec.inputs)
     state: dict = {}
@@ -371,7 +487,7 @@ def trace_module(spec: LayeredSpec) -> Trace:
     trace.shapes = {**fshapes, **ops.shapes}
 
     # inference: the running averages in place of the batch statistics
-    iops = TraceOps(spec, inference=True)
+    iops = TraceOps(spec, inference=True, constants=trace.constants)
     P = _param_leaves(iops, spec)
     out = forward_pass(iops, spec.layers, iops.leaf("a0", "B", spec.inputs), P, {})
     trace.inference_output = iops.ref(out) if not _is_leaf(out) else "a0"

@@ -187,3 +187,80 @@ class ThroughNumPy:
     def cost(self, output, y, cache=None):
         cache = None if cache is None else self._arrays(cache)
         return float(self.module.cost(self.to_array(output), self.to_array(y), cache))
+
+
+# ---------------------------------------------------------------------------
+# convolution, pooling, attention and recurrence written plainly, for oracles 1 and 3 of layer lists
+# ---------------------------------------------------------------------------
+#
+# Each is the textbook forward pass on a batch of shaped examples, written without derive.tables
+# (no index maps, no im2col): a convolution sums the kernel's offsets over shifted slices of the
+# zero-padded input, pooling takes the max or mean of those slices, attention is softmax(Q Kᵀ/√d_k) V
+# per example, a recurrent layer loops over its steps. `lib` gives the elementwise functions of the
+# array library (SymEngine objects or autograd), `activate(name, z)` the activations, `own` the
+# layer's parameters as the equations read them (rows × features: x W).
+
+def _padded(lib, x, pad):
+    """x (B, C, *spatial) with `pad` zeros on both sides of each spatial axis."""
+    for axis, p in enumerate(pad, start=2):
+        if p:
+            shape = list(x.shape)
+            shape[axis] = p
+            zeros = lib.zeros(tuple(shape))
+            x = lib.concatenate([zeros, x, zeros], axis=axis)
+    return x
+
+
+def _offsets(x, kernel, stride, out):
+    """For each offset of the kernel (row-major), the slice of x (B, C, *spatial) it meets at every output position."""
+    from itertools import product
+    for offs in product(*(range(k) for k in kernel)):
+        index = (slice(None), slice(None)) + tuple(slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offs, stride, out))
+        yield offs, x[index]
+
+
+def plain_spatial(block, own, a, lib, activate):
+    """The output of one shaped layer (conv, pooling, flatten, attention, rnn) on a batch a (B, features)."""
+    B = a.shape[0]
+    if block.kind in ("conv2d", "conv1d"):
+        C, spatial = block.shape_in[0], block.shape_in[1:]
+        out = block.shape[1:]
+        x = _padded(lib, a.reshape((B, C) + spatial), block.padding)
+        W = own["W"].T.reshape((block.out_channels, C) + block.kernel_size)  # torch's (O, C, *kernel)
+        z = 0
+        for offs, piece in _offsets(x, block.kernel_size, block.stride, out):
+            w = W[(slice(None), slice(None)) + offs]  # (O, C)
+            z = z + (piece[:, None] * w[(None, slice(None), slice(None)) + (None,) * len(out)]).sum(axis=2)
+        if "b" in own:
+            z = z + own["b"].reshape((1, block.out_channels) + (1,) * len(out))
+        return activate(block.activation, z).reshape((B, -1))
+    if block.kind in ("maxpool2d", "avgpool2d"):
+        C, spatial = block.shape_in[0], block.shape_in[1:]
+        pieces = [p for _, p in _offsets(a.reshape((B, C) + spatial), block.kernel_size, block.stride, block.shape[1:])]
+        y = lib.window_max(pieces) if block.kind == "maxpool2d" else sum(pieces[1:], pieces[0]) / len(pieces)
+        return y.reshape((B, -1))
+    if block.kind == "flatten":
+        return a
+    if block.kind == "attention":
+        T, d = block.shape_in
+        dk = block.head_dim or d
+        x = a.reshape((B, T, d))
+        q, k, v = (lib.matmul(x, own[w]) for w in ("Wq", "Wk", "Wv"))
+        s = lib.matmul(q, lib.swapaxes(k, 1, 2)) / lib.root(dk)
+        keep = np.tril(np.ones((T, T))) if block.causal else np.ones((T, T))
+        e = lib.exp(s) * keep  # a causal mask leaves j > i out of each row's softmax
+        p = e / e.sum(axis=2, keepdims=True)
+        o = lib.matmul(p, v)
+        return (lib.matmul(o, own["Wo"]) if block.out_proj else o).reshape((B, -1))
+    assert block.kind == "rnn", block.kind
+    T, d = block.shape_in
+    h, hs = None, []
+    for t in range(T):
+        z = lib.matmul(a[:, t * d:(t + 1) * d], own["Wxh"])
+        if h is not None:
+            z = z + lib.matmul(h, own["Whh"])
+        if "b" in own:
+            z = z + own["b"]
+        h = activate(block.nonlinearity, z)
+        hs.append(h)
+    return lib.concatenate(hs, axis=1) if block.output == "all" else h

@@ -31,7 +31,7 @@ from derive.errors import DeriveError
 from derive.spec import load_spec, validate
 from derive.tables.costs import COSTS
 from tests.conftest import gpu_reason
-from tests.oracles import fd_gradients
+from tests.oracles import fd_gradients, plain_spatial
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [Path(p).stem for p in layer_examples()]
@@ -65,9 +65,36 @@ class SymbolicLib:
     def rational(q: Fraction):
         return se.Rational(q.numerator, q.denominator)
 
+    # shaped layers (tests/oracles.plain_spatial)
+    matmul, concatenate, swapaxes = np.matmul, np.concatenate, np.swapaxes
+
+    @staticmethod
+    def zeros(shape):
+        return np.full(shape, se.Integer(0), dtype=object)
+
+    @staticmethod
+    def root(n: int):
+        return se.sqrt(se.Integer(n))
+
+    @staticmethod
+    def window_max(pieces):
+        """The max over the windows' entries: the piece that is largest at t = 0 (the first where they tie)."""
+        stacked = np.stack(pieces)
+        values = np.vectorize(lambda z: float(se.sympify(z).subs({T: 0})), otypes=[float])(stacked)
+        return np.take_along_axis(stacked, values.argmax(axis=0)[None], 0)[0]
+
 
 class AutogradLib:
     exp, tanh, sqrt, log = anp.exp, anp.tanh, anp.sqrt, anp.log
+    matmul, concatenate, swapaxes, zeros = anp.matmul, anp.concatenate, anp.swapaxes, anp.zeros
+
+    @staticmethod
+    def root(n: int):
+        return float(np.sqrt(n))
+
+    @staticmethod
+    def window_max(pieces):
+        return anp.max(anp.stack(pieces), axis=0)
 
     @staticmethod
     def relu(z):
@@ -100,6 +127,9 @@ def act(lib, name, z):
     return z
 
 
+PARAM_NAMES = ("W", "b", "gamma", "beta", "Wq", "Wk", "Wv", "Wo", "Wxh", "Whh")
+
+
 def plain_output(spec, P, x, lib):
     """The layer list's output, each kind written as a textbook states its forward pass."""
     row = spec.convention == "row"
@@ -107,9 +137,11 @@ def plain_output(spec, P, x, lib):
     def run(blocks, a):
         for b in blocks:
             own = {k[: -len(str(b.position))]: v for k, v in P.items() if k.endswith(str(b.position))
-                   and k[: -len(str(b.position))] in ("W", "b", "gamma", "beta")}
+                   and k[: -len(str(b.position))] in PARAM_NAMES}
             own = {k: (v if row else v.T) for k, v in own.items()}
-            if b.kind == "dense":
+            if len(b.shape_in) > 1 or len(b.shape) > 1:  # convolution, pooling, flatten, attention, rnn
+                a = plain_spatial(b, own, a, lib, lambda name, z: act(lib, name, z))
+            elif b.kind == "dense":
                 z = a @ own["W"]
                 a = act(lib, b.activation, z + own["b"] if b.bias == "separate" else z)
             elif b.kind == "activation":
@@ -192,7 +224,7 @@ def three_oracles(spec, module, B: int = 3, seed: int = 0):
 # ---------------------------------------------------------------------------
 
 def test_the_examples_are_generated_and_checked_in():
-    assert EXAMPLES == ["bn_mlp", "ln_mlp", "residual_mlp"]
+    assert EXAMPLES == ["attention", "bn_mlp", "cnn", "ln_mlp", "residual_mlp", "rnn"]
     for name in EXAMPLES:
         for fname, text in generate_layers(example(name), ["numpy", "cupy"]).items():
             assert (ROOT / "generated" / fname).read_text(encoding="utf-8") == text, f"{fname} is stale: python -m codegen"
