@@ -29,6 +29,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from derive.claims import layers_spatial as sv
 from derive.claims.tree import ClaimError, Invalid
 from derive.claims.truth import Point, Undefined  # one point of the network, and a value it has none of
 from derive.graph import LayeredNetwork
@@ -39,10 +40,11 @@ from derive.tables import activations
 from derive.tables.layers import KINDS
 
 NORMS = ("batchnorm", "layernorm")
-PARAMS = ("W", "b", "gamma", "beta")  # the names of the kinds' parameters (derive.tables.layers Kind.params)
+# the names of the kinds' parameters (derive.tables.layers and derive.tables.spatial, Kind.params)
+PARAMS = ("W", "b", "gamma", "beta", "Wq", "Wk", "Wv", "Wo", "Wxh", "Whh")
 # a layer's values, one per example or feature: its input, its output and what each kind names (KINDS' claim_names)
 ARRAYS = tuple(dict.fromkeys(("x", "y") + tuple(n for k in KINDS.values() for n in k.claim_names if n not in PARAMS)))
-CONSTANTS = ("B", "eps", "n")  # the batch's size, a norm layer's eps, a layer's width
+CONSTANTS = ("B", "eps", "n", "dk")  # the batch's size, a norm layer's eps, a layer's width, attention's d_k
 MAX_EXPANSION = 200_000  # terms an exact check with the true upstream gradient may expand to
 
 
@@ -103,23 +105,42 @@ class LayeredContext:
             if kind not in P:
                 raise ClaimError(f"{kind}{position}: layer {position} ({_what(b)}) has no {kind}", span)
             return P[kind]
-        if kind not in _names(b):
-            have = ", ".join(f"{k}{position}" for k in _names(b))
-            raise ClaimError(f"{kind}{position}: layer {position} is {_what(b)}; its names are {have}", span)
+        base, step = sv.split_step(kind)
+        stepped = b.kind in sv.STEPPED and base in sv.STEP_NAMES
+        if base not in _names(b) or (step is not None and not stepped) or (step is None and stepped
+                                                                            and base not in ("x", "y")):
+            why = f" with its step, {base}{position}t1" if stepped and step is None else ""
+            raise ClaimError(f"{sv.step_text(kind, position)}: layer {position} is {_what(b)}; its names are "
+                             f"{_have(b)}{why}", span)
+        if step is not None:
+            return sv.step_array(self, b, base, step, span)
+        if b.kind == "maxpool2d" and kind == "mask":
+            return sv.pool_mask(self, b)
         if kind == "x":
             return X
         if kind == "delta":  # dC/dz, by the chain rule from G
             adj = self.adjoint(position)
-            return saved["Z"].applyfunc(lambda s: adj.get(s, sp.Integer(0)))
+            D = saved["Z"].applyfunc(lambda s: adj.get(s, sp.Integer(0)))
+            return sv.conv_flat(self, b, D) if b.kind in sv.CONV else D
+        if b.kind in sv.CONV and kind in ("z", "a"):
+            return sv.conv_flat(self, b, saved[kind.upper()])
+        if (b.kind, kind) in sv.SAVED:
+            return saved[sv.SAVED[(b.kind, kind)]]
         for key in (kind, kind.upper()):  # what the kind's forward pass saved under the name (dense's Z and A)
             if key in saved:
                 return saved[key]
         if kind in ("y", "a"):  # the layer's output
             return Y
-        have = ", ".join(f"{k}{position}" for k in _names(b))
-        raise ClaimError(f"{kind}{position}: layer {position} is {_what(b)}; its names are {have}", span)
+        raise ClaimError(f"{kind}{position}: layer {position} is {_what(b)}; its names are {_have(b)}", span)
 
-    def matrix(self, kind: str, position: int | None, span=None):
+    def view(self, kind: str, position: int, M: sp.Matrix, example: int) -> sp.Matrix:
+        """An array as a claim sees it: in the spec's layout, or one example's, rows the positions (attention)."""
+        b = self.blocks[position]
+        if b.kind in sv.SEQUENCE:
+            return sv.sequence_view(self, b, kind, M, example)
+        return self.lay(M)
+
+    def matrix(self, kind: str, position: int | None, span=None, example: int = 0):
         """A named quantity as a claim sees it: arrays in the spec's layout, parameters in their own."""
         if kind == "B":
             return sp.Integer(self.E)
@@ -128,6 +149,11 @@ class LayeredContext:
         if kind == "n":
             self.block(position, "n", span)
             return sp.Integer(self.sizes[position])
+        if kind == "dk":
+            b = self.block(position, "dk", span)
+            if b.kind not in sv.SEQUENCE:
+                raise ClaimError(f"dk{position}: layer {position} is {_what(b)}; d_k is an attention layer's", span)
+            return sp.Integer(b.head_dim or b.shape_in[1])
         if kind == "X":
             return self.lay(self.net.X)
         if kind == "T":
@@ -135,7 +161,7 @@ class LayeredContext:
         if kind in PARAMS:
             self.rowwise(kind, position, span)
             return self.net.params[position][kind]
-        return self.lay(self.rowwise(kind, position, span))
+        return self.view(kind, position, self.rowwise(kind, position, span), example)
 
     def eps(self, position, span=None) -> sp.Rational:
         norms = [b for b in self.spec.blocks if b.kind in NORMS]
@@ -164,14 +190,14 @@ class LayeredContext:
             if not (0 <= j < W.cols and 0 <= k < W.rows):
                 raise ClaimError(f"w{position}[{j},{k}]: j runs from 0 to {W.cols - 1}, k from 0 to {W.rows - 1}", span)
             return W[k, j]
-        M = self.matrix(kind, position, span)
+        M = self.matrix(kind, position, span, example)
         if not isinstance(M, sp.MatrixBase):
             raise ClaimError(f"{kind} is a number and has no entries", span)
         if len(index) == 2:
             r, c = index
         elif 1 in M.shape:
             r, c = (0, index[0]) if M.rows == 1 else (index[0], 0)
-        elif kind in PARAMS:
+        elif kind in PARAMS or self.blocks.get(position) is not None and self.blocks[position].kind in sv.SEQUENCE:
             raise ClaimError(f"{kind}{position} takes two indices", span)
         else:  # one feature of the claim's example
             r, c = (example, index[0]) if self.row else (index[0], example)
@@ -194,18 +220,43 @@ class LayeredContext:
             self._adj[position] = _accumulate(self.net, seeds, nodes)
         return self._adj[position]
 
-    def gradient(self, kind: str, position: int, span=None) -> sp.Matrix:
+    def gradient(self, kind: str, position: int, span=None, example: int = 0) -> sp.Matrix:
         """dC/dQ of a named quantity of layer l, in Q's layout: the chain rule from G_l (dC/dy{l} itself is G_l)."""
-        if kind in ("B", "eps", "n", "X", "T"):
+        if kind in CONSTANTS + ("X", "T"):
             raise ClaimError(f"dC/d{kind}: a gradient is of a layer's named quantity (x2, y2, W1, gamma2, ...)", span)
         if kind == "delta":
             raise ClaimError("delta is already a gradient, dC/dz", span)
+        b = self.block(position, kind, span)
+        base, step = sv.split_step(kind)
+        if base == "y" and step is not None and b.kind in sv.STEPPED:  # what reaches h_t from above
+            if not 1 <= step <= sv.steps(b):
+                raise ClaimError(f"dC/dy{position}t{step}: layer {position} runs over steps 1 to {sv.steps(b)}", span)
+            return self.lay(sv.step_upstream(self, b, step))
         M = self.rowwise(kind, position, span)
         if kind in PARAMS:  # the same symbols in the spec's own layout
             M = self.net.params[position][kind]
+        if base == "h" and step == 0:
+            raise ClaimError(f"dC/dh{position}t0: h0 = 0 is not a value of the network", span)
         adj = self.adjoint(position)  # y's own is G: its seed
         value = M.applyfunc(lambda s: adj.get(s, sp.Integer(0)))
-        return value if kind in PARAMS else self.lay(value)
+        if b.kind in sv.SEQUENCE and kind == "a":  # ∂C/∂P as O = P V reads it, also where a causal mask put a 0
+            value = self._softmax_gradient(b, M, value)
+        return value if kind in PARAMS else self.view(kind, position, value, example)
+
+    def _softmax_gradient(self, block, P: sp.Matrix, value: sp.Matrix) -> sp.Matrix:
+        """An attention layer's ∂C/∂P: the chain rule's, and at a masked entry (a constant 0, which nothing
+        differentiates) Σ_k ∂C/∂O[i,k] V[j,k], the derivative of O = P V by that entry."""
+        saved, T = self.net.state[block.position][1], block.shape_in[0]
+        adj = self.adjoint(block.position)
+        dO = saved["O"].applyfunc(lambda s: adj.get(s, sp.Integer(0)))
+        V = saved["V"]
+        out = value.copy()
+        for r in range(P.rows):
+            g = r // T
+            for j in range(P.cols):
+                if P[r, j] == 0:
+                    out[r, j] = sp.Add(*[dO[r, k] * V[g * T + j, k] for k in range(V.cols)])
+        return out
 
     def upstream_value(self, position: int) -> sp.Matrix:
         """G_l in what reads the layer's output: the next layer's G, the enclosing residual's, or the cost."""
@@ -353,12 +404,18 @@ class LayeredContext:
         """Each pre-activation symbol -> (the activation's name, its output atom), for sigma(z) and sigma'(z)."""
         out = {}
         for b in self.spec.blocks:
-            if b.kind not in ("dense", "activation"):
-                continue
             X, saved, Y = self.net.state[b.position]
-            Z = saved["Z"] if b.kind == "dense" else X
-            for z, a in zip(Z, Y):
-                out[z] = (b.activation, a)
+            if b.kind in ("dense", "activation"):
+                pairs = zip(saved["Z"] if b.kind == "dense" else X, Y)
+            elif b.kind in sv.CONV:
+                pairs = zip(saved["Z"], saved["A"])
+            elif b.kind in sv.STEPPED:
+                pairs = ((z, a) for Z, A in zip(saved["Zs"], saved["Hs"]) for z, a in zip(Z, A))
+            else:
+                continue
+            act = b.nonlinearity if b.kind in sv.STEPPED else b.activation
+            for z, a in pairs:
+                out[z] = (act, a)
         return out
 
     def activate(self, z, name: str | None, prime: bool, span=None):
@@ -390,13 +447,15 @@ class LayeredContext:
         return out
 
     def sqrt(self, x, span=None):
+        if isinstance(x, sp.Rational) and x > 0:  # attention's √d_k: a number, exact
+            return sp.sqrt(x)
         hit = self.roots.get(sp.expand(x))
         if hit is None:
             hit = self.roots.get(sp.expand(self.lowered(x)))
         if hit is None:
-            raise ClaimError("sqrt applies to a norm layer's variance plus its eps, sqrt(var2 + eps2): the checker knows "
-                             "the square root only as that layer's s = 1/sqrt(var + eps), which keeps the proof exact",
-                             span)
+            raise ClaimError("sqrt applies to a norm layer's variance plus its eps, sqrt(var2 + eps2), or to a positive "
+                             "number (attention's sqrt(dk1)): the checker knows the square root of a variance only as "
+                             "that layer's s = 1/sqrt(var + eps), which keeps the proof exact", span)
         return hit
 
     # -- numbers -------------------------------------------------------------------------
@@ -470,11 +529,22 @@ def _what(block) -> str:
         else f"a {block.activation} activation layer"
 
 
+def _have(block) -> str:
+    """A layer's names as a claim writes them (a recurrent layer's with a step: h1t2)."""
+    l = block.position
+    return ", ".join(f"{k}{l}t1" if block.kind in sv.STEPPED and k in sv.STEP_NAMES else f"{k}{l}"
+                     for k in _names(block)) + (f", x{l}, y{l}" if block.kind in sv.STEPPED else "")
+
+
 def _names(block) -> tuple[str, ...]:
     """What a claim may name of a layer: its input x, its output y, and its kind's names (derive.tables.layers)."""
     own = KINDS[block.kind].claim_names
+    if block.kind in sv.STEPPED:
+        own = own + ("x", "y")
+    if block.kind in sv.SEQUENCE and not block.out_proj:
+        own = tuple(k for k in own if k != "Wo")
     if block.kind in NORMS and not block.affine:
         own = tuple(k for k in own if k not in ("gamma", "beta"))
-    if block.kind == "dense":
+    if block.kind in ("dense",) + sv.CONV + sv.STEPPED:
         own = tuple(k for k in own if k != "b" or block.bias == "separate")
     return tuple(dict.fromkeys(("x",) + own + ("y",)))

@@ -21,6 +21,8 @@ from fractions import Fraction
 import numpy as np
 import sympy as sp
 
+from derive.claims import layers_spatial as sv
+from derive.claims.layers_eval import SpatialEvaluation, channel_sum, spatial_repairs
 from derive.claims.check import Claim, ClaimVerdict, _close, _fail, _round, no_such_example
 from derive.claims.evaluate import Evaluator, Leaves, is_matrix, shape_of, size_text
 from derive.claims.layers import NORMS, LayeredContext, Undefined, _names
@@ -49,7 +51,7 @@ class LayeredLeaves(Leaves):
     def matrix(self, kind, layer, node):
         if kind == "C":
             return self.ctx.net.C
-        return self.ctx.matrix(kind, layer, node.span)
+        return self.ctx.matrix(kind, layer, node.span, self.e)
 
     def activate(self, value, name, prime, node):
         if is_matrix(value):
@@ -77,10 +79,10 @@ class LayeredLeaves(Leaves):
             if not (0 <= r < M.rows and 0 <= c < M.cols):
                 raise ClaimError(f"dC/dw{leaf.layer}[{j},{k}] is not an entry of W{leaf.layer}", node.span)
             return M[r, c]
-        return self.ctx.gradient(leaf.kind, leaf.layer, node.span)
+        return self.ctx.gradient(leaf.kind, leaf.layer, node.span, self.e)
 
 
-class LayeredEvaluator(Evaluator):
+class LayeredEvaluator(SpatialEvaluation, Evaluator):
     """The claims' evaluator with a layer list's sums over the batch or the features and sqrt."""
 
     def __init__(self, leaves: LayeredLeaves, describe, row: bool):
@@ -88,9 +90,30 @@ class LayeredEvaluator(Evaluator):
         self.row = row
 
     def eval(self, node: Node, env: dict):
+        node = self._at_step(node, env)
+        if isinstance(node, Op) and node.op == "step_sum":
+            return self._step_sum(node, env)
+        if isinstance(node, Op) and node.op == "rowsum":
+            return self._rowsum(node, env)
+        if isinstance(node, Op) and node.op in sv.OPERATORS:
+            return self._operator(node, env)
+        if isinstance(node, Op) and node.op == "batch_sum" and self._sequence(node):  # Σ over the examples
+            ctx, here = self.leaves.ctx, self.leaves.e
+            try:
+                terms = []
+                for e in range(ctx.E):
+                    self.leaves.e = e
+                    terms.append(self.eval(node.args[0], env))
+            finally:
+                self.leaves.e = here
+            return sum(terms[1:], terms[0])
         if isinstance(node, Op) and node.op in ("batch_sum", "feature_sum"):
             axis = 0 if (node.op == "batch_sum") == self.row else 1
             value = self.eval(node.args[0], env)
+            channels = self._channels(node)
+            if node.op == "batch_sum" and channels and is_matrix(value) and channels[1] > 1 \
+                    and channels[0] * channels[1] == (value.cols if self.row else value.rows):
+                return channel_sum(value, *channels, self.row)
             if not is_matrix(value):
                 raise ShapeError(f"{self.describe(node)}: a sum over the {'batch' if node.op == 'batch_sum' else 'features'}"
                                  " needs an array, and its argument is a scalar")
@@ -268,7 +291,8 @@ def truth_of(ctx: LayeredContext, lhs: LayeredLhs, example: int, span=None):
     """The left-hand side's value: a gradient by the chain rule from its layer's upstream gradient, or a value."""
     if lhs.kind == "w":
         return LayeredLeaves(ctx, example).gradient(Leaf("w", lhs.layer, lhs.index), "batch", Op("grad", (), span=span))
-    value = ctx.gradient(lhs.kind, lhs.layer, span) if lhs.gradient else ctx.matrix(lhs.kind, lhs.layer, span)
+    value = ctx.gradient(lhs.kind, lhs.layer, span, example) if lhs.gradient else \
+        ctx.matrix(lhs.kind, lhs.layer, span, example)
     if lhs.index is not None:
         value = _entry(ctx, lhs, value, example, span)
     return value.T if lhs.transposed and is_matrix(value) else value
@@ -440,7 +464,8 @@ def _at(check: LayeredCheck, pt, g: dict | None) -> dict:
 # ---------------------------------------------------------------------------
 
 def _repair(check: LayeredCheck, verdict: ClaimVerdict) -> None:
-    found = _path_repair(check) + _identity_repair(check) + _xhat_repair(check) + _sum_repair(check)
+    found = spatial_repairs(check) + _path_repair(check) + _identity_repair(check) + _xhat_repair(check) \
+        + _sum_repair(check)
     if len(found) < 2:
         try:
             found += find(check, check.tree)

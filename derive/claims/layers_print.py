@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from derive.claims import layers_spatial as sv
 from derive.claims.printing import _idx_text, _paren, text_of
 from derive.claims.tree import Leaf, Node, Num, Op
 
@@ -19,13 +20,14 @@ def _leaf_text(leaf: Leaf) -> str:
     elif leaf.kind in ("B", "C") or (leaf.kind == "eps" and leaf.layer is None):
         base = leaf.kind
     else:
-        base = f"{leaf.kind}{leaf.layer}"
+        base = sv.step_text(leaf.kind, leaf.layer)  # h1t2 and h1[t-1] for a recurrent layer's steps
     return base if leaf.index is None else f"{base}[{','.join(_idx_text(i) for i in leaf.index)}]"
 
 
 def text(node: Node) -> str:
     """The tree in the layer list's text vocabulary."""
-    return text_of(node, leaf=_leaf_text, calls={"batch_sum": "sum", "feature_sum": "sum_features", "sqrt": "sqrt"})
+    return text_of(node, leaf=_leaf_text, calls={"batch_sum": "sum", "feature_sum": "sum_features", "sqrt": "sqrt",
+                                                   "step_sum": "sum_steps", "rowsum": "rowsum"})
 
 
 def _leaf_latex(leaf: Leaf) -> str:

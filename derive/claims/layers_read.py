@@ -34,6 +34,7 @@ from importlib import resources
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
+from derive.claims import layers_spatial as sv
 from derive.claims.layers import ARRAYS, CONSTANTS, PARAMS
 from derive.claims.latex_parts import _span
 from derive.claims.text import TextReader
@@ -42,12 +43,15 @@ from derive.claims.tree import (LATEX_HINTS, MAX_DEPTH, MAX_NODES, ClaimError, L
 from derive.tables.activations import ACTIVATIONS
 
 NAMES = ARRAYS + PARAMS  # with a layer number
-_NAME = re.compile(rf"^({'|'.join(sorted(NAMES + ('w', 'eps', 'n'), key=len, reverse=True))})(\d+)$")
-_GRAD = re.compile(r"\bd[CL]/d(?=[A-Za-z]+\d*\b)")  # dC/dgamma2, or the loss's dL/dgamma2
-FUNCTIONS = ("sum", "sum_features", "mean", "sqrt", "sigma", "sigma_prime") + tuple(ACTIVATIONS) \
-    + tuple(f"{a}_prime" for a in ACTIVATIONS)
-VOCABULARY = ("x2 y2 mu2 var2 s2 xhat2 gamma2 beta2 W1 b1 z1 a1 delta1 w1[j,k] B eps2 n2 x T dC/dgamma2 dC/dy2; "
-              "sum() sum_features() mean() sqrt() sigma() relu_prime() ...")
+_NAME = re.compile(rf"^({'|'.join(sorted(NAMES + ('w', 'eps', 'n', 'dk'), key=len, reverse=True))})(\d+)$")
+_STEPPED = re.compile(rf"^({'|'.join(sv.STEP_NAMES)})(\d+)t(\d+)$")  # h1t2: h of layer 1 at step 2
+_GRAD = re.compile(r"\bd[CL]/d(?=[A-Za-z]+\d*(?:t\d+)?\b)")  # dC/dgamma2, or the loss's dL/dgamma2
+FUNCTIONS = ("sum", "sum_features", "mean", "sqrt", "sigma", "sigma_prime", "rowsum", "sum_steps") \
+    + sv.OPERATORS + tuple(ACTIVATIONS) + tuple(f"{a}_prime" for a in ACTIVATIONS)
+TWO = ("corr", "full_conv")  # the operators of two arrays
+VOCABULARY = ("x2 y2 mu2 var2 s2 xhat2 gamma2 beta2 W1 b1 z1 a1 delta1 w1[j,k] B eps2 n2 x T dC/dgamma2 dC/dy2, "
+              "attention's q1 k1 v1 s1 a1 o1 Wq1 dk1, a recurrent layer's h1t2 delta1t2 Whh1; "
+              "sum() sum_features() mean() sqrt() sigma() relu_prime() rowsum() sum_steps() corr() ...")
 SHAPE = Shape(1, ("identity",))  # the readers' own checks need one; the layers are checked by the context
 
 
@@ -97,10 +101,16 @@ class LayeredTextReader(TextReader):
             return Leaf("X", None, alias="x", span=span)
         if ident in ("T", "y"):
             return Leaf("T", None, alias=ident, span=span)
+        m = _STEPPED.match(ident)
+        if m:
+            return Leaf(sv.with_step(m.group(1), int(m.group(3))), int(m.group(2)), span=span)
         m = _NAME.match(ident)
         if m:
             kind = "W" if m.group(1) == "w" else m.group(1)
             return Leaf(kind, int(m.group(2)), alias=m.group(1), span=span)
+        m = re.match(r"^([QKVSPO])(\d+)$", ident)
+        if m:  # attention's arrays as Vaswani writes them
+            return Leaf(sv.UPPER[m.group(1)], int(m.group(2)), alias=m.group(1), span=span)
         if ident in FUNCTIONS:
             self.fail(n, f"{ident} is a function: write {ident}(...)")
         self.fail(n, f"unknown name '{ident}'; the vocabulary of a layer list is {VOCABULARY}")
@@ -118,6 +128,18 @@ class LayeredTextReader(TextReader):
 
     def subscript(self, n: ast.Subscript) -> Node:
         span = self.span(n)
+        step = _step_index(n.slice)
+        if step is not None:  # h1[t-1], dC/dh1[t]: a recurrent layer's name at the step of a sum_steps
+            if not isinstance(n.value, ast.Name):
+                self.fail(n, "a step [t] goes on a name: h1[t-1], delta1[t], dC/dy1[t]")
+            base = self.leaf(n.value.id, self.span(n.value), n.value)
+            leaf = base.args[0] if isinstance(base, Op) else base
+            if not isinstance(leaf, Leaf) or leaf.layer is None or leaf.index is not None \
+                    or leaf.kind not in sv.STEP_NAMES:
+                self.fail(n, f"[{self.snippet(n.slice)}] is a step: it goes on {', '.join(sv.STEP_NAMES)} of a "
+                             "recurrent layer, h1[t-1]")
+            leaf = Leaf(sv.with_step(leaf.kind, step), leaf.layer, span=span)
+            return Op("grad", (leaf,), "batch", span=span) if isinstance(base, Op) else leaf
         index = self.index(n.slice)
         if isinstance(n.value, ast.Name):
             base = self.leaf(n.value.id, self.span(n.value), n.value)
@@ -137,8 +159,13 @@ class LayeredTextReader(TextReader):
         if fn not in FUNCTIONS:
             self.fail(n.func, f"'{self.snippet(n.func)}' is not a function of the vocabulary ({', '.join(FUNCTIONS[:6])}, "
                               "np.sum, np.mean, np.sqrt, the activations and their _prime)")
-        if len(n.args) != 1 or isinstance(n.args[0], ast.Starred):
-            self.fail(n, f"{fn}() takes one array")
+        want = 2 if fn in TWO else 1
+        if len(n.args) != want or any(isinstance(a, ast.Starred) for a in n.args):
+            self.fail(n, f"{fn}() takes {'two arrays' if want == 2 else 'one array'}")
+        if fn in sv.OPERATORS:
+            if n.keywords:
+                self.fail(n, f"{fn}() takes no keywords")
+            return Op(fn, tuple(self.walk(a) for a in n.args), span=span)
         axis = self.keywords(n, fn)
         inner = self.walk(n.args[0])
         if fn in ("sum", "mean") and axis is not _BATCH:  # NumPy's axis, as the arrays are laid out (kept)
@@ -148,6 +175,10 @@ class LayeredTextReader(TextReader):
             return Op("batch_sum", (inner,), span=span)
         if fn == "sum_features":
             return Op("feature_sum", (inner,), span=span)
+        if fn == "rowsum":  # each row's sum, kept: softmax's rowsum(dC/dP * P)
+            return Op("rowsum", (inner,), span=span)
+        if fn == "sum_steps":
+            return Op("step_sum", (inner,), "t", span=span)
         if fn == "mean":
             return Op("div", (Op("batch_sum", (inner,), span=span), Leaf("B", None, span=span)), span=span)
         if fn == "sqrt":
@@ -169,6 +200,17 @@ class LayeredTextReader(TextReader):
             else:
                 self.fail(k.value, f"{fn}() takes axis=0 or axis=1 (and keepdims=True): the summed axis is always kept")
         return axis
+
+
+def _step_index(s: ast.AST):
+    """t, t-1, t+1 (a sum_steps' step) as ("t", offset); None for anything else."""
+    if isinstance(s, ast.Name) and s.id == "t":
+        return ("t", 0)
+    if isinstance(s, ast.BinOp) and isinstance(s.op, (ast.Add, ast.Sub)) and isinstance(s.left, ast.Name) \
+            and s.left.id == "t" and isinstance(s.right, ast.Constant) and type(s.right.value) is int \
+            and s.right.value < 100:
+        return ("t", s.right.value if isinstance(s.op, ast.Add) else -s.right.value)
+    return None
 
 
 def _half(n: ast.AST) -> int | None:
