@@ -239,7 +239,7 @@ def read(ctx: LayeredContext, claim: Claim) -> tuple[LayeredLhs, Node, str] | Cl
         try:
             left, tree = read_layered_latex(claim.latex)
             if left is not None:
-                lhs = lhs_of(left, left.span or (0, 0))
+                lhs = lhs_of(sv.lhs_step(ctx, left), left.span or (0, 0))
                 shown = claim.latex[left.span[0]:left.span[1]].strip() if left.span else lhs.text()
         except ClaimError as exc:
             if exc.sides and claim.lhs is None and all(exc.sides):

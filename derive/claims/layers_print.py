@@ -39,11 +39,27 @@ def _leaf_latex(leaf: Leaf) -> str:
         return leaf.kind
     if leaf.kind == "eps":
         return r"\varepsilon" if leaf.layer is None else rf"\varepsilon^{{({leaf.layer})}}"
-    base = _LATEX.get(leaf.kind, leaf.kind)
+    if leaf.kind == "dk":
+        return "d_k"
+    if leaf.kind == "mask":
+        return f"M^{{({leaf.layer})}}"
+    kind, step = sv.split_step(leaf.kind)
+    if step is not None:  # a recurrent layer's step: h^{(1)}_{t-1}
+        shown = step if isinstance(step, int) else step[0] + ("" if step[1] == 0 else f"{step[1]:+d}")
+        return f"{_LATEX.get(kind, kind)}^{{({leaf.layer})}}_{{{shown}}}"
+    if leaf.alias in sv.UPPER:  # attention's Q, K, V, S, P, O as the claim wrote them
+        base = leaf.alias
+    elif kind in _WEIGHTS:
+        base = _WEIGHTS[kind]
+    else:
+        base = _LATEX.get(leaf.kind, leaf.kind)
     idx = "" if leaf.index is None else "_{" + ",".join(_idx_text(i) for i in leaf.index) + "}"
     if leaf.kind == "var":
         return rf"\sigma^{{2({leaf.layer})}}" + idx
     return f"{base}^{{({leaf.layer})}}" + idx
+
+
+_WEIGHTS = {"Wq": "W_q", "Wk": "W_k", "Wv": "W_v", "Wo": "W_o", "Wxh": "W_{xh}", "Whh": "W_{hh}"}
 
 
 def _scalar(node: Node) -> bool:
@@ -91,6 +107,10 @@ def latex_text(node: Node) -> str:
         return rf"\sum_i {p(args[0], 30)}"
     if op == "sqrt":
         return rf"\sqrt{{{latex_text(args[0])}}}"
+    if op == "step_sum":
+        return rf"\sum_t {p(args[0], 30)}"
+    if op in sv.OPERATORS + ("rowsum",):
+        return rf"\operatorname{{{op.replace('_', chr(92) + '_')}}}(" + ", ".join(latex_text(a) for a in args) + ")"
     if op in ("sigma", "sigma_prime"):
         name = r"\sigma" if node.param is None else rf"\operatorname{{{node.param}}}"
         return f"{name}{chr(39) if op == 'sigma_prime' else ''}({latex_text(args[0])})"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 
@@ -385,7 +385,9 @@ class LayeredLatexReader:
             return self.conv(kids[-1])
         if data in ("implicit", "binop"):
             a, b = self.conv(kids[0]), self.conv(kids[-1])
-            return Op("matmul" if _matrix_factor(a) or _matrix_factor(b) else "mul", (a, b), span=span)
+            elementwise = data == "binop" and str(kids[1]).strip() in (r"\odot", r"\circ")
+            matrix = _matrix_factor(a) or _matrix_factor(b) or (not elementwise and (_upper(a) or _upper(b)))
+            return Op("matmul" if matrix and not (_scalar(a) or _scalar(b)) else "mul", (a, b), span=span)
         if data == "div":  # \partial C / \partial \gamma, inline, is the gradient too
             grad = self.gradient(kids[0], kids[-1], span)
             return grad if grad is not None else Op("div", (self.conv(kids[0]), self.conv(kids[-1])), span=span)
@@ -409,10 +411,20 @@ class LayeredLatexReader:
             top = next((k for k in kids if isinstance(k, Tree) and k.data == "sum_to"), None)
             bound = self.source[_span(top)[0]:_span(top)[1]].lstrip("^").strip().strip("{}").strip() if top else ""
             return Op("sum_any", (self.conv(kids[-1]),), (letter, bound), span=span)
+        if data == "star":  # X \star \delta: the correlation of a convolution's input with δ
+            return Op("corr", (self.conv(kids[0]), self.conv(kids[-1])), span=span)
         if data == "func":
             word = re.sub(r"\s+", "", str(kids[0]))
             prime = any(isinstance(k, Tree) and k.data == "prime" for k in kids)
-            arg = self.conv([k for k in kids if isinstance(k, Tree) and k.data != "prime"][-1])
+            args = [self.conv(k) for k in kids if isinstance(k, Tree) and k.data != "prime"]
+            op = sv.latex_operator(word)
+            if op is not None:
+                if len(args) != (2 if op in TWO else 1) or prime:
+                    self.fail(t, f"{word} takes {'two arrays' if op in TWO else 'one array'}")
+                return Op(op, tuple(args), span=span)
+            if len(args) != 1:
+                self.fail(t, f"{word} takes one argument")
+            arg = args[0]
             if word != r"\sigma" and word not in _FUNCTIONS:
                 self.fail(t, f"{word} is not an activation (\\sigma, or one the spec names: {', '.join(ACTIVATIONS)})")
             return Op("sigma_prime" if prime else "sigma", (arg,), None if word == r"\sigma" else _FUNCTIONS[word],
@@ -472,6 +484,9 @@ class LayeredLatexReader:
 
     def indices(self, script) -> tuple:
         text = self.source[_span(script)[0]:_span(script)[1]].strip().strip("{}").replace(" ", "")
+        m = re.fullmatch(r"t([+-]\d{1,2})?", text)
+        if m:  # h_t, \delta_{t+1}: a recurrent layer's step (t is never an example or a feature)
+            return (("t", int(m.group(1) or 0)),)
         parts = text.split(",") if "," in text else list(re.findall(r"[A-Za-z]'*|\d", text))
         out = []
         for p in parts:
@@ -486,6 +501,10 @@ class LayeredLatexReader:
     def name(self, tok, layer, index, span) -> Node:
         word = str(tok)
         kind = _GREEK.get(word) or _LETTERS.get(word)
+        named = sv.latex_name(word, index)  # W_q, W_{hh}, d_k, Q, K, V, P, h_t
+        if named is not None:
+            leaf = self._leaf(named[0], layer, named[1], span)
+            return replace(leaf, alias=word) if isinstance(leaf, Leaf) and word in sv.UPPER else leaf
         if kind is None:
             raise ClaimError(f"'{word}' is not a name of a layer list (\\mu, \\sigma^2, \\hat{{x}}, \\gamma, \\beta, "
                              "\\varepsilon, s, x, y, z, a, W, b, \\delta, B, n)", span)
@@ -505,6 +524,10 @@ class LayeredLatexReader:
         return self._indexed(Leaf(kind, layer, span=span), index, span)
 
     def _indexed(self, leaf: Leaf, index, span) -> Node:
+        if index and isinstance(index[0], tuple):  # a step: h_{t-1}
+            if leaf.kind not in sv.STEP_NAMES or len(index) != 1:
+                raise ClaimError(f"a subscript t is a recurrent layer's step, of {', '.join(sv.STEP_NAMES)}", span)
+            return Leaf(sv.with_step(leaf.kind, index[0]), leaf.layer, span=span)
         if not index or all(isinstance(i, str) for i in index):
             return leaf
         if all(isinstance(i, int) for i in index):
@@ -533,7 +556,7 @@ class LayeredLatexReader:
         leaf = q.args[0] if isinstance(q, Op) and q.op in ("entry", "pick") else q
         if not isinstance(leaf, Leaf) or leaf.kind in ("B", "n", "eps", "C"):
             self.fail(b, "\\partial of a layer's named quantity, such as \\gamma^{(2)} or y^{(2)}")
-        grad = Op("grad", (Leaf(leaf.kind, leaf.layer, span=leaf.span),), "batch", span=span)
+        grad = Op("grad", (Leaf(leaf.kind, leaf.layer, alias=leaf.alias, span=leaf.span),), "batch", span=span)
         if leaf.index is not None:
             return Op("entry", (grad,), leaf.index, span=span)
         if q is not leaf:
@@ -542,8 +565,24 @@ class LayeredLatexReader:
 
 
 def _matrix_factor(node: Node) -> bool:
-    return (isinstance(node, Op) and node.op == "T") or (isinstance(node, Leaf) and node.kind == "W"
-                                                          and node.index is None)
+    return (isinstance(node, Op) and node.op == "T") or (isinstance(node, Leaf) and node.kind in PARAMS
+                                                          and node.kind.startswith("W") and node.index is None)
+
+
+def _upper(node: Node) -> bool:
+    """Attention's Q, K, V, S, P, O (or their gradients): matrices, so a product side by side is the matrix one."""
+    leaf = node.args[0] if isinstance(node, Op) and node.op == "grad" else node
+    return isinstance(leaf, Leaf) and leaf.alias in sv.UPPER and leaf.index is None
+
+
+def _scalar(node: Node) -> bool:
+    """A number, or one made of numbers, sizes and square roots (1/\\sqrt{d_k}): a factor, never a matrix."""
+    if isinstance(node, Num):
+        return True
+    if isinstance(node, Leaf):
+        return node.kind in CONSTANTS
+    return isinstance(node, Op) and node.op in ("div", "mul", "sqrt", "epow", "neg", "add", "sub") \
+        and all(_scalar(a) for a in node.args)
 
 
 def read_layered_latex(source: str) -> tuple[Node | None, Node]:
@@ -554,14 +593,16 @@ def fill_layers(node: Node, layer: int | None, kind: str = "") -> Node:
     """A name written without its layer (\\hat{x}, \\gamma) takes the claim's layer; a \\sum is over the batch
     or the features by its bound (B or m; n), else over the batch in a batch norm claim (Ioffe and Szegedy's
     \\sum_i), else by its letter (b, e, m, p the batch; i, j, k the features)."""
-    from dataclasses import replace
-
     if isinstance(node, Leaf):
         if node.layer is None and node.kind not in ("B", "eps", "X", "T", "C") and layer is not None:
-            return replace(node, layer=layer)
-        return node
+            node = replace(node, layer=layer)
+        return sv.numbered_step(node) if kind in sv.STEPPED else node
     if isinstance(node, Op):
         node = replace(node, args=tuple(fill_layers(a, layer, kind) for a in node.args))
+        if node.op == "sum_any" and node.param[0] == "t":  # \sum_t: over a recurrent layer's steps
+            return Op("step_sum", node.args, "t", span=node.span)
+        if kind in sv.STEPPED:  # h^{(1)}_2 of a recurrent layer: its step 2
+            node = sv.numbered_step(node)
         if node.op == "sum_any":
             letter, bound = node.param
             batch = (bound in ("B", "m") or (bound not in ("n", "d", "N") and kind == "batchnorm")

@@ -77,6 +77,63 @@ def step_text(kind: str, layer) -> str:
 
 
 # ---------------------------------------------------------------------------
+# LaTeX
+# ---------------------------------------------------------------------------
+
+_WEIGHTS = {"q": "Wq", "k": "Wk", "v": "Wv", "o": "Wo", "hh": "Whh", "xh": "Wxh", "ih": "Wxh"}
+_OPERATORS = {"rowsum": "rowsum", "corr": "corr", "rot180": "rot180", "rot": "rot180", "full_conv": "full_conv",
+              "fullconv": "full_conv", "conv_full": "full_conv", "upsample": "upsample"}
+
+
+def latex_name(word: str, index: tuple):
+    """(kind, index left) for the names these kinds add to LaTeX: W_q, W_{hh}, d_k, Q, K, V, S, P, O, h, M (a max
+    pool's mask); else None."""
+    letters = "".join(i for i in index if isinstance(i, str)) if index and all(isinstance(i, str) for i in index) \
+        else None
+    if word == "W" and letters in _WEIGHTS:
+        return _WEIGHTS[letters], ()
+    if word == "d" and letters == "k":
+        return "dk", ()
+    if word in UPPER:
+        return UPPER[word], index
+    if word in ("h", "M"):  # a recurrent layer's h; a max pool's mask, M
+        return ("h" if word == "h" else "mask"), index
+    return None
+
+
+def latex_operator(word: str) -> str | None:
+    """\\operatorname{rowsum} (or \\mathrm, \\text) -> rowsum; the operators of derive.claims.layers_spatial."""
+    m = re.fullmatch(r"\\(?:operatorname|mathrm|text)\{(.*)\}", word)
+    return _OPERATORS.get(m.group(1).replace("\\_", "_")) if m else None
+
+
+def numbered_step(node):
+    """A recurrent layer's name with a number subscript, h^{(1)}_2 (or the gradient's entry 2): its step 2."""
+    from dataclasses import replace
+
+    from derive.claims.tree import Leaf, Op
+
+    def plain(leaf) -> bool:
+        return isinstance(leaf, Leaf) and leaf.kind in STEP_NAMES and isinstance(leaf.layer, int)
+
+    if plain(node) and node.index is not None and len(node.index) == 1 and isinstance(node.index[0], int):
+        return Leaf(with_step(node.kind, node.index[0]), node.layer, span=node.span)
+    if isinstance(node, Op) and node.op == "entry" and len(node.param) == 1 and isinstance(node.param[0], int) \
+            and isinstance(node.args[0], Op) and node.args[0].op == "grad" and plain(node.args[0].args[0]):
+        leaf = node.args[0].args[0]
+        return replace(node.args[0], args=(Leaf(with_step(leaf.kind, node.param[0]), leaf.layer, span=leaf.span),))
+    return node
+
+
+def lhs_step(ctx, node):
+    """A LaTeX left-hand side about a recurrent layer, \\delta^{(1)}_2: its step 2."""
+    inner = node.args[0] if node.__class__.__name__ == "Op" and node.op == "entry" else node
+    leaf = inner.args[0] if inner.__class__.__name__ == "Op" and inner.op == "grad" else inner
+    block = ctx.blocks.get(getattr(leaf, "layer", None))
+    return numbered_step(node) if block is not None and block.kind in STEPPED else node
+
+
+# ---------------------------------------------------------------------------
 # arrays
 # ---------------------------------------------------------------------------
 
