@@ -535,6 +535,8 @@ def _block(item: dict, shape_in: tuple[int, ...], source: str, counter: list) ->
         values.setdefault("stride", (1,) * dims)
     if "padding" in entry.keys:
         values.setdefault("padding", (0,) * dims)
+    if "head_dim" in entry.keys:  # attention's Q, K and V are as wide as its input unless given
+        values.setdefault("head_dim", shape_in[-1])
     try:
         shape = entry.out_shape(values, shape_in)
     except ValueError as error:

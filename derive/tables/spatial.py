@@ -167,12 +167,12 @@ def _flatten_backward(ops, G, X, S, P, block, inner):
 
 def _attention_dims(block):
     T, d = block.shape_in
-    return T, d, block.head_dim or d
+    return T, d, block.head_dim
 
 
 def _attention_shape(values: dict, shape_in: tuple[int, ...]) -> tuple[int, ...]:
     T, d = shape_in
-    return (T, d if values.get("out_proj") or not values.get("head_dim") else values["head_dim"])
+    return (T, d if values.get("out_proj") else values["head_dim"])
 
 
 def _attention_params(block, convention: str):
