@@ -7,10 +7,45 @@ from rich.table import Table
 
 from derive.proofs.layered import LayeredProof
 from derive.tables.layers import KINDS
+from derive.tables.spatial_latex import NOTES
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """A per-example shape as a spec writes it: '[1,4,4]', or the width alone when flat: '8'."""
+    return f"[{','.join(map(str, shape))}]" if len(shape) > 1 else str(shape[0])
+
+
+def _by(values: tuple[int, ...]) -> str:
+    """A kernel size: '3×3', or '3' in one dimension."""
+    return "×".join(map(str, values))
+
+
+def _one(values: tuple[int, ...]) -> str:
+    """A stride or a padding: '1' when the same along every axis, else '(1,2)'."""
+    return str(values[0]) if len(set(values)) == 1 else f"({','.join(map(str, values))})"
+
+
+def settings(block) -> list[str]:
+    """A shaped layer's settings in words: ['2×3×3', 'stride 1', 'pad 1', 'relu'] for a conv2d."""
+    if block.kind in ("conv2d", "conv1d"):
+        out = [f"{block.out_channels}×{_by(block.kernel_size)}", f"stride {_one(block.stride)}",
+               f"pad {_one(block.padding)}", block.activation]
+        return out + ([] if block.bias == "separate" else ["no bias"])
+    if block.kind in ("avgpool2d", "maxpool2d"):
+        same = block.stride == block.kernel_size
+        return [_by(block.kernel_size)] + ([] if same else [f"stride {_one(block.stride)}"])
+    if block.kind == "attention":
+        out = [f"d_k={block.head_dim or block.shape_in[1]}"]
+        return out + (["causal"] if block.causal else []) + (["out_proj"] if block.out_proj else [])
+    if block.kind == "rnn":
+        out = [str(block.hidden_size), block.nonlinearity, block.output]
+        return out + ([] if block.bias == "separate" else ["no bias"])
+    return []
 
 
 def layer_line(block) -> str:
-    """One layer as a reader names it: 'dense 4 tanh', 'batchnorm (eps 1/100)', 'residual [dense 4 tanh]'."""
+    """One layer as a reader names it: 'dense 4 tanh', 'batchnorm (eps 1/100)', 'residual [dense 4 tanh]',
+    'conv2d 2×3×3 stride 1 pad 1 relu [1,4,4]→[2,4,4]', 'maxpool2d 2×2', 'rnn 3 tanh last'."""
     if block.kind == "dense":
         bias = "" if block.bias == "separate" else ", no bias"
         return f"dense {block.width} {block.activation}{bias}"
@@ -18,11 +53,15 @@ def layer_line(block) -> str:
         return block.activation
     if block.kind in ("batchnorm", "layernorm"):
         return f"{block.kind} (eps {block.eps}{'' if block.affine else ', no affine'})"
-    return f"{block.kind} ({', '.join(layer_line(b) for b in block.inner)})"
+    if block.inner:
+        return f"{block.kind} ({', '.join(layer_line(b) for b in block.inner)})"
+    shapes = f"{shape_text(block.shape_in)}→{shape_text(block.shape)}"
+    return " ".join([block.kind] + settings(block) + [shapes])
 
 
 def headline(spec) -> str:
-    return (f"[bold]{spec.name}[/]: inputs {spec.inputs}, layers " + " → ".join(layer_line(b) for b in spec.layers)
+    return (f"[bold]{spec.name}[/]: inputs {shape_text(spec.shape)}, layers "
+            + " → ".join(layer_line(b) for b in spec.layers)
             + f"; {spec.cost} cost, {spec.convention} convention, batch {spec.batch}"
             + (f" of {spec.examples} examples" if spec.batch != "single" else ""))
 
@@ -50,6 +89,8 @@ def render_layers(proof: LayeredProof, console: Console, brief: bool = False) ->
             console.print(f"    backward: {_first_line(entry.backward.__doc__)}", soft_wrap=True)
             for name, step in entry.forms:
                 console.print(f"    {name}: {_first_line(step.__doc__)}", soft_wrap=True)
+            if kind in NOTES:
+                console.print(f"    note: {NOTES[kind]}", soft_wrap=True)
         console.print(f"time: {proof.seconds:.1f} s", soft_wrap=True)
     for c in proof.checks:
         if not c.proven:

@@ -24,10 +24,10 @@ from derive.proofs.general import RULES, GeneralProof, latex as general_latex
 from derive.proofs.general.printing import Range
 from derive.proofs.scalable import ScaleProof
 from derive.report.latex import Names, heading
-from derive.report.layers import layer_line
+from derive.report.latex_layers import equations, input_names
+from derive.report.layers import layer_line, shape_text
 from derive.spec import LayeredSpec
-from derive.tables.activations import ACTIVATIONS
-from derive.tables.layers import latex_backward
+from derive.tables.spatial_latex import NOTES, WRITERS as SPATIAL
 from derive.tables.notations import PROFILES
 from derive.verdict import Verdict
 
@@ -106,7 +106,7 @@ def _counts(table: dict, label) -> list[str]:
 def _spec_line(spec) -> str:
     batch = f"batch {spec.batch}" + (f" of {spec.examples} examples" if spec.batch != "single" else "")
     if isinstance(spec, LayeredSpec):
-        return words(f"{spec.name}: inputs {spec.inputs}, layers {' → '.join(layer_line(b) for b in spec.layers)}, "
+        return words(f"{spec.name}: inputs {shape_text(spec.shape)}, layers {' → '.join(layer_line(b) for b in spec.layers)}, "
                      f"{spec.cost} cost, {spec.convention} convention, {batch}")
     return words(f"{spec.name}: sizes {'-'.join(map(str, spec.sizes))}, {', '.join(dict.fromkeys(spec.activation))}, "
                  f"{spec.cost} cost, {spec.convention} convention, bias {spec.bias}, {batch}")
@@ -189,18 +189,29 @@ def layers_markdown(proof: LayeredProof) -> str:
     out = [f"{verdict_word(word)}: {words(proof.summary())}", "", _spec_line(proof.spec), ""]
     if proof.note:
         out += [words(proof.note), ""]
-    rows = []
+    rows, below = [], []
+    given = input_names(proof.spec)
     for row in proof.per_block():
         (gi, ti), (gp, tp) = row["input"], row["partials"]
         block = next(b for b in proof.spec.blocks if b.position == row["layer"])
-        act = ACTIVATIONS[block.activation].latex if block.kind in ("dense", "activation") else r"\sigma"
-        l, m = str(block.position), str(block.position - 1)
-        tex = "" if row["form"] != "backward" else r",\quad ".join(
-            f.replace("{l}", l).replace("{m}", m).replace("{act}", act) for f in latex_backward(block))
+        tex = ""
+        if row["form"] == "backward":
+            lines = equations(block, proof.spec, given[block.position])[1]
+            if block.kind in SPATIAL:  # a shaped layer's forms are several lines: shown below the table
+                below.append((block, lines))
+                tex = ""
+            else:
+                tex = r",\quad ".join(lines)
         rows.append((MARK[Verdict.PROVEN if gi == ti and gp == tp else Verdict.REFUTED], row["layer"],
-                     words(row["kind"]), words(row["form"]), math(tex.replace("|", r"\vert ")) if tex else "",
+                     words(row["kind"]) if block.kind not in SPATIAL else words(layer_line(block)),
+                     words(row["form"]), math(tex.replace("|", r"\vert ")) if tex else "",
                      f"{gi}/{ti}", f"{gp}/{tp}" if tp else "–"))
     out += _table(("", "layer", "kind", "form", "", "∂C/∂x", "∂C/∂params"), rows)
+    for block, lines in below:
+        out += [f"**Layer {block.position}, {words(block.kind)}**, backward for any upstream gradient:", "",
+                math(r"\begin{gathered} " + r" \\ ".join(lines) + r" \end{gathered}", display=True), ""]
+        if block.kind in NOTES:
+            out += [words(NOTES[block.kind]), ""]
     failed = [c for c in proof.checks if not c.proven]
     for c in failed[:SHOWN_ENTRIES]:
         out += [f"- ✗ {code(c.name)}, layer {c.position} ({words(c.block)}), {words(c.form)}", ""]
