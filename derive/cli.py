@@ -74,7 +74,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _cluster_argument(p, "checks the files")
 
     p = sub.add_parser("general", help="prove BP1-BP4 for every width and depth, and batch norm, layer norm and "
-                                       "residual blocks for every batch size, width and depth")
+                                       "residual blocks for every batch size, width and depth, convolutions and "
+                                       "attention at symbolic sizes")
+    p.add_argument("spec", nargs="?", metavar="SPEC",
+                   help="a layer-list spec: prove the general forms of its layers (its dense layers' BP1-BP4 in its "
+                        "convention, its norms, residual blocks, convolutions and attention at symbolic sizes)")
     p.add_argument("--latex", metavar="FILE.tex", help="also write the proof as a standalone LaTeX document")
     settings = layers = None
     if command in ("general", None):  # SymPy loads only for the command that needs it (or for --help)
@@ -406,6 +410,13 @@ def run_general(args) -> int:
             raise DeriveError(f"--latex {named(args.latex)}: the output must be a .tex file")
         check_writable(target, "--latex")  # before the proof: a folder, a missing one, a name too long
     chosen_settings, chosen_layers = args.setting or [], getattr(args, "layer", None) or []
+    notes: list[str] = []
+    if getattr(args, "spec", None):  # a layer list: the general forms of its layers, with any named as well
+        from derive.proofs.general import spec_targets
+        from derive.spec import load_spec
+
+        spec_settings, spec_layers, notes = spec_targets(load_spec(args.spec))
+        chosen_settings, chosen_layers = [*chosen_settings, *spec_settings], [*chosen_layers, *spec_layers]
     everything = not chosen_settings and not chosen_layers  # neither named: all of both
     settings = SETTINGS if everything else tuple(dict.fromkeys(chosen_settings))
     layers = LAYERS if everything else tuple(dict.fromkeys(chosen_layers))
@@ -421,6 +432,8 @@ def run_general(args) -> int:
     console.print()
     if target is not None:
         console.print(shown(f"wrote {target}"), markup=False)
+    for note in notes:
+        console.print(f"note: {note}", markup=False)
     if proof.layers:
         console.print(proof.layers_summary())
     if proof.settings:

@@ -28,7 +28,7 @@ from tests.conftest import needs_pdflatex
 
 @pytest.fixture(scope="module")
 def proof():
-    return prove_general((), layers=LAYERS)
+    return prove_general((), layers=LAYERS[:3])  # the norms and residual (spatial: test_general_spatial)
 
 
 def theorem(proof, layer, key):

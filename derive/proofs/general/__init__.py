@@ -38,6 +38,9 @@ The layers beyond dense (issue 15: batch norm, layer norm, residual blocks; LAYE
 scalar graphs with the batch size B, the width n and the number of blocks R as symbols: entries (the graph: who
 reads what, read off pattern definitions), layer_proof (their rules' operations and checks), norms (batch norm
 and layer norm, s = (σ² + ε)^(-1/2) an atom with ds/dσ² = -s³/2) and residual (the δ recursion by induction).
+Issue 16's spatial layers (SPATIAL: conv2d, conv1d, attention) with the channels, sizes, kernel, stride, padding
+and sequence length as symbols: spatial (their rules: Kronecker sums over unit-coefficient indices only, guards as
+brackets, concrete witnesses), conv and attention.
 """
 
 from derive.proofs.general.agreement import Agreement, concrete_agreement
@@ -49,14 +52,15 @@ from derive.proofs.general.printing import latex, render_parts, tex_words, text
 from derive.proofs.general.rules import equal_by_linearity
 from derive.proofs.general.steps import RULES, Chain, GeneralProof, Rule, RuleCheck, Scope, Setting, Step, Theorem
 from derive.proofs.general.theorems import (
-    LAYERS, check_theorem, prove_general, prove_layer, prove_setting, prove_theorem,
+    LAYERS, SPATIAL, check_theorem, prove_general, prove_layer, prove_setting, prove_theorem, spec_targets,
 )
 from derive.proofs.identity import Counterexample  # the one counterexample type; general's carry sizes and indices
 
 __all__ = [
-    "INDEX", "LAYERS", "RULES", "SETTINGS", "THEOREMS", "WIDTH", "Agreement", "Chain", "CostPartial",
+    "INDEX", "LAYERS", "RULES", "SETTINGS", "SPATIAL", "THEOREMS", "WIDTH", "Agreement", "Chain", "CostPartial",
     "Counterexample", "GeneralProof", "LocalPartial", "Model", "Rule", "RuleCheck", "Scope", "Setting", "Step", "Theorem",
     "canonical", "check_theorem", "concrete_agreement", "equal_by_linearity", "find_counterexample", "latex",
     "prove_general", "prove_layer", "prove_setting", "prove_theorem", "render_parts", "sigma", "sigma_prime",
+    "spec_targets",
     "tex_words", "text",
 ]

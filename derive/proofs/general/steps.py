@@ -88,6 +88,16 @@ RULES = {r.key: r for r in (
          "this same theorem one block up otherwise",
          r"$\Delta^{r}_{k} = \partial C/\partial h^{r}_{k}$ for every $k$: the cost's partial when $r = R$, this "
          r"same theorem one block up otherwise", "rule"),
+    Rule("guard", "guard as a bracket", "Piecewise((e, c), (0, True)) = e·[c], [c] being 1 where c holds and 0 where "
+         "it does not; the parts of c that hold for every index in range are dropped (as in the index range rule), "
+         "each inequality of the rest written t ≥ 0 with t expanded",
+         r"$\{e \text{ if } c;\ 0 \text{ otherwise}\} = e\,[c]$, $[c]$ being 1 where $c$ holds and 0 where it "
+         r"does not; the parts of $c$ that hold for every index in range are dropped (as in the index range rule), "
+         r"each inequality of the rest written $t \ge 0$ with $t$ expanded", "rule"),
+    Rule("name", "a value named", "each instance of a definition's right-hand side replaced by the entry it defines "
+         "(exp(S[t,u]) / Σ_v exp(S[t,v]) by P[t,u])",
+         r"each instance of a definition's right-hand side replaced by the entry it defines "
+         r"($e^{S_{t,u}} / \sum_v e^{S_{t,v}}$ by $P_{t,u}$)", "rule"),
     Rule("formula", "the formula", "the derived expression equals the formula (linearity of Σ and polynomial "
          "identity), each quantity the model defines written one way (∂C/∂z as δ, σ(z) as a, z by its definition), "
          "each denominator as written shown nonzero first; "
@@ -273,9 +283,16 @@ class GeneralProof:
         good = sum(t.ok for t in thms)
         given = sum(s.verdict == Verdict.GIVEN for s in steps)
         proven = sum(s.verdict == Verdict.PROVEN for s in steps)
-        head = (f"layers beyond dense: {good}/{len(thms)} theorems proven ({', '.join(s.key for s in self.layers)}) "
-                f"with the batch size B, the width n, the number of blocks R and their inner depth P as symbols, "
-                f"{proven} steps proven from {given} definitions")
+        keys = [s.key for s in self.layers]
+        sizes = []
+        if set(keys) & {"batchnorm", "layernorm", "residual"}:
+            sizes.append("the batch size B, the width n, the number of blocks R and their inner depth P")
+        if set(keys) & {"conv2d", "conv1d"}:
+            sizes.append("the channels C and O, the input size H, the kernel k, the stride s and the padding p")
+        if "attention" in keys:
+            sizes.append("the sequence length T and the widths d_k, d_v")
+        head = (f"layers beyond dense: {good}/{len(thms)} theorems proven ({', '.join(keys)}) "
+                f"with {'; '.join(sizes)} as symbols, {proven} steps proven from {given} definitions")
         bad = [f"{t.setting} {t.key} ({t.verdict.lower()})" for t in thms if not t.ok]
         if bad:
             return head + "; NOT proven: " + ", ".join(bad)

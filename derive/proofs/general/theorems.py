@@ -14,6 +14,9 @@ from derive.proofs.general.functions import CostPartial, LocalPartial
 from derive.proofs.general.model import INDEX, SETTINGS, THEOREMS, WIDTH, Model, unknown_theorem
 from derive.proofs.general.norms import NORM_THEOREMS, NORMS, prove_norm
 from derive.proofs.general.residual import RESIDUAL_THEOREMS, prove_residual
+from derive.proofs.general.attention import ATTENTION_THEOREMS, prove_attention
+from derive.proofs.general.conv import CONV_THEOREMS, CONVS, prove_conv
+from derive.proofs.general.spatial import spatial_rule_checks
 from derive.proofs.general.printing import Range, text
 from derive.proofs.general.rules import (
     Stuck, chain_sum, clean, discharge, factor_sums, innermost_siftable, replace_fact, sift, sites,
@@ -22,7 +25,8 @@ from derive.proofs.general.steps import Builder, Chain, GeneralProof, RuleCheck,
 from derive.verdict import Verdict
 
 
-LAYERS = (*NORMS, "residual")  # the layers beyond dense the general proof covers (issue 15)
+LAYERS = (*NORMS, "residual", *CONVS, "attention")  # the layers beyond dense the general proof covers (15, 16)
+SPATIAL = (*CONVS, "attention")  # proven at symbolic channels, sizes, kernel, stride, padding, sequence length
 
 
 # ---------------------------------------------------------------------------
@@ -260,12 +264,17 @@ def prove_layer(key: str, candidates: dict | None = None) -> Setting:
     if key not in LAYERS:
         raise DeriveError(f"unknown layer {key!r}; the layers are {', '.join(LAYERS)}")
     candidates = dict(candidates or {})
-    known = RESIDUAL_THEOREMS if key == "residual" else NORM_THEOREMS
+    known = {"residual": RESIDUAL_THEOREMS, "attention": ATTENTION_THEOREMS,
+             **{c: CONV_THEOREMS for c in CONVS}}.get(key, NORM_THEOREMS)
     for name, value in candidates.items():
         if name not in known:
             raise DeriveError(f"unknown theorem {name!r} of {key}; its theorems are {', '.join(known)}")
         if not isinstance(value, sp.Expr):
             raise DeriveError(f"the candidate for {key} {name} must be a SymPy expression, not {type(value).__name__}")
+    if key in CONVS:
+        return prove_conv(key, candidates)
+    if key == "attention":
+        return prove_attention(candidates)
     return prove_residual(candidates) if key == "residual" else prove_norm(key, candidates)
 
 
@@ -284,7 +293,8 @@ def prove_general(settings=SETTINGS, candidates: dict | None = None, layers=()) 
         if s not in settings + layers:
             raise DeriveError(f"candidates for {s!r}, which is not among the settings and layers proven "
                               f"({', '.join(settings + layers)})")
-    checks = _rule_checks() + (_layer_rule_checks() if layers else [])
+    checks = (_rule_checks() + (_layer_rule_checks() if set(layers) - set(SPATIAL) else [])
+              + (spatial_rule_checks() if set(layers) & set(SPATIAL) else []))
     proof = GeneralProof([prove_setting(s, candidates.get(s)) for s in settings], checks,
                          layers=[prove_layer(key, candidates.get(key)) for key in layers])
     proof.seconds = time.perf_counter() - t0
@@ -300,3 +310,38 @@ def _layer_rule_checks() -> list[RuleCheck]:
                       "the square root once, symbolically; the proofs use the relation, never the root",
                       r"$s = (\sigma^2 + \varepsilon)^{-1/2}$ has $ds/d\sigma^2 = -s^3/2$: SymPy differentiates "
                       r"the square root once, symbolically; the proofs use the relation, never the root", _held(good))]
+
+
+_NO_GENERAL = {"avgpool2d": "pooling", "maxpool2d": "pooling", "flatten": "a reshape, its gradient the identity",
+               "rnn": "a recurrence over T steps"}
+
+
+def spec_targets(spec) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    """What the general proof covers of a layer-list spec: (settings, layers, notes on what it does not).
+
+    Dense and activation layers are BP1-BP4 in the spec's convention (with a batch when it has one); batch norm,
+    layer norm, residual blocks, convolutions and attention are their own theorems, at symbolic sizes, so every
+    stride, padding and size the spec gives is covered. A causal mask and the kinds in _NO_GENERAL are not."""
+    blocks = getattr(spec, "blocks", None)
+    if blocks is None:
+        raise DeriveError(f"{spec.source} is a dense network, not a layer list: its general proof is "
+                          f"python -m derive general --setting {spec.convention}")
+    settings, layers, notes, missing = [], [], [], {}
+    for b in blocks:
+        if b.kind in ("dense", "activation"):
+            settings.append(spec.convention + ("-batch" if spec.examples > 1 else ""))
+        elif b.kind in LAYERS:
+            layers.append(b.kind)
+            if b.kind == "attention" and b.causal:
+                notes.append(f"layer {b.position} (attention): the causal mask is not covered; the forms proven "
+                             f"are the unmasked ones")
+        else:
+            missing.setdefault(b.kind, []).append(str(b.position))
+    for kind, where in missing.items():
+        why = _NO_GENERAL.get(kind, "no general proof")
+        notes.append(f"layer{'s' if len(where) > 1 else ''} {', '.join(where)} ({kind}: {why}) not covered here; "
+                     f"python -m derive prove proves {'them' if len(where) > 1 else 'it'} at the spec's sizes")
+    if not settings and not layers:
+        raise DeriveError(f"{spec.source}: no layer of a kind the general proof covers (it covers dense, "
+                          f"activation, {', '.join(LAYERS)}); python -m derive prove proves the spec at its sizes")
+    return tuple(dict.fromkeys(settings)), tuple(dict.fromkeys(layers)), notes
