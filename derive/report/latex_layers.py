@@ -267,7 +267,8 @@ def render_layers(proof: LayeredProof) -> str:
     backward.reverse()  # from the cost down, as backpropagation runs
     cost = COSTS[spec.cost]
     last = spec.layers[-1]
-    out_name = rf"a^{{({last.position})}}" if last.kind in ("dense", "activation") else rf"y^{{({last.position})}}"
+    out_name = (rf"a^{{({last.position})}}" if last.kind in ("dense", "activation") + _CONV
+                else rf"y^{{({last.position})}}")
     per_example = (cost.latex.replace("{a}_j", f"{out_name}_{{bj}}").replace("{y}_j", "T_{bj}")
                    .replace("{a}", f"{out_name}_{{b}}").replace("{y}", "T_{b}"))
     scale = r"\frac{1}{B} \sum_{b}" if spec.batch == "mean" and spec.examples > 1 else (
