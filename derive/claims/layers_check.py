@@ -304,6 +304,8 @@ def _entry(ctx: LayeredContext, lhs: LayeredLhs, M, example: int, span):
         r, c = index
     elif 1 in M.shape:
         r, c = (0, index[0]) if M.rows == 1 else (index[0], 0)
+    elif ctx.blocks[lhs.layer].kind in sv.SEQUENCE:
+        raise ClaimError(f"{lhs.text()}: one example's {M.rows}×{M.cols} array takes two indices, [position, j]", span)
     else:
         r, c = (example, index[0]) if ctx.row else (index[0], example)
     if not (0 <= r < M.rows and 0 <= c < M.cols):
