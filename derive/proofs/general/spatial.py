@@ -97,20 +97,22 @@ def clean(expr) -> sp.Expr:
 
 
 def unit_var(s) -> sp.Symbol | None:
-    """An index of the sum s that occurs in a Kronecker delta factor with coefficient ±1 and whose range no
+    """An index of the sum s that occurs in Kronecker delta factors, each with coefficient ±1, and whose range no
     other index of s bounds; None if there is none (a strided index is never sifted: see the module's note)."""
     if not isinstance(s, Sum):
         return None
     deltas = [f for f in sp.Mul.make_args(s.function) if isinstance(f, KroneckerDelta)]
     others = lambda v: set().union(*[sp.sympify(lo).free_symbols | sp.sympify(hi).free_symbols  # noqa: E731
                                      for w, lo, hi in s.limits if w != v])
+    def unit(dl, v) -> bool:
+        diff = sp.expand(dl.args[0] - dl.args[1])
+        return diff.coeff(v) in (1, -1) and v not in (diff - diff.coeff(v) * v).free_symbols
+
     for v, lo, hi in s.limits:
-        if v in others(v):
-            continue
-        for dl in deltas:
-            diff = sp.expand(dl.args[0] - dl.args[1])
-            if diff.coeff(v) in (1, -1) and v not in (diff - diff.coeff(v) * v).free_symbols:
-                return v
+        mine = [dl for dl in deltas if v in dl.free_symbols]
+        # every delta of v unit: SymPy's delta summation may pick any of them, and none may be a strided one
+        if mine and v not in others(v) and all(unit(dl, v) for dl in mine):
+            return v
     return None
 
 
