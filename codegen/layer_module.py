@@ -36,6 +36,7 @@ class LinePrinter:
         self.used_helpers: set[str] = set()
         self.used_ones = False
         self.used_zero = False  # a gather reads the padding: _with_zero appends the zero column
+        self.used_max = False  # _row_max and _first_max (max pooling)
 
     def batch(self, name: str) -> bool:
         return self.shapes.get(base(name), (None,))[0] == "B"
@@ -73,7 +74,12 @@ class LinePrinter:
             if ones and axis == 0 and self.batch(name):
                 self.used_ones = True
                 return f"{self.ref(flip(name))} @ {ones}" if line.transposed else f"{ones}.T @ {self.ref(name)}"
-            return f"{self.ref(name)}.sum(axis={axis}, keepdims=True)" + (".T" if line.transposed else "")
+            code = self.ref(name)
+            if axis == 0 and code.isidentifier() and isinstance(self.shapes.get(base(name), (0,))[0], tuple):
+                # rows in groups (a convolution's positions): a product with ones, as for the batch's rows
+                row = f"{self.backend.xp}.ones((1, {code}.shape[0]), dtype={code}.dtype)"
+                return f"({row} @ {code}).T" if line.transposed else f"{row} @ {code}"
+            return f"{code}.sum(axis={axis}, keepdims=True)" + (".T" if line.transposed else "")
         if line.kind != "call":
             code = self.shape_step(line)
             return f"({code}).T" if line.transposed else code
@@ -93,11 +99,10 @@ class LinePrinter:
             left = f"{self.ref(a_name)}.reshape(-1, {a}, {ka})" + (".swapaxes(1, 2)" if ta else "")
             right = f"{self.ref(b_name)}.reshape(-1, {b}, {kb})" + (".swapaxes(1, 2)" if tb else "")
             return f"({left} @ {right}).reshape(-1, {cols})"
-        if line.kind == "max":
-            return f"{self.ref(args[0])}.max(axis=1, keepdims=True)"
-        if line.kind == "argmax":  # the first arg-max where entries tie, as PyTorch's max pooling takes
-            name = self.ref(args[0])
-            return f"({name}.argmax(axis=1)[:, None] == {xp}.arange({self.shapes[line.lhs][1]})).astype({name}.dtype)"
+        if line.kind in ("max", "argmax"):  # module helpers: a reduction along a short row is slow
+            self.used_max = True
+            return f"_row_max({self.ref(args[0])})" if line.kind == "max" else \
+                f"_first_max({self.ref(args[0])}, {self.ref(args[1])})"
         if line.kind == "causal":  # entry (i, j) of each group of n rows with j > i is left out of the softmax
             name, n, cols = args
             return (f"{xp}.where({xp}.tri({n}, {cols}, dtype=bool), {self.ref(name)}.reshape(-1, {n}, {cols}), "
@@ -186,17 +191,18 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
     env = env or environment()
     helpers = helper_names("py")
 
-    with_zero = False
+    with_zero = with_max = False
     constants = _used_constants(trace)
 
     def printed(lines, rows: str):
-        nonlocal with_zero
+        nonlocal with_zero, with_max
         lp = LinePrinter(lines, trace.shapes, backend, backend.printer({}, helpers), rows,
                          {old: new for new, (old, _, _) in constants.items()})
         text = lp.text()
         if lp.used_ones:  # sums over the batch are products with it
             text.insert(0, f"{backend.batch_ones} = {backend.xp}.ones(({rows}.shape[0], 1), dtype={rows}.dtype)")
         with_zero |= lp.used_zero
+        with_max |= lp.used_max
         return text, lp.used_helpers
 
     fwd, used_f = printed(trace.forward, "a0")
@@ -242,7 +248,7 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
         from_host=backend.from_host.format("value"), init=init,
         helpers=sorted(used_f | used_b | used_i | cost_printer.used_helpers),
         constants=[(name, _constant(backend, index, shape)) for name, (_, index, shape) in constants.items()],
-        with_zero=with_zero, grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
+        with_zero=with_zero, with_max=with_max, grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
         input_layout=_input_layout(spec), param_layouts=_param_layouts(spec),
     )
     return env.get_template("module_layers.py.j2").render(**context)
@@ -275,9 +281,9 @@ def _input_layout(spec: LayeredSpec) -> str:
 
 # what a parameter of a shaped kind is in PyTorch (the table's layout in the column convention)
 TORCH_LAYOUT = {
-    "conv2d": "W (out_channels, C*kh*kw) is torch's Conv2d weight.reshape(out_channels, -1), b its bias",
-    "conv1d": "W (out_channels, C*k) is torch's Conv1d weight.reshape(out_channels, -1), b its bias",
-    "attention": "Wq, Wk, Wv (d_k, d) and Wo (d, d_k) are nn.Linear weights (bias-free): Q = x Wq^T",
+    "conv2d": "W (out_channels, C·kh·kw) is torch's Conv2d weight.reshape(out_channels, -1), b its bias",
+    "conv1d": "W (out_channels, C·k) is torch's Conv1d weight.reshape(out_channels, -1), b its bias",
+    "attention": "Wq, Wk, Wv (d_k, d) and Wo (d, d_k) are bias-free nn.Linear weights: Q = x Wqᵀ per position",
     "rnn": "Wxh (H, d), Whh (H, H) and b (H, 1) are torch.nn.RNN's weight_ih_l0, weight_hh_l0 and b_ih_l0 + b_hh_l0",
 }
 
@@ -288,7 +294,7 @@ def _param_layouts(spec: LayeredSpec) -> list[str]:
     for b in spec.blocks:
         if b.kind in TORCH_LAYOUT and KINDS[b.kind].params(b, spec.convention):
             note = TORCH_LAYOUT[b.kind] + ("" if spec.convention != ROW else "; here each transposed (row convention)")
-            out.append(plain(f"layer {b.position} ({b.kind}): {note}."))
+            out.append(f"layer {b.position} ({b.kind}): {note}.")  # the table's own text: nothing to escape
     return out
 
 

@@ -138,7 +138,7 @@ def backward(params, cache, y):
     dC_dW5 = tdot(a3, delta5)
     dC_db5 = ones_B.T @ delta5
     t20 = delta5 @ W5.T
-    c1 = (c0 + t20)*numpy.heaviside(y2, 0.5)
+    c1 = (c0 + t20)*((1/2)*numpy.sign(y2) + 1/2)
     dxhat2 = c1*gamma2
     dC_dgamma2 = ones_B.T @ (c1*xhat2)
     dC_dbeta2 = ones_B.T @ c1

@@ -15,7 +15,7 @@ per row; parameters keep the spec's layout (column: W is (width, n_in), so x W r
 Each row of x is one example of shape [1, 4, 4] (1 x 4 x 4) flattened in C, H, W order (first axis
 slowest): torch.flatten(x, 1) of a batch of that shape, x.reshape(B, -1) of a NumPy one.
 Parameters in PyTorch's layout:
-    layer 1 (conv2d): W (out_channels, C\x2akh\x2akw) is torch\x27s Conv2d weight.reshape(out_channels, -1), b its bias.
+    layer 1 (conv2d): W (out_channels, C·kh·kw) is torch's Conv2d weight.reshape(out_channels, -1), b its bias.
 
 Interface: forward, backward, cost, sgd_step, init_params, init_state, in that order below.
 Batch norm runs in training mode (the statistics of the batch, as proven); running averages
@@ -91,8 +91,9 @@ def forward(params, x, state=None, training=True):
     z1 = b1.T + (t1 @ W1.T)
     a1 = numpy.maximum(0, z1)
     t6 = (numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)).reshape(-1, 4)
-    mask2 = (t6.argmax(axis=1)[:, None] == numpy.arange(4)).astype(t6.dtype)
-    t8 = (t6.max(axis=1, keepdims=True)).reshape(-1, 8)
+    t7 = _row_max(t6)
+    mask2 = _first_max(t6, t7)
+    t8 = t7.reshape(-1, 8)
     z4 = b4.T + (t8 @ W4.T)
     a4 = softmax(z4)
     if not _finite(a4):
@@ -121,9 +122,9 @@ def backward(params, cache, y):
     delta4 = -a4*((-c0).sum(axis=1, keepdims=True)) - c0
     dC_dW4 = tdot(delta4, t8)
     dC_db4 = delta4.T @ ones_B
-    delta1 = (((numpy.take(((mask2*((numpy.repeat((delta4 @ W4), 4, axis=1)).reshape(-1, 4))).reshape(-1, 32)), _INDEX2, axis=1)).reshape(-1, 2, 16).swapaxes(1, 2).reshape(-1, 32)).reshape(-1, 2))*numpy.heaviside(z1, 0.5)
+    delta1 = (((numpy.take(((mask2*((numpy.repeat((delta4 @ W4), 4, axis=1)).reshape(-1, 4))).reshape(-1, 32)), _INDEX2, axis=1)).reshape(-1, 2, 16).swapaxes(1, 2).reshape(-1, 32)).reshape(-1, 2))*((1/2)*numpy.sign(z1) + 1/2)
     dC_dW1 = delta1.T @ t1
-    dC_db1 = delta1.sum(axis=0, keepdims=True).T
+    dC_db1 = (numpy.ones((1, delta1.shape[0]), dtype=delta1.dtype) @ delta1).T
     return {"W1": dC_dW1, "b1": dC_db1, "W4": dC_dW4, "b4": dC_db4}
 
 
@@ -208,7 +209,7 @@ def _inference(a0, x, params, state):
     W1, b1, W4, b4 = _params(params, a0.dtype)  # checked by forward: the fast path
     z1 = b1.T + (((numpy.take(_with_zero(a0), _INDEX0, axis=1)).reshape(-1, 9)) @ W1.T)
     a1 = numpy.maximum(0, z1)
-    z4 = b4.T + (((((numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)).reshape(-1, 4)).max(axis=1, keepdims=True)).reshape(-1, 8)) @ W4.T)
+    z4 = b4.T + (((_row_max(((numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)).reshape(-1, 4)))).reshape(-1, 8)) @ W4.T)
     a4 = softmax(z4)
     if not _finite(a4):
         _not_finite(x, params)
@@ -218,6 +219,24 @@ def _inference(a0, x, params, state):
 def _with_zero(a):
     """[a, 0]: a zero column appended, which the index -1 of a window in the padding reads."""
     return numpy.concatenate((a, numpy.zeros((a.shape[0], 1), dtype=a.dtype)), axis=1)
+
+
+def _row_max(a):
+    """Each row's maximum, as a column: the running maximum of its columns (a window has few entries, and
+    numpy reduces along a short row several times slower than it compares whole columns)."""
+    top = a[:, :1].copy()
+    for j in range(1, a.shape[1]):
+        numpy.maximum(top, a[:, j:j + 1], out=top)
+    return top
+
+
+def _first_max(a, top):
+    """The 0/1 mask of each row's first arg-max: where entries tie, the first wins, as in PyTorch's max pooling."""
+    k = a.shape[1]
+    if k in (2, 4, 8):  # a row's equality bytes read as one little-endian integer: its lowest set byte is the first
+        bits = numpy.ascontiguousarray(a == top).view(f"<u{k}")
+        return (bits & (~bits + 1)).astype(f"<u{k}", copy=False).view(numpy.uint8).reshape(a.shape).astype(a.dtype)
+    return (a.argmax(axis=1)[:, None] == numpy.arange(k)).astype(a.dtype)
 
 
 # -- the stable helpers the functions above call ---------------------------------------

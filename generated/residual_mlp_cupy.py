@@ -120,7 +120,7 @@ def backward(params, cache, y):
     t10 = delta6 @ W6
     delta4 = t10 + t7
     dC_dW4 = delta4.T @ a3
-    delta3 = (delta4 @ W4)*cupy.heaviside(z3, 0.5)
+    delta3 = (delta4 @ W4)*((1/2)*cupy.sign(z3) + 1/2)
     dC_dW3 = delta3.T @ a1
     dC_db3 = delta3.T @ ones_B
     delta1 = (1 - a1**2)*(delta4 + (delta3 @ W3))

@@ -119,7 +119,7 @@ def backward(params, cache, y):
     t10 = delta6 @ W6
     delta4 = t10 + t7
     dC_dW4 = tdot(delta4, a3)
-    delta3 = (delta4 @ W4)*numpy.heaviside(z3, 0.5)
+    delta3 = (delta4 @ W4)*((1/2)*numpy.sign(z3) + 1/2)
     dC_dW3 = tdot(delta3, a1)
     dC_db3 = delta3.T @ ones_B
     delta1 = (1 - a1**2)*(delta4 + (delta3 @ W3))

@@ -13,7 +13,7 @@ per row; parameters keep the spec's layout (column: W is (width, n_in), so x W r
 Each row of x is one example of shape [3, 2] (3 x 2) flattened in C, H, W order (first axis
 slowest): torch.flatten(x, 1) of a batch of that shape, x.reshape(B, -1) of a NumPy one.
 Parameters in PyTorch's layout:
-    layer 1 (rnn): Wxh (H, d), Whh (H, H) and b (H, 1) are torch.nn.RNN\x27s weight_ih_l0, weight_hh_l0 and b_ih_l0 + b_hh_l0.
+    layer 1 (rnn): Wxh (H, d), Whh (H, H) and b (H, 1) are torch.nn.RNN's weight_ih_l0, weight_hh_l0 and b_ih_l0 + b_hh_l0.
 
 Interface: forward, backward, cost, sgd_step, init_params, init_state, in that order below.
 Batch norm runs in training mode (the statistics of the batch, as proven); running averages
