@@ -66,7 +66,7 @@ class LayeredLhs:
     transposed: bool = False
 
     def text(self) -> str:
-        body = f"{self.kind}{'' if self.layer is None else self.layer}"
+        body = self.kind if self.layer is None else sv.step_text(self.kind, self.layer)  # h1t2: a step
         body = f"dC/d{body}" if self.gradient else body
         if self.index is not None:
             body += f"[{','.join(map(str, self.index))}]"
