@@ -17,6 +17,7 @@ from derive.proofs.layered import prove_layers
 from derive.report.latex_layers import Namer, render_layers
 from derive.report.layers import layer_line, render_layers as render_terminal
 from derive.report.notebook import layers_markdown
+from derive.tables.layers import KINDS
 from tests.conftest import needs_pdflatex
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,3 +270,27 @@ def test_the_notebook_shows_each_shaped_layers_forms(proofs):
     assert r"\begin{gathered}" in md and r"\operatorname{rowsum}" in md and "causal mask" in md
     md = layers_markdown(proofs["cnn"])
     assert r"\operatorname{rot}_{180}" in md and "first maximal entry" in md
+
+
+def test_a_refuted_shaped_entry_is_named_with_its_multi_index():
+    """A conv2d whose backward doubles ∂C/∂W: the document and the terminal name each failing entry by its
+    shaped index too (dC/dw1[1,5] is ∂C/∂w⁽¹⁾[1,0,1,2]), not only by the flat name."""
+    real = KINDS["conv2d"].backward
+
+    def doubled(ops, G, X, S, P, block, inner):
+        dX, grads = real(ops, G, X, S, P, block, inner)
+        return dX, {**grads, "W": ops.scale(2, grads["W"])}
+
+    proof = prove_layers(ROOT / "examples" / "specs" / "cnn.toml", backward={"conv2d": doubled}, oracle=False)
+    assert not proof.ok
+    tex = render_layers(proof)
+    failures = tex[tex.index("Not proven:"):]
+    assert r"\item \texttt{dC/dw1[0,0]} ($\partial C / \partial w^{(1)}_{0,0,0,0}$), layer 1, backward: REFUTED" \
+        in failures
+    named = re.findall(r"dC/dw1\[(\d),(\d)\]\} \(\$\\partial C / \\partial w\^\{\(1\)\}_\{(\d),0,(\d),(\d)\}", failures)
+    assert len(named) >= 3
+    for o, k, o2, u, v in named:  # flat k over (channel 0, kernel row u, column v) of a 3×3 kernel
+        assert o == o2 and int(k) == 3 * int(u) + int(v)
+    console = Console(file=io.StringIO(), width=200)
+    render_terminal(proof, console, brief=True)
+    assert "REFUTED layer 1 (conv2d) dC/dw1[0,0] (∂C/∂w1[0,0,0,0]): chain rule ≠ backward" in console.file.getvalue()

@@ -40,6 +40,7 @@ _NODE_TEX = {"attention": {"a": "p"}, "rnn": {"a": "h"}, "maxpool2d": {"m": "y",
 ENTRY_LINES = 14  # an entry of a convolution's gradient sums over every position: allow it a third of a page
 _CONV = ("conv2d", "conv1d")
 _POOL = ("avgpool2d", "maxpool2d")
+_CHECK = re.compile(r"^dC/d([A-Za-z]+)(\d+)\[([\d,]+)\]$")  # a check's name: dC/dw1[0,5], dC/dx2[1,6]
 _TEXT = {"⋆": r"$\star$", "°": r"$^\circ$", "j*": r"$j^*$", "x_j": "$x_j$", "P_tu": "$P_{tu}$", "δ_t": r"$\delta_t$",
          "d_k": "$d_k$"}
 
@@ -109,6 +110,20 @@ class Namer:
         if block.kind in _POOL:  # one entry per output entry [b, c, h, w]; a mask's, per window entry too
             return head + _index(e, *self._unravel(r, block.shape), *rest[1:])
         return head + _index(e, r, col)  # rows are (example, position): [b, t, j]
+
+    def check(self, name: str) -> str:
+        """A check's name as mathematics: dC/dw1[0,5] -> ∂C/∂w^{(1)}_{0,0,1,2}; dC/dx2[1,6], an entry of layer 2's
+        input, -> ∂C/∂x^{(2)}_{1,1,1,0}; '' for a name it does not know."""
+        m = _CHECK.match(name)
+        if not m or int(m.group(2)) not in self.block:
+            return ""
+        head, layer, idx = m.group(1), int(m.group(2)), [int(i) for i in m.group(3).split(",")]
+        if head == "x" and len(idx) == 2:
+            block = self.block[layer]
+            inner = self._unravel(idx[1], block.shape_in or (block.n_in,))
+            return rf"\partial C / \partial x^{{({layer})}}" + _index(idx[0], *inner)
+        symbol = sp.Symbol(f"{head}{layer}_" + "_".join(map(str, idx)))
+        return rf"\partial C / \partial {self._param(symbol)}" if symbol in self.params else ""
 
     def _param(self, s: sp.Symbol) -> str:
         _, layer, pname, _ = self.params[s]
@@ -287,8 +302,8 @@ def render_layers(proof: LayeredProof) -> str:
         "cost": rf"C = {scale} {per_example}".replace("  ", " "),
         "summary": tex_text(proof.summary()),
         "ok": proof.ok,
-        "failures": [{"name": tex_text(c.name), "layer": c.position, "form": tex_text(c.form),
-                      "verdict": c.verdict} for c in failures],
+        "failures": [{"name": tex_text(c.name), "tex": namer.check(c.name), "layer": c.position,
+                      "form": tex_text(c.form), "verdict": c.verdict} for c in failures],
         "note": tex_text(proof.note),
     }
     return environment().get_template("layers.tex.j2").render(**context)

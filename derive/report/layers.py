@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -41,6 +44,23 @@ def settings(block) -> list[str]:
         out = [str(block.hidden_size), block.nonlinearity, block.output]
         return out + ([] if block.bias == "separate" else ["no bias"])
     return []
+
+
+def shaped_name(check: str, spec) -> str:
+    """A check's entry with the multi-index of its shape, where the flat name hides it: dC/dw1[0,5] of a conv2d
+    on [1, 4, 4] -> 'w1[0,0,1,2]' (torch's weight[0, 0, 1, 2]); dC/dx2[1,6] -> 'x2[1,1,1,0]'; else ''."""
+    m = re.match(r"^dC/d([A-Za-z]+)(\d+)\[(\d+),(\d+)\]$", check)
+    block = next((b for b in spec.blocks if m and b.position == int(m.group(2))), None)
+    if block is None:
+        return ""
+    head, layer, first, flat = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+    if head == "x" and len(block.shape_in) > 1:
+        shape = block.shape_in
+    elif head == "w" and block.kind in ("conv2d", "conv1d"):
+        shape = (block.shape_in[0],) + tuple(block.kernel_size)
+    else:
+        return ""
+    return f"{head}{layer}[{','.join(map(str, (first,) + tuple(int(i) for i in np.unravel_index(flat, shape))))}]"
 
 
 def layer_line(block) -> str:
@@ -94,8 +114,9 @@ def render_layers(proof: LayeredProof, console: Console, brief: bool = False) ->
         console.print(f"time: {proof.seconds:.1f} s", soft_wrap=True)
     for c in proof.checks:
         if not c.proven:
-            console.print(f"[red]{c.verdict}[/] layer {c.position} ({c.block}) {c.name}: chain rule ≠ {c.form}",
-                          soft_wrap=True)
+            shaped = shaped_name(c.name, proof.spec)
+            console.print(f"[red]{c.verdict}[/] layer {c.position} ({c.block}) {c.name}"
+                          + (f" (∂C/∂{shaped})" if shaped else "") + f": chain rule ≠ {c.form}", soft_wrap=True)
             if c.counterexample:
                 ce = c.counterexample
                 vals = ", ".join(f"{k}={v:.6g}" for k, v in ce.values.items())
