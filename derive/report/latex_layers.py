@@ -414,7 +414,7 @@ def _sizes_tex(block) -> str:
     if block.kind == "rnn":
         T, d = block.shape_in
         return (rf"$x_t$ is step $t$ of $x$ ({d} entries per example, one row per example), $T = {T}$; "
-                rf"$h_t$ has {block.hidden_size}.")
+                rf"$h_t$ has {block.hidden_size} entries.")
     return ""
 
 
