@@ -54,17 +54,19 @@ def test_the_sizes_are_symbols_not_numbers(proof):
     M = next(s for s in proof.layers if s.key == "conv2d").model
     thm = theorem(proof, "conv2d", "x_pad")
     atoms = thm.main.final.free_symbols | {a for st in thm.steps for a in st.rhs.free_symbols}
-    assert {M.C, M.O, M.k, M.s, M.Ho} <= atoms  # the stride and the kernel size stay symbols to the end
-    assert all(v.is_integer and v.is_positive for v in (M.B, M.C, M.O, M.H, M.k, M.s, M.Ho))
-    assert M.p.is_integer and M.p.is_nonnegative  # a padding may be 0
+    assert {M.C, M.O, *M.k, *M.s, *M.Ho} <= atoms  # each axis's stride and kernel size stay symbols to the end
+    assert all(v.is_integer and v.is_positive for v in (M.B, M.C, M.O, *M.H, *M.k, *M.s, *M.Ho))
+    assert all(p.is_integer and p.is_nonnegative for p in M.p)  # a padding may be 0
+    assert len(set(M.k)) == len(set(M.s)) == len(set(M.p)) == 2  # one per axis: a kernel need not be square
 
 
 def test_the_weight_gradient_is_the_correlation_of_the_input_with_delta(proof):
     M = next(s for s in proof.layers if s.key == "conv2d").model
     thm = theorem(proof, "conv2d", "W")
     o1, c1, (m1, n1), (i, j) = M.o1, M.c1, M.ker1, M.pos
-    want = Sum(sp.Function("g")(M.b, o1, i, j) * M.xp[M.b, c1, M.s * i + m1, M.s * j + n1], (M.b, 0, M.B - 1),
-               (i, 0, M.Ho - 1), (j, 0, M.Ho - 1))
+    (s1, s2), (h1, h2) = M.s, M.Ho
+    want = Sum(sp.Function("g")(M.b, o1, i, j) * M.xp[M.b, c1, s1 * i + m1, s2 * j + n1], (M.b, 0, M.B - 1),
+               (i, 0, h1 - 1), (j, 0, h2 - 1))
     got = thm.main.final.replace(lambda e: isinstance(e, CostPartial),
                                  lambda e: sp.Function("g")(*e.args[0].indices))
     assert got == want and thm.ok
@@ -109,10 +111,19 @@ def test_an_unrotated_kernel_is_refuted(kind):
 
 def test_a_forgotten_stride_and_a_padding_of_k_minus_1_are_refuted():
     M = ConvModel("conv1d")
-    ce = _refuted("conv1d", "W", M.formula("W").xreplace({M.s: 1}))
-    assert dict(ce.sizes)[M.s] == 2
+    ce = _refuted("conv1d", "W", M.formula("W").xreplace({M.s[0]: 1}))
+    assert dict(ce.sizes)[M.s[0]] == 2
     ce = _refuted("conv1d", "x", M.formula("x").xreplace({M.E: M.D}))  # δ padded by k − 1, not k − 1 − p
-    assert dict(ce.sizes)[M.p] >= 1
+    assert dict(ce.sizes)[M.p[0]] >= 1
+
+
+def test_the_axes_swapped_are_refuted():
+    """Per-axis symbols: a formula that reads the first axis's stride (or kernel size) on the second is wrong."""
+    M = ConvModel("conv2d")
+    (s1, s2), (k1, k2) = M.s, M.k
+    ce = _refuted("conv2d", "W", M.formula("W").xreplace({s2: s1}))
+    assert dict(ce.sizes)[s1] != dict(ce.sizes)[s2]
+    _refuted("conv2d", "x_pad", M.formula("x_pad").xreplace({k2: k1}))
 
 
 def test_attention_without_the_scale_or_with_a_wrong_softmax_jacobian_is_refuted():

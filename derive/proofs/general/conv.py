@@ -1,10 +1,11 @@
 """Convolution (conv2d, conv1d) at symbolic sizes: the backward forms derived from the scalar definition.
 
-With B examples, C input and O output channels, a square input H (×H), a square kernel k, stride s and padding p
-all symbols (H_o output positions per axis, ⌊(H + 2p − k)/s⌋ + 1, a symbol too):
+With B examples, C input and O output channels, and per axis an input size H, a kernel size k, a stride s and
+a padding p, all symbols (H_o output positions per axis, ⌊(H + 2p − k)/s⌋ + 1, a symbol too; conv2d's axes
+carry subscripts 1 and 2, so neither the input nor the kernel need be square). In 2-D:
 
-    x_pad[b,c,u,v] = Σ_{u2,v2} x[b,c,u2,v2] δ(u2 + p, u) δ(v2 + p, v)    (zero padding, as a Kronecker sum)
-    z[b,o,i,j]     = Σ_{c,m,n} W[o,c,m,n] x_pad[b,c,s·i + m, s·j + n] + β[o]
+    x_pad[b,c,u,v] = Σ_{u2,v2} x[b,c,u2,v2] δ(u2 + p_1, u) δ(v2 + p_2, v)    (zero padding, as a Kronecker sum)
+    z[b,o,i,j]     = Σ_{c,m,n} W[o,c,m,n] x_pad[b,c,s_1·i + m, s_2·j + n] + β[o]
 
 and C reads z (δ ≡ ∂C/∂z, the upstream gradient, free: the activation after z is elementwise, BP1's form).
 Proven: ∂C/∂W = x_pad ⋆ δ (the correlation), ∂C/∂β = Σ δ, ∂C/∂x_pad = the full convolution of δ dilated by s
@@ -54,9 +55,11 @@ class ConvModel:
             raise ValueError(kind)
         self.key = kind
         self.dims = 2 if kind == "conv2d" else 1
-        self.B, self.C, self.O, self.H, self.k, self.s, self.Ho = (
-            sp.Symbol(n, **WIDTH) for n in ("B", "C", "O", "H", "k", "s", "H_o"))
-        self.p = sp.Symbol("p", **INDEX)
+        self.B, self.C, self.O = (sp.Symbol(n, **WIDTH) for n in ("B", "C", "O"))
+        axes = ("",) if self.dims == 1 else ("_1", "_2")  # one symbol per axis: H_1 × H_2, k_1 × k_2, s_1, s_2, ...
+        self.H, self.k, self.s = (tuple(sp.Symbol(f"{n}{a}", **WIDTH) for a in axes) for n in ("H", "k", "s"))
+        self.Ho = tuple(sp.Symbol(f"H_o{a[1:]}", **WIDTH) for a in axes)  # H_o, or H_o1 and H_o2
+        self.p = tuple(sp.Symbol(f"p{a}", **INDEX) for a in axes)
         sym = lambda names: sp.symbols(names, **INDEX)  # noqa: E731
         self.b, self.o, self.c, self.b1, self.o1, self.c1 = sym("b o c b' o' c'")
         self.pos = sym("i j")[:self.dims]  # output positions
@@ -67,48 +70,57 @@ class ConvModel:
         self.raw = sym("u_2 v_2")[:self.dims]
         self.x, self.xp, self.z, self.W, self.beta, self.D, self.E = (
             Entry(n) for n in ("x", "x_pad", "z", "W", "beta", "D", "E"))
-        b, o, c, k, s, p = self.b, self.o, self.c, self.k, self.s, self.p
-        padded = self.H + 2 * p
-        pad = Sum(self.x[(b, c, *self.raw)] * sp.Mul(*[KroneckerDelta(r + p, u) for r, u in zip(self.raw, self.inp)]),
-                  *[(r, 0, self.H - 1) for r in self.raw])
-        window = [s * i + m for i, m in zip(self.pos, self.ker)]
+        b, o, c = self.b, self.o, self.c
+        axis = lambda: zip(self.H, self.k, self.s, self.p, self.Ho)  # noqa: E731
+        self.padded = tuple(h + 2 * p for h, p in zip(self.H, self.p))
+        pad = Sum(self.x[(b, c, *self.raw)] * sp.Mul(*[KroneckerDelta(r + p, u)
+                                                       for r, u, p in zip(self.raw, self.inp, self.p)]),
+                  *[(r, 0, h - 1) for r, h in zip(self.raw, self.H)])
+        window = [s * i + m for i, m, s in zip(self.pos, self.ker, self.s)]
         conv = Sum(self.W[(o, c, *self.ker)] * self.xp[(b, c, *window)], (c, 0, self.C - 1),
-                   *[(m, 0, k - 1) for m in self.ker])
+                   *[(m, 0, k - 1) for m, k in zip(self.ker, self.k)])
         self.outputs = self.z
         self.definitions = [
             Definition(self.xp[(b, c, *self.inp)], pad,
-                       {b: (0, self.B - 1), c: (0, self.C - 1), **{u: (0, padded - 1) for u in self.inp}}),
+                       {b: (0, self.B - 1), c: (0, self.C - 1), **{u: (0, n - 1) for u, n in zip(self.inp,
+                                                                                               self.padded)}}),
             Definition(self.z[(b, o, *self.pos)], conv + self.beta[o],
-                       {b: (0, self.B - 1), o: (0, self.O - 1), **{i: (0, self.Ho - 1) for i in self.pos}}),
+                       {b: (0, self.B - 1), o: (0, self.O - 1), **{i: (0, n - 1) for i, n in zip(self.pos, self.Ho)}}),
         ]
         y = sym("y w")[:self.dims]
         dz = CostPartial(self.z[(b, o, *self.pos)])
-        dil = lambda shift: Sum(dz * sp.Mul(*[KroneckerDelta(a + shift, s * i + k - 1)  # noqa: E731
-                                              for a, i in zip(y, self.pos)]),
-                                *[(i, 0, self.Ho - 1) for i in self.pos])
+        dil = lambda padded: Sum(dz * sp.Mul(*[KroneckerDelta(a + (p if padded else 0), s * i + k - 1)  # noqa: E731
+                                               for a, i, (_, k, s, p, _) in zip(y, self.pos, axis())]),
+                                 *[(i, 0, n - 1) for i, n in zip(self.pos, self.Ho)])
         self.helpers = {  # the formula's arrays: δ dilated by s, padded by k − 1 (D) or by k − 1 − p (E)
-            self.D: Definition(self.D[(b, o, *y)], dil(0), {}),
-            self.E: Definition(self.E[(b, o, *y)], dil(p), {}),
+            self.D: Definition(self.D[(b, o, *y)], dil(False), {}),
+            self.E: Definition(self.E[(b, o, *y)], dil(True), {}),
         }
         self.ranges = {self.b1: (0, self.B - 1), self.o1: (0, self.O - 1), self.c1: (0, self.C - 1),
-                       **{m: (0, k - 1) for m in self.ker1}, **{u: (0, padded - 1) for u in self.inp1}}
+                       **{m: (0, k - 1) for m, k in zip(self.ker1, self.k)},
+                       **{u: (0, n - 1) for u, n in zip(self.inp1, self.padded)}}
 
     # -- printing ------------------------------------------------------------------
     def title_tex(self) -> str:
-        shape = r"H \times H" if self.dims == 2 else "H"
-        return (rf"{self.key}: $B$ examples, $C \to O$ channels, input ${shape}$, kernel $k$, stride $s$, padding "
-                rf"$p$, $H_o$ outputs per axis, $\delta \equiv \partial C/\partial z$")
+        if self.dims == 1:
+            sizes = r"input $H$, kernel $k$, stride $s$, padding $p$, $H_o$ outputs"
+        else:
+            sizes = (r"input $H_1 \times H_2$, kernel $k_1 \times k_2$, strides $s_1, s_2$, paddings $p_1, p_2$, "
+                     r"$H_{o1} \times H_{o2}$ outputs")
+        return rf"{self.key}: $B$ examples, $C \to O$ channels, {sizes}, $\delta \equiv \partial C/\partial z$"
 
     def title(self) -> str:
-        shape = "H×H" if self.dims == 2 else "H"
-        return (f"{self.key}: B examples, C → O channels, input {shape}, kernel k, stride s, padding p, H_o outputs "
-                f"per axis, δ ≡ ∂C/∂z")
+        if self.dims == 1:
+            sizes = "input H, kernel k, stride s, padding p, H_o outputs"
+        else:
+            sizes = "input H_1 × H_2, kernel k_1 × k_2, strides s_1, s_2, paddings p_1, p_2, H_o1 × H_o2 outputs"
+        return f"{self.key}: B examples, C → O channels, {sizes}, δ ≡ ∂C/∂z"
 
     # -- the theorems --------------------------------------------------------------
     def scope(self, key: str) -> Scope:
         ranges = dict(self.ranges)
         if key == "x":  # the unpadded input's positions
-            ranges.update({u: (0, self.H - 1) for u in self.inp1})
+            ranges.update({u: (0, h - 1) for u, h in zip(self.inp1, self.H)})
         return Scope(ranges, {}, None)
 
     def lhs(self, key: str):
@@ -118,18 +130,18 @@ class ConvModel:
 
     def formula(self, key: str, rotated: bool = True) -> sp.Expr:
         """The textbook right-hand side; rotated=False gives the kernel unrotated (a wrong form, for mutants)."""
-        b, o, b1, o1, c1, k, s = self.b, self.o, self.b1, self.o1, self.c1, self.k, self.s
-        positions = [(i, 0, self.Ho - 1) for i in self.pos]
+        b, o, b1, o1, c1 = self.b, self.o, self.b1, self.o1, self.c1
+        positions = [(i, 0, n - 1) for i, n in zip(self.pos, self.Ho)]
         if key == "W":
-            window = [s * i + m for i, m in zip(self.pos, self.ker1)]
+            window = [s * i + m for i, m, s in zip(self.pos, self.ker1, self.s)]
             return Sum(CostPartial(self.z[(b, o1, *self.pos)]) * self.xp[(b, c1, *window)], (b, 0, self.B - 1),
                        *positions)
         if key == "b":
             return Sum(CostPartial(self.z[(b, o1, *self.pos)]), (b, 0, self.B - 1), *positions)
         arr = self.D if key == "x_pad" else self.E
-        kernel = [k - 1 - m for m in self.ker] if rotated else list(self.ker)
+        kernel = [k - 1 - m for m, k in zip(self.ker, self.k)] if rotated else list(self.ker)
         return Sum(self.W[(o, c1, *kernel)] * arr[(b1, o, *[u + m for u, m in zip(self.inp1, self.ker)])],
-                   (o, 0, self.O - 1), *[(m, 0, k - 1) for m in self.ker])
+                   (o, 0, self.O - 1), *[(m, 0, k - 1) for m, k in zip(self.ker, self.k)])
 
     def canonical(self, expr, ranges: dict):
         return canonical_form(expr, self.helpers, ranges)
@@ -141,31 +153,36 @@ class ConvModel:
 
     # -- counterexamples ---------------------------------------------------------------
     def witness_sizes(self):
-        B, C, O, H, k, s, p, Ho = self.B, self.C, self.O, self.H, self.k, self.s, self.p, self.Ho
-        for b_, c_, o_, h_, k_, s_, p_ in ((1, 1, 1, 3, 2, 1, 0), (1, 2, 2, 3, 2, 1, 1), (2, 1, 1, 4, 2, 2, 1),
-                                           (1, 1, 2, 5, 3, 2, 1)):
-            yield {B: b_, C: c_, O: o_, H: h_, k: k_, s: s_, p: p_, Ho: (h_ + 2 * p_ - k_) // s_ + 1}
+        """B, C, O and per axis (H, k, s, p): small layers, with a stride 2, a padding and unequal axes among them."""
+        for b_, c_, o_, per_axis in ((1, 1, 1, ((3, 2, 1, 0), (2, 1, 1, 0))), (1, 2, 2, ((3, 2, 1, 1), (3, 2, 1, 0))),
+                                     (2, 1, 1, ((4, 2, 2, 1), (3, 2, 1, 1))), (1, 1, 1, ((3, 2, 1, 0), (5, 3, 2, 0))),
+                                     (1, 1, 2, ((5, 3, 2, 1), (4, 2, 2, 0)))):
+            sizes = {self.B: b_, self.C: c_, self.O: o_}
+            for (h, k, s, p), H, K, S, P, Ho in zip(per_axis, self.H, self.k, self.s, self.p, self.Ho):
+                sizes.update({H: h, K: k, S: s, P: p, Ho: (h + 2 * p - k) // s + 1})
+            yield sizes
 
     def concrete(self, sizes: dict, rng) -> dict:
         """Every entry of a concrete layer (small integers drawn), and every ∂C/∂ by sympy.diff of C = Σ δ·z."""
-        B, C, O, H, k, s, p, Ho = (sizes[v] for v in (self.B, self.C, self.O, self.H, self.k, self.s, self.p,
-                                                       self.Ho))
+        B, C, O = sizes[self.B], sizes[self.C], sizes[self.O]
+        H, k, s, p, Ho = ([sizes[v] for v in axis] for axis in (self.H, self.k, self.s, self.p, self.Ho))
         draw = lambda: sp.Integer(int(rng.integers(-3, 4)))  # noqa: E731
-        sp_ = lambda n: itertools.product(*[range(n)] * self.dims)  # noqa: E731
-        xs = {(b, c, *u): sp.Symbol(f"x{b}{c}{u}") for b in range(B) for c in range(C) for u in sp_(H)}
-        ws = {(o, c, *m): sp.Symbol(f"w{o}{c}{m}") for o in range(O) for c in range(C) for m in sp_(k)}
+        grid = lambda ns: itertools.product(*[range(n) for n in ns])  # noqa: E731
+        xs = {(b, c, *u): sp.Symbol(f"x{b}{c}{u}") for b in range(B) for c in range(C) for u in grid(H)}
+        ws = {(o, c, *m): sp.Symbol(f"w{o}{c}{m}") for o in range(O) for c in range(C) for m in grid(k)}
         bs = {o: sp.Symbol(f"b{o}") for o in range(O)}
-        xps = {(b, c, *u): sp.Symbol(f"xp{b}{c}{u}") for b in range(B) for c in range(C) for u in sp_(H + 2 * p)}
-        padx = {key: xs.get((key[0], key[1], *[a - p for a in key[2:]]), sp.S.Zero) for key in xps}
+        xps = {(b, c, *u): sp.Symbol(f"xp{b}{c}{u}") for b in range(B) for c in range(C)
+               for u in grid([h + 2 * pp for h, pp in zip(H, p)])}
+        padx = {key: xs.get((key[0], key[1], *[a - pp for a, pp in zip(key[2:], p)]), sp.S.Zero) for key in xps}
         vals = {**{self.x[key]: draw() for key in xs}, **{self.W[key]: draw() for key in ws},
                 **{self.beta[o]: draw() for o in bs}}
         sym_vals = {xs[key]: vals[self.x[key]] for key in xs} | {ws[key]: vals[self.W[key]] for key in ws} | {
             bs[o]: vals[self.beta[o]] for o in bs}
         cost, zs = sp.S.Zero, {}
         for b, o in itertools.product(range(B), range(O)):
-            for pos in sp_(Ho):
-                z = bs[o] + sp.Add(*[ws[(o, c, *m)] * xps[(b, c, *[s * i + mm for i, mm in zip(pos, m)])]
-                                     for c in range(C) for m in sp_(k)])
+            for pos in grid(Ho):
+                z = bs[o] + sp.Add(*[ws[(o, c, *m)] * xps[(b, c, *[ss * i + mm for i, mm, ss in zip(pos, m, s)])]
+                                     for c in range(C) for m in grid(k)])
                 g = draw()
                 vals[CostPartial(self.z[(b, o, *pos)])] = g
                 cost += g * z
@@ -217,7 +234,7 @@ def _x(b: SpatialBuilder, M: ConvModel, proven: Theorem) -> None:
     derived = Chain("lemma", proven.main.head, [st for st in proven.main.steps if st.rule != "formula"])
     if not derived.steps or not derived.ok:  # the derivation of ∂C/∂x_pad, whatever its formula's verdict
         raise Stuck("∂C/∂x_pad is not derived")
-    shift = {u: u + M.p for u in M.inp1}
+    shift = {u: u + p for u, p in zip(M.inp1, M.p)}
     head, value = derived.head.xreplace(shift), derived.final.xreplace(shift)
     within = {u: proven.scope.ranges[u] for u in M.inp1}
     if not shift_inside(shift, within, b.thm.scope.ranges):

@@ -288,7 +288,8 @@ class GeneralProof:
         if set(keys) & {"batchnorm", "layernorm", "residual"}:
             sizes.append("the batch size B, the width n, the number of blocks R and their inner depth P")
         if set(keys) & {"conv2d", "conv1d"}:
-            sizes.append("the channels C and O, the input size H, the kernel k, the stride s and the padding p")
+            sizes.append("the channels C and O and, per axis, the input size H, the kernel k, the stride s and the "
+                         "padding p")
         if "attention" in keys:
             sizes.append("the sequence length T and the widths d_k, d_v")
         head = (f"layers beyond dense: {good}/{len(thms)} theorems proven ({', '.join(keys)}) "
