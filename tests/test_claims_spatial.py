@@ -110,6 +110,8 @@ def last_rnn(tmp_path_factory):
     ("h1t2", "tanh(z1t2)", Verdict.PROVEN),
     ("z1t2", "x1t2 @ Wxh1 + h1t1 @ Whh1", Verdict.PROVEN),
     ("z1t1", "x1t1 @ Wxh1 + h1t0 @ Whh1", Verdict.PROVEN),  # h_0 = 0
+    ("delta1[t]", "(delta1[t+1] @ Whh1.T + dC/dy1[t]) * (1 - h1[t]**2)", Verdict.PROVEN),  # at every step
+    ("delta1[t]", "delta1[t+1] @ Whh1.T * (1 - h1[t]**2)", Verdict.REFUTED),  # the last step has dC/dy1
 ])
 def test_back_propagation_through_time(last_rnn, lhs, rhs, want):
     assert verdict(last_rnn, lhs, rhs).verdict == want

@@ -112,6 +112,9 @@ class LayeredContext:
             why = f" with its step, {base}{position}t1" if stepped and step is None else ""
             raise ClaimError(f"{sv.step_text(kind, position)}: layer {position} is {_what(b)}; its names are "
                              f"{_have(b)}{why}", span)
+        if isinstance(step, tuple):
+            raise ClaimError(f"{sv.step_text(kind, position)}: the step {step[0]} is bound by sum_steps(...); a "
+                             f"left-hand side names one step, {base}{position}t2", span)
         if step is not None:
             return sv.step_array(self, b, base, step, span)
         if b.kind == "maxpool2d" and kind == "mask":
@@ -228,7 +231,7 @@ class LayeredContext:
             raise ClaimError("delta is already a gradient, dC/dz", span)
         b = self.block(position, kind, span)
         base, step = sv.split_step(kind)
-        if base == "y" and step is not None and b.kind in sv.STEPPED:  # what reaches h_t from above
+        if base == "y" and isinstance(step, int) and b.kind in sv.STEPPED:  # what reaches h_t from above
             if not 1 <= step <= sv.steps(b):
                 raise ClaimError(f"dC/dy{position}t{step}: layer {position} runs over steps 1 to {sv.steps(b)}", span)
             return self.lay(sv.step_upstream(self, b, step))

@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 
 from derive.claims import layers_spatial as sv
-from derive.claims.layers_eval import SpatialEvaluation, channel_sum, spatial_repairs
+from derive.claims.layers_eval import SpatialEvaluation, channel_sum, spatial_repairs, worst
 from derive.claims.check import Claim, ClaimVerdict, _close, _fail, _round, no_such_example
 from derive.claims.evaluate import Evaluator, Leaves, is_matrix, shape_of, size_text
 from derive.claims.layers import NORMS, LayeredContext, Undefined, _names
@@ -98,15 +98,7 @@ class LayeredEvaluator(SpatialEvaluation, Evaluator):
         if isinstance(node, Op) and node.op in sv.OPERATORS:
             return self._operator(node, env)
         if isinstance(node, Op) and node.op == "batch_sum" and self._sequence(node):  # Σ over the examples
-            ctx, here = self.leaves.ctx, self.leaves.e
-            try:
-                terms = []
-                for e in range(ctx.E):
-                    self.leaves.e = e
-                    terms.append(self.eval(node.args[0], env))
-            finally:
-                self.leaves.e = here
-            return sum(terms[1:], terms[0])
+            return self._example_sum(node, env)
         if isinstance(node, Op) and node.op in ("batch_sum", "feature_sum"):
             axis = 0 if (node.op == "batch_sum") == self.row else 1
             value = self.eval(node.args[0], env)
@@ -328,6 +320,13 @@ def check_layered(ctx: LayeredContext, claim: Claim) -> ClaimVerdict:
     if isinstance(got, list):
         return _chain(ctx, claim, got)
     lhs, tree, shown = got
+    steps = sv.steps_of(ctx, lhs)
+    if steps:  # δ_t = ...: the claim at every step t
+        return worst([(t, _judge(ctx, claim, *sv.at_step(lhs, tree, t), shown)) for t in steps], claim, "step")
+    return _judge(ctx, claim, lhs, tree, shown)
+
+
+def _judge(ctx: LayeredContext, claim: Claim, lhs: LayeredLhs, tree: Node, shown: str) -> ClaimVerdict:
     field = "latex" if claim.latex is not None else "rhs"
     try:
         truth = truth_of(ctx, lhs, claim.example)
@@ -384,20 +383,8 @@ def _chain(ctx: LayeredContext, claim: Claim, sides: list) -> ClaimVerdict:
     """A = B = C: each side after the first against the first, as a claim of its own; the worst verdict, its side
     named (all PROVEN: PROVEN)."""
     first = claim.latex[sides[0][0]:sides[0][1]]
-    results = []
-    for k, (a, b) in enumerate(sides[1:], 2):
-        one = check_layered(ctx, replace(claim, latex=f"{first} = {claim.latex[a:b]}"))
-        results.append((k, one))
-    order = (Verdict.ERROR, Verdict.REFUTED, Verdict.UNPROVEN)
-    k, worst = next(((k, v) for w in order for k, v in results if v.verdict == w), results[0])
-    out = replace(worst, claim=claim)
-    if out.verdict != Verdict.PROVEN:
-        out.message = f"side {k}: {out.message}" if out.message else f"side {k}"
-        if out.shape_error:
-            out.shape_error = f"side {k}: {out.shape_error}"
-        if out.witness is not None:
-            out.witness = {"side": k, **out.witness}
-    return out
+    return worst([(k, check_layered(ctx, replace(claim, latex=f"{first} = {claim.latex[a:b]}")))
+                  for k, (a, b) in enumerate(sides[1:], 2)], claim, "side")
 
 
 def _entry_name(lhs: LayeredLhs, M, r: int, c: int) -> str:

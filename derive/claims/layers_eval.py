@@ -62,6 +62,18 @@ class SpatialEvaluation:
         new = replace(leaf, kind=sv.with_step(base, env[var] + off))
         return replace(node, args=(new,)) if node is not leaf else new
 
+    def _example_sum(self, node: Op, env: dict):
+        """Σ over the examples of an expression in one example's arrays (attention's): each evaluated at each."""
+        ctx, here = self.leaves.ctx, self.leaves.e
+        try:
+            terms = []
+            for e in range(ctx.E):
+                self.leaves.e = e
+                terms.append(self.eval(node.args[0], env))
+        finally:
+            self.leaves.e = here
+        return sum(terms[1:], terms[0])
+
     def _rowsum(self, node: Op, env: dict):
         """Each row's sum, kept (rows × 1): the softmax's rowsum(dC/dP ∘ P)."""
         value = self.eval(node.args[0], env)
@@ -185,3 +197,20 @@ def at_path(node: Node, path: tuple) -> Node:
     for i in path:
         node = node.args[i]
     return node
+
+
+def worst(results: list, claim, label: str):
+    """The worst of several checks of one claim (its sides, or its steps), named by `label` and number; all PROVEN:
+    PROVEN."""
+    from derive.verdict import Verdict
+
+    order = (Verdict.ERROR, Verdict.REFUTED, Verdict.UNPROVEN)
+    k, bad = next(((k, v) for w in order for k, v in results if v.verdict == w), results[0])
+    out = replace(bad, claim=claim)
+    if out.verdict != Verdict.PROVEN:
+        out.message = f"{label} {k}: {out.message}" if out.message else f"{label} {k}"
+        if out.shape_error:
+            out.shape_error = f"{label} {k}: {out.shape_error}"
+        if out.witness is not None:
+            out.witness = {label: k, **out.witness}
+    return out

@@ -133,6 +133,33 @@ def lhs_step(ctx, node):
     return numbered_step(node) if block is not None and block.kind in STEPPED else node
 
 
+def steps_of(ctx, lhs) -> list[int]:
+    """The steps a left-hand side written at step t (\\delta^{(1)}_t, delta1[t]) is claimed at: every t whose step is
+    one of the layer's; [] for any other left-hand side."""
+    base, step = split_step(lhs.kind)
+    block = ctx.blocks.get(lhs.layer)
+    if not isinstance(step, tuple) or block is None or block.kind not in STEPPED:
+        return []
+    return [t for t in range(1, steps(block) + 1) if 1 <= t + step[1] <= steps(block)]
+
+
+def at_step(lhs, tree, t: int):
+    """The left-hand side and the tree with the step t put in (not inside a sum_steps, which binds its own)."""
+    from dataclasses import replace
+
+    from derive.claims.tree import Leaf, Op
+
+    def put(node):
+        if isinstance(node, Leaf):
+            base, step = split_step(node.kind)
+            return replace(node, kind=with_step(base, t + step[1])) if isinstance(step, tuple) else node
+        if isinstance(node, Op) and node.op != "step_sum":
+            return replace(node, args=tuple(put(a) for a in node.args))
+        return node
+    base, step = split_step(lhs.kind)
+    return replace(lhs, kind=with_step(base, t + step[1])), put(tree)
+
+
 # ---------------------------------------------------------------------------
 # arrays
 # ---------------------------------------------------------------------------
