@@ -45,7 +45,7 @@ SAVED = {("attention", "a"): "P", ("rnn", "h"): "Hs", ("rnn", "z"): "Zs", ("rnn"
 # attention's arrays as Vaswani writes them: Q1 is q1 (text); the softmax P is a1
 UPPER = {"Q": "q", "K": "k", "V": "v", "S": "s", "P": "a", "O": "o"}
 OPERATORS = ("corr", "full_conv", "rot180", "upsample")
-_STEP = re.compile(r"^([A-Za-z]+)@(?:(\d+)|([a-z])([+-]\d+))$")
+_STEP = re.compile(r"^([A-Za-z]+)@(?:(-?\d+)|([a-z])([+-]\d+))$")
 
 
 def with_step(kind: str, step) -> str:
