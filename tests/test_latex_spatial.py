@@ -12,7 +12,6 @@ import pytest
 import sympy as sp
 from rich.console import Console
 
-from derive.graph import LayeredNetwork
 from derive.proofs.layered import prove_layers
 from derive.report.latex_layers import Namer, render_layers
 from derive.report.layers import layer_line, render_layers as render_terminal
@@ -234,9 +233,8 @@ def test_the_settings_the_examples_leave_out(documents):
     assert r"y^{(3)} = O = P V" in attention and "M_{tu}" not in attention and "W_o" not in attention
 
 
-def test_the_namer_gives_pytorchs_multi_index():
-    net = LayeredNetwork(ROOT / "examples" / "specs" / "cnn.toml")
-    name = Namer(net)
+def test_the_namer_gives_pytorchs_multi_index(proofs):
+    name = Namer(proofs["cnn"].net)
     cases = {"x_e1_5": "x_{1,0,1,1}",  # flat 5 of [1, 4, 4]: channel 0, row 1, column 1
              "w1_1_5": "w^{(1)}_{1,0,1,2}",  # to channel 1 from (channel 0, kernel row 1, column 2)
              "z1_e1_6_1": "z^{(1)}_{1,1,1,2}",  # example 1, output position 6 = (1, 2), channel 1
@@ -272,7 +270,7 @@ def test_the_notebook_shows_each_shaped_layers_forms(proofs):
     assert r"\operatorname{rot}_{180}" in md and "first maximal entry" in md
 
 
-def test_a_refuted_shaped_entry_is_named_with_its_multi_index():
+def test_a_refuted_shaped_entry_is_named_with_its_multi_index(proofs):
     """A conv2d whose backward doubles ∂C/∂W: the document and the terminal name each failing entry by its
     shaped index too (dC/dw1[1,5] is ∂C/∂w⁽¹⁾[1,0,1,2]), not only by the flat name."""
     real = KINDS["conv2d"].backward
@@ -281,7 +279,7 @@ def test_a_refuted_shaped_entry_is_named_with_its_multi_index():
         dX, grads = real(ops, G, X, S, P, block, inner)
         return dX, {**grads, "W": ops.scale(2, grads["W"])}
 
-    proof = prove_layers(ROOT / "examples" / "specs" / "cnn.toml", backward={"conv2d": doubled}, oracle=False)
+    proof = prove_layers(proofs["cnn"].net, backward={"conv2d": doubled}, oracle=False)
     assert not proof.ok
     tex = render_layers(proof)
     failures = tex[tex.index("Not proven:"):]
