@@ -256,7 +256,8 @@ def read(ctx: LayeredContext, claim: Claim) -> tuple[LayeredLhs, Node, str] | Cl
             "no left-hand side: give lhs = \"dC/dgamma2\" (or write the LaTeX as an equation)", (0, 0)))
     if lhs.layer is None:
         try:
-            lhs = replace(lhs, layer=_only_layer(ctx, {lhs.kind} | named_kinds(tree)))
+            lhs = sv.numbered_lhs(ctx, replace(lhs, layer=_only_layer(ctx, {sv.split_step(lhs.kind)[0]}
+                                                                   | named_kinds(tree))))
         except ClaimError as exc:
             return _fail(claim, "lhs" if claim.lhs is not None else field, claim.lhs or claim.source, exc)
     try:

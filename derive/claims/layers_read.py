@@ -620,8 +620,8 @@ def named_kinds(node: Node) -> set[str]:
     stack = [node]
     while stack:
         n = stack.pop()
-        if isinstance(n, Leaf) and n.layer is None and n.kind not in ("B", "eps", "X", "T", "C", "n"):
-            out.add(n.kind)
+        if isinstance(n, Leaf) and n.layer is None and n.kind not in ("B", "eps", "X", "T", "C", "n", "dk"):
+            out.add(sv.split_step(n.kind)[0])  # h_t: a name of the layer that has h
         elif isinstance(n, Op):
             stack.extend(n.args)
     return out

@@ -160,6 +160,17 @@ def at_step(lhs, tree, t: int):
     return replace(lhs, kind=with_step(base, t + step[1])), put(tree)
 
 
+def numbered_lhs(ctx, lhs):
+    """A left-hand side whose layer was found from its names: a recurrent layer's \\delta_2 is its step 2."""
+    from dataclasses import replace
+
+    block = ctx.blocks.get(lhs.layer)
+    if block is not None and block.kind in STEPPED and lhs.kind in STEP_NAMES and lhs.index is not None \
+            and len(lhs.index) == 1 and isinstance(lhs.index[0], int):
+        return replace(lhs, kind=with_step(lhs.kind, lhs.index[0]), index=None)
+    return lhs
+
+
 # ---------------------------------------------------------------------------
 # arrays
 # ---------------------------------------------------------------------------
