@@ -28,6 +28,8 @@ class LinePrinter:
     """The lines of one function in one backend's array code."""
 
     def __init__(self, lines: list[Line], shapes: dict, backend, printer, like: str = "a0", constant_names=None):
+        for line in lines:  # a gather is a step of its own, named, even when read once: the lines stay readable
+            line.inline = line.inline and line.kind != "gather"
         self.lines = {line.lhs: line for line in lines}
         self.order = lines
         self.shapes, self.backend, self.p = shapes, backend, printer

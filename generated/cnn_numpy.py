@@ -87,10 +87,12 @@ def forward(params, x, state=None, training=True):
     if not training:
         return _inference(a0, x, params, _state(state, a0.dtype, True)), None
     running = _state(state, a0.dtype, False)
-    t1 = (numpy.take(_with_zero(a0), _INDEX0, axis=1)).reshape(-1, 9)
+    t0 = numpy.take(_with_zero(a0), _INDEX0, axis=1)
+    t1 = t0.reshape(-1, 9)
     z1 = b1.T + (t1 @ W1.T)
     a1 = numpy.maximum(0, z1)
-    t6 = (numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)).reshape(-1, 4)
+    t5 = numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)
+    t6 = t5.reshape(-1, 4)
     t7 = _row_max(t6)
     mask2 = _first_max(t6, t7)
     t8 = t7.reshape(-1, 8)
@@ -122,7 +124,10 @@ def backward(params, cache, y):
     delta4 = -a4*((-c0).sum(axis=1, keepdims=True)) - c0
     dC_dW4 = tdot(delta4, t8)
     dC_db4 = delta4.T @ ones_B
-    delta1 = (((numpy.take(((mask2*((numpy.repeat((delta4 @ W4), 4, axis=1)).reshape(-1, 4))).reshape(-1, 32)), _INDEX2, axis=1)).reshape(-1, 2, 16).swapaxes(1, 2).reshape(-1, 32)).reshape(-1, 2))*((1/2)*numpy.sign(z1) + 1/2)
+    t15 = numpy.repeat((delta4 @ W4), 4, axis=1)
+    t19 = numpy.take(((mask2*(t15.reshape(-1, 4))).reshape(-1, 32)), _INDEX2, axis=1)
+    t20 = t19.reshape(-1, 2, 16).swapaxes(1, 2).reshape(-1, 32)
+    delta1 = (t20.reshape(-1, 2))*((1/2)*numpy.sign(z1) + 1/2)
     dC_dW1 = delta1.T @ t1
     dC_db1 = (numpy.ones((1, delta1.shape[0]), dtype=delta1.dtype) @ delta1).T
     return {"W1": dC_dW1, "b1": dC_db1, "W4": dC_dW4, "b4": dC_db4}
@@ -207,9 +212,11 @@ _INIT = {"W1": ("normal", 16), "b1": (0.0, 16), "W4": ("normal", 8), "b4": (0.0,
 def _inference(a0, x, params, state):
     """The forward pass at inference: the running averages in place of each batch statistic."""
     W1, b1, W4, b4 = _params(params, a0.dtype)  # checked by forward: the fast path
-    z1 = b1.T + (((numpy.take(_with_zero(a0), _INDEX0, axis=1)).reshape(-1, 9)) @ W1.T)
+    t0 = numpy.take(_with_zero(a0), _INDEX0, axis=1)
+    z1 = b1.T + ((t0.reshape(-1, 9)) @ W1.T)
     a1 = numpy.maximum(0, z1)
-    z4 = b4.T + (((_row_max(((numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)).reshape(-1, 4)))).reshape(-1, 8)) @ W4.T)
+    t5 = numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)
+    z4 = b4.T + (((_row_max((t5.reshape(-1, 4)))).reshape(-1, 8)) @ W4.T)
     a4 = softmax(z4)
     if not _finite(a4):
         _not_finite(x, params)

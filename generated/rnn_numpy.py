@@ -173,11 +173,14 @@ _INIT = {"Wxh1": (0.0, 6), "Whh1": (0.0, 6), "b1": (0.0, 6), "W2": ("normal", 3)
 def _inference(a0, x, params, state):
     """The forward pass at inference: the running averages in place of each batch statistic."""
     Wxh1, Whh1, b1, W2, b2 = _params(params, a0.dtype)  # checked by forward: the fast path
-    z1_t1 = b1.T + ((a0[:, 0:2]) @ Wxh1.T)
+    t0 = a0[:, 0:2]
+    z1_t1 = b1.T + (t0 @ Wxh1.T)
     a1_t1 = numpy.tanh(z1_t1)
-    z1_t2 = b1.T + ((a0[:, 2:4]) @ Wxh1.T) + (a1_t1 @ Whh1.T)
+    t2 = a0[:, 2:4]
+    z1_t2 = b1.T + (t2 @ Wxh1.T) + (a1_t1 @ Whh1.T)
     a1_t2 = numpy.tanh(z1_t2)
-    z1_t3 = b1.T + ((a0[:, 4:6]) @ Wxh1.T) + (a1_t2 @ Whh1.T)
+    t5 = a0[:, 4:6]
+    z1_t3 = b1.T + (t5 @ Wxh1.T) + (a1_t2 @ Whh1.T)
     a1_t3 = numpy.tanh(z1_t3)
     z2 = b2.T + (a1_t3 @ W2.T)
     a2 = sigmoid(z2)
