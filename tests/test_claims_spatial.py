@@ -90,6 +90,17 @@ def test_a_causal_masks_entries_of_dP_are_the_products(tmp_path):
     assert verdict(ctx, "dC/ds1[0,1]", "0").verdict == Verdict.PROVEN  # and S's entry there reaches nothing
 
 
+def test_attention_inside_a_residual_block(tmp_path):
+    """The block's claims see the attention layer's input and output as the batch's (its own claims: one example's)."""
+    body = ('[[layers]]\nkind = "residual"\n  [[layers.layers]]\n  kind = "attention"\n[[layers]]\nkind = "flatten"\n'
+            '[[layers]]\nkind = "dense"\nwidth = 1\n')
+    ctx = LayeredContext(load_spec(_spec(tmp_path, "block", [2, 2], body)))
+    assert verdict(ctx, "dC/dx1", "dC/dy1 + dC/dx2").verdict == Verdict.PROVEN
+    v = verdict(ctx, "dC/dx1", "dC/dx2")
+    assert v.verdict == Verdict.REFUTED and v.repair.kind == "path"  # the identity path, named
+    assert verdict(ctx, "dC/dv2", "a2.T @ dC/dy2", example=1).verdict == Verdict.PROVEN
+
+
 # ---------------------------------------------------------------------------
 # a recurrent layer: the last step's output only, row convention
 # ---------------------------------------------------------------------------

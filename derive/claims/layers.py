@@ -136,14 +136,15 @@ class LayeredContext:
             return Y
         raise ClaimError(f"{kind}{position}: layer {position} is {_what(b)}; its names are {_have(b)}", span)
 
-    def view(self, kind: str, position: int, M: sp.Matrix, example: int) -> sp.Matrix:
-        """An array as a claim sees it: in the spec's layout, or one example's, rows the positions (attention)."""
+    def view(self, kind: str, position: int, M: sp.Matrix, example: int | None) -> sp.Matrix:
+        """An array as a claim sees it: in the spec's layout, or one example's, rows the positions (attention; None:
+        the batch's, laid out)."""
         b = self.blocks[position]
-        if b.kind in sv.SEQUENCE:
+        if b.kind in sv.SEQUENCE and example is not None:
             return sv.sequence_view(self, b, kind, M, example)
         return self.lay(M)
 
-    def matrix(self, kind: str, position: int | None, span=None, example: int = 0):
+    def matrix(self, kind: str, position: int | None, span=None, example: int | None = 0):
         """A named quantity as a claim sees it: arrays in the spec's layout, parameters in their own."""
         if kind == "B":
             return sp.Integer(self.E)
@@ -223,7 +224,7 @@ class LayeredContext:
             self._adj[position] = _accumulate(self.net, seeds, nodes)
         return self._adj[position]
 
-    def gradient(self, kind: str, position: int, span=None, example: int = 0) -> sp.Matrix:
+    def gradient(self, kind: str, position: int, span=None, example: int | None = 0) -> sp.Matrix:
         """dC/dQ of a named quantity of layer l, in Q's layout: the chain rule from G_l (dC/dy{l} itself is G_l)."""
         if kind in CONSTANTS + ("X", "T"):
             raise ClaimError(f"dC/d{kind}: a gradient is of a layer's named quantity (x2, y2, W1, gamma2, ...)", span)

@@ -42,8 +42,13 @@ class LayeredLeaves(Leaves):
 
     numeric = False
 
-    def __init__(self, ctx: LayeredContext, example: int):
-        self.ctx, self.e = ctx, example
+    def __init__(self, ctx: LayeredContext, example: int, home: int | None = None):
+        self.ctx, self.e, self.home = ctx, example, home  # home: the layer the claim is about
+
+    def example(self, kind, layer) -> int | None:
+        """The claim's example, or None (the batch, laid out as every layer's) for an attention layer's input or
+        output in a claim about another layer (a residual block's dC/dx1 = dC/dy1 + dC/dx2)."""
+        return None if sv.flat_view(self.ctx, kind, layer, self.home) else self.e
 
     def scalar(self, kind, layer, index, node):
         return self.ctx.scalar(kind, layer, index, self.e, node.span)
@@ -51,7 +56,7 @@ class LayeredLeaves(Leaves):
     def matrix(self, kind, layer, node):
         if kind == "C":
             return self.ctx.net.C
-        return self.ctx.matrix(kind, layer, node.span, self.e)
+        return self.ctx.matrix(kind, layer, node.span, self.example(kind, layer))
 
     def activate(self, value, name, prime, node):
         if is_matrix(value):
@@ -79,7 +84,7 @@ class LayeredLeaves(Leaves):
             if not (0 <= r < M.rows and 0 <= c < M.cols):
                 raise ClaimError(f"dC/dw{leaf.layer}[{j},{k}] is not an entry of W{leaf.layer}", node.span)
             return M[r, c]
-        return self.ctx.gradient(leaf.kind, leaf.layer, node.span, self.e)
+        return self.ctx.gradient(leaf.kind, leaf.layer, node.span, self.example(leaf.kind, leaf.layer))
 
 
 class LayeredEvaluator(SpatialEvaluation, Evaluator):
@@ -160,7 +165,7 @@ class LayeredCheck:
         return text(node)
 
     def symbolic(self, tree: Node):
-        value = LayeredEvaluator(LayeredLeaves(self.ctx, self.e), self.describe, self.ctx.row)(tree)
+        value = LayeredEvaluator(LayeredLeaves(self.ctx, self.e, self.lhs.layer), self.describe, self.ctx.row)(tree)
         return _as_shape(value, self.truth)
 
     def numbers(self, tree: Node, i: int, free_g: dict | None = None):

@@ -36,7 +36,8 @@ class SpatialEvaluation:
         """Whether a sum over the batch is of one example's arrays (an attention layer's): then Σ over examples."""
         ctx = self.leaves.ctx
         return any(ctx.blocks.get(leaf.layer) is not None and ctx.blocks[leaf.layer].kind in sv.SEQUENCE
-                   and leaf.kind not in CONSTANTS + PARAMS for leaf in layered_leaves(node))
+                   and leaf.kind not in CONSTANTS + PARAMS and self.leaves.example(leaf.kind, leaf.layer) is not None
+                   for leaf in layered_leaves(node))
 
     def _channels(self, node: Node):
         """(O, positions) when the sum is of a convolution's output arrays: its bias's gradient sums the positions
