@@ -50,13 +50,13 @@ def main() -> None:
 
 
 def spatial_rows(sympy_only: float) -> None:
-    """Issue 16: conv2d, conv1d and attention at symbolic sizes, each alone in process, and the command for all three."""
+    """Issue 16: conv2d, conv1d and attention (causal or not) at symbolic sizes, each in process, and the command."""
     from derive.proofs.general import prove_layer
 
     print("\n| spatial layer (symbolic sizes) | theorems | steps | first call | median again (SymPy's caches warm) "
           "| first call / `import sympy` |")
     print("|---|---|---|---|---|---|")
-    for key in ("conv2d", "conv1d", "attention"):
+    for key in ("conv2d", "conv1d", "attention", "attention-causal"):
         t = time.perf_counter()
         prove_layer(key)  # the first call in this process: SymPy's caches cold for this layer
         cold = time.perf_counter() - t
@@ -69,11 +69,12 @@ def spatial_rows(sympy_only: float) -> None:
         steps = sum(len(t.steps) for t in st.theorems)
         med = statistics.median(times)
         print(f"| {key} | {len(st.theorems)} | {steps} | {cold:.2f} s | {med:.2f} s | {cold / sympy_only:.2f}× |")
-    args = ["general", "--layer", "conv2d", "--layer", "conv1d", "--layer", "attention", "--brief"]
+    args = ["general", "--layer", "conv2d", "--layer", "conv1d", "--layer", "attention", "--layer", "attention-causal",
+            "--brief"]
     cli = [run_module("derive", args) for _ in range(3)]
     assert all(r["rc"] == 0 for r in cli), "the spatial general proof did not pass"
     cli_wall = statistics.median(r["wall"] for r in cli)
-    print(f"| `python -m derive {' '.join(args)}` | 13 | | {cli_wall:.2f} s (wall, imports included) | | "
+    print(f"| `python -m derive {' '.join(args)}` | 18 | | {cli_wall:.2f} s (wall, imports included) | | "
           f"{cli_wall / sympy_only:.2f}× |")
 
 

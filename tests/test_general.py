@@ -669,7 +669,7 @@ def test_cli_prints_each_step_with_its_rule_and_a_summary(tmp_path):
     assert "wrote proof.tex" in r.stdout
     assert "= Σ_{k=0..n_{l+1}-1}(∂C/∂z^(l+1)[k]*∂z^(l+1)[k]/∂z^(l)[j])   [chain rule]" in r.stdout
     assert "[index range]" in r.stdout and "[sympy.diff]" in r.stdout and "[Kronecker sum]" in r.stdout
-    assert r.stdout.count("PROVEN") == 16 + 24 + 13  # BP1-BP4 in four settings; the layers beyond dense (own tests)
+    assert r.stdout.count("PROVEN") == 16 + 24 + 18  # BP1-BP4 in four settings; the layers beyond dense (own tests)
     tex = (tmp_path / "proof.tex").read_text()
     assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
     assert [p.name for p in tmp_path.iterdir()] == ["proof.tex"]

@@ -27,7 +27,7 @@ from derive.spec import load_spec
 
 @pytest.fixture(scope="module")
 def proof():
-    return prove_general((), layers=("conv2d", "conv1d", "attention"))
+    return prove_general((), layers=("conv2d", "conv1d", "attention", "attention-causal"))
 
 
 def theorem(proof, layer, key):
@@ -40,14 +40,15 @@ def test_every_spatial_theorem_is_proven_with_every_step_checked(proof):
     assert proof.ok and proof.exit_code == 0
     keys = [(t.setting, t.key) for t in proof.layer_theorems]
     assert keys == ([("conv2d", k) for k in CONV_THEOREMS] + [("conv1d", k) for k in CONV_THEOREMS]
-                    + [("attention", k) for k in ATTENTION_THEOREMS])
+                    + [("attention", k) for k in ATTENTION_THEOREMS]
+                    + [("attention-causal", k) for k in ATTENTION_THEOREMS])
     steps = [st for t in proof.layer_theorems for st in t.steps]
     assert all(st.rule in RULES and st.verdict in ("GIVEN", "PROVEN") for st in steps)
     assert {st.rule for st in steps} >= {"definition", "graph", "diff", "kronecker", "guard", "lemma", "name",
                                           "linear", "formula"}
     assert [r.rule for r in proof.rule_checks][-1] == "shifted Kronecker sum"
     assert all(r.verdict == "PROVEN" for r in proof.rule_checks)
-    assert proof.layers_summary().startswith("layers beyond dense: 13/13 theorems proven")
+    assert proof.layers_summary().startswith("layers beyond dense: 18/18 theorems proven")
 
 
 def test_the_sizes_are_symbols_not_numbers(proof):
@@ -137,9 +138,23 @@ def test_attention_without_the_scale_or_with_a_wrong_softmax_jacobian_is_refuted
     _refuted("attention", "V", Sum(M.P[u1, M.t] * CostPartial(M.O[M.t, M.e1]), (M.t, 0, M.T - 1)))  # P, not Pᵀ
 
 
+def test_causal_attention_sums_each_row_to_its_own_position_and_gives_the_same_forms(proof):
+    M = AttentionModel(causal=True)
+    P = next(d for d in M.definitions if d.head.base == M.P)
+    (row,) = [x for x in P.rhs.atoms(Sum)]
+    assert row.limits == ((M.v, 0, M.t),)  # the row sum stops at t: no -∞ is written
+    thm = theorem(proof, "attention-causal", "S")
+    assert thm.ok and thm.formula == AttentionModel().formula("S")
+    assert any(st.rule == "guard" and "kept as a bracket" in st.evidence_text() for st in thm.steps)
+    t1, u1, v = M.t1, M.u1, M.v
+    no_p = M.P[t1, u1] * (CostPartial(M.P[t1, u1]) - Sum(CostPartial(M.P[t1, v]), (v, 0, M.T - 1)))
+    _refuted("attention-causal", "S", no_p)
+    _refuted("attention-causal", "Q", M.formula("Q", scaled=False))
+
+
 def test_the_true_forms_have_no_witness_and_an_equal_rewriting_is_proven(proof):
     """The witness is a filter: it must find nothing between a derived value and its true formula."""
-    for layer in ("conv1d", "attention"):
+    for layer in ("conv1d", "attention", "attention-causal"):
         st = next(s for s in proof.layers if s.key == layer)
         for thm in st.theorems:
             derived = thm.main.steps[-2].rhs if thm.main.steps[-1].rule == "formula" else thm.main.final
@@ -169,6 +184,19 @@ def test_a_tampered_step_is_not_proven(proof):
     assert thm.ok
 
 
+@pytest.mark.parametrize("name, settings, layers, noted", [
+    ("cnn", ("column-batch",), ("conv2d",), ["maxpool2d", "flatten"]),
+    ("attention", ("row-batch",), ("attention-causal",), ["flatten"]),
+    ("bn_mlp", ("row-batch",), ("batchnorm", "residual", "layernorm"), []),
+    ("residual_mlp", None, ("residual",), []),
+    ("rnn", None, (), ["rnn"]),
+])
+def test_a_specs_layers_map_to_their_general_theorems(name, settings, layers, noted):
+    got_settings, got_layers, notes = spec_targets(load_spec(f"examples/specs/{name}.toml"))
+    assert got_layers == layers and (settings is None or got_settings == settings)
+    assert [n.split("(")[1].split(":")[0] for n in notes] == noted
+
+
 def test_bad_api_input_is_one_line_error():
     with pytest.raises(DeriveError, match="unknown theorem 'Z' of conv2d; its theorems are W, b, x_pad, x"):
         prove_layer("conv2d", {"Z": sp.S.One})
@@ -188,6 +216,8 @@ def test_cli_proves_a_specs_conv_layers_and_names_what_it_does_not_cover():
     assert "✓ x_pad ∂C/∂x_pad[b',c',u',v'] =" in r.stdout
     assert "note: layer 2 (maxpool2d: pooling) not covered here" in r.stdout
     assert "layers beyond dense: 4/4 theorems proven (conv2d)" in r.stdout
+    r = _general("examples/specs/attention.toml", "--brief")  # causal = true
+    assert r.returncode == 0 and "5/5 theorems proven (attention-causal)" in r.stdout, r.stderr
 
 
 def test_cli_json_for_attention_and_errors():

@@ -7,8 +7,9 @@ One sequence of T positions, queries and keys of width d_k and values of width d
 and C reads O (∂C/∂O, the upstream gradient, free). Proven: ∂C/∂V = Pᵀ ∂C/∂O, ∂C/∂P = ∂C/∂O Vᵀ,
 ∂C/∂S = P ∘ (∂C/∂P − rowsum(∂C/∂P ∘ P)) (the softmax's Jacobian applied by rows), ∂C/∂Q = ∂C/∂S K/√d_k and
 ∂C/∂K = (∂C/∂S)ᵀ Q/√d_k. The projections Q = X W_q (and K, V, W_o) are dense layers: BP3/BP4's forms.
-Not covered here: the causal mask (S[t,u] = −∞ for u > t: P's sum then runs to t, a range that depends on
-the row; the unmasked proof is the one above).
+With the causal mask (key "attention-causal") P[t,u] = [u ≤ t] exp(S[t,u]) / Σ_{v=0}^{t} exp(S[t,v]): the row
+sum runs to t (a range that depends on the row), the guard the sift leaves, [u' ≤ t], is kept as a bracket and
+absorbed when the quotients are named P; the five forms are the same.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from derive.proofs.general.functions import CostPartial
 from derive.proofs.general.model import INDEX, WIDTH
 from derive.proofs.general.printing import Range
 from derive.proofs.general.rules import Stuck
-from derive.proofs.general.spatial import SpatialBuilder, check_spatial_theorem, split_sums
+from derive.proofs.general.spatial import Bracket, SpatialBuilder, check_spatial_theorem, normal_condition, split_sums
 from derive.proofs.general.steps import Scope, Setting, Theorem
 
 ATTENTION_THEOREMS = ("V", "P", "S", "Q", "K")
@@ -37,22 +38,22 @@ _TITLES = {  # plain words: the LaTeX document sets them as text
 class AttentionModel:
     """The scalar graph of single-head scaled dot-product attention at symbolic T, d_k, d_v."""
 
-    key = "attention"
     formula_note = "linearity of Σ and polynomial identity, summation indices renamed"
 
-    def __init__(self):
+    def __init__(self, causal: bool = False):
+        self.causal = causal
+        self.key = "attention-causal" if causal else "attention"
         self.T, self.dk, self.dv = (sp.Symbol(n, **WIDTH) for n in ("T", "d_k", "d_v"))
         self.t, self.u, self.v, self.a, self.e, self.t1, self.u1, self.a1, self.e1 = sp.symbols(
             "t u v a e t' u' a' e'", **INDEX)
         self.Q, self.K, self.V, self.S, self.P, self.O = (Entry(n) for n in ("Q", "K", "V", "S", "P", "O"))
-        t, u, v, a, e, T = self.t, self.u, self.v, self.a, self.e, self.T
+        t, u, a, e, T = self.t, self.u, self.a, self.e, self.T
         self.root = sp.sqrt(self.dk)
         self.outputs = self.O
         self.definitions = [
             Definition(self.S[t, u], Sum(self.Q[t, a] * self.K[u, a], (a, 0, self.dk - 1)) / self.root,
                        {t: (0, T - 1), u: (0, T - 1)}),
-            Definition(self.P[t, u], sp.exp(self.S[t, u]) / Sum(sp.exp(self.S[t, v]), (v, 0, T - 1)),
-                       {t: (0, T - 1), u: (0, T - 1)}),
+            Definition(self.P[t, u], self._softmax(t, u), {t: (0, T - 1), u: (0, T - 1)}),
             Definition(self.O[t, e], Sum(self.P[t, u] * self.V[u, e], (u, 0, T - 1)),
                        {t: (0, T - 1), e: (0, self.dv - 1)}),
         ]
@@ -60,11 +61,25 @@ class AttentionModel:
                        self.e1: (0, self.dv - 1)}
         self.helpers = {}
 
+    def _softmax(self, t, u):
+        """P[t,u]: exp(S[t,u]) over its row's sum; causal: [u ≤ t] exp(S[t,u]) over the sum up to t (S = −∞ above
+        the diagonal, written as the bracket and the shorter sum, so no infinity is written)."""
+        v = self.v  # the row sum's index
+        if not self.causal:
+            return sp.exp(self.S[t, u]) / Sum(sp.exp(self.S[t, v]), (v, 0, self.T - 1))
+        return Bracket(normal_condition(sp.Ge(t - u, 0))) * sp.exp(self.S[t, u]) / Sum(sp.exp(self.S[t, v]), (v, 0, t))
+
     def title_tex(self) -> str:
+        if self.causal:
+            return (r"causal attention: $T$ positions, $S = Q K^\top/\sqrt{d_k}$, $P_{t,u} = [u \le t]\, e^{S_{t,u}}"
+                    r" / \sum_{v \le t} e^{S_{t,v}}$, $O = P V$, values of width $d_v$")
         return (r"attention: $T$ positions, $S = Q K^\top/\sqrt{d_k}$, $P = \mathrm{softmax}(S)$ by rows, "
                 r"$O = P V$, values of width $d_v$")
 
     def title(self) -> str:
+        if self.causal:
+            return ("causal attention: T positions, S = Q Kᵀ/√d_k, P[t,u] = [u ≤ t] exp(S[t,u]) / Σ_(v ≤ t) "
+                    "exp(S[t,v]), O = P V, values of width d_v")
         return "attention: T positions, S = Q Kᵀ/√d_k, P = softmax(S) by rows, O = P V, values of width d_v"
 
     def lhs(self, key: str):
@@ -117,8 +132,9 @@ class AttentionModel:
         for ix in g:
             vals[CostPartial(self.O[ix])] = g[ix]
         S_of = {(t, u): sp.Add(*[Qs[t, a] * Ks[u, a] for a in range(dk)]) / sp.sqrt(dk) for t, u in grid(T, T)}
-        P_of = lambda S: {(t, u): sp.exp(S[t, u]) / sp.Add(*[sp.exp(S[t, w]) for w in range(T)])  # noqa: E731
-                          for t, u in grid(T, T)}
+        last = (lambda t: t) if self.causal else (lambda t: T - 1)  # noqa: E731
+        P_of = lambda S: {(t, u): (sp.exp(S[t, u]) / sp.Add(*[sp.exp(S[t, w]) for w in range(last(t) + 1)])  # noqa: E731
+                                   if u <= last(t) else sp.S.Zero) for t, u in grid(T, T)}
         cost = lambda P: sp.Add(*[g[t, e] * sp.Add(*[P[t, u] * Vs[u, e] for u in range(T)])  # noqa: E731
                                   for t, e in grid(T, dv)])
         s_at = {Ss[ix]: S_of[ix].xreplace(at) for ix in Ss}
@@ -162,9 +178,10 @@ def _through(b: SpatialBuilder, M: AttentionModel, x, reader) -> None:
 _READER = {"V": "O", "P": "O", "S": "P", "Q": "S", "K": "S"}
 
 
-def prove_attention(candidates: dict | None = None) -> Setting:
-    """The attention theorems (ATTENTION_THEOREMS); candidates maps a theorem to a formula to prove instead."""
-    M = AttentionModel()
+def prove_attention(candidates: dict | None = None, causal: bool = False) -> Setting:
+    """The attention theorems (ATTENTION_THEOREMS), with the causal mask or without; candidates maps a theorem to a
+    formula to prove instead."""
+    M = AttentionModel(causal)
     candidates = candidates or {}
     theorems = []
     for key in ATTENTION_THEOREMS:

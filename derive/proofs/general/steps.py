@@ -290,7 +290,7 @@ class GeneralProof:
         if set(keys) & {"conv2d", "conv1d"}:
             sizes.append("the channels C and O and, per axis, the input size H, the kernel k, the stride s and the "
                          "padding p")
-        if "attention" in keys:
+        if set(keys) & {"attention", "attention-causal"}:
             sizes.append("the sequence length T and the widths d_k, d_v")
         head = (f"layers beyond dense: {good}/{len(thms)} theorems proven ({', '.join(keys)}) "
                 f"with {'; '.join(sizes)} as symbols, {proven} steps proven from {given} definitions")

@@ -25,8 +25,8 @@ from derive.proofs.general.steps import Builder, Chain, GeneralProof, RuleCheck,
 from derive.verdict import Verdict
 
 
-LAYERS = (*NORMS, "residual", *CONVS, "attention")  # the layers beyond dense the general proof covers (15, 16)
-SPATIAL = (*CONVS, "attention")  # proven at symbolic channels, sizes, kernel, stride, padding, sequence length
+LAYERS = (*NORMS, "residual", *CONVS, "attention", "attention-causal")  # the layers beyond dense covered (15, 16)
+SPATIAL = (*CONVS, "attention", "attention-causal")  # at symbolic channels, sizes, kernel, stride, padding, T
 
 
 # ---------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def prove_layer(key: str, candidates: dict | None = None) -> Setting:
     if key not in LAYERS:
         raise DeriveError(f"unknown layer {key!r}; the layers are {', '.join(LAYERS)}")
     candidates = dict(candidates or {})
-    known = {"residual": RESIDUAL_THEOREMS, "attention": ATTENTION_THEOREMS,
+    known = {"residual": RESIDUAL_THEOREMS, "attention": ATTENTION_THEOREMS, "attention-causal": ATTENTION_THEOREMS,
              **{c: CONV_THEOREMS for c in CONVS}}.get(key, NORM_THEOREMS)
     for name, value in candidates.items():
         if name not in known:
@@ -273,8 +273,8 @@ def prove_layer(key: str, candidates: dict | None = None) -> Setting:
             raise DeriveError(f"the candidate for {key} {name} must be a SymPy expression, not {type(value).__name__}")
     if key in CONVS:
         return prove_conv(key, candidates)
-    if key == "attention":
-        return prove_attention(candidates)
+    if key in ("attention", "attention-causal"):
+        return prove_attention(candidates, causal=key == "attention-causal")
     return prove_residual(candidates) if key == "residual" else prove_norm(key, candidates)
 
 
@@ -320,8 +320,8 @@ def spec_targets(spec) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """What the general proof covers of a layer-list spec: (settings, layers, notes on what it does not).
 
     Dense and activation layers are BP1-BP4 in the spec's convention (with a batch when it has one); batch norm,
-    layer norm, residual blocks, convolutions and attention are their own theorems, at symbolic sizes, so every
-    stride, padding and size the spec gives is covered. A causal mask and the kinds in _NO_GENERAL are not."""
+    layer norm, residual blocks, convolutions and attention (causal or not) are their own theorems, at symbolic
+    sizes, so every stride, padding and size the spec gives is covered. The kinds in _NO_GENERAL are not."""
     blocks = getattr(spec, "blocks", None)
     if blocks is None:
         raise DeriveError(f"{spec.source} is a dense network, not a layer list: its general proof is "
@@ -330,11 +330,10 @@ def spec_targets(spec) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     for b in blocks:
         if b.kind in ("dense", "activation"):
             settings.append(spec.convention + ("-batch" if spec.examples > 1 else ""))
+        elif b.kind == "attention":
+            layers.append("attention-causal" if b.causal else "attention")
         elif b.kind in LAYERS:
             layers.append(b.kind)
-            if b.kind == "attention" and b.causal:
-                notes.append(f"layer {b.position} (attention): the causal mask is not covered; the forms proven "
-                             f"are the unmasked ones")
         else:
             missing.setdefault(b.kind, []).append(str(b.position))
     for kind, where in missing.items():
