@@ -101,6 +101,14 @@ def test_attention_inside_a_residual_block(tmp_path):
     assert verdict(ctx, "dC/dv2", "a2.T @ dC/dy2", example=1).verdict == Verdict.PROVEN
 
 
+def test_two_attention_layers_meet_one_example_at_a_time(tmp_path):
+    body = ('[[layers]]\nkind = "attention"\n[[layers]]\nkind = "attention"\ncausal = true\n[[layers]]\nkind = "flatten"\n'
+            '[[layers]]\nkind = "dense"\nwidth = 1\n')
+    ctx = LayeredContext(load_spec(_spec(tmp_path, "two", [2, 2], body)))
+    assert verdict(ctx, "dC/dy1", "dC/dx2").verdict == Verdict.PROVEN
+    assert verdict(ctx, "dC/dv1", "a1.T @ dC/dx2", example=1).verdict == Verdict.PROVEN
+
+
 # ---------------------------------------------------------------------------
 # a recurrent layer: the last step's output only, row convention
 # ---------------------------------------------------------------------------

@@ -188,10 +188,10 @@ def sequence_view(ctx, block, kind: str, M: sp.Matrix, example: int) -> sp.Matri
 
 
 def flat_view(ctx, kind: str, layer, home) -> bool:
-    """Whether an attention layer's input or output, named in a claim about another layer, is seen as every other
-    layer's arrays are (the batch, laid out) rather than one example's."""
-    block = ctx.blocks.get(layer)
-    return block is not None and block.kind in SEQUENCE and home is not None and layer != home \
+    """Whether an attention layer's input or output, named in a claim about a layer of another kind, is seen as
+    every other layer's arrays are (the batch, laid out) rather than one example's."""
+    block, own = ctx.blocks.get(layer), ctx.blocks.get(home)
+    return block is not None and block.kind in SEQUENCE and own is not None and own.kind not in SEQUENCE \
         and split_step(kind)[0] in ("x", "y")
 
 
