@@ -20,9 +20,9 @@ def json_text(data) -> str:
 def _spec_line(report: Report) -> str:
     s = report.spec
     if isinstance(s, LayeredSpec):
-        from derive.report.layers import layer_line
+        from derive.report.layers import layer_line, shape_text
 
-        parts = [s.name, f"inputs {s.inputs}", " → ".join(layer_line(b) for b in s.layers), f"{s.cost} cost",
+        parts = [s.name, f"inputs {shape_text(s.shape)}", " → ".join(layer_line(b) for b in s.layers), f"{s.cost} cost",
                  f"{s.convention} convention",
                  f"batch {s.batch}" + (f" of {s.examples} examples" if s.batch != "single" else "")]
         return f"{report.path}: " + ", ".join(parts) + (f"; {report.note}" if report.note else "")
