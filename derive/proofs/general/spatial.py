@@ -340,8 +340,12 @@ def _check_graph(step, thm, model):
 
 def _check_diff(step, thm, model):
     src, x = step.data["source"], step.data["x"]
-    if not src.ok or step.lhs != LocalPartial(src.head, x):
-        return Verdict.UNPROVEN, ["a local partial differentiates the established definition itself"]
+    try:
+        own = src.final == definition_of(model.definitions, src.head)
+    except KeyError:
+        own = False
+    if not src.ok or not own or step.lhs != LocalPartial(src.head, x):
+        return Verdict.UNPROVEN, ["a local partial differentiates the definition itself"]
     captured = {v for s in src.final.atoms(Sum) for v, *_ in s.limits} & x.free_symbols
     if captured:
         return Verdict.UNPROVEN, ["a summation index of the expression is also an index of ", x]
