@@ -168,6 +168,8 @@ def spatial_repairs(check) -> list:
             parent = at_path(tree, path[:-1]) if path else None
             if not (isinstance(parent, Op) and parent.op == "rot180"):
                 edit("rotation", path, Op("rot180", (node,)), "the input's gradient meets the kernel turned by 180°")
+        if isinstance(node, Op) and node.op == "grad" and block.kind in sv.CONV and node.args[0] == Leaf("a", l):
+            edit("activation", path, Leaf("delta", l), "δ = ∂C/∂a ∘ σ'(z): the activation's derivative comes first")
         if isinstance(node, Op) and node.op == "corr":
             edit("order", path, replace(node, args=node.args[::-1]), "corr(x, δ): the input first, δ the window's weights")
         if isinstance(node, Op) and node.op == "rot180" and block.kind in sv.CONV:
