@@ -25,7 +25,7 @@ WRAP = 96  # characters of digits per line of a printed constant
 
 @dataclass(frozen=True)
 class Plan:
-    """How a gather is printed: `how` is identity, slice, transpose, repeat or take; the rest its numbers."""
+    """How a gather is printed: `how` is unchanged, slice, transpose, repeat or take; the rest its numbers."""
 
     how: str
     args: tuple = ()
@@ -39,7 +39,7 @@ def gather_plan(index: tuple[int, ...], cols: int) -> Plan:
     idx = np.asarray(index, dtype=np.int64)
     n = idx.size
     if n == cols and np.array_equal(idx, np.arange(n)):
-        return Plan("identity")
+        return Plan("unchanged")
     if n and (idx >= 0).all():
         if n == 1 or (np.diff(idx) == idx[1] - idx[0]).all() and idx[1] > idx[0]:
             step = int(idx[1] - idx[0]) if n > 1 else 1

@@ -324,7 +324,7 @@ class TraceOps:
             name, inner, cols = source
             A, index = Arr(sp.Symbol(name), A.rows, cols), tuple(-1 if i < 0 else inner[i] for i in index)
         plan = gather_plan(index, A.cols)
-        if plan.how == "identity":
+        if plan.how == "unchanged":
             return A
         out = self.temp("gather", (self.ref(A), self.constants.add(plan)), A.rows, len(index))
         self.gathered[out.expr.name] = (A.expr.name, index, A.cols)
@@ -332,7 +332,7 @@ class TraceOps:
 
     def scatter(self, A, index, n: int):
         plan = scatter_plan(tuple(index), n)
-        if plan.how == "identity":
+        if plan.how == "unchanged":
             return A
         return self.temp("gather", (self.ref(A), self.constants.add(plan)), A.rows, n)
 
