@@ -198,8 +198,8 @@ def flat(expr) -> sp.Expr:
             else:
                 factors.append(f)
         names = [v for v, *_ in limits]
-        if len(set(names)) != len(names):
-            raise Stuck("two nested sums over one index name")
+        if len(set(names)) != len(names) or set(names) & term.free_symbols:
+            raise Stuck("two sums over one index name, or a summation index also free")  # one would capture
         body = sp.Mul(*factors)
         out.append(Sum(body, *sorted(limits, key=lambda lim: str(lim[0]))) if limits else body)
     return sp.Add(*out)
