@@ -10,8 +10,8 @@ last column, as NumPy's and CuPy's negative indices do).
 
 A scatter (the adjoint of a gather: target m sums the columns f with index[f] == m) is a
 gather too: by the inverse map, one column per target and one more per further source that
-reaches it (overlapping windows), summed; never an unbuffered add.at in the forward or
-backward pass.
+reaches it (overlapping windows), laid out source by source and summed over them; never an
+unbuffered add.at in the forward or backward pass.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Plan:
     args: tuple = ()
     constant: tuple | None = None  # the index a take reads (a tuple of ints), for the module's constants
     padded: bool = False  # the take reads the zero padding (index -1): a zero column is appended first
-    summed: bool = False  # a scatter's inverse map: (targets, sources per target), summed over the sources
+    summed: bool = False  # a scatter's inverse map: (sources per target, targets), summed over the sources
 
 
 def gather_plan(index: tuple[int, ...], cols: int) -> Plan:
@@ -75,8 +75,9 @@ def scatter_plan(index: tuple[int, ...], n: int) -> Plan:
     width = max(1, max(len(s) for s in sources))
     if width == 1:  # each target reads at most one source: a gather, zero where none
         return gather_plan(tuple(s[0] if s else -1 for s in sources), len(index))
-    inverse = tuple(s[k] if k < len(s) else -1 for s in sources for k in range(width))
-    return Plan("take", (n, width), inverse, padded=any(len(s) < width for s in sources), summed=True)
+    # source k of every target side by side: (width, n), so that the sum adds whole rows of n, not short rows
+    inverse = tuple(s[k] if k < len(s) else -1 for k in range(width) for s in sources)
+    return Plan("take", (width, n), inverse, padded=any(len(s) < width for s in sources), summed=True)
 
 
 def literal(values: tuple[int, ...], indent: str = "    ") -> str:
@@ -92,3 +93,37 @@ def literal(values: tuple[int, ...], indent: str = "    ") -> str:
     if len(lines) == 1:
         return f"({lines[0]}{',' if len(values) == 1 else ''})"
     return "(\n" + "\n".join(indent + part for part in lines) + "\n)"
+
+
+def outer_form(values: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], str] | None:
+    """(base, window, holes) when values[l·J + j] = base[l] + window[j] for a split into rows of J, with -1 where bit
+    l·J + j of `holes` (hex, most significant bit first) is set: an im2col map is each window's offsets shifted by
+    its position, the padding its holes. None when no split prints in under half the numbers of the literal."""
+    idx = np.asarray(values, dtype=np.int64)
+    n, best = idx.size, None
+    for J in range(2, n // 2 + 1):
+        if n % J:
+            continue
+        M = idx.reshape(-1, J)
+        valid = M >= 0
+        full = np.flatnonzero(valid.all(axis=1))
+        if not full.size:
+            continue
+        window = M[full[0]] - M[full[0], 0]
+        first = valid.argmax(axis=1)  # each row's first entry inside (a row of padding only: base 0)
+        base = np.where(valid.any(axis=1), M[np.arange(M.shape[0]), first] - window[first], 0)
+        if ((base[:, None] + window[None, :] == M) | ~valid).all() and (best is None or M.shape[0] + J < best[0]):
+            best = (M.shape[0] + J, base, window, valid)
+    if best is None or best[0] * 2 > n:
+        return None
+    _, base, window, valid = best
+    holes = np.packbits(~valid.ravel()).tobytes().hex() if not valid.all() else ""
+    return tuple(int(v) for v in base), tuple(int(v) for v in window), holes
+
+
+def hex_literal(text: str, indent: str = "    ") -> str:
+    """A long hex string as adjacent literals, WRAP characters a line."""
+    parts = [text[i:i + WRAP] for i in range(0, len(text), WRAP)] or [""]
+    if len(parts) == 1:
+        return f'"{parts[0]}"'
+    return "(\n" + "\n".join(f'{indent}"{p}"' for p in parts) + "\n)"

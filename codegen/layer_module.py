@@ -13,6 +13,7 @@ from derive.spec import LayeredSpec
 from derive.tables.layers import KINDS, ROW
 
 from .backends import BACKENDS
+from .index_maps import hex_literal, outer_form
 from .index_maps import literal as literal_ints
 from .layers import B, INV_B, MOMENTUM, Line, Trace, base, flip, prove_layer_forms, trace_module
 from .plan import helper_names
@@ -129,7 +130,7 @@ class LinePrinter:
             self.used_zero = True
             name = f"_with_zero({name})"
         code = f"{xp}.take({name}, {self.constant_names[plan.args[0]]}, axis=1)"
-        return code + ".sum(axis=2)" if plan.summed else code
+        return code + ".sum(axis=1)" if plan.summed else code
 
     def text(self) -> list[str]:
         out = [f"{line.lhs} = {self.code(line)}" for line in self.order if not line.inline]
@@ -250,6 +251,7 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
         from_host=backend.from_host.format("value"), init=init,
         helpers=sorted(used_f | used_b | used_i | cost_printer.used_helpers),
         constants=[(name, _constant(backend, index, shape)) for name, (_, index, shape) in constants.items()],
+        outer=any(outer_form(index) is not None for _, index, _ in constants.values()),
         with_zero=with_zero, with_max=with_max, grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
         input_layout=_input_layout(spec), param_layouts=_param_layouts(spec),
     )
@@ -266,8 +268,15 @@ def _used_constants(trace: Trace) -> dict:
 
 
 def _constant(backend, index: tuple[int, ...], shape: tuple[int, ...]) -> str:
-    """An index map as a module constant of the backend's integer arrays (codegen/index_maps.py)."""
-    code = f"{backend.xp}.array({literal_ints(index)}, dtype=numpy.intp)"
+    """An index map as a module constant of the backend's integer arrays (codegen/index_maps.py): its outer-sum form
+    where one is much shorter (windows shifted by their positions), else its literal."""
+    outer = outer_form(index)
+    if outer is None:
+        code = f"{backend.xp}.array({literal_ints(index)}, dtype=numpy.intp)"
+    else:
+        base, window, holes = outer
+        args = [literal_ints(base), literal_ints(window)] + ([hex_literal(holes)] if holes else [])
+        code = f"{backend.xp}.asarray(_outer({', '.join(args)}), dtype=numpy.intp)"
     return code if len(shape) == 1 else f"{code}.reshape{shape}"
 
 

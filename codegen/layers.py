@@ -383,7 +383,7 @@ class Constants:
         return Plan(plan.how, (self.names[key],) + plan.args, plan.constant, plan.padded, plan.summed)
 
     def items(self) -> list[tuple[str, tuple, tuple]]:
-        """(name, the index, its shape: (n,) or (targets, sources per target)) in order."""
+        """(name, the index, its shape: (n,) or (sources per target, targets)) in order."""
         return [(name, constant, args or (len(constant),)) for (constant, args), name in self.names.items()]
 
 

@@ -49,24 +49,23 @@ _STATE_START = {}
 _FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float32, numpy.float64)}
 _ROUNDING = 4 * (SIZES[-1] + 2)  # units in the last place an output entry or row sum may be off by rounding
+
+
+def _outer(base, window, holes=""):
+    """An index map printed short: base[l] + window[j] at position l*len(window) + j, and -1 (the zero padding)
+    where that position's bit in `holes` (hex, most significant bit first) is set."""
+    index = (numpy.array(base)[:, None] + numpy.array(window)[None, :]).ravel()
+    if holes:
+        bits = numpy.unpackbits(numpy.frombuffer(bytes.fromhex(holes), dtype=numpy.uint8))[:index.size]
+        index[bits.astype(bool)] = -1
+    return index
+
+
 # the index maps of the windows, their adjoints and the rotated kernels (derive/tables/windows.py):
 # column f of a gather is column _INDEX[f] of its array, -1 the zero padding
-_INDEX0 = numpy.array((
-    -1, -1, -1, -1, 0, 1, -1, 4, 5, -1, -1, -1, 0, 1, 2, 4, 5, 6, -1, -1, -1, 1, 2, 3, 5, 6, 7, -1,
-    -1, -1, 2, 3, -1, 6, 7, -1, -1, 0, 1, -1, 4, 5, -1, 8, 9, 0, 1, 2, 4, 5, 6, 8, 9, 10, 1, 2, 3, 5,
-    6, 7, 9, 10, 11, 2, 3, -1, 6, 7, -1, 10, 11, -1, -1, 4, 5, -1, 8, 9, -1, 12, 13, 4, 5, 6, 8, 9,
-    10, 12, 13, 14, 5, 6, 7, 9, 10, 11, 13, 14, 15, 6, 7, -1, 10, 11, -1, 14, 15, -1, -1, 8, 9, -1,
-    12, 13, -1, -1, -1, 8, 9, 10, 12, 13, 14, -1, -1, -1, 9, 10, 11, 13, 14, 15, -1, -1, -1, 10, 11,
-    -1, 14, 15, -1, -1, -1, -1
-), dtype=numpy.intp)
-_INDEX1 = numpy.array((
-    0, 2, 8, 10, 4, 6, 12, 14, 16, 18, 24, 26, 20, 22, 28, 30, 1, 3, 9, 11, 5, 7, 13, 15, 17, 19, 25,
-    27, 21, 23, 29, 31
-), dtype=numpy.intp)
-_INDEX2 = numpy.array((
-    0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15, 16, 17, 20, 21, 18, 19, 22, 23, 24, 25, 28,
-    29, 26, 27, 30, 31
-), dtype=numpy.intp)
+_INDEX0 = numpy.asarray(_outer((-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), (0, 1, 2, 4, 5, 6, 8, 9, 10), "f270381c99200000499200000499381c0e4f"), dtype=numpy.intp)
+_INDEX1 = numpy.asarray(_outer((0, 4, 16, 20, 1, 5, 17, 21), (0, 2, 8, 10)), dtype=numpy.intp)
+_INDEX2 = numpy.asarray(_outer((0, 2, 8, 10, 16, 18, 24, 26), (0, 1, 4, 5)), dtype=numpy.intp)
 
 
 def forward(params, x, state=None, training=True):

@@ -18,7 +18,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from codegen.index_maps import gather_plan, scatter_plan
+from codegen.index_maps import gather_plan, outer_form, scatter_plan
 from codegen.layer_module import render_layers
 from codegen.render import import_written
 from derive.spec import load_spec, validate
@@ -237,6 +237,17 @@ def test_each_index_map_is_printed_as_its_cheapest_step():
     want = np.zeros((3, 32))
     np.add.at(want, (slice(None), np.array(pooled)), a)  # the adjoint, the slow way
     inverse = np.array(plan.constant).reshape(plan.args)
-    got = np.concatenate([a, np.zeros((3, 1))], axis=1)[:, inverse].sum(axis=2)
+    got = np.concatenate([a, np.zeros((3, 1))], axis=1)[:, inverse].sum(axis=1)
     np.testing.assert_allclose(got, want, rtol=1e-14)
-    assert plan.summed and plan.args == (32, 4)  # a corner of an overlapping 3×3 pool is in one window, the centre in 4
+    assert plan.summed and plan.args == (4, 32)  # a corner of an overlapping 3×3 pool is in one window, the centre in 4
+
+
+def test_a_window_map_prints_as_its_outer_sum_and_reads_back(modules):
+    """im2col with padding: each window's offsets shifted by its position, the padding a bitmap of holes, decoded
+    by the module's own _outer to the very map; a map with no such form stays a literal."""
+    module = modules("conv_stride2_pad")
+    index = win.windows(2, (5, 5), (3, 3), (2, 2), (1, 1))
+    base, window, holes = outer_form(index)
+    assert len(base) + len(window) < len(index) // 4 and holes
+    np.testing.assert_array_equal(module._outer(base, window, holes), index)
+    assert outer_form(tuple(np.random.default_rng(0).permutation(40))) is None
