@@ -284,10 +284,9 @@ def _input_layout(spec: LayeredSpec) -> str:
     """How x's rows lay out a shaped example ([C, H, W], [C, L], [T, d]); empty for a flat input."""
     if not spec.input_shape:
         return ""
-    dims = " x ".join(map(str, spec.input_shape))
-    return (f"Each row of x is one example of shape [{', '.join(map(str, spec.input_shape))}] ({dims}) flattened "
-            f"in C, H, W order (first axis slowest): torch.flatten(x, 1) of a batch of that shape, "
-            f"x.reshape(B, -1) of a NumPy one.")
+    return (f"Each row of x is one example of shape [{', '.join(map(str, spec.input_shape))}] flattened with its "
+            f"first axis slowest (C, H, W order for an image, position by position for a sequence): "
+            f"torch.flatten(x, 1) of a batch of that shape, x.reshape(B, -1) of a NumPy one.")
 
 
 # what a parameter of a shaped kind is in PyTorch (the table's layout in the column convention)
@@ -304,8 +303,7 @@ def _param_layouts(spec: LayeredSpec) -> list[str]:
     out = []
     for b in spec.blocks:
         if b.kind in TORCH_LAYOUT and KINDS[b.kind].params(b, spec.convention):
-            note = TORCH_LAYOUT[b.kind] + ("" if spec.convention != ROW else "; here each transposed (row convention)")
-            out.append(f"layer {b.position} ({b.kind}): {note}.")  # the table's own text: nothing to escape
+            out.append(f"layer {b.position} ({b.kind}): {TORCH_LAYOUT[b.kind]}.")  # the table's own text: no escapes
     return out
 
 

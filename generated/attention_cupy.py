@@ -10,10 +10,11 @@ Every line of forward and backward is a step of derive/tables/layers.py, the equ
 `python -m derive prove` proves for each layer (chain rule = textbook form = sympy.diff),
 run on a tracer that prints it. Arrays are batch-first: x is (B, 6), one example
 per row; parameters keep the spec's layout.
-Each row of x is one example of shape [3, 2] (3 x 2) flattened in C, H, W order (first axis
-slowest): torch.flatten(x, 1) of a batch of that shape, x.reshape(B, -1) of a NumPy one.
+Each row of x is one example of shape [3, 2] flattened with its first axis slowest (C, H, W order
+for an image, position by position for a sequence): torch.flatten(x, 1) of a batch of that shape,
+x.reshape(B, -1) of a NumPy one.
 Parameters in PyTorch's layout, transposed (row convention):
-    layer 1 (attention): Wq, Wk, Wv (d_k, d) and Wo (d, d_k) are bias-free nn.Linear weights: Q = x Wqᵀ per position; here each transposed (row convention).
+    layer 1 (attention): Wq, Wk, Wv (d_k, d) and Wo (d, d_k) are bias-free nn.Linear weights: Q = x Wqᵀ per position.
 
 Interface: forward, backward, cost, sgd_step, init_params, init_state, in that order below.
 Batch norm runs in training mode (the statistics of the batch, as proven); running averages

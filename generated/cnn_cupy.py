@@ -12,8 +12,9 @@ Every line of forward and backward is a step of derive/tables/layers.py, the equ
 run on a tracer that prints it. Arrays are batch-first: x is (B, 16), one example
 per row; parameters keep the spec's layout (column: W is (width, n_in), so x W reads
 `x @ W.T`; gamma, beta and b are columns, read as rows with `.T`).
-Each row of x is one example of shape [1, 4, 4] (1 x 4 x 4) flattened in C, H, W order (first axis
-slowest): torch.flatten(x, 1) of a batch of that shape, x.reshape(B, -1) of a NumPy one.
+Each row of x is one example of shape [1, 4, 4] flattened with its first axis slowest (C, H, W order
+for an image, position by position for a sequence): torch.flatten(x, 1) of a batch of that shape,
+x.reshape(B, -1) of a NumPy one.
 Parameters in PyTorch's layout:
     layer 1 (conv2d): W (out_channels, C·kh·kw) is torch's Conv2d weight.reshape(out_channels, -1), b its bias.
 

@@ -10,8 +10,9 @@ Every line of forward and backward is a step of derive/tables/layers.py, the equ
 run on a tracer that prints it. Arrays are batch-first: x is (B, 6), one example
 per row; parameters keep the spec's layout (column: W is (width, n_in), so x W reads
 `x @ W.T`; gamma, beta and b are columns, read as rows with `.T`).
-Each row of x is one example of shape [3, 2] (3 x 2) flattened in C, H, W order (first axis
-slowest): torch.flatten(x, 1) of a batch of that shape, x.reshape(B, -1) of a NumPy one.
+Each row of x is one example of shape [3, 2] flattened with its first axis slowest (C, H, W order
+for an image, position by position for a sequence): torch.flatten(x, 1) of a batch of that shape,
+x.reshape(B, -1) of a NumPy one.
 Parameters in PyTorch's layout:
     layer 1 (rnn): Wxh (H, d), Whh (H, H) and b (H, 1) are torch.nn.RNN's weight_ih_l0, weight_hh_l0 and b_ih_l0 + b_hh_l0.
 
