@@ -388,9 +388,10 @@ class Constants:
 
 
 def _step(u, h0=sp.S.Half):
-    """Heaviside(u) with H(0) = 1/2 as (sign(u) + 1)/2: the same value everywhere, and NumPy's sign is ten times
-    faster than its heaviside (a ReLU's σ'(z) on every entry of a convolution's z)."""
-    return sp.sign(u) / 2 + sp.S.Half if h0 == sp.S.Half else sp.Heaviside(u, h0)
+    """Heaviside(u) with H(0) = h0 as (sign(u) + 1)/2 (+ (h0 − 1/2)(1 − sign(u)²), nothing when h0 is 1/2): the
+    same value everywhere, and NumPy's sign is ten times faster than its heaviside (a ReLU's σ'(z) on every
+    entry of a convolution's z)."""
+    return sp.sign(u) / 2 + sp.S.Half + (h0 - sp.S.Half) * (1 - sp.sign(u) ** 2)
 
 
 def lowest(expr: sp.Expr) -> sp.Expr:

@@ -243,7 +243,10 @@ def _first_max(a, top):
     k = a.shape[1]
     if k in (2, 4, 8):  # a row's equality bytes read as one little-endian integer: its lowest set byte is the first
         bits = cupy.ascontiguousarray(a == top).view(f"<u{k}")
-        return (bits & (~bits + 1)).astype(f"<u{k}", copy=False).view(numpy.uint8).reshape(a.shape).astype(a.dtype)
+        lowest = ~bits
+        lowest += 1
+        lowest &= bits  # x & -x: the lowest set bit, in place (one array, not three)
+        return lowest.astype(f"<u{k}", copy=False).view(numpy.uint8).reshape(a.shape).astype(a.dtype)
     return (a.argmax(axis=1)[:, None] == cupy.arange(k)).astype(a.dtype)
 
 
