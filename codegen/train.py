@@ -199,7 +199,7 @@ def fit(spec, data, epochs: int, batch: int, eta: float, seed: int, anneal: bool
     with tempfile.TemporaryDirectory(prefix="codegen_train_") as folder:
         module = (load_layers if layered else load_generated)(spec, Path(folder))
         params = module.init_params(seed)
-        state = module.init_state() if layered else None
+        state = (module.init_state() or None) if layered else None  # None: no batch statistics to keep
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         start = time.perf_counter()
         with Progress(*columns, console=console, transient=False) as progress, blas_threads(threads):
