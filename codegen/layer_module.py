@@ -142,9 +142,16 @@ class LinePrinter:
 # the module
 # ---------------------------------------------------------------------------
 
-# how init_params starts a parameter, by its name in the layer table (every other one at 0): W from
-# N(0, 1/n_in) as the dense modules, a norm's scale gamma at 1 (PyTorch's and the papers' start)
+# how init_params starts a parameter, by its name in the layer table (every other one at 0): a weight matrix
+# (W, a kernel, attention's Wq, Wk, Wv, Wo, an rnn's Wxh, Whh: every name that starts with W) from
+# N(0, 1/fan_in) as the dense modules, a norm's scale gamma at 1 (PyTorch's and the papers' start). A
+# weight at 0 would never move where two of them multiply (Q Kᵀ with Wq = Wk = 0 has zero gradients).
 START = {"W": '"normal"', "gamma": "1.0"}
+
+
+def _start(key: str) -> str:
+    name = key.rstrip("0123456789")
+    return START["W"] if name.startswith("W") else START.get(name, "0.0")
 
 
 def _shape_text(shape) -> str:
@@ -219,7 +226,7 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
     row = spec.convention == ROW
     listing, fwd_doc, bwd_doc = layer_docs(spec)
     output_activation = spec.output_activation
-    init = [(key, START.get(key.rstrip("0123456789"), "0.0"), fan_in) for key, _, fan_in in trace.params]
+    init = [(key, _start(key), fan_in) for key, _, fan_in in trace.params]
     context = dict(
         backend=backend, xp=backend.xp,
         std_imports=sorted({"math", "numbers"} | ({"warnings"} if floored else set())),
@@ -252,7 +259,7 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
         helpers=sorted(used_f | used_b | used_i | cost_printer.used_helpers),
         constants=[(name, _constant(backend, index, shape)) for name, (_, index, shape) in constants.items()],
         outer=any(outer_form(index) is not None for _, index, _ in constants.values()),
-        with_zero=with_zero, with_max=with_max, grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
+        shaped=bool(spec.input_shape), with_zero=with_zero, with_max=with_max, grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
         input_layout=_input_layout(spec), param_layouts=_param_layouts(spec),
     )
     return env.get_template("module_layers.py.j2").render(**context)

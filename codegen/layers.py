@@ -440,7 +440,7 @@ def _param_leaves(ops: TraceOps, spec: LayeredSpec, trace: Trace | None = None) 
             rows, cols = shape if spec.convention == ROW else (shape[1], shape[0])  # as the equations read it
             own[pname] = ops.leaf(key if spec.convention == ROW else key + ".T", rows, cols)
             if trace is not None:
-                trace.params.append((key, shape, block.n_in))
+                trace.params.append((key, shape, rows))  # its fan-in: the rows x W reads (C·kh·kw for a kernel)
         P[block.position] = own
     return P
 

@@ -155,7 +155,7 @@ def sgd_step(params, grads, eta):
 
 
 def init_params(rng=0, dtype=numpy.float64):
-    """W drawn from N(0, 1/n_in), b and beta 0, gamma 1, in the spec's layout (PARAM_SHAPES).
+    """W drawn from N(0, 1/n_in) (every weight matrix: n_in its rows as x W reads it, C·kh·kw for a kernel), b and beta 0, gamma 1, in the spec's layout (PARAM_SHAPES).
 
     rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
     """
@@ -174,7 +174,7 @@ def init_state(dtype=numpy.float64):
     return {key: numpy.full(shape, _STATE_START[key], dtype=kind) for key, shape in STATE_SHAPES.items()}
 
 
-_INIT = {"Wq1": (0.0, 6), "Wk1": (0.0, 6), "Wv1": (0.0, 6), "Wo1": (0.0, 6), "W3": ("normal", 6), "b3": (0.0, 6)}  # key -> ("normal", n_in) or a constant
+_INIT = {"Wq1": ("normal", 2), "Wk1": ("normal", 2), "Wv1": ("normal", 2), "Wo1": ("normal", 2), "W3": ("normal", 6), "b3": (0.0, 1)}  # key -> ("normal", n_in) or a constant
 
 
 def _inference(a0, x, params, state):

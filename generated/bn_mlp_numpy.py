@@ -207,7 +207,7 @@ def init_state(dtype=numpy.float64):
     return {key: numpy.full(shape, _STATE_START[key], dtype=kind) for key, shape in STATE_SHAPES.items()}
 
 
-_INIT = {"W1": ("normal", 3), "b1": (0.0, 3), "gamma2": (1.0, 4), "beta2": (0.0, 4), "W5": ("normal", 4), "b5": (0.0, 4), "gamma6": (1.0, 4), "beta6": (0.0, 4), "W7": ("normal", 4), "b7": (0.0, 4)}  # key -> ("normal", n_in) or a constant
+_INIT = {"W1": ("normal", 3), "b1": (0.0, 1), "gamma2": (1.0, 1), "beta2": (0.0, 1), "W5": ("normal", 4), "b5": (0.0, 1), "gamma6": (1.0, 1), "beta6": (0.0, 1), "W7": ("normal", 4), "b7": (0.0, 1)}  # key -> ("normal", n_in) or a constant
 
 
 def _inference(a0, x, params, state):

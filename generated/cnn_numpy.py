@@ -187,7 +187,7 @@ def sgd_step(params, grads, eta):
 
 
 def init_params(rng=0, dtype=numpy.float64):
-    """W drawn from N(0, 1/n_in), b and beta 0, gamma 1, in the spec's layout (PARAM_SHAPES).
+    """W drawn from N(0, 1/n_in) (every weight matrix: n_in its rows as x W reads it, C·kh·kw for a kernel), b and beta 0, gamma 1, in the spec's layout (PARAM_SHAPES).
 
     rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
     """
@@ -206,7 +206,7 @@ def init_state(dtype=numpy.float64):
     return {key: numpy.full(shape, _STATE_START[key], dtype=kind) for key, shape in STATE_SHAPES.items()}
 
 
-_INIT = {"W1": ("normal", 16), "b1": (0.0, 16), "W4": ("normal", 8), "b4": (0.0, 8)}  # key -> ("normal", n_in) or a constant
+_INIT = {"W1": ("normal", 9), "b1": (0.0, 1), "W4": ("normal", 8), "b4": (0.0, 1)}  # key -> ("normal", n_in) or a constant
 
 
 def _inference(a0, x, params, state):

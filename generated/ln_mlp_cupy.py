@@ -183,7 +183,7 @@ def init_state(dtype=numpy.float64):
     return {key: cupy.full(shape, _STATE_START[key], dtype=kind) for key, shape in STATE_SHAPES.items()}
 
 
-_INIT = {"W1": ("normal", 4), "b1": (0.0, 4), "gamma2": (1.0, 5), "beta2": (0.0, 5), "W3": ("normal", 5), "b3": (0.0, 5)}  # key -> ("normal", n_in) or a constant
+_INIT = {"W1": ("normal", 4), "b1": (0.0, 1), "gamma2": (1.0, 1), "beta2": (0.0, 1), "W3": ("normal", 5), "b3": (0.0, 1)}  # key -> ("normal", n_in) or a constant
 
 
 def _inference(a0, x, params, state):

@@ -185,7 +185,7 @@ def init_state(dtype=numpy.float64):
     return {key: numpy.full(shape, _STATE_START[key], dtype=kind) for key, shape in STATE_SHAPES.items()}
 
 
-_INIT = {"W1": ("normal", 3), "b1": (0.0, 3), "W3": ("normal", 3), "b3": (0.0, 3), "W4": ("normal", 3), "W6": ("normal", 3), "b6": (0.0, 3), "W7": ("normal", 3), "b7": (0.0, 3)}  # key -> ("normal", n_in) or a constant
+_INIT = {"W1": ("normal", 3), "b1": (0.0, 1), "W3": ("normal", 3), "b3": (0.0, 1), "W4": ("normal", 3), "W6": ("normal", 3), "b6": (0.0, 1), "W7": ("normal", 3), "b7": (0.0, 1)}  # key -> ("normal", n_in) or a constant
 
 
 def _inference(a0, x, params, state):

@@ -149,7 +149,7 @@ def sgd_step(params, grads, eta):
 
 
 def init_params(rng=0, dtype=numpy.float64):
-    """W drawn from N(0, 1/n_in), b and beta 0, gamma 1, in the spec's layout (PARAM_SHAPES).
+    """W drawn from N(0, 1/n_in) (every weight matrix: n_in its rows as x W reads it, C·kh·kw for a kernel), b and beta 0, gamma 1, in the spec's layout (PARAM_SHAPES).
 
     rng: a seed or a numpy.random.Generator; the draw is the same for NumPy and CuPy.
     """
@@ -168,7 +168,7 @@ def init_state(dtype=numpy.float64):
     return {key: numpy.full(shape, _STATE_START[key], dtype=kind) for key, shape in STATE_SHAPES.items()}
 
 
-_INIT = {"Wxh1": (0.0, 6), "Whh1": (0.0, 6), "b1": (0.0, 6), "W2": ("normal", 3), "b2": (0.0, 3)}  # key -> ("normal", n_in) or a constant
+_INIT = {"Wxh1": ("normal", 2), "Whh1": ("normal", 3), "b1": (0.0, 1), "W2": ("normal", 3), "b2": (0.0, 1)}  # key -> ("normal", n_in) or a constant
 
 
 def _inference(a0, x, params, state):
