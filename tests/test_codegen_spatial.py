@@ -251,3 +251,19 @@ def test_a_window_map_prints_as_its_outer_sum_and_reads_back(modules):
     assert len(base) + len(window) < len(index) // 4 and holes
     np.testing.assert_array_equal(module._outer(base, window, holes), index)
     assert outer_form(tuple(np.random.default_rng(0).permutation(40))) is None
+
+
+@pytest.mark.parametrize("name", ["cnn", "attention", "rnn"])
+def test_every_weight_matrix_starts_drawn_with_its_fan_in(name):
+    """Wq = Wk = 0 would keep Q Kᵀ's gradients at 0 forever: every weight starts from N(0, 1/fan_in), fan_in the
+    rows x W reads (a kernel's C·kh·kw, attention's d, an rnn's d and H), biases at 0."""
+    module = importlib.import_module(f"generated.{name}_numpy")
+    params = module.init_params(0)
+    column = load_spec(f"examples/specs/{name}.toml").convention != "row"
+    for key, value in params.items():
+        if key.startswith("W"):
+            fan_in = value.shape[1] if column else value.shape[0]
+            assert module._INIT[key] == ("normal", fan_in), key
+            assert np.all(value != 0), key
+        else:
+            assert np.all(value == 0), key
