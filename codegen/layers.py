@@ -326,8 +326,9 @@ class TraceOps:
         plan = gather_plan(index, A.cols)
         if plan.how == "unchanged":
             return A
-        out = self.temp("gather", (self.ref(A), self.constants.add(plan)), A.rows, len(index))
-        self.gathered[out.expr.name] = (A.expr.name, index, A.cols)
+        name = self.ref(A)
+        out = self.temp("gather", (name, self.constants.add(plan)), A.rows, len(index))
+        self.gathered[out.expr.name] = (name, index, A.cols)
         return out
 
     def scatter(self, A, index, n: int):

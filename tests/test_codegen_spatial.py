@@ -3,8 +3,8 @@
 tests/test_codegen_layers.py checks every example (cnn, attention, rnn among them) against three oracles
 (SymEngine's exact derivative, finite differences, autograd on a plain forward pass). Here the same
 modules, and layer lists drawn around them (stride 2, padding, kernels that are not square, overlapping
-and tied max-pool windows, a 1-D convolution, average pooling, every rnn output, attention with and
-without its mask, W_o and head_dim), meet torch.nn.functional.conv2d/conv1d, max_pool2d/avg_pool2d,
+and tied max-pool windows, a 1-D convolution, overlapping average pooling, every rnn output, an rnn into
+attention, attention with and without its mask, W_o and head_dim), meet torch.nn.functional.conv2d/conv1d, max_pool2d/avg_pool2d,
 scaled_dot_product_attention and torch.nn.RNN: the forward values and every parameter's gradient by
 torch's autograd, in float64. The parameters are PyTorch's tensors in the spec's layout (the column
 convention is torch's own; the row convention its transpose), which the modules' docstrings state.
@@ -161,6 +161,15 @@ DRAWN = {
         convention="row"), 3),
     "rnn_one_step": (_spec("rnn_one_step", [1, 2], [
         {"kind": "rnn", "hidden_size": 2, "bias": "none"}, _dense(2, "tanh")]), 3),
+    "conv_avgpool_overlapping_conv": (_spec("conv_avgpool_overlapping_conv", [2, 6, 5], [
+        {"kind": "conv2d", "out_channels": 3, "kernel_size": [3, 2], "stride": [2, 1], "padding": [1, 0],
+         "activation": "leaky_relu"},
+        {"kind": "avgpool2d", "kernel_size": 2, "stride": 1},
+        {"kind": "conv2d", "out_channels": 2, "kernel_size": 2, "activation": "softplus"}, {"kind": "flatten"},
+        _dense(2)]), 3),
+    "rnn_into_attention": (_spec("rnn_into_attention", [4, 3], [
+        {"kind": "rnn", "hidden_size": 3, "output": "all"}, {"kind": "attention", "causal": True}, {"kind": "flatten"},
+        _dense(2)]), 3),
 }
 
 
@@ -188,6 +197,14 @@ def test_drawn_layer_lists_equal_torch(name, modules):
 def test_drawn_layer_lists_against_three_oracles(name, modules):
     spec, B = DRAWN[name]
     three_oracles(spec, modules(name), B=B, seed=2)
+
+
+def test_a_batch_norm_after_a_convolution_against_three_oracles(tmp_path):
+    """The convolution's upstream gradient is then an expression (the batch norm's), not a named array."""
+    spec = _spec("conv_bn", [1, 4, 4], [{"kind": "conv2d", "out_channels": 2, "kernel_size": 2, "activation": "relu"},
+                                        {"kind": "flatten"}, {"kind": "batchnorm"}, _dense(2)])
+    module = import_written({"conv_bn_numpy.py": render_layers(spec, "numpy")}, tmp_path, "conv_bn_numpy")
+    three_oracles(spec, module, B=3, seed=4)
 
 
 def _tied(spec, module, seed):
