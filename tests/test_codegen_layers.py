@@ -128,6 +128,7 @@ def act(lib, name, z):
 
 
 PARAM_NAMES = ("W", "b", "gamma", "beta", "Wq", "Wk", "Wv", "Wo", "Wxh", "Whh")
+SHAPED = ("conv2d", "conv1d", "maxpool2d", "avgpool2d", "flatten", "attention", "rnn")  # tests/oracles.plain_spatial
 
 
 def plain_output(spec, P, x, lib):
@@ -139,7 +140,7 @@ def plain_output(spec, P, x, lib):
             own = {k[: -len(str(b.position))]: v for k, v in P.items() if k.endswith(str(b.position))
                    and k[: -len(str(b.position))] in PARAM_NAMES}
             own = {k: (v if row else v.T) for k, v in own.items()}
-            if len(b.shape_in) > 1 or len(b.shape) > 1:  # convolution, pooling, flatten, attention, rnn
+            if b.kind in SHAPED:
                 a = plain_spatial(b, own, a, lib, lambda name, z: act(lib, name, z))
             elif b.kind == "dense":
                 z = a @ own["W"]

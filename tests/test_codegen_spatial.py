@@ -199,11 +199,25 @@ def test_drawn_layer_lists_against_three_oracles(name, modules):
     three_oracles(spec, modules(name), B=B, seed=2)
 
 
-def test_a_batch_norm_after_a_convolution_against_three_oracles(tmp_path):
-    """The convolution's upstream gradient is then an expression (the batch norm's), not a named array."""
-    spec = _spec("conv_bn", [1, 4, 4], [{"kind": "conv2d", "out_channels": 2, "kernel_size": 2, "activation": "relu"},
-                                        {"kind": "flatten"}, {"kind": "batchnorm"}, _dense(2)])
-    module = import_written({"conv_bn_numpy.py": render_layers(spec, "numpy")}, tmp_path, "conv_bn_numpy")
+MIXED = {  # shaped kinds beside the earlier ones: torch has no layer list of these, the three oracles do
+    # the convolution's upstream gradient is then an expression (the batch norm's), not a named array
+    "conv_bn": _spec("conv_bn", [1, 4, 4], [{"kind": "conv2d", "out_channels": 2, "kernel_size": 2, "activation": "relu"},
+                                            {"kind": "flatten"}, {"kind": "batchnorm"}, _dense(2)]),
+    "residual_conv": _spec("residual_conv", [2, 4, 4], [{"kind": "residual", "layers": [
+        {"kind": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1, "activation": "tanh"}]},
+        {"kind": "flatten"}, _dense(2)]),
+    "residual_attention": _spec("residual_attention", [3, 2], [{"kind": "residual", "layers": [
+        {"kind": "attention", "causal": True}]}, {"kind": "flatten"}, _dense(2)], convention="row"),
+    "activation_pool": _spec("activation_pool", [1, 4, 4], [{"kind": "activation", "activation": "tanh"},
+                                                            {"kind": "maxpool2d", "kernel_size": 2}, {"kind": "flatten"},
+                                                            _dense(2)]),
+}
+
+
+@pytest.mark.parametrize("name", list(MIXED))
+def test_shaped_kinds_among_the_others_against_three_oracles(name, tmp_path):
+    spec = MIXED[name]
+    module = import_written({f"{name}_numpy.py": render_layers(spec, "numpy")}, tmp_path, f"{name}_numpy")
     three_oracles(spec, module, B=3, seed=4)
 
 
