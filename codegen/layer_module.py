@@ -259,7 +259,8 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
         helpers=sorted(used_f | used_b | used_i | cost_printer.used_helpers),
         constants=[(name, _constant(backend, index, shape)) for name, (_, index, shape) in constants.items()],
         outer=any(outer_form(index) is not None for _, index, _ in constants.values()),
-        shaped=bool(spec.input_shape), with_zero=with_zero, with_max=with_max, grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
+        shaped=bool(spec.input_shape), with_zero=with_zero, with_max=with_max,
+        grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
         input_layout=_input_layout(spec), param_layouts=_param_layouts(spec),
     )
     return env.get_template("module_layers.py.j2").render(**context)

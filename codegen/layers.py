@@ -315,7 +315,6 @@ class TraceOps:
             prime = as_helper(renamed(act.prime, Z.expr), Z.expr).replace(sp.Heaviside, _step)
         return self.mul(G, Arr(prime, Z.rows, Z.cols))
 
-
     # -- shapes: windows, groups of rows, products per group (derive.tables.spatial) ------------
     def gather(self, A, index):
         index = tuple(index)
