@@ -1,8 +1,8 @@
 """Train the small convolutional network on scikit-learn's 8x8 handwritten digits.
 
-    python examples/train_digits_cnn.py [--epochs 60] [--seed 0]
+    python examples/train_digits_cnn.py [--epochs 100] [--seed 0]
 
-The same as `python -m codegen.train --spec examples/digits_cnn.toml --epochs 60 --batch 16
+The same as `python -m codegen.train --spec examples/digits_cnn.toml --epochs 100 --batch 16
 --eta 0.3 --anneal`: the layer list (two blocks of a 3x3 convolution with ReLU and 2x2 max
 pooling, 16 then 32 channels, flattened into a softmax layer of ten) is proven layer by layer,
 printed into a NumPy module, imported and trained with mini-batch SGD, the rate falling linearly
@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from codegen.train import main  # noqa: E402
 
-DEFAULTS = ["--spec", str(ROOT / "examples" / "digits_cnn.toml"), "--epochs", "60", "--batch", "16",
+DEFAULTS = ["--spec", str(ROOT / "examples" / "digits_cnn.toml"), "--epochs", "100", "--batch", "16",
             "--eta", "0.3", "--anneal"]
 
 if __name__ == "__main__":

@@ -34,16 +34,16 @@ def cnn(tmp_path_factory):
     return load_layers(load_spec(str(ROOT / "examples" / "digits_cnn.toml")), tmp_path_factory.mktemp("cnn"))
 
 
-def test_the_digits_cnn_reaches_98_percent_held_out(cnn):
-    """examples/train_digits_cnn.py's run: 60 epochs, batch 16, eta 0.3 annealed, seed 0, 450 held-out digits."""
+def test_the_digits_cnn_learns_the_held_out_digits(cnn):
+    """examples/train_digits_cnn.py's run cut from 100 epochs to 40 (batch 16, eta 0.3 annealed, seed 0): at least
+    97.5 % of the 450 held-out digits (the full run: 98.2-98.7 % over seeds 0-4)."""
     pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install '.[demo]')")
     from codegen.train import blas_threads, load_digits, train
 
-    params = cnn.init_params(0)
     with blas_threads(1):
-        history = train(cnn, params, load_digits(0), 60, 16, 0.3, 0, anneal=True)
+        history = train(cnn, cnn.init_params(0), load_digits(0), 40, 16, 0.3, 0, anneal=True)
     assert history[-1][1] < history[0][1] / 2, history  # the training cost falls
-    assert history[-1][2] >= 0.98, history[-1]
+    assert history[-1][2] >= 0.975, history[-1]
 
 
 def _conv_relu_pool(images, W, b):
@@ -93,3 +93,20 @@ def test_the_recall_task_is_what_it_says(task):
             assert len(set(keys)) == task.PAIRS and row[: task.PAIRS, 2 * task.KEYS :].sum() == 0
             assert answer == values[list(keys).index(asked)]
     assert not {r.tobytes() for r in x_train} & {r.tobytes() for r in x_test}
+
+
+def test_one_attention_block_learns_recall_and_the_same_layers_without_it_do_not(task, tmp_path):
+    """examples/attention_task.py's run (10 epochs, batch 16, eta 0.5 annealed, seed 0): the attention block reaches
+    99 % of 1000 held-out sequences; flatten and softmax alone, on the same sequences, stay below 50 %."""
+    from codegen.train import blas_threads, train
+
+    data = task.task_data(4000, 1000, 0)
+    accuracy = {}
+    for attention in (True, False):
+        folder = tmp_path / ("with" if attention else "without")
+        folder.mkdir()
+        module = load_layers(task.task_spec(attention), folder)
+        with blas_threads(1):
+            history = train(module, module.init_params(0), data, 10, 16, 0.5, 0, anneal=True)
+        accuracy[attention] = history[-1][2]
+    assert accuracy[True] >= 0.99 and accuracy[False] < 0.5, accuracy
