@@ -133,7 +133,7 @@ def train(module, params, data, epochs: int, batch: int, eta: float, seed: int, 
     return history
 
 
-def plot(history, path: Path) -> None:
+def plot(history, path: Path, name: str = "digits") -> None:
     """The learning curve as a PNG, written whole or not at all."""
     import matplotlib
 
@@ -148,7 +148,7 @@ def plot(history, path: Path) -> None:
     right = left.twinx()
     right.plot(epochs, [100 * h[2] for h in history], color="tab:orange")
     right.set_ylabel("held-out accuracy (%)", color="tab:orange")
-    left.set_title("generated digits_numpy: mini-batch SGD on the 8x8 digits")
+    left.set_title(f"generated {name}_numpy: mini-batch SGD on the 8x8 digits")
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, dpi=120, format="png")
@@ -255,7 +255,7 @@ def run(argv=None) -> int:
                            threads=args.threads)
     report(console, history, args.epochs, len(data[1]), seconds, "digits")
     if args.plot:
-        plot(history, args.plot)
+        plot(history, args.plot, spec.name)
         console.print(shown(f"learning curve: {args.plot}"), markup=False)
     return 0
 
