@@ -52,23 +52,6 @@ _EXP_CAP = {t: float(numpy.log(numpy.finfo(t).max)) - 1.0 for t in (numpy.float3
 _ROUNDING = 4 * (SIZES[-1] + 2)  # units in the last place an output entry or row sum may be off by rounding
 
 
-def _outer(base, window, holes=""):
-    """An index map printed short: base[l] + window[j] at position l*len(window) + j, and -1 (the zero padding)
-    where that position's bit in `holes` (hex, most significant bit first) is set."""
-    index = (numpy.array(base)[:, None] + numpy.array(window)[None, :]).ravel()
-    if holes:
-        bits = numpy.unpackbits(numpy.frombuffer(bytes.fromhex(holes), dtype=numpy.uint8))[:index.size]
-        index[bits.astype(bool)] = -1
-    return index
-
-
-# the index maps of the windows, their adjoints and the rotated kernels (derive/tables/windows.py):
-# column f of a gather is column _INDEX[f] of its array, -1 the zero padding
-_INDEX0 = numpy.asarray(_outer((-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), (0, 1, 2, 4, 5, 6, 8, 9, 10), "f270381c99200000499200000499381c0e4f"), dtype=numpy.intp)
-_INDEX1 = numpy.asarray(_outer((0, 4, 16, 20, 1, 5, 17, 21), (0, 2, 8, 10)), dtype=numpy.intp)
-_INDEX2 = numpy.asarray(_outer((0, 2, 8, 10, 16, 18, 24, 26), (0, 1, 4, 5)), dtype=numpy.intp)
-
-
 def forward(params, x, state=None, training=True):
     """The forward pass: the output and the cache backward needs.
 
@@ -455,3 +438,21 @@ def _generator(rng):
         except (TypeError, ValueError):
             pass
     raise ValueError(f"rng: {rng!r}, expected a seed (an integer from 0) or a numpy.random.Generator")
+
+
+def _outer(base, window, holes=""):
+    """An index map printed short: base[l] + window[j] at position l*len(window) + j, and -1 (the zero padding)
+    where that position's bit in `holes` (hex, most significant bit first) is set."""
+    index = (numpy.array(base)[:, None] + numpy.array(window)[None, :]).ravel()
+    if holes:
+        bits = numpy.unpackbits(numpy.frombuffer(bytes.fromhex(holes), dtype=numpy.uint8))[:index.size]
+        index[bits.astype(bool)] = -1
+    return index
+
+
+# the index maps of the windows, their adjoints and the rotated kernels (derive/tables/windows.py),
+# read by forward and backward when they run:
+# column f of a gather is column _INDEX[f] of its array, -1 the zero padding
+_INDEX0 = numpy.asarray(_outer((-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), (0, 1, 2, 4, 5, 6, 8, 9, 10), "f270381c99200000499200000499381c0e4f"), dtype=numpy.intp)
+_INDEX1 = numpy.asarray(_outer((0, 4, 16, 20, 1, 5, 17, 21), (0, 2, 8, 10)), dtype=numpy.intp)
+_INDEX2 = numpy.asarray(_outer((0, 2, 8, 10, 16, 18, 24, 26), (0, 1, 4, 5)), dtype=numpy.intp)
