@@ -32,6 +32,21 @@ def _rational(c) -> sp.Expr:
     return sp.sympify(c)
 
 
+def gather(A: sp.Matrix, index) -> sp.Matrix:
+    """Column f of the result is column index[f] of A, 0 where index[f] is -1 (the padding)."""
+    return sp.Matrix(A.rows, len(index), lambda i, f: A[i, index[f]] if index[f] >= 0 else sp.Integer(0))
+
+
+def scatter(A: sp.Matrix, index, n: int) -> sp.Matrix:
+    """The adjoint of gather: n columns, column m the sum of A's columns f with index[f] == m."""
+    out = sp.zeros(A.rows, n)
+    for f, m in enumerate(index):
+        if m >= 0:
+            for i in range(A.rows):
+                out[i, m] += A[i, f]
+    return out
+
+
 class SymbolicOps:
     """The array algebra of derive.tables.layers on SymPy matrices; forward, it records nodes in a Graph."""
 
@@ -96,15 +111,10 @@ class SymbolicOps:
 
     # -- shapes: windows, groups of rows, products per group ----------------------------
     def gather(self, A, index):
-        return sp.Matrix(A.rows, len(index), lambda i, f: A[i, index[f]] if index[f] >= 0 else sp.Integer(0))
+        return gather(A, index)
 
     def scatter(self, A, index, n: int):
-        out = sp.zeros(A.rows, n)
-        for f, m in enumerate(index):
-            if m >= 0:
-                for i in range(A.rows):
-                    out[i, m] += A[i, f]
-        return out
+        return scatter(A, index, n)
 
     def split_rows(self, A, k: int):
         n = A.cols // k

@@ -477,9 +477,7 @@ def _flag(key: str, value) -> bool:
 
 def _setting(key: str, value, dims: int):
     """One setting of a layer, checked and brought to its Block field's type."""
-    if key in ("width", "out_channels", "hidden_size"):
-        return _count(key, value)
-    if key == "head_dim":
+    if key in ("width", "out_channels", "hidden_size", "head_dim"):
         return _count(key, value)
     if key in ("activation", "nonlinearity"):
         choices = sorted(ACTIVATIONS) if key == "activation" else ["relu", "tanh"]

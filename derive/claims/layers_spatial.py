@@ -34,7 +34,9 @@ from math import prod
 import sympy as sp
 
 from derive.claims.tree import ClaimError
+from derive.graph import gather, scatter
 from derive.tables import windows as win
+from derive.tables.spatial import pool_index
 
 SEQUENCE = ("attention",)  # arrays one example at a time, rows the positions
 STEPPED = ("rnn",)  # names with a step
@@ -244,25 +246,7 @@ def pool_mask(ctx, block) -> sp.Matrix:
     mask = ctx.net.state[block.position][1]["mask"]
     n_out = prod(block.shape)
     flat = sp.Matrix(ctx.E, n_out * mask.cols, lambda e, f: mask[e * n_out + f // mask.cols, f % mask.cols])
-    return _scatter(flat, pool_index(block), prod(block.shape_in))
-
-
-def pool_index(block):
-    C, spatial = block.shape_in[0], block.shape_in[1:]
-    return win.windows(C, spatial, block.kernel_size, block.stride, (0,) * len(spatial), channel_major=True)
-
-
-def _gather(A: sp.Matrix, index) -> sp.Matrix:
-    return sp.Matrix(A.rows, len(index), lambda i, f: A[i, index[f]] if index[f] >= 0 else sp.Integer(0))
-
-
-def _scatter(A: sp.Matrix, index, n: int) -> sp.Matrix:
-    out = sp.zeros(A.rows, n)
-    for f, m in enumerate(index):
-        if m >= 0:
-            for i in range(A.rows):
-                out[i, m] += A[i, f]
-    return out
+    return scatter(flat, pool_index(block), prod(block.shape_in))
 
 
 # ---------------------------------------------------------------------------
@@ -299,7 +283,7 @@ def corr(ctx, block, A, D) -> sp.Matrix:
     X = _flat(ctx, A, prod(block.shape_in), "the input")
     Dm = _flat(ctx, D, O * L, "δ")
     index = win.windows(C, spatial, block.kernel_size, block.stride, block.padding)
-    cols = _gather(X, index)
+    cols = gather(X, index)
     out = sp.zeros(Kn, O)
     for e in range(ctx.E):
         for l in range(L):
@@ -349,8 +333,8 @@ def upsample(ctx, block, G) -> sp.Matrix:
     pooling layer's input."""
     n_out, k = prod(block.shape), prod(block.kernel_size)
     Gm = _flat(ctx, G, n_out, "its argument")
-    spread = _gather(Gm, win.repeat(n_out, k))
-    out = _scatter(spread, pool_index(block), prod(block.shape_in))
+    spread = gather(Gm, win.repeat(n_out, k))
+    out = scatter(spread, pool_index(block), prod(block.shape_in))
     return out if ctx.row else out.T
 
 

@@ -48,15 +48,13 @@ def _mat(rows: int, cols: int, convention: str) -> tuple[int, int]:
 # convolution
 # ---------------------------------------------------------------------------
 
-def _conv_shape(dims: int):
-    def out_shape(values: dict, shape_in: tuple[int, ...]) -> tuple[int, ...]:
-        spatial = shape_in[1:]
-        k, s, p = values["kernel_size"], values["stride"], values["padding"]
-        for n, kk, pp in zip(spatial, k, p):
-            if n + 2 * pp < kk:
-                raise ValueError(f"kernel size {kk} is larger than the input ({n}, padded by {pp} on each side)")
-        return (values["out_channels"],) + win.out_spatial(spatial, k, s, p)
-    return out_shape
+def _conv_shape(values: dict, shape_in: tuple[int, ...]) -> tuple[int, ...]:
+    spatial = shape_in[1:]
+    k, s, p = values["kernel_size"], values["stride"], values["padding"]
+    for n, kk, pp in zip(spatial, k, p):
+        if n + 2 * pp < kk:
+            raise ValueError(f"kernel size {kk} is larger than the input ({n}, padded by {pp} on each side)")
+    return (values["out_channels"],) + win.out_spatial(spatial, k, s, p)
 
 
 def _conv_params(block, convention: str):
@@ -117,7 +115,8 @@ def _pool_shape(values: dict, shape_in: tuple[int, ...]) -> tuple[int, ...]:
     return (shape_in[0],) + win.out_spatial(spatial, values["kernel_size"], values["stride"], (0,) * len(spatial))
 
 
-def _pool_index(block):
+def pool_index(block):
+    """A pooling layer's windows, channel by channel (its output is then in C, H, W order already)."""
     C, spatial = block.shape_in[0], block.shape_in[1:]
     return win.windows(C, spatial, block.kernel_size, block.stride, (0,) * len(spatial), channel_major=True)
 
@@ -125,7 +124,7 @@ def _pool_index(block):
 def _avgpool_forward(ops, X, P, block, inner):
     """y = the mean of each window, per channel."""
     k = prod(block.kernel_size)
-    rows = ops.split_rows(ops.gather(X, _pool_index(block)), k)
+    rows = ops.split_rows(ops.gather(X, pool_index(block)), k)
     return ops.name("y", ops.merge_rows(ops.scale(ops.ratio(1, k), ops.sum_cols(rows)), prod(block.shape))), {}
 
 
@@ -133,13 +132,13 @@ def _avgpool_backward(ops, G, X, S, P, block, inner):
     """∂C/∂x = each window's ∂C/∂y / k, spread over the window and summed where windows overlap."""
     k = prod(block.kernel_size)
     spread = ops.scale(ops.ratio(1, k), ops.gather(G, win.repeat(prod(block.shape), k)))
-    return ops.scatter(spread, _pool_index(block), prod(block.shape_in)), {}
+    return ops.scatter(spread, pool_index(block), prod(block.shape_in)), {}
 
 
 def _maxpool_forward(ops, X, P, block, inner):
     """y = the maximum of each window, per channel; the mask marks its (first) arg-max."""
     k = prod(block.kernel_size)
-    top, mask = ops.max_cols(ops.split_rows(ops.gather(X, _pool_index(block)), k))
+    top, mask = ops.max_cols(ops.split_rows(ops.gather(X, pool_index(block)), k))
     return ops.merge_rows(top, prod(block.shape)), {"mask": mask}
 
 
@@ -148,7 +147,7 @@ def _maxpool_backward(ops, G, X, S, P, block, inner):
     k = prod(block.kernel_size)
     rows = ops.split_rows(ops.gather(G, win.repeat(prod(block.shape), k)), k)
     routed = ops.merge_rows(ops.mul(S["mask"], rows), prod(block.shape))
-    return ops.scatter(routed, _pool_index(block), prod(block.shape_in)), {}
+    return ops.scatter(routed, pool_index(block), prod(block.shape_in)), {}
 
 
 def _flatten_forward(ops, X, P, block, inner):
@@ -305,12 +304,12 @@ SPATIAL_KINDS = [
          latex_forward=LATEX["conv2d"][0],
          latex_backward=LATEX["conv2d"][1], claim_names=("W", "b", "z", "a", "delta"),
          doc="z_o = Σ_c x_c ⋆ W_oc + b_o (the cross-correlation PyTorch computes), a = σ(z)",
-         out_shape=_conv_shape(2), inputs=(3,)),
+         out_shape=_conv_shape, inputs=(3,)),
     Kind("conv1d", _CONV_KEYS, ("out_channels", "kernel_size"), _conv_params, _conv_forward, _conv_backward,
          latex_forward=LATEX["conv1d"][0],
          latex_backward=LATEX["conv1d"][1], claim_names=("W", "b", "z", "a", "delta"),
          doc="z_o = Σ_c x_c ⋆ W_oc + b_o along a sequence [C, L], a = σ(z)",
-         out_shape=_conv_shape(1), inputs=(2,)),
+         out_shape=_conv_shape, inputs=(2,)),
     Kind("avgpool2d", _POOL_KEYS, ("kernel_size",), lambda block, convention: (), _avgpool_forward,
          _avgpool_backward,
          latex_forward=LATEX["avgpool2d"][0],

@@ -21,7 +21,7 @@ from derive.proofs.general.entries import Graph, TotalPartial
 from derive.proofs.general.functions import CostPartial, LocalPartial
 from derive.proofs.general.printing import Range
 from derive.proofs.general.rules import Stuck, clean, discharge, equal_by_linearity, innermost_siftable, sift, sites
-from derive.proofs.general.steps import Builder, Chain, Theorem
+from derive.proofs.general.steps import Builder, Chain, Theorem, check_by_rules
 from derive.verdict import Verdict
 
 
@@ -253,11 +253,7 @@ class LayerBuilder(Builder):
 
 def check_layer_theorem(thm: Theorem, model) -> Theorem:
     """Check every step of a layer theorem, in order; returns the theorem."""
-    for c in thm.chains:
-        for st in c.steps:
-            st.counterexample = None
-            st.verdict, st.evidence = _CHECKS[st.rule](st, thm, model)
-    return thm
+    return check_by_rules(thm, model, _CHECKS)
 
 
 def _check_definition(step, thm, model):

@@ -31,7 +31,7 @@ from derive.proofs.general.entries import Definition
 from derive.proofs.general.functions import CostPartial, LocalPartial
 from derive.proofs.general.printing import Range
 from derive.proofs.general.rules import Stuck, decide, equal_by_linearity, sites
-from derive.proofs.general.steps import Builder, Chain, Theorem
+from derive.proofs.general.steps import Builder, Chain, Theorem, check_by_rules
 from derive.proofs.identity import Counterexample
 from derive.verdict import Verdict
 
@@ -310,11 +310,7 @@ def name_instances(definitions: list[Definition], expr, base) -> sp.Expr:
 
 def check_spatial_theorem(thm: Theorem, model) -> Theorem:
     """Check every step of a spatial theorem, in order; returns the theorem."""
-    for c in thm.chains:
-        for st in c.steps:
-            st.counterexample = None
-            st.verdict, st.evidence = _CHECKS[st.rule](st, thm, model)
-    return thm
+    return check_by_rules(thm, model, _CHECKS)
 
 
 def _check_definition(step, thm, model):

@@ -348,3 +348,13 @@ class GeneralProof:
         """The general proof typeset for Jupyter (derive.report.notebook), or its summary until that is imported."""
         show = self._shows.get("markdown")
         return show(self) if show else self.summary()
+
+
+def check_by_rules(thm: Theorem, model, rules: dict) -> Theorem:
+    """Check every step of a theorem on its own statement, in order, by its rule's check (a layer's or a spatial
+    theorem's table: rule -> (step, theorem, model) -> (verdict, evidence)); returns the theorem."""
+    for c in thm.chains:
+        for st in c.steps:
+            st.counterexample = None
+            st.verdict, st.evidence = rules[st.rule](st, thm, model)
+    return thm
