@@ -40,6 +40,10 @@ class Backend:
     template: str = "module.py.j2"  # the module's template (codegen/templates): its library's types, checks, autodiff hook
     helper_folder: str = "helpers"  # the folder of its stable helpers' .py.j2 templates, one per name in helpers/
     layer_lists: bool = False  # layer-list specs are printed for it (codegen/layers.py, module_layers.py.j2)
+    scratch: bool = False  # a take whose value the function neither returns nor caches writes into a buffer kept
+    # between calls, per thread (_take): glibc hands the freed top of the heap back to the system after each call,
+    # so a fresh multi-MB temporary (a convolution's windows) page-faults on every call; CuPy's memory pool
+    # keeps its blocks already
 
 
 NUMPY = Backend(
@@ -71,6 +75,7 @@ def _not_finite_keys(*lists):
     from_host="{}.astype(kind)",
     read_only="not {}.flags.writeable",
     layer_lists=True,
+    scratch=True,
 )
 
 CUPY = Backend(

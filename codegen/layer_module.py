@@ -28,7 +28,8 @@ from .render import checked, command, environment, import_written, literal, log_
 class LinePrinter:
     """The lines of one function in one backend's array code."""
 
-    def __init__(self, lines: list[Line], shapes: dict, backend, printer, like: str = "a0", constant_names=None):
+    def __init__(self, lines: list[Line], shapes: dict, backend, printer, like: str = "a0", constant_names=None,
+                 returned: set[str] = frozenset(), function: str = ""):
         for line in lines:  # a gather is a step of its own, named, even when read once: the lines stay readable
             line.inline = line.inline and line.kind != "gather"
         self.lines = {line.lhs: line for line in lines}
@@ -40,6 +41,11 @@ class LinePrinter:
         self.used_ones = False
         self.used_zero = False  # a gather reads the padding: _with_zero appends the zero column
         self.used_max = False  # _row_max and _first_max (max pooling)
+        # the takes whose values stay inside the function: written into buffers kept between calls (Backend.scratch)
+        self.kept = {line.lhs for line in lines if line.kind == "gather" and line.args[1].how == "take"} - \
+            escaping(lines, returned) if backend.scratch else set()
+        self.function = function  # the buffers' keys: "<function>.<line>"
+        self.used_scratch = False
 
     def batch(self, name: str) -> bool:
         return self.shapes.get(base(name), (None,))[0] == "B"
@@ -94,7 +100,7 @@ class LinePrinter:
         """A step of derive.tables.spatial's algebra: gathers, reshapes, products per group, max, masks."""
         xp, args = self.backend.xp, line.args
         if line.kind == "gather":
-            return self.gather(self.ref(args[0]), args[1])
+            return self.gather(self.ref(args[0]), args[1], line.lhs)
         if line.kind == "reshape":
             return f"{self.ref(args[0])}.reshape(-1, {args[1]})"
         if line.kind == "bmm":  # rows in groups: 3-D views, one batched product
@@ -115,8 +121,9 @@ class LinePrinter:
         assert line.kind == "zeros", line.kind
         return f"{xp}.zeros(({args[0]}, {args[1]}), dtype={self.like}.dtype)"
 
-    def gather(self, name: str, plan) -> str:
-        """Columns of `name` by an index map, as its plan says (codegen/index_maps.py)."""
+    def gather(self, name: str, plan, lhs: str) -> str:
+        """Columns of `name` by an index map, as its plan says (codegen/index_maps.py); a take the function keeps
+        to itself into its buffer (_take)."""
         xp = self.backend.xp
         if plan.how == "slice":
             start, stop, step = plan.args
@@ -129,13 +136,39 @@ class LinePrinter:
         if plan.padded:
             self.used_zero = True
             name = f"_with_zero({name})"
-        code = f"{xp}.take({name}, {self.constant_names[plan.args[0]]}, axis=1)"
+        index = self.constant_names[plan.args[0]]
+        if lhs in self.kept:
+            self.used_scratch = True
+            code = f'_take({name}, {index}, "{self.function}.{lhs}")'
+        else:
+            code = f"{xp}.take({name}, {index}, axis=1)"
         return code + ".sum(axis=1)" if plan.summed else code
 
     def text(self) -> list[str]:
         out = [f"{line.lhs} = {self.code(line)}" for line in self.order if not line.inline]
         self.used_helpers |= self.p.used_helpers
         return out
+
+
+def escaping(lines: list[Line], returned: set[str]) -> set[str]:
+    """The lines whose arrays leave the function: those it returns (or caches) and every array one of them may
+    be a view of (a reshape, a slice or transpose of columns, a plain name, each maybe printed inline)."""
+    by_name = {line.lhs: line for line in lines}
+    out: set[str] = set()
+    todo = [base(n) for n in returned]
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        out.add(name)
+        line = by_name.get(name)
+        if line is None:
+            continue
+        if line.kind == "reshape" or (line.kind == "gather" and line.args[1].how != "take"):
+            todo.append(base(line.args[0]))
+        elif line.kind == "expr" and isinstance(line.args[0], sp.Symbol):
+            todo.append(base(line.args[0].name))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -201,23 +234,25 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
     env = env or environment()
     helpers = helper_names("py")
 
-    with_zero = with_max = False
+    with_zero = with_max = scratch = False
     constants = _used_constants(trace)
 
-    def printed(lines, rows: str):
-        nonlocal with_zero, with_max
+    def printed(lines, rows: str, returned: set[str], function: str):
+        nonlocal with_zero, with_max, scratch
         lp = LinePrinter(lines, trace.shapes, backend, backend.printer({}, helpers), rows,
-                         {old: new for new, (old, _, _) in constants.items()})
+                         {old: new for new, (old, _, _) in constants.items()}, returned, function)
         text = lp.text()
         if lp.used_ones:  # sums over the batch are products with it
             text.insert(0, f"{backend.batch_ones} = {backend.xp}.ones(({rows}.shape[0], 1), dtype={rows}.dtype)")
         with_zero |= lp.used_zero
         with_max |= lp.used_max
+        scratch |= lp.used_scratch
         return text, lp.used_helpers
 
-    fwd, used_f = printed(trace.forward, "a0")
-    bwd, used_b = printed(trace.backward, trace.output)
-    inf, used_i = printed(trace.inference, "a0")
+    fwd, used_f = printed(trace.forward, "a0", {trace.output} | {n for n, _ in trace.cache}
+                          | {name for _, name, _ in trace.running}, "forward")
+    bwd, used_b = printed(trace.backward, trace.output, {n for n, _ in trace.grads}, "backward")
+    inf, used_i = printed(trace.inference, "a0", {trace.inference_output}, "inference")
     cost_printer = backend.printer({}, helpers, floor_logs="tiny")
     cost_term = cost_printer.doprint(trace.cost_term)
     cost_z = cost_printer.doprint(trace.cost_term_z) if trace.cost_term_z is not None else None
@@ -229,7 +264,7 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
     init = [(key, _start(key), fan_in) for key, _, fan_in in trace.params]
     context = dict(
         backend=backend, xp=backend.xp,
-        std_imports=sorted({"math", "numbers"} | ({"warnings"} if floored else set())),
+        std_imports=sorted({"math", "numbers"} | ({"warnings"} if floored else set()) | ({"threading"} if scratch else set())),
         lib_imports=sorted({backend.import_line, "import numpy"}),
         command=command(spec), source=plain(spec.source), spec_name=plain(spec.name), name_literal=literal(spec.name),
         choices={k: plain(getattr(spec, k)) for k in ("cost", "batch", "convention")},
@@ -259,7 +294,7 @@ def render_layers(spec: LayeredSpec, backend_name: str, trace: Trace | None = No
         helpers=sorted(used_f | used_b | used_i | cost_printer.used_helpers),
         constants=[(name, _constant(backend, index, shape)) for name, (_, index, shape) in constants.items()],
         outer=any(outer_form(index) is not None for _, index, _ in constants.values()),
-        shaped=bool(spec.input_shape), with_zero=with_zero, with_max=with_max,
+        shaped=bool(spec.input_shape), with_zero=with_zero, with_max=with_max, scratch=scratch,
         grouped_cache=any(isinstance(shape[0], tuple) for _, shape in trace.cache),
         input_layout=_input_layout(spec), param_layouts=_param_layouts(spec),
     )

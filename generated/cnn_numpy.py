@@ -29,6 +29,7 @@ value, raises ValueError naming the argument. float32 in, float32 out; float64 i
 
 import math
 import numbers
+import threading
 import warnings
 
 import numpy
@@ -74,7 +75,7 @@ def forward(params, x, state=None, training=True):
     t1 = t0.reshape(-1, 9)
     z1 = b1.T + (t1 @ W1.T)
     a1 = numpy.maximum(0, z1)
-    t5 = numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)
+    t5 = _take((a1.reshape(-1, 32)), _INDEX1, "forward.t5")
     t6 = t5.reshape(-1, 4)
     t7 = _row_max(t6)
     mask2 = _first_max(t6, t7)
@@ -108,7 +109,7 @@ def backward(params, cache, y):
     dC_dW4 = tdot(delta4, t8)
     dC_db4 = delta4.T @ ones_B
     t15 = numpy.repeat((delta4 @ W4), 4, axis=1)
-    t19 = numpy.take(((mask2*(t15.reshape(-1, 4))).reshape(-1, 32)), _INDEX2, axis=1)
+    t19 = _take(((mask2*(t15.reshape(-1, 4))).reshape(-1, 32)), _INDEX2, "backward.t19")
     t20 = t19.reshape(-1, 2, 16).swapaxes(1, 2).reshape(-1, 32)
     delta1 = (t20.reshape(-1, 2))*((1/2)*numpy.sign(z1) + 1/2)
     dC_dW1 = delta1.T @ t1
@@ -195,10 +196,10 @@ _INIT = {"W1": ("normal", 9), "b1": (0.0, 1), "W4": ("normal", 8), "b4": (0.0, 1
 def _inference(a0, x, params, state):
     """The forward pass at inference: the running averages in place of each batch statistic."""
     W1, b1, W4, b4 = _params(params, a0.dtype)  # checked by forward: the fast path
-    t0 = numpy.take(_with_zero(a0), _INDEX0, axis=1)
+    t0 = _take(_with_zero(a0), _INDEX0, "inference.t0")
     z1 = b1.T + ((t0.reshape(-1, 9)) @ W1.T)
     a1 = numpy.maximum(0, z1)
-    t5 = numpy.take((a1.reshape(-1, 32)), _INDEX1, axis=1)
+    t5 = _take((a1.reshape(-1, 32)), _INDEX1, "inference.t5")
     z4 = b4.T + (((_row_max((t5.reshape(-1, 4)))).reshape(-1, 8)) @ W4.T)
     a4 = softmax(z4)
     if not _finite(a4):
@@ -209,6 +210,23 @@ def _inference(a0, x, params, state):
 def _with_zero(a):
     """[a, 0]: a zero column appended, which the index -1 of a window in the padding reads."""
     return numpy.concatenate((a, numpy.zeros((a.shape[0], 1), dtype=a.dtype)), axis=1)
+
+
+_SCRATCH = threading.local()  # this thread's buffers: "<function>.<line>" -> the array its take last wrote
+
+
+def _take(a, index, key):
+    """numpy.take(a, index, axis=1) written into the buffer of `key`, kept between calls (per thread, replaced when the
+    batch size or dtype changes). Only a take whose value the function neither returns nor caches is printed so:
+    a fresh multi-MB temporary (a convolution's windows) page-faults on every call once the allocator has handed
+    the freed heap back to the system. mode="wrap" reads the index -1 as the last (zero) column, as "raise" would,
+    without the extra copy "raise" makes with `out`."""
+    shape = (a.shape[0],) + index.shape
+    buffers = _SCRATCH.__dict__
+    out = buffers.get(key)
+    if out is None or out.shape != shape or out.dtype != a.dtype:
+        out = buffers[key] = numpy.empty(shape, dtype=a.dtype)
+    return numpy.take(a, index, axis=1, mode="wrap", out=out)
 
 
 def _row_max(a):

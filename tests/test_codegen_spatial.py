@@ -298,3 +298,70 @@ def test_every_weight_matrix_starts_drawn_with_its_fan_in(name):
             assert np.all(value != 0), key
         else:
             assert np.all(value == 0), key
+
+
+# ---------------------------------------------------------------------------
+# the buffers a NumPy module keeps between calls (codegen/backends.py: Backend.scratch)
+# ---------------------------------------------------------------------------
+
+def _one_call(module, params, x, y):
+    out, cache_ = module.forward(params, x)
+    return out, cache_, module.backward(params, cache_, y)
+
+
+def _assert_same(a, b, what):
+    if isinstance(a, dict):
+        assert list(a) == list(b), what
+        for k in a:
+            _assert_same(a[k], b[k], f"{what}[{k!r}]")
+    else:
+        np.testing.assert_array_equal(a, b, err_msg=what)
+
+
+@pytest.mark.parametrize("name", list(DRAWN))
+def test_a_later_call_leaves_what_an_earlier_call_returned_as_it_was(name, modules):
+    """The takes a function keeps to itself write into buffers kept between calls; the output, the cache and the
+    gradients of a call (and every view of them) are never one of those buffers: a second call, with other data,
+    in training and at inference, leaves the first call's arrays as they were, and backward of the first cache
+    still gives the first gradients."""
+    spec, B = DRAWN[name]
+    module = modules(name)
+    params, x, y = data(spec, module, B, 4)
+    _, x2, y2 = data(spec, module, B, 5)
+    first = _one_call(module, params, x, y)
+    kept = [np.array(a, copy=True) for a in (first[0],)] + [{k: v.copy() for k, v in d.items()} for d in first[1:]]
+    _one_call(module, params, x2, y2)
+    module.forward(params, x2, training=False)
+    for got, want, what in zip(first, kept, ("output", "cache", "gradients")):
+        _assert_same(got, want, what)
+    _assert_same(module.backward(params, first[1], y), kept[2], "backward of the first cache")
+
+
+def test_the_kept_buffers_are_the_numpy_modules_own_and_each_threads_own(modules):
+    """The digits-sized CNN writes its windows through _take (CuPy's memory pool keeps its blocks: no _take there);
+    two threads running the same module at once each get their own serial results."""
+    import threading
+
+    spec = load_spec("examples/specs/cnn.toml")
+    module = importlib.import_module("generated.cnn_numpy")
+    assert "_take" in module.backward.__code__.co_names
+    with open("generated/cnn_cupy.py", encoding="utf-8") as f:
+        assert "_take(" not in f.read()
+    draws = [data(spec, module, 8, seed) for seed in (11, 12)]
+    want = [_one_call(module, *draw)[2] for draw in draws]
+    failures = []
+
+    def run(k):
+        for _ in range(200):
+            got = _one_call(module, *draws[k])[2]
+            for key in got:
+                if not np.array_equal(got[key], want[k][key]):
+                    failures.append((k, key))
+                    return
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
