@@ -24,7 +24,9 @@ gradients are checked equal before timing. Both run on `--threads` threads (torc
 and OpenBLAS through threadpoolctl; default 1). Implementations run interleaved, round after round,
 each keeping its best round (CPU time of this process, as benchmarks/bench_codegen.py measures).
 The column `torch / generated` is the ratio: above 1 the generated module is faster; the target
-is at least 0.5 (within 2x of PyTorch).
+is at least 0.5 (within 2x of PyTorch). The last column counts the minor page faults of 20 more
+steps of each, per step (getrusage): a step that allocates its temporaries afresh after the
+allocator has handed the freed heap back to the system pays one for every page it touches.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -146,6 +149,14 @@ def module_grads_in_torch_order(spec, grads: dict) -> list:
     return out
 
 
+def page_faults(f, steps: int = 20) -> float:
+    """Minor page faults per call of f, over `steps` calls."""
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        f()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / steps
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
@@ -175,7 +186,7 @@ def main(argv=None) -> int:
     rounds = 5 if args.quick else 25
     sample = 0.005 if args.quick else 0.05
     table = Table(title=f"forward + backward, CPU time per step (best of {rounds} interleaved rounds)")
-    for col in ("network", "dtype", "B", "generated", "torch (eager)", "torch / generated"):
+    for col in ("network", "dtype", "B", "generated", "torch (eager)", "torch / generated", "page faults / step"):
         table.add_column(col, justify="right")
     rows = []
     chosen = specs()
@@ -210,11 +221,13 @@ def main(argv=None) -> int:
                     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, err_msg=f"{name}: parameter {i}")
                 t = best_times({"ours": ours, "theirs": theirs}, rounds, sample)
                 ratio = t["theirs"] / t["ours"]
+                faults = {who: page_faults(f) for who, f in (("ours", ours), ("theirs", theirs))}
                 dname = np.dtype(dtype).name
                 rows.append(dict(network=name, dtype=dname, batch=B, generated_us=t["ours"] * 1e6,
-                                 torch_us=t["theirs"] * 1e6, torch_over_generated=ratio))
+                                 torch_us=t["theirs"] * 1e6, torch_over_generated=ratio,
+                                 generated_faults=faults["ours"], torch_faults=faults["theirs"]))
                 table.add_row(name, dname, str(B), f"{t['ours'] * 1e6:.1f} µs", f"{t['theirs'] * 1e6:.1f} µs",
-                              f"{ratio:.2f}×")
+                              f"{ratio:.2f}×", f"{faults['ours']:.0f} / {faults['theirs']:.0f}")
                 console.print(f"{name} {dname} B={B}: generated {t['ours'] * 1e6:.1f} µs, torch "
                               f"{t['theirs'] * 1e6:.1f} µs, ratio {ratio:.2f}", highlight=False)
     console.print(table)
