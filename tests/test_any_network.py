@@ -28,8 +28,9 @@ def specs(draw):
     elif cost == "log_likelihood":
         acts[-1] = "softmax"
     batch = draw(st.sampled_from(["single", "mean", "sum"]))
-    # keep the oracle cheap: big batches only on small networks
-    examples = 1 if batch == "single" else (2 if sum(sizes) > 8 else draw(st.integers(1, 2)))
+    # keep the oracle cheap: two examples only on small networks (a 4-4-4-4-4 softmax network's proof over two
+    # examples takes about a minute, over one about 25 s)
+    examples = 1 if batch == "single" or sum(sizes) > 8 else draw(st.integers(1, 2))
     return validate(dict(name="random", sizes=sizes, activation=acts, cost=cost,
                          convention=draw(st.sampled_from(["row", "column"])),
                          bias=draw(st.sampled_from(["augmented", "separate", "none"])),

@@ -141,3 +141,49 @@ def test_a_counterexample_is_never_drawn_on_a_kink():
     checks = check_form(net, wrong, forms)
     assert not any(c.counterexample for c in checks)
     assert not all(c.proven for c in checks)  # sigma'^2 = sigma' is no polynomial identity: unproven, not refuted
+
+
+# ---------------------------------------------------------------------------
+# rational differences over one denominator (derive.proofs.identity.numerator)
+# ---------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from derive.proofs.identity import numerator, rational_zero  # noqa: E402
+
+_A = sp.symbols("a0:3")
+_LEAVES = st.sampled_from([*_A, 1 - _A[0], 1 - _A[0] - _A[1], sp.Integer(2), sp.Rational(-1, 3)])
+
+
+def _rational(leaves):
+    return st.recursive(leaves, lambda inner: st.one_of(
+        st.builds(lambda a, b: a + b, inner, inner),
+        st.builds(lambda a, b: a * b, inner, inner),
+        st.builds(lambda a, k: a ** k, inner, st.sampled_from([-2, -1, 2]))), max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_rational(_LEAVES))
+def test_the_numerator_is_the_expression_times_a_polynomial(e):
+    """numerator(e) = e · D for D a product of powers of e's denominators: N / e cancels to a polynomial that is
+    not 0, so e is 0 exactly when N is."""
+    n = numerator(e)
+    if e == 0 or e.has(sp.zoo, sp.nan):
+        return
+    quotient = sp.cancel(sp.together(n / e))
+    assert quotient != 0 and sp.fraction(quotient)[1].is_number, (e, n)
+
+
+@pytest.mark.parametrize("backend", ["symengine", "sympy"])
+def test_rational_zero_decides_what_together_decides(backend):
+    """Cross-entropy's dC/da = (a − y)/(a(1 − a)) times σ'(z) = a(1 − a) is a − y: proven with the denominators
+    cancelled in the product; one slip in a numerator or a denominator is not 0."""
+    a, y, w = sp.symbols("a y w")
+    right = w * (-y / a + (1 - y) / (1 - a)) * a * (1 - a) - w * (a - y)
+    assert rational_zero(right, backend) and numerator(right).has(a)
+    for wrong in (right + w / (1 - a), w * (-y / a + (1 - y) / (1 - a)) * a * (1 - a) - w * (a + y),
+                  w * (-y / a + (1 - y) / (1 - a) ** 2) * a * (1 - a) - w * (a - y)):
+        assert not rational_zero(wrong, backend), wrong
+    sq = sp.sqrt(a) / (1 + sp.sqrt(a)) - 1 / (1 / sp.sqrt(a) + 1)  # a power that is not an integer's: together decides
+    assert numerator(sq) is None and rational_zero(sq, backend)

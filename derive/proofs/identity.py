@@ -3,7 +3,7 @@
 Both sides of every identity are polynomials (or, for logarithmic costs, rational
 functions) in the atoms: weights, biases, inputs, targets and one fresh symbol per
 activation applied to its argument. An identity is proven when the difference
-expands (after `together`, for rational ones) to 0. Random points only look for a
+expands (over one common denominator, for rational ones) to 0. Random points only look for a
 counterexample when that fails; they never prove anything.
 """
 
@@ -261,17 +261,102 @@ def _expands_to_zero(diff: sp.Expr, backend: str | None) -> bool:
         diff = sp.expand(diff)
         if diff == 0:
             return True
-    return has_denominator(diff) and rational_zero(diff)
+    return has_denominator(diff) and rational_zero(diff, backend)
 
 
 def has_denominator(expr: sp.Expr) -> bool:
     return any(p.exp.is_negative for p in expr.atoms(sp.Pow))
 
 
-def rational_zero(diff: sp.Expr) -> bool:
-    """A difference with denominators (logarithmic costs) is 0: its numerator over a common denominator expands to 0."""
-    num, _ = sp.fraction(sp.together(diff))
-    return sp.expand(num) == 0
+def numerator(expr: sp.Expr) -> sp.Expr | None:
+    """A polynomial N, not multiplied out, with expr = N / D for D a product of integer powers of polynomials that are
+    not 0 (expr's denominators): so expr is 0 exactly when N expands to 0. None when expr has a power with an
+    exponent that is not an integer (a square root): `together` decides those.
+
+    Each subexpression is N over a product of powers of bases (a dict base -> exponent): a product multiplies the
+    N's and adds the exponents, so that a base in both cancels; a sum takes each base's largest exponent,
+    multiplies each term's N by the powers it lacks, and takes out the factors its terms share (as `together`
+    does), so that a product above can cancel them; a negative power of N/D is D's powers over N's. Shared
+    subexpressions are read once.
+    """
+    memo: dict = {}
+
+    def frac(e):
+        if e in memo:
+            return memo[e]
+        if e.is_Pow:
+            if not e.exp.is_Integer:
+                if e.free_symbols and (e.exp.is_negative or has_denominator(e.base)):
+                    raise _NotRational
+                out = (e, {})
+            else:
+                n, dens = frac(e.base)
+                k = int(e.exp)
+                if k >= 0:
+                    out = (n ** k, {b: m * k for b, m in dens.items()})
+                else:
+                    out = (sp.Mul(*[b ** (-m * k) for b, m in dens.items()]), {n: -k})
+        elif e.is_Mul:  # numerator factors and denominators as signed powers of their bases: equal ones cancel
+            powers: dict = {}
+            for n, d in map(frac, e.args):
+                for b, k in _powers(n).items():
+                    powers[b] = powers.get(b, 0) + k
+                for b, m in d.items():
+                    powers[b] = powers.get(b, 0) - m
+            out = (sp.Mul(*[b ** k for b, k in powers.items() if k > 0]),
+                   {b: -k for b, k in powers.items() if k < 0})
+        elif e.is_Add:
+            parts = [frac(a) for a in e.args]
+            dens = {}
+            for _, d in parts:
+                for b, m in d.items():
+                    dens[b] = max(dens.get(b, 0), m)
+            terms = [_powers(n) for n, _ in parts]
+            for t, (_, d) in zip(terms, parts):
+                for b, m in dens.items():
+                    if m > d.get(b, 0):
+                        t[b] = t.get(b, 0) + m - d.get(b, 0)
+            shared = {b: min(t.get(b, 0) for t in terms) for b in terms[0] if not b.is_Number}
+            shared = {b: k for b, k in shared.items() if k > 0}
+            rest = sp.Add(*[sp.Mul(*[b ** (k - shared.get(b, 0)) for b, k in t.items()]) for t in terms])
+            out = (sp.Mul(*[b ** k for b, k in shared.items()], rest), dens)
+        else:  # a symbol, a number, a function of its argument: an atom of the polynomial
+            if not e.is_Atom and has_denominator(e):
+                raise _NotRational  # a denominator inside a function's argument stays where it is
+            out = (e, {})
+        memo[e] = out
+        return out
+
+    try:
+        return frac(expr)[0]
+    except _NotRational:
+        return None
+
+
+def _powers(n: sp.Expr) -> dict:
+    """A product as its bases' integer powers: x**2*(1 - a) -> {x: 2, 1 - a: 1} (a number is a base too)."""
+    out: dict = {}
+    for f in sp.Mul.make_args(n):
+        b, k = (f.base, int(f.exp)) if f.is_Pow and f.exp.is_Integer else (f, 1)
+        out[b] = out.get(b, 0) + k
+    return out
+
+
+class _NotRational(Exception):
+    """A power numerator() does not put over a common denominator."""
+
+
+def rational_zero(diff: sp.Expr, backend: str | None = None) -> bool:
+    """A difference with denominators (logarithmic costs) is 0: its numerator over a common denominator expands to 0.
+
+    The numerator is numerator()'s, whose denominators cancel where a product holds them (σ'(z) = a(1 − a) against
+    cross-entropy's a(1 − a) below), else `together`'s."""
+    numer = numerator(diff)
+    if numer is None:
+        numer, _ = sp.fraction(sp.together(diff))
+    if (backend or BACKEND) == "symengine":
+        return se.expand(se.sympify(numer)) == 0
+    return sp.expand(numer) == 0
 
 
 @dataclass(frozen=True)
