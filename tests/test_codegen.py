@@ -803,7 +803,6 @@ def test_generation_is_deterministic_and_checked_in(tmp_path, capsys):
     for name, text in again.items():
         assert (tmp_path / name).read_bytes() == text.encode()
         assert (ROOT / "generated" / name).read_bytes() == text.encode(), f"{name} is stale: python -m codegen"
-    assert codegen_main(["--check"]) == 0
 
 
 def test_check_names_stale_files_and_the_fix(tmp_path, capsys):
