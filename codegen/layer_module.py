@@ -42,8 +42,8 @@ class LinePrinter:
         self.used_zero = False  # a gather reads the padding: _with_zero appends the zero column
         self.used_max = False  # _row_max and _first_max (max pooling)
         # the takes whose values stay inside the function: written into buffers kept between calls (Backend.scratch)
-        self.kept = {line.lhs for line in lines if line.kind == "gather" and line.args[1].how == "take"} - \
-            escaping(lines, returned) if backend.scratch else set()
+        takes = {line.lhs for line in lines if line.kind == "gather" and line.args[1].how == "take"}
+        self.kept = takes - escaping(lines, returned) if backend.scratch else set()
         self.function = function  # the buffers' keys: "<function>.<line>"
         self.used_scratch = False
 

@@ -329,7 +329,7 @@ def test_a_later_call_leaves_what_an_earlier_call_returned_as_it_was(name, modul
     params, x, y = data(spec, module, B, 4)
     _, x2, y2 = data(spec, module, B, 5)
     first = _one_call(module, params, x, y)
-    kept = [np.array(a, copy=True) for a in (first[0],)] + [{k: v.copy() for k, v in d.items()} for d in first[1:]]
+    kept = [first[0].copy()] + [{k: v.copy() for k, v in d.items()} for d in first[1:]]
     _one_call(module, params, x2, y2)
     module.forward(params, x2, training=False)
     for got, want, what in zip(first, kept, ("output", "cache", "gradients")):
